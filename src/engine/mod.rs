@@ -1,0 +1,19 @@
+//! The separation engine: audio in → frames → spectrograms → priors + optimizer → masks → stems out.
+//!
+//! Nothing in here knows about plugins or command lines.
+
+pub mod audio_file;
+pub mod constants;
+pub mod frames;
+pub mod latent_search;
+pub mod manifest;
+pub mod objective;
+pub mod optimizer;
+pub mod prior;
+pub mod resample;
+pub mod resynth;
+pub mod runtime;
+pub mod separate_file;
+pub mod separator;
+pub mod settings;
+pub mod stft;

@@ -1,0 +1,141 @@
+//! What a separation run is asked to do: optimizer, objective, output mode and presets.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The separation objective: the data term alone (MLE) or with the weighted prior term (MAP).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Objective {
+    /// Generalised KL divergence D(X ‖ Σ sᵢ) only (γ = 0); the paper's best scorer.
+    Mle,
+    /// D(X ‖ Σ sᵢ) − γ Σ log p(sᵢ), with γ in (0, 1].
+    Map { gamma: f32 },
+}
+
+impl Objective {
+    /// Weight of the prior term: 0 for MLE.
+    pub fn gamma(self) -> f32 {
+        match self {
+            Objective::Mle => 0.0,
+            Objective::Map { gamma } => gamma,
+        }
+    }
+}
+
+/// How the separated magnitudes become audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Soft masks sᵢ / Σ sⱼ on the mix STFT: stems sum to the input (the default).
+    Consistent,
+    /// The paper's output: each stem's decoded magnitude with the mixture phase.
+    MixturePhase,
+}
+
+impl FromStr for OutputMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "consistent" => Ok(OutputMode::Consistent),
+            "mixture-phase" => Ok(OutputMode::MixturePhase),
+            other => Err(format!("expected `consistent` or `mixture-phase`, found `{other}`")),
+        }
+    }
+}
+
+impl fmt::Display for OutputMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OutputMode::Consistent => "consistent",
+            OutputMode::MixturePhase => "mixture-phase",
+        })
+    }
+}
+
+/// Adam over the latents: the paper's defaults are lr 0.01, 150 iterations, betas (0.9, 0.999).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamSettings {
+    /// Step size.
+    pub learning_rate: f32,
+    /// Decay of the first-moment estimate.
+    pub beta1: f32,
+    /// Decay of the second-moment estimate.
+    pub beta2: f32,
+    /// Added to the square root of the second moment so the step stays finite.
+    pub epsilon: f32,
+}
+
+impl Default for AdamSettings {
+    fn default() -> Self {
+        AdamSettings { learning_rate: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }
+    }
+}
+
+/// Everything one separation run needs to know besides the priors and the audio.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeparationSettings {
+    /// Adam hyper-parameters.
+    pub adam: AdamSettings,
+    /// Adam iterations per frame.
+    pub iterations: usize,
+    /// MLE or MAP.
+    pub objective: Objective,
+    /// Mask or mixture-phase output.
+    pub mode: OutputMode,
+    /// Seconds two neighbouring frames overlap and crossfade over.
+    pub overlap_seconds: f64,
+}
+
+impl SeparationSettings {
+    /// The shipped defaults: the paper's optimizer (z = 0, Adam 0.01, 150 iterations, MLE) with
+    /// mixture-consistent masks, so the stems sum to the input.
+    pub fn default_preset() -> Self {
+        SeparationSettings {
+            adam: AdamSettings::default(),
+            iterations: 150,
+            objective: Objective::Mle,
+            mode: OutputMode::Consistent,
+            overlap_seconds: 0.5,
+        }
+    }
+
+    /// Exactly the paper's settings: z = 0, Adam 0.01, 150 iterations, MLE, mixture phase.
+    pub fn paper_preset() -> Self {
+        SeparationSettings { mode: OutputMode::MixturePhase, ..Self::default_preset() }
+    }
+}
+
+impl Default for SeparationSettings {
+    fn default() -> Self {
+        Self::default_preset()
+    }
+}
+
+/// The named presets of `--preset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// [`SeparationSettings::default_preset`].
+    Default,
+    /// [`SeparationSettings::paper_preset`].
+    Paper,
+}
+
+impl Preset {
+    /// The settings this preset stands for.
+    pub fn settings(self) -> SeparationSettings {
+        match self {
+            Preset::Default => SeparationSettings::default_preset(),
+            Preset::Paper => SeparationSettings::paper_preset(),
+        }
+    }
+}
+
+impl FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "default" => Ok(Preset::Default),
+            "paper" => Ok(Preset::Paper),
+            other => Err(format!("expected `default` or `paper`, found `{other}`")),
+        }
+    }
+}
