@@ -1,0 +1,1 @@
+"""Stemflow prior training: STFT, synthetic sources, Glow flow (JAX + ONNX export)."""
