@@ -1,0 +1,698 @@
+//! The ONNX Runtime environment: finding the shared library, checking its version, and making
+//! sessions on the requested device.
+//!
+//! ONNX Runtime is loaded at run time (ort's `load-dynamic`), so the same binary works with a
+//! library beside the executable, inside a plugin bundle, or in the set-up location written by
+//! `cargo xtask setup`. ort panics when the library is older than the API level it was compiled
+//! for, so [`probe_library`] opens the file itself and reads its version before ort ever sees it.
+
+use std::ffi::{c_char, CStr, OsString};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use ort::ep::ExecutionProvider;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::Session;
+
+/// Environment variable naming the ONNX Runtime library (a file, or a folder holding it).
+pub const ORT_LIB_ENV: &str = "STEMFLOW_ORT_LIB";
+/// Environment variable overriding [`data_dir`].
+pub const DATA_DIR_ENV: &str = "STEMFLOW_DATA_DIR";
+/// The ONNX Runtime API level ort is compiled for (`api-22`): an older library cannot work.
+pub const MIN_MINOR_VERSION: u32 = 22;
+/// The ONNX Runtime release Stemflow is tested with and `cargo xtask setup` installs.
+pub const TESTED_VERSION: &str = "1.31.1";
+
+/// The library's file names on this platform, most specific first.
+#[cfg(target_os = "linux")]
+pub const LIBRARY_NAMES: &[&str] = &["libonnxruntime.so.1.31.1", "libonnxruntime.so"];
+/// The library's file names on this platform, most specific first.
+#[cfg(target_os = "macos")]
+pub const LIBRARY_NAMES: &[&str] = &["libonnxruntime.1.31.1.dylib", "libonnxruntime.dylib"];
+/// The library's file names on this platform, most specific first.
+#[cfg(target_os = "windows")]
+pub const LIBRARY_NAMES: &[&str] = &["onnxruntime.dll"];
+/// The library's file names on this platform, most specific first.
+#[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
+pub const LIBRARY_NAMES: &[&str] = &["libonnxruntime.so"];
+
+/// Everything that can go wrong between "find ONNX Runtime" and "here is a session".
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// No candidate file exists; `tried` lists every path looked at, in lookup order.
+    #[error("ONNX Runtime library not found; tried: {}", display_paths(.tried))]
+    NotFound {
+        /// Every path checked, in the order checked.
+        tried: Vec<PathBuf>,
+    },
+    /// The file exists but is not a loadable ONNX Runtime library.
+    #[error("{} is not an ONNX Runtime library: {reason}", .path.display())]
+    NotALibrary {
+        /// The file that was opened.
+        path: PathBuf,
+        /// What the loader or the symbol lookup said.
+        reason: String,
+    },
+    /// The library is an ONNX Runtime, but one this build cannot use.
+    #[error("{} is ONNX Runtime {found}; expected {expected} (tested with {tested})", .path.display())]
+    WrongVersion {
+        /// The file that was opened.
+        path: PathBuf,
+        /// The versions that work, e.g. `>= 1.22`.
+        expected: String,
+        /// The version Stemflow is tested with.
+        tested: String,
+        /// The version string the library reported.
+        found: String,
+    },
+    /// ort refused to create its environment.
+    #[error("could not initialise ONNX Runtime from {}: {reason}", .path.display())]
+    Init {
+        /// The library ort was given.
+        path: PathBuf,
+        /// ort's message.
+        reason: String,
+    },
+    /// A session could not be created from a model file (missing, corrupt, or unsupported ops).
+    #[error("could not load ONNX model {}: {reason}", .path.display())]
+    Session {
+        /// The model file.
+        path: PathBuf,
+        /// ONNX Runtime's message.
+        reason: String,
+    },
+    /// A device name that is not one of the supported ones.
+    #[error("expected a device `cpu`, `cuda` or `directml`, found `{found}`")]
+    UnknownDevice {
+        /// The text that was given.
+        found: String,
+    },
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "(nothing)".to_string();
+    }
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Stemflow's per-user data folder: `$STEMFLOW_DATA_DIR`, else `$XDG_DATA_HOME/stemflow`, else
+/// `$HOME/.local/share/stemflow` (on Windows `%LOCALAPPDATA%\stemflow`). The runtime lives in
+/// `data_dir()/runtime/`, user-trained priors in `data_dir()/priors/`. `None` when none of
+/// those variables is set.
+pub fn data_dir() -> Option<PathBuf> {
+    data_dir_from(
+        non_empty_env(DATA_DIR_ENV),
+        non_empty_env("XDG_DATA_HOME"),
+        non_empty_env("HOME"),
+        non_empty_env("LOCALAPPDATA"),
+    )
+}
+
+/// [`data_dir`] from explicit variable values, so the rule can be tested without touching the
+/// process environment.
+pub fn data_dir_from(
+    stemflow_data_dir: Option<OsString>,
+    xdg_data_home: Option<OsString>,
+    home: Option<OsString>,
+    local_app_data: Option<OsString>,
+) -> Option<PathBuf> {
+    if let Some(dir) = stemflow_data_dir {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = xdg_data_home {
+        return Some(PathBuf::from(dir).join("stemflow"));
+    }
+    if let Some(home) = home {
+        return Some(PathBuf::from(home).join(".local").join("share").join("stemflow"));
+    }
+    local_app_data.map(|dir| PathBuf::from(dir).join("stemflow"))
+}
+
+/// An environment variable's value, treating an empty value as unset.
+pub(crate) fn non_empty_env(name: &str) -> Option<OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+/// Where the caller wants the runtime looked for, besides the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// A library given explicitly (CLI flag, API argument): a file or a folder holding it. When
+    /// set, nothing else is tried, so a typo is reported rather than silently bypassed.
+    pub library: Option<PathBuf>,
+    /// Folders to search before the set-up location: the CLI passes its executable's folder, the
+    /// plugin its bundle folder. Each is searched directly and in its `lib/` subfolder.
+    pub beside: Vec<PathBuf>,
+}
+
+/// Which lookup rule produced the library, so `stemflow doctor`-style output can say why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LibrarySource {
+    /// [`RuntimeOptions::library`].
+    Explicit,
+    /// The `STEMFLOW_ORT_LIB` environment variable.
+    EnvVar,
+    /// One of [`RuntimeOptions::beside`] (the folder that matched is given).
+    Beside(PathBuf),
+    /// `data_dir()/runtime/`, where `cargo xtask setup` installs it.
+    SetUpLocation,
+}
+
+impl fmt::Display for LibrarySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LibrarySource::Explicit => f.write_str("explicit path"),
+            LibrarySource::EnvVar => write!(f, "${ORT_LIB_ENV}"),
+            LibrarySource::Beside(dir) => write!(f, "beside {}", dir.display()),
+            LibrarySource::SetUpLocation => f.write_str("set-up location"),
+        }
+    }
+}
+
+/// The lookup's inputs with the environment already read, so lookup order is testable without
+/// mutating process-global environment variables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LibraryLookup {
+    /// See [`RuntimeOptions::library`].
+    pub explicit: Option<PathBuf>,
+    /// The value of `STEMFLOW_ORT_LIB`, if set and non-empty (authoritative like `explicit`).
+    pub env_var: Option<PathBuf>,
+    /// See [`RuntimeOptions::beside`].
+    pub beside: Vec<PathBuf>,
+    /// `data_dir()/runtime`, if a data folder is known.
+    pub set_up_dir: Option<PathBuf>,
+}
+
+/// A library file that exists, and the rule that found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocatedLibrary {
+    /// The file.
+    pub path: PathBuf,
+    /// The rule that found it.
+    pub source: LibrarySource,
+}
+
+impl LibraryLookup {
+    /// The lookup for `options` and the current process environment.
+    pub fn from_env(options: &RuntimeOptions) -> LibraryLookup {
+        LibraryLookup {
+            explicit: options.library.clone(),
+            env_var: non_empty_env(ORT_LIB_ENV).map(PathBuf::from),
+            beside: options.beside.clone(),
+            set_up_dir: data_dir().map(|d| d.join("runtime")),
+        }
+    }
+
+    /// The first existing candidate in the order explicit → env var → beside dirs (dir, then
+    /// `dir/lib`) → set-up location. An explicit path or env var, when given, is the only
+    /// candidate of the search. On failure the error lists every path tried.
+    pub fn locate(&self) -> Result<LocatedLibrary, RuntimeError> {
+        let mut tried = Vec::new();
+        if let Some(path) = &self.explicit {
+            return find_in_file_or_dir(path, &mut tried)
+                .map(|path| LocatedLibrary { path, source: LibrarySource::Explicit })
+                .ok_or(RuntimeError::NotFound { tried });
+        }
+        if let Some(path) = &self.env_var {
+            return find_in_file_or_dir(path, &mut tried)
+                .map(|path| LocatedLibrary { path, source: LibrarySource::EnvVar })
+                .ok_or(RuntimeError::NotFound { tried });
+        }
+        for dir in &self.beside {
+            for candidate_dir in [dir.clone(), dir.join("lib")] {
+                if let Some(path) = find_in_dir(&candidate_dir, &mut tried) {
+                    return Ok(LocatedLibrary { path, source: LibrarySource::Beside(dir.clone()) });
+                }
+            }
+        }
+        if let Some(dir) = &self.set_up_dir {
+            if let Some(path) = find_in_dir(dir, &mut tried) {
+                return Ok(LocatedLibrary { path, source: LibrarySource::SetUpLocation });
+            }
+        }
+        Err(RuntimeError::NotFound { tried })
+    }
+}
+
+fn find_in_file_or_dir(path: &Path, tried: &mut Vec<PathBuf>) -> Option<PathBuf> {
+    if path.is_dir() {
+        find_in_dir(path, tried)
+    } else {
+        tried.push(path.to_path_buf());
+        path.is_file().then(|| path.to_path_buf())
+    }
+}
+
+fn find_in_dir(dir: &Path, tried: &mut Vec<PathBuf>) -> Option<PathBuf> {
+    for name in LIBRARY_NAMES {
+        let candidate = dir.join(name);
+        tried.push(candidate.clone());
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
+/// An ONNX Runtime release number as the library reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RuntimeVersion {
+    /// Major release (1 for every release so far).
+    pub major: u32,
+    /// Minor release: equals the C API level the library provides.
+    pub minor: u32,
+    /// Patch release.
+    pub patch: u32,
+}
+
+impl FromStr for RuntimeVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts = s.trim().split('.');
+        let mut next = |what: &str| -> Result<u32, String> {
+            let part = parts.next().ok_or_else(|| format!("no {what} number in `{s}`"))?;
+            // Tolerate suffixes such as `1.31.1-dev`.
+            let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().map_err(|_| format!("the {what} number in `{s}` is not a number"))
+        };
+        let major = next("major")?;
+        let minor = next("minor")?;
+        let patch = next("patch").unwrap_or(0);
+        Ok(RuntimeVersion { major, minor, patch })
+    }
+}
+
+impl fmt::Display for RuntimeVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// Opens `path`, reads its version via `OrtGetApiBase()->GetVersionString()`, and checks it is
+/// one this build can use; never panics, whatever the file is. The library is closed again.
+pub fn probe_library(path: &Path) -> Result<RuntimeVersion, RuntimeError> {
+    let not_a_library =
+        |reason: String| RuntimeError::NotALibrary { path: path.to_path_buf(), reason };
+    // SAFETY: loading runs the library's initialisers; a file found by the lookup is trusted to
+    // be what it claims (the same trust ort itself places in it).
+    let library = unsafe { libloading::Library::new(path) }.map_err(|e| not_a_library(e.to_string()))?;
+    type GetApiBase = unsafe extern "system" fn() -> *const ort::sys::OrtApiBase;
+    // SAFETY: `OrtGetApiBase` has this signature in every ONNX Runtime release.
+    let get_api_base = unsafe { library.get::<GetApiBase>(b"OrtGetApiBase") }
+        .map_err(|e| not_a_library(format!("no `OrtGetApiBase` symbol ({e})")))?;
+    // SAFETY: calling the C entry point; it takes no arguments and returns a static pointer.
+    let base = unsafe { get_api_base() };
+    if base.is_null() {
+        return Err(not_a_library("`OrtGetApiBase` returned null".into()));
+    }
+    // SAFETY: `base` is non-null and points at the library's static `OrtApiBase`.
+    let version_ptr: *const c_char = unsafe { ((*base).GetVersionString)() };
+    if version_ptr.is_null() {
+        return Err(not_a_library("`GetVersionString` returned null".into()));
+    }
+    // SAFETY: ONNX Runtime returns a static NUL-terminated string.
+    let found = unsafe { CStr::from_ptr(version_ptr) }.to_string_lossy().into_owned();
+    let wrong_version = || RuntimeError::WrongVersion {
+        path: path.to_path_buf(),
+        expected: format!(">= 1.{MIN_MINOR_VERSION}"),
+        tested: TESTED_VERSION.to_string(),
+        found: found.clone(),
+    };
+    let version: RuntimeVersion = found.parse().map_err(|_| wrong_version())?;
+    if version.major != 1 || version.minor < MIN_MINOR_VERSION {
+        return Err(wrong_version());
+    }
+    drop(library);
+    Ok(version)
+}
+
+/// The compute device a caller asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// ONNX Runtime's CPU provider (always available).
+    #[default]
+    Cpu,
+    /// NVIDIA CUDA (needs an onnxruntime-gpu library and the CUDA/cuDNN libraries).
+    Cuda,
+    /// DirectML on Windows (needs an onnxruntime-directml library).
+    DirectMl,
+}
+
+impl FromStr for Device {
+    type Err = RuntimeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda),
+            "directml" => Ok(Device::DirectMl),
+            _ => Err(RuntimeError::UnknownDevice { found: s.to_string() }),
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+            Device::DirectMl => "directml",
+        })
+    }
+}
+
+/// The device a session actually runs on: differs from the requested [`Device`] when the GPU
+/// provider could not be registered and the session fell back to the CPU.
+pub type Backend = Device;
+
+/// How a session should run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// Requested device; a GPU request falls back to the CPU with a warning.
+    pub device: Device,
+    /// Intra-op threads (0 lets ONNX Runtime choose). Inter-op is always 1: the graphs are
+    /// sequential and parallel mode only doubled the cost in measurements.
+    pub threads: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions { device: Device::Cpu, threads: 1 }
+    }
+}
+
+/// The loaded ONNX Runtime: the library that was used and ort's process-wide environment.
+pub struct Runtime {
+    /// The library file in use.
+    library: PathBuf,
+    /// Which lookup rule found it.
+    source: LibrarySource,
+    /// Its version.
+    version: RuntimeVersion,
+    /// ort's environment; sessions are built from it. There is one per process.
+    environment: ort::environment::Environment,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("library", &self.library)
+            .field("source", &self.source)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// ort allows one environment (and one loaded library) per process: the first successful
+/// [`Runtime::load`] is kept here and shared.
+static LOADED: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
+
+impl Runtime {
+    /// Finds the library (see [`LibraryLookup::locate`]), checks its version, and initialises ort.
+    /// A later call returns the runtime already loaded (ort cannot switch libraries in a running
+    /// process), with a warning if it would have picked a different file.
+    pub fn load(options: &RuntimeOptions) -> Result<Arc<Runtime>, RuntimeError> {
+        let located = LibraryLookup::from_env(options).locate()?;
+        let version = probe_library(&located.path)?;
+        let mut loaded = LOADED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(runtime) = loaded.as_ref() {
+            if !same_file(&runtime.library, &located.path) {
+                log::warn!(
+                    "ONNX Runtime is already loaded from {}; ignoring {} ({})",
+                    runtime.library.display(),
+                    located.path.display(),
+                    located.source
+                );
+            }
+            return Ok(Arc::clone(runtime));
+        }
+        let path = std::path::absolute(&located.path).unwrap_or_else(|_| located.path.clone());
+        let init = |reason: String| RuntimeError::Init { path: path.clone(), reason };
+        let environment = ort::init_from(&path)
+            .map_err(|e| init(e.to_string()))?
+            .with_name("stemflow")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| init(e.to_string()))?;
+        log::info!("ONNX Runtime {version} from {} ({})", path.display(), located.source);
+        let runtime =
+            Arc::new(Runtime { library: path, source: located.source, version, environment });
+        *loaded = Some(Arc::clone(&runtime));
+        Ok(runtime)
+    }
+
+    /// The library file in use.
+    pub fn library_path(&self) -> &Path {
+        &self.library
+    }
+
+    /// Which lookup rule found the library.
+    pub fn source(&self) -> &LibrarySource {
+        &self.source
+    }
+
+    /// The library's version.
+    pub fn version(&self) -> RuntimeVersion {
+        self.version
+    }
+
+    /// A session for `model_path`: `threads` intra-op threads, one inter-op thread, no spinning,
+    /// sequential execution, all graph optimisations. A GPU device whose provider cannot be
+    /// registered falls back to the CPU (logged); the returned [`Backend`] says which ran.
+    pub fn session(
+        &self,
+        model_path: &Path,
+        options: &SessionOptions,
+    ) -> Result<(Session, Backend), RuntimeError> {
+        let session_error =
+            |reason: String| RuntimeError::Session { path: model_path.to_path_buf(), reason };
+        if !model_path.is_file() {
+            return Err(session_error("no such file".into()));
+        }
+        let mut builder = self.builder(options.threads).map_err(session_error)?;
+        let backend = match options.device {
+            Device::Cpu => Device::Cpu,
+            gpu => match register_gpu(&mut builder, gpu) {
+                Ok(()) => gpu,
+                Err(reason) => {
+                    log::warn!("{gpu} is not available ({reason}); using the CPU");
+                    builder = self.builder(options.threads).map_err(session_error)?;
+                    Device::Cpu
+                }
+            },
+        };
+        let session = builder.commit_from_file(model_path).map_err(|e| session_error(e.to_string()))?;
+        Ok((session, backend))
+    }
+
+    fn builder(&self, threads: usize) -> Result<SessionBuilder, String> {
+        let message = |e: ort::Error<SessionBuilder>| e.to_string();
+        Session::builder(&self.environment)
+            .map_err(|e| e.to_string())?
+            .with_intra_threads(threads)
+            .map_err(message)?
+            .with_inter_threads(1)
+            .map_err(message)?
+            .with_intra_op_spinning(false)
+            .map_err(message)?
+            .with_inter_op_spinning(false)
+            .map_err(message)?
+            .with_parallel_execution(false)
+            .map_err(message)?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(message)
+    }
+}
+
+fn register_gpu(builder: &mut SessionBuilder, device: Device) -> Result<(), String> {
+    let result = match device {
+        Device::Cpu => Ok(()),
+        Device::Cuda => ort::ep::CUDA::default().register(builder),
+        Device::DirectMl => ort::ep::DirectML::default().register(builder),
+    };
+    result.map_err(|e| e.to_string())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// The library `cargo xtask setup` installs, found the way users find it.
+    fn set_up_library() -> PathBuf {
+        data_dir().expect("HOME is set").join("runtime").join(LIBRARY_NAMES[0])
+    }
+
+    #[cfg(unix)]
+    fn link_library(dir: &Path) -> PathBuf {
+        fs::create_dir_all(dir).unwrap();
+        let target = dir.join(LIBRARY_NAMES[0]);
+        std::os::unix::fs::symlink(set_up_library(), &target).unwrap();
+        target
+    }
+
+    #[test]
+    fn loads_from_the_set_up_location_and_reports_its_version() {
+        let runtime = Runtime::load(&RuntimeOptions::default()).unwrap();
+        assert_eq!(runtime.version().to_string(), "1.31.1");
+        assert_eq!(probe_library(&set_up_library()).unwrap(), "1.31.1".parse().unwrap());
+        // A second load hands back the same process-wide runtime.
+        let again = Runtime::load(&RuntimeOptions { library: Some(set_up_library()), beside: vec![] })
+            .unwrap();
+        assert!(Arc::ptr_eq(&runtime, &again));
+    }
+
+    #[test]
+    fn nonexistent_explicit_path_is_not_found_and_listed() {
+        let missing = PathBuf::from("/nonexistent/stemflow/libonnxruntime.so");
+        let options = RuntimeOptions { library: Some(missing.clone()), beside: vec![] };
+        match Runtime::load(&options) {
+            Err(RuntimeError::NotFound { tried }) => assert_eq!(tried, vec![missing]),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn text_file_is_not_a_library() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("libonnxruntime.so");
+        fs::write(&fake, "definitely not ELF\n").unwrap();
+        match probe_library(&fake) {
+            Err(RuntimeError::NotALibrary { path, reason }) => {
+                assert_eq!(path, fake);
+                assert!(!reason.is_empty());
+            }
+            other => panic!("expected NotALibrary, got {other:?}"),
+        }
+        let options = RuntimeOptions { library: Some(fake), beside: vec![] };
+        assert!(matches!(Runtime::load(&options), Err(RuntimeError::NotALibrary { .. })));
+    }
+
+    #[test]
+    fn a_library_without_the_entry_point_is_not_a_library() {
+        // libm is a real shared library that has no `OrtGetApiBase`.
+        let libm = Path::new("/lib/x86_64-linux-gnu/libm.so.6");
+        if !libm.exists() {
+            return;
+        }
+        match probe_library(libm) {
+            Err(RuntimeError::NotALibrary { reason, .. }) => assert!(reason.contains("OrtGetApiBase")),
+            other => panic!("expected NotALibrary, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn version_strings_parse_and_old_versions_are_rejected_by_rule() {
+        let v: RuntimeVersion = "1.31.1".parse().unwrap();
+        assert_eq!((v.major, v.minor, v.patch), (1, 31, 1));
+        assert_eq!("1.22.0-dev".parse::<RuntimeVersion>().unwrap().minor, 22);
+        assert!("garbage".parse::<RuntimeVersion>().is_err());
+        assert!("1.21.0".parse::<RuntimeVersion>().unwrap().minor < MIN_MINOR_VERSION);
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn lookup_order_env_var_beats_beside_beats_set_up_location() {
+        let root = tempfile::tempdir().unwrap();
+        let env_lib = link_library(&root.path().join("env"));
+        let beside_dir = root.path().join("beside");
+        let beside_lib = link_library(&beside_dir.join("lib"));
+        let set_up_dir = root.path().join("data/runtime");
+        let set_up_lib = link_library(&set_up_dir);
+
+        let mut lookup = LibraryLookup {
+            explicit: None,
+            env_var: Some(env_lib.clone()),
+            beside: vec![root.path().join("empty"), beside_dir.clone()],
+            set_up_dir: Some(set_up_dir.clone()),
+        };
+        let found = lookup.locate().unwrap();
+        assert_eq!((found.path, found.source), (env_lib.clone(), LibrarySource::EnvVar));
+
+        lookup.env_var = None;
+        let found = lookup.locate().unwrap();
+        assert_eq!(found.path, beside_lib);
+        assert_eq!(found.source, LibrarySource::Beside(beside_dir.clone()));
+        // Every probed library is the real runtime.
+        assert_eq!(probe_library(&found.path).unwrap().minor, 31);
+
+        lookup.beside = vec![root.path().join("empty")];
+        let found = lookup.locate().unwrap();
+        assert_eq!((found.path, found.source), (set_up_lib, LibrarySource::SetUpLocation));
+
+        // Explicit beats everything, and accepts a folder.
+        lookup.explicit = Some(env_lib.parent().unwrap().to_path_buf());
+        lookup.env_var = Some(beside_dir.clone());
+        let found = lookup.locate().unwrap();
+        assert_eq!((found.path, found.source), (env_lib, LibrarySource::Explicit));
+
+        // Nothing anywhere: every path tried is listed, in order.
+        let lookup = LibraryLookup {
+            explicit: None,
+            env_var: None,
+            beside: vec![root.path().join("empty")],
+            set_up_dir: Some(root.path().join("nothing")),
+        };
+        match lookup.locate() {
+            Err(RuntimeError::NotFound { tried }) => {
+                let empty = root.path().join("empty");
+                let mut expected: Vec<PathBuf> = LIBRARY_NAMES.iter().map(|n| empty.join(n)).collect();
+                expected.extend(LIBRARY_NAMES.iter().map(|n| empty.join("lib").join(n)));
+                expected.extend(LIBRARY_NAMES.iter().map(|n| root.path().join("nothing").join(n)));
+                assert_eq!(tried, expected);
+            }
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn data_dir_prefers_the_override_then_xdg_then_home() {
+        let some = |s: &str| Some(OsString::from(s));
+        assert_eq!(data_dir_from(some("/d"), some("/x"), some("/h"), None), Some("/d".into()));
+        assert_eq!(data_dir_from(None, some("/x"), some("/h"), None), Some("/x/stemflow".into()));
+        assert_eq!(
+            data_dir_from(None, None, some("/h"), None),
+            Some("/h/.local/share/stemflow".into())
+        );
+        assert_eq!(data_dir_from(None, None, None, None), None);
+    }
+
+    #[test]
+    fn devices_parse_and_unknown_names_list_the_valid_ones() {
+        assert_eq!("cpu".parse::<Device>().unwrap(), Device::Cpu);
+        assert_eq!("CUDA".parse::<Device>().unwrap(), Device::Cuda);
+        assert_eq!("directml".parse::<Device>().unwrap(), Device::DirectMl);
+        let message = "metal".parse::<Device>().unwrap_err().to_string();
+        assert!(message.contains("`cpu`") && message.contains("`cuda`") && message.contains("`metal`"));
+    }
+
+    #[test]
+    fn cuda_request_falls_back_to_cpu_and_says_so() {
+        let runtime = Runtime::load(&RuntimeOptions::default()).unwrap();
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/toy_prior/toy/decode.onnx");
+        let options = SessionOptions { device: Device::Cuda, threads: 1 };
+        let (session, backend) = runtime.session(&model, &options).unwrap();
+        assert_eq!(backend, Device::Cpu);
+        assert_eq!(session.inputs()[0].name(), "z");
+        let options = SessionOptions { device: Device::DirectMl, threads: 1 };
+        assert_eq!(runtime.session(&model, &options).unwrap().1, Device::Cpu);
+    }
+
+    #[test]
+    fn a_corrupt_model_is_a_session_error() {
+        let runtime = Runtime::load(&RuntimeOptions::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("decode.onnx");
+        fs::write(&model, b"\x08\x07garbage").unwrap();
+        let result = runtime.session(&model, &SessionOptions::default());
+        assert!(matches!(result, Err(RuntimeError::Session { .. })), "{result:?}");
+    }
+}
