@@ -1,0 +1,420 @@
+//! `manifest.json`: what a prior folder claims to be, checked against the engine's constants and
+//! the files on disk (see `models/CONTRACT.md`).
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::engine::constants::{BINS, FRAMES, FRAME_SECONDS, HOP, N_FFT, PRIOR_SAMPLE_RATE, TIME_MULTIPLE};
+use crate::engine::prior::PriorError;
+
+/// The manifest's file name inside a prior folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// The value of `format` every prior carries.
+pub const FORMAT: &str = "stemflow-prior";
+/// The manifest layout this engine reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// The STFT window every prior is trained on.
+pub const WINDOW: &str = "hann-periodic";
+/// The STFT framing every prior is trained on.
+pub const CENTER: &str = "zero";
+
+/// A prior's `manifest.json`. Unknown extra fields are ignored so newer trainers can add
+/// descriptive data without breaking older engines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always `stemflow-prior`: tells a prior folder from any other JSON.
+    pub format: String,
+    /// Layout version of this file; the engine reads version 1.
+    pub format_version: u32,
+    /// Instrument name; equals the folder name and is what users select with `--stems`.
+    pub stem: String,
+    /// Signal representation the graphs expect; must equal the engine's constants.
+    pub sample_rate: u32,
+    /// STFT size.
+    pub n_fft: usize,
+    /// STFT hop.
+    pub hop: usize,
+    /// STFT window name.
+    pub window: String,
+    /// STFT framing convention.
+    pub center: String,
+    /// Length of one separation frame in seconds.
+    pub frame_seconds: f64,
+    /// STFT frames per separation frame.
+    pub frames: usize,
+    /// Frequency bins.
+    pub bins: usize,
+    /// The time axis must be a multiple of this.
+    pub time_multiple: usize,
+    /// How the flow's data space maps to magnitudes (applied inside the graphs).
+    pub magnitude_scaling: MagnitudeScaling,
+    /// Descriptive: the architecture, shown by `stemflow priors`.
+    pub model: ModelInfo,
+    /// The ONNX graphs this prior ships.
+    pub graphs: Graphs,
+    /// Descriptive: how the prior was trained, shown by `stemflow priors`.
+    #[serde(default)]
+    pub training: TrainingInfo,
+}
+
+/// `magnitude_scaling`: recorded so a reader knows what the flow models; the engine never applies it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MagnitudeScaling {
+    /// e.g. `log-standardized`.
+    pub kind: String,
+    /// The floor F in ln(|X| + F), when the kind has one.
+    #[serde(default)]
+    pub floor: Option<f64>,
+}
+
+/// `model`: descriptive architecture facts; optional so non-Glow priors (tests, future models) load.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// e.g. `glow-1d`.
+    pub kind: String,
+    /// Flow steps K.
+    #[serde(default)]
+    pub steps: Option<u64>,
+    /// Hidden channels of the coupling networks.
+    #[serde(default)]
+    pub hidden: Option<u64>,
+    /// Convolution layers per coupling network.
+    #[serde(default)]
+    pub coupling_layers: Option<u64>,
+    /// Dilations of those layers.
+    #[serde(default)]
+    pub dilations: Option<Vec<u64>>,
+    /// Channel group size of the grouped 1×1 convolutions.
+    #[serde(default)]
+    pub group_size: Option<u64>,
+    /// Trainable parameters.
+    #[serde(default)]
+    pub parameters: Option<u64>,
+}
+
+/// `training`: descriptive provenance; every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingInfo {
+    /// What it was trained on.
+    #[serde(default)]
+    pub data: Option<String>,
+    /// Optimizer steps.
+    #[serde(default)]
+    pub steps: Option<u64>,
+    /// Final training loss in bits per dimension.
+    #[serde(default)]
+    pub train_bits_per_dim: Option<f64>,
+    /// Final validation loss in bits per dimension.
+    #[serde(default)]
+    pub valid_bits_per_dim: Option<f64>,
+}
+
+/// `graphs`: the ONNX files by role. `decode` and `grad` are required by the engine (checked in
+/// [`Manifest::load_verified`] so the error names the field); `encode` is for warm starts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Graphs {
+    /// z → s.
+    #[serde(default)]
+    pub decode: Option<GraphFile>,
+    /// (z, g, gamma) → (s, grad_z, logp).
+    #[serde(default)]
+    pub grad: Option<GraphFile>,
+    /// s → (z, logp).
+    #[serde(default)]
+    pub encode: Option<GraphFile>,
+}
+
+/// One graph file and its expected content hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GraphFile {
+    /// File name inside the prior folder.
+    pub file: String,
+    /// Lower-case hex sha256 of the file, so a truncated download or edited graph is refused.
+    pub sha256: String,
+}
+
+/// Whether `name` is a valid stem name: `[a-z0-9][a-z0-9_-]*`.
+pub fn is_valid_stem_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Lower-case hex sha256 of a file's content.
+pub fn sha256_file(path: &Path) -> Result<String, PriorError> {
+    let io_error = |source| PriorError::Io { path: path.to_path_buf(), source };
+    let mut file = File::open(path).map_err(io_error)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buffer).map_err(io_error)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Manifest {
+    /// Parses `dir/manifest.json` without checking it against anything.
+    pub fn load(dir: &Path) -> Result<Manifest, PriorError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| PriorError::Io { path: path.clone(), source })?;
+        serde_json::from_str(&text).map_err(|e| PriorError::Parse { path, message: e.to_string() })
+    }
+
+    /// Parses `dir/manifest.json` and checks everything the contract requires: format and
+    /// version, every signal field against the engine's constants, the stem name against the
+    /// folder name, and that the `decode` and `grad` graphs (and `encode`, when listed) exist with
+    /// the listed sha256.
+    pub fn load_verified(dir: &Path) -> Result<Manifest, PriorError> {
+        let manifest = Manifest::load(dir)?;
+        manifest.verify(dir)?;
+        Ok(manifest)
+    }
+
+    /// The checks of [`Manifest::load_verified`] on an already parsed manifest.
+    pub fn verify(&self, dir: &Path) -> Result<(), PriorError> {
+        let path = dir.join(MANIFEST_FILE);
+        let mismatch = |field: &'static str, expected: String, found: String| PriorError::FieldMismatch {
+            path: path.clone(),
+            field,
+            expected,
+            found,
+        };
+        let check_str = |field, expected: &str, found: &str| {
+            if expected == found {
+                Ok(())
+            } else {
+                Err(mismatch(field, format!("`{expected}`"), format!("`{found}`")))
+            }
+        };
+        let check_num = |field, expected: usize, found: usize| {
+            if expected == found {
+                Ok(())
+            } else {
+                Err(mismatch(field, expected.to_string(), found.to_string()))
+            }
+        };
+        check_str("format", FORMAT, &self.format)?;
+        check_num("format_version", FORMAT_VERSION as usize, self.format_version as usize)?;
+        check_num("sample_rate", PRIOR_SAMPLE_RATE as usize, self.sample_rate as usize)?;
+        check_num("n_fft", N_FFT, self.n_fft)?;
+        check_num("hop", HOP, self.hop)?;
+        check_str("window", WINDOW, &self.window)?;
+        check_str("center", CENTER, &self.center)?;
+        if (self.frame_seconds - FRAME_SECONDS).abs() > 1e-9 {
+            return Err(mismatch("frame_seconds", FRAME_SECONDS.to_string(), self.frame_seconds.to_string()));
+        }
+        check_num("frames", FRAMES, self.frames)?;
+        check_num("bins", BINS, self.bins)?;
+        check_num("time_multiple", TIME_MULTIPLE, self.time_multiple)?;
+
+        if !is_valid_stem_name(&self.stem) {
+            return Err(mismatch("stem", "a name matching [a-z0-9][a-z0-9_-]*".into(), format!("`{}`", self.stem)));
+        }
+        let folder = folder_name(dir);
+        if folder.as_deref() != Some(self.stem.as_str()) {
+            let folder = folder.unwrap_or_default();
+            return Err(mismatch("stem", format!("`{folder}` (the folder name)"), format!("`{}`", self.stem)));
+        }
+
+        let required = [("graphs.decode", &self.graphs.decode), ("graphs.grad", &self.graphs.grad)];
+        for (field, graph) in required {
+            let graph = graph.as_ref().ok_or(PriorError::MissingField { path: path.clone(), field })?;
+            verify_graph(dir, &path, field, graph)?;
+        }
+        if let Some(encode) = &self.graphs.encode {
+            verify_graph(dir, &path, "graphs.encode", encode)?;
+        }
+        Ok(())
+    }
+
+    /// The path of a graph listed in this manifest, inside `dir`.
+    pub fn graph_path(dir: &Path, graph: &GraphFile) -> PathBuf {
+        dir.join(&graph.file)
+    }
+}
+
+/// The last component of `dir` (resolving `.` and relative paths).
+fn folder_name(dir: &Path) -> Option<String> {
+    let resolved = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    resolved.file_name().map(|n| n.to_string_lossy().into_owned())
+}
+
+fn verify_graph(dir: &Path, manifest: &Path, field: &'static str, graph: &GraphFile) -> Result<(), PriorError> {
+    let plain_name = {
+        let mut components = Path::new(&graph.file).components();
+        matches!(components.next(), Some(Component::Normal(_))) && components.next().is_none()
+    };
+    if !plain_name {
+        return Err(PriorError::FieldMismatch {
+            path: manifest.to_path_buf(),
+            field,
+            expected: "a file name inside the prior folder".into(),
+            found: format!("`{}`", graph.file),
+        });
+    }
+    let file = dir.join(&graph.file);
+    if !file.is_file() {
+        return Err(PriorError::MissingFile { field, file });
+    }
+    let found = sha256_file(&file)?;
+    let expected = graph.sha256.to_ascii_lowercase();
+    if found != expected {
+        return Err(PriorError::HashMismatch { file, expected, found });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn toy_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/toy_prior/toy")
+    }
+
+    /// A copy of the toy prior in a temp dir, folder named `toy`, with `edit` applied to its JSON.
+    fn edited_copy(edit: impl FnOnce(&mut serde_json::Value)) -> (tempfile::TempDir, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("toy");
+        fs::create_dir(&dir).unwrap();
+        for entry in fs::read_dir(toy_dir()).unwrap() {
+            let entry = entry.unwrap();
+            fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+        let text = fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        edit(&mut json);
+        fs::write(dir.join(MANIFEST_FILE), serde_json::to_string_pretty(&json).unwrap()).unwrap();
+        (root, dir)
+    }
+
+    fn field_of(result: Result<Manifest, PriorError>) -> &'static str {
+        match result {
+            Err(PriorError::FieldMismatch { field, .. } | PriorError::MissingField { field, .. }) => field,
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_toy_manifest_passes() {
+        let manifest = Manifest::load_verified(&toy_dir()).unwrap();
+        assert_eq!(manifest.stem, "toy");
+        assert_eq!(manifest.frames, FRAMES);
+        assert!(manifest.graphs.encode.is_some());
+        assert_eq!(manifest.model.kind, "toy-elementwise");
+    }
+
+    #[test]
+    fn unknown_fields_are_allowed() {
+        let (_root, dir) = edited_copy(|j| j["something_new"] = serde_json::json!({"x": 1}));
+        Manifest::load_verified(&dir).unwrap();
+    }
+
+    #[test]
+    fn each_broken_field_is_named() {
+        use serde_json::json;
+        let cases: Vec<(&str, serde_json::Value)> = vec![
+            ("format", json!("something-else")),
+            ("format_version", json!(2)),
+            ("sample_rate", json!(44100)),
+            ("n_fft", json!(2048)),
+            ("hop", json!(512)),
+            ("window", json!("hann")),
+            ("center", json!("reflect")),
+            ("frame_seconds", json!(4.0)),
+            ("frames", json!(431)),
+            ("bins", json!(1025)),
+            ("time_multiple", json!(4)),
+            ("stem", json!("Bass")),
+            ("stem", json!("bass")),
+        ];
+        for (field, value) in cases {
+            let (_root, dir) = edited_copy(|j| j[field] = value.clone());
+            assert_eq!(field_of(Manifest::load_verified(&dir)), field, "{field} = {value}");
+        }
+        for graph in ["decode", "grad"] {
+            let (_root, dir) = edited_copy(|j| {
+                j["graphs"].as_object_mut().unwrap().remove(graph);
+            });
+            assert_eq!(field_of(Manifest::load_verified(&dir)), format!("graphs.{graph}"));
+        }
+        let (_root, dir) = edited_copy(|j| j["graphs"]["decode"]["file"] = json!("../toy_b/decode.onnx"));
+        assert_eq!(field_of(Manifest::load_verified(&dir)), "graphs.decode");
+    }
+
+    #[test]
+    fn a_missing_required_field_is_a_parse_error_naming_it() {
+        let (_root, dir) = edited_copy(|j| {
+            j.as_object_mut().unwrap().remove("hop");
+        });
+        match Manifest::load_verified(&dir) {
+            Err(PriorError::Parse { path, message }) => {
+                assert!(path.ends_with("toy/manifest.json"));
+                assert!(message.contains("hop"), "{message}");
+            }
+            other => panic!("expected Parse, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_modified_graph_byte_is_a_hash_mismatch() {
+        let (_root, dir) = edited_copy(|_| {});
+        let graph = dir.join("grad.onnx");
+        let mut bytes = fs::read(&graph).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&graph, bytes).unwrap();
+        match Manifest::load_verified(&dir) {
+            Err(PriorError::HashMismatch { file, expected, found }) => {
+                assert_eq!(file, graph);
+                assert_ne!(expected, found);
+                assert_eq!(found.len(), 64);
+            }
+            other => panic!("expected HashMismatch, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_graph_file_is_reported() {
+        let (_root, dir) = edited_copy(|_| {});
+        fs::remove_file(dir.join("decode.onnx")).unwrap();
+        match Manifest::load_verified(&dir) {
+            Err(PriorError::MissingFile { field, file }) => {
+                assert_eq!(field, "graphs.decode");
+                assert_eq!(file, dir.join("decode.onnx"));
+            }
+            other => panic!("expected MissingFile, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn invalid_json_names_the_file() {
+        let (_root, dir) = edited_copy(|_| {});
+        fs::write(dir.join(MANIFEST_FILE), "{ \"format\": ").unwrap();
+        match Manifest::load_verified(&dir) {
+            Err(e @ PriorError::Parse { .. }) => assert!(e.to_string().contains("manifest.json")),
+            other => panic!("expected Parse, got {other:?}"),
+        }
+        fs::remove_file(dir.join(MANIFEST_FILE)).unwrap();
+        assert!(matches!(Manifest::load_verified(&dir), Err(PriorError::Io { .. })));
+    }
+
+    #[test]
+    fn stem_names_follow_the_pattern() {
+        for ok in ["bass", "drums2", "e-guitar", "0_x"] {
+            assert!(is_valid_stem_name(ok), "{ok}");
+        }
+        for bad in ["", "Bass", "-bass", "_x", "bass guitar", "bäss"] {
+            assert!(!is_valid_stem_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,693 @@
+//! A loaded prior (its `decode` and `grad` sessions, checked against the contract), and the
+//! catalog of prior folders the engine can find.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ort::session::Session;
+use ort::value::{TensorElementType, TensorRef, ValueType};
+
+use crate::engine::constants::{BINS, TIME_MULTIPLE};
+use crate::engine::manifest::{GraphFile, Manifest, MANIFEST_FILE};
+use crate::engine::runtime::{data_dir, non_empty_env, Backend, Runtime, RuntimeError, SessionOptions};
+
+/// Environment variable listing extra prior folders (path-list syntax, like `PATH`).
+pub const PRIORS_ENV: &str = "STEMFLOW_PRIORS";
+
+/// Everything that can be wrong with a prior: its folder, manifest, graphs, or a call into it.
+#[derive(Debug, thiserror::Error)]
+pub enum PriorError {
+    /// A file could not be read.
+    #[error("could not read {}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `manifest.json` is not valid JSON or lacks a required field.
+    #[error("{} is not a valid prior manifest: {message}", .path.display())]
+    Parse {
+        /// The manifest file.
+        path: PathBuf,
+        /// serde's message (names the field and line).
+        message: String,
+    },
+    /// A manifest field has a value the engine cannot use.
+    #[error("{}: field `{field}` must be {expected}, found {found}", .path.display())]
+    FieldMismatch {
+        /// The manifest file.
+        path: PathBuf,
+        /// The field, dotted for nested ones (`graphs.decode`).
+        field: &'static str,
+        /// What the engine needs.
+        expected: String,
+        /// What the manifest says.
+        found: String,
+    },
+    /// A field the engine needs is absent.
+    #[error("{}: required field `{field}` is missing", .path.display())]
+    MissingField {
+        /// The manifest file.
+        path: PathBuf,
+        /// The field.
+        field: &'static str,
+    },
+    /// A graph named by the manifest does not exist.
+    #[error("`{field}` names {}, which does not exist", .file.display())]
+    MissingFile {
+        /// The manifest field naming it.
+        field: &'static str,
+        /// The missing file.
+        file: PathBuf,
+    },
+    /// A graph's content differs from the sha256 in the manifest.
+    #[error("{} has sha256 {found}, but the manifest expects {expected}", .file.display())]
+    HashMismatch {
+        /// The graph file.
+        file: PathBuf,
+        /// sha256 from the manifest.
+        expected: String,
+        /// sha256 of the file on disk.
+        found: String,
+    },
+    /// Creating a session failed (runtime missing, corrupt ONNX, ...).
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// A graph's inputs or outputs differ from the contract.
+    #[error("graph `{graph}`, tensor `{tensor}`: expected {expected}, found {found}")]
+    GraphInterface {
+        /// `decode` or `grad`.
+        graph: &'static str,
+        /// The input or output name.
+        tensor: String,
+        /// What the contract says.
+        expected: String,
+        /// What the graph declares.
+        found: String,
+    },
+    /// ONNX Runtime failed while running a graph.
+    #[error("running graph `{graph}` failed: {reason}")]
+    Run {
+        /// `decode` or `grad`.
+        graph: &'static str,
+        /// ONNX Runtime's message.
+        reason: String,
+    },
+    /// An output holds NaN or infinity.
+    #[error("graph `{graph}` produced a non-finite value in `{tensor}`")]
+    NonFinite {
+        /// `decode` or `grad`.
+        graph: &'static str,
+        /// The output.
+        tensor: &'static str,
+    },
+    /// An output's shape differs from `[1, 513, frames]` (or `[1]` for `logp`).
+    #[error("graph `{graph}`, output `{tensor}`: expected shape {expected:?}, found {found:?}")]
+    OutputShape {
+        /// `decode` or `grad`.
+        graph: &'static str,
+        /// The output.
+        tensor: &'static str,
+        /// The shape the call needs.
+        expected: Vec<i64>,
+        /// The shape produced.
+        found: Vec<i64>,
+    },
+    /// A caller's buffer has the wrong length for `frames`.
+    #[error("buffer `{buffer}` must hold {expected} values, found {found}")]
+    BufferLength {
+        /// Which argument.
+        buffer: &'static str,
+        /// 513 × frames.
+        expected: usize,
+        /// Its length.
+        found: usize,
+    },
+    /// The time axis is not a positive multiple of the graphs' `time_multiple`.
+    #[error("frames must be a positive multiple of {multiple}, found {frames}")]
+    BadFrames {
+        /// What was asked for.
+        frames: usize,
+        /// The contract's `time_multiple`.
+        multiple: usize,
+    },
+    /// A requested stem has no prior folder in any search directory.
+    #[error("no prior for stem `{stem}`; available: {}", display_list(.available))]
+    UnknownStem {
+        /// The name asked for.
+        stem: String,
+        /// Every stem the catalog found.
+        available: Vec<String>,
+    },
+}
+
+fn display_list(items: &[String]) -> String {
+    if items.is_empty() {
+        "(none)".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Which graph of a prior (for error messages and contract checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Decode,
+    Grad,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Decode => "decode",
+            Role::Grad => "grad",
+        }
+    }
+
+    /// (name, rank) of every input the contract requires, which are also the only inputs allowed.
+    fn inputs(self) -> &'static [(&'static str, usize)] {
+        match self {
+            Role::Decode => &[("z", 3)],
+            Role::Grad => &[("z", 3), ("g", 3), ("gamma", 1)],
+        }
+    }
+
+    /// (name, rank) of every output the contract requires; extra outputs are tolerated.
+    fn outputs(self) -> &'static [(&'static str, usize)] {
+        match self {
+            Role::Decode => &[("s", 3)],
+            Role::Grad => &[("s", 3), ("grad_z", 3), ("logp", 1)],
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One instrument's prior, ready to decode and differentiate. Not `Sync`: one per worker thread.
+pub struct Prior {
+    /// The verified manifest (shown in UIs, and the source of `stem`).
+    manifest: Manifest,
+    /// The prior folder it was loaded from.
+    dir: PathBuf,
+    /// Where the sessions run (CPU after a GPU fallback).
+    backend: Backend,
+    /// z → s.
+    decode: Session,
+    /// (z, g, gamma) → (s, grad_z, logp).
+    grad: Session,
+}
+
+impl fmt::Debug for Prior {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prior")
+            .field("stem", &self.manifest.stem)
+            .field("dir", &self.dir)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prior {
+    /// Verifies `dir/manifest.json` and its graphs, creates the `decode` and `grad` sessions and
+    /// checks their input/output names, element types and ranks against the contract.
+    pub fn load(runtime: &Runtime, dir: &Path, options: &SessionOptions) -> Result<Prior, PriorError> {
+        let manifest = Manifest::load_verified(dir)?;
+        let graph = |g: &Option<GraphFile>| g.as_ref().map(|g| Manifest::graph_path(dir, g));
+        // load_verified guarantees both are present.
+        let (Some(decode_path), Some(grad_path)) = (graph(&manifest.graphs.decode), graph(&manifest.graphs.grad)) else {
+            return Err(PriorError::MissingField { path: dir.join(MANIFEST_FILE), field: "graphs.decode" });
+        };
+        let (decode, decode_backend) = runtime.session(&decode_path, options)?;
+        let (grad, grad_backend) = runtime.session(&grad_path, options)?;
+        check_interface(Role::Decode, &decode)?;
+        check_interface(Role::Grad, &grad)?;
+        let backend = if decode_backend == grad_backend { decode_backend } else { Backend::Cpu };
+        Ok(Prior { manifest, dir: dir.to_path_buf(), backend, decode, grad })
+    }
+
+    /// The instrument name.
+    pub fn stem(&self) -> &str {
+        &self.manifest.stem
+    }
+
+    /// The verified manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The folder the prior was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The device the sessions actually run on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// s = f(z) for one item: `z` and `s_out` are `[1, 513, frames]` bin-major.
+    pub fn decode_into(&mut self, z: &[f32], frames: usize, s_out: &mut [f32]) -> Result<(), PriorError> {
+        let len = checked_len(frames)?;
+        check_len("z", len, z.len())?;
+        check_len("s_out", len, s_out.len())?;
+        let graph = Role::Decode.name();
+        let run_error = |e: ort::Error| PriorError::Run { graph, reason: e.to_string() };
+        let z = TensorRef::from_array_view(([1usize, BINS, frames], z)).map_err(run_error)?;
+        let outputs = self.decode.run(ort::inputs!["z" => z]).map_err(run_error)?;
+        copy_output(&outputs, graph, "s", &[1, BINS as i64, frames as i64], s_out)
+    }
+
+    /// One gradient evaluation: writes s = f(z) to `s_out` and
+    /// grad_z = J_f(z)ᵀ·g − gamma·∇_z log p(s(z)) to `grad_out`, and returns log p(s) in nats.
+    /// `z`, `g`, `s_out`, `grad_out` are `[1, 513, frames]` bin-major.
+    pub fn grad_into(
+        &mut self,
+        z: &[f32],
+        g: &[f32],
+        gamma: f32,
+        frames: usize,
+        s_out: &mut [f32],
+        grad_out: &mut [f32],
+    ) -> Result<f32, PriorError> {
+        let len = checked_len(frames)?;
+        check_len("z", len, z.len())?;
+        check_len("g", len, g.len())?;
+        check_len("s_out", len, s_out.len())?;
+        check_len("grad_out", len, grad_out.len())?;
+        let graph = Role::Grad.name();
+        let run_error = |e: ort::Error| PriorError::Run { graph, reason: e.to_string() };
+        let gamma = [gamma];
+        let shape = [1usize, BINS, frames];
+        let z = TensorRef::from_array_view((shape, z)).map_err(run_error)?;
+        let g = TensorRef::from_array_view((shape, g)).map_err(run_error)?;
+        let gamma = TensorRef::from_array_view(([1usize], &gamma[..])).map_err(run_error)?;
+        let outputs = self.grad.run(ort::inputs!["z" => z, "g" => g, "gamma" => gamma]).map_err(run_error)?;
+        let full = [1, BINS as i64, frames as i64];
+        copy_output(&outputs, graph, "s", &full, s_out)?;
+        copy_output(&outputs, graph, "grad_z", &full, grad_out)?;
+        let mut logp = [0.0f32];
+        copy_output(&outputs, graph, "logp", &[1], &mut logp)?;
+        Ok(logp[0])
+    }
+}
+
+fn checked_len(frames: usize) -> Result<usize, PriorError> {
+    if frames == 0 || frames % TIME_MULTIPLE != 0 {
+        return Err(PriorError::BadFrames { frames, multiple: TIME_MULTIPLE });
+    }
+    Ok(BINS * frames)
+}
+
+fn check_len(buffer: &'static str, expected: usize, found: usize) -> Result<(), PriorError> {
+    if expected == found {
+        Ok(())
+    } else {
+        Err(PriorError::BufferLength { buffer, expected, found })
+    }
+}
+
+/// Copies output `tensor` into `out` after checking its shape and that every value is finite.
+fn copy_output(
+    outputs: &ort::session::SessionOutputs<'_>,
+    graph: &'static str,
+    tensor: &'static str,
+    expected: &[i64],
+    out: &mut [f32],
+) -> Result<(), PriorError> {
+    let value = outputs.get(tensor).ok_or_else(|| PriorError::GraphInterface {
+        graph,
+        tensor: tensor.to_string(),
+        expected: "an output".into(),
+        found: "no such output".into(),
+    })?;
+    let (shape, data) = value
+        .try_extract_tensor::<f32>()
+        .map_err(|e| PriorError::Run { graph, reason: format!("output `{tensor}`: {e}") })?;
+    if &shape[..] != expected || data.len() != out.len() {
+        return Err(PriorError::OutputShape { graph, tensor, expected: expected.to_vec(), found: shape.to_vec() });
+    }
+    if !data.iter().all(|v| v.is_finite()) {
+        return Err(PriorError::NonFinite { graph, tensor });
+    }
+    out.copy_from_slice(data);
+    Ok(())
+}
+
+/// Checks a session's declared inputs and outputs against the contract for `role`.
+fn check_interface(role: Role, session: &Session) -> Result<(), PriorError> {
+    let graph = role.name();
+    let interface_error = |tensor: &str, expected: String, found: String| PriorError::GraphInterface {
+        graph,
+        tensor: tensor.to_string(),
+        expected,
+        found,
+    };
+    for input in session.inputs() {
+        if !role.inputs().iter().any(|(name, _)| *name == input.name()) {
+            let allowed: Vec<_> = role.inputs().iter().map(|(n, _)| format!("`{n}`")).collect();
+            return Err(interface_error(input.name(), format!("only inputs {}", allowed.join(", ")), "an extra input".into()));
+        }
+    }
+    let sides = [("input", role.inputs(), session.inputs()), ("output", role.outputs(), session.outputs())];
+    for (side, required, declared) in sides {
+        for (name, rank) in required {
+            let Some(outlet) = declared.iter().find(|o| o.name() == *name) else {
+                return Err(interface_error(name, format!("an {side} `{name}`"), "none".into()));
+            };
+            let expected = format!("a float32 tensor of rank {rank}");
+            match outlet.dtype() {
+                ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => {
+                    if shape.len() != *rank {
+                        return Err(interface_error(name, expected, format!("rank {} ({shape})", shape.len())));
+                    }
+                    if *rank == 3 && shape[1] != BINS as i64 && shape[1] >= 0 {
+                        return Err(interface_error(name, format!("{BINS} bins on axis 1"), format!("{}", shape[1])));
+                    }
+                }
+                other => return Err(interface_error(name, expected, format!("{other:?}"))),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A prior folder found on disk (not yet verified: that happens in [`Prior::load`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriorEntry {
+    /// The folder name, which is the stem name.
+    pub stem: String,
+    /// The prior folder.
+    pub dir: PathBuf,
+    /// The search directory it was found in (so a UI can say "user-trained" or "shipped").
+    pub search_dir: PathBuf,
+}
+
+/// Every prior folder in a list of search directories; the first directory wins a name clash.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PriorCatalog {
+    /// Usable priors, sorted by stem.
+    entries: Vec<PriorEntry>,
+    /// Priors hidden by one of the same name in an earlier search directory.
+    shadowed: Vec<PriorEntry>,
+}
+
+impl PriorCatalog {
+    /// Lists every `<dir>/<stem>/manifest.json` in `search_dirs`, in order. Missing or
+    /// unreadable directories are skipped: discovery never fails.
+    pub fn discover(search_dirs: &[PathBuf]) -> PriorCatalog {
+        let mut found: BTreeMap<String, PriorEntry> = BTreeMap::new();
+        let mut shadowed = Vec::new();
+        for search_dir in search_dirs {
+            let Ok(read_dir) = std::fs::read_dir(search_dir) else { continue };
+            let mut here: Vec<PriorEntry> = read_dir
+                .filter_map(Result::ok)
+                .filter(|entry| entry.path().join(MANIFEST_FILE).is_file())
+                .filter_map(|entry| {
+                    let stem = entry.file_name().to_str()?.to_string();
+                    Some(PriorEntry { stem, dir: entry.path(), search_dir: search_dir.clone() })
+                })
+                .collect();
+            here.sort_by(|a, b| a.stem.cmp(&b.stem));
+            for entry in here {
+                if found.contains_key(&entry.stem) {
+                    shadowed.push(entry);
+                } else {
+                    found.insert(entry.stem.clone(), entry);
+                }
+            }
+        }
+        PriorCatalog { entries: found.into_values().collect(), shadowed }
+    }
+
+    /// Usable priors, sorted by stem.
+    pub fn entries(&self) -> &[PriorEntry] {
+        &self.entries
+    }
+
+    /// Priors hidden by an earlier search directory's prior of the same name.
+    pub fn shadowed(&self) -> &[PriorEntry] {
+        &self.shadowed
+    }
+
+    /// The stem names available.
+    pub fn stems(&self) -> Vec<String> {
+        self.entries.iter().map(|e| e.stem.clone()).collect()
+    }
+
+    /// The entry for `stem`, if any.
+    pub fn get(&self, stem: &str) -> Option<&PriorEntry> {
+        self.entries.iter().find(|e| e.stem == stem)
+    }
+
+    /// The folders of `stems`, in the order asked, or the first unknown one with the list of
+    /// available stems.
+    pub fn select<S: AsRef<str>>(&self, stems: &[S]) -> Result<Vec<PathBuf>, PriorError> {
+        stems
+            .iter()
+            .map(|stem| {
+                let stem = stem.as_ref();
+                self.get(stem)
+                    .map(|e| e.dir.clone())
+                    .ok_or_else(|| PriorError::UnknownStem { stem: stem.to_string(), available: self.stems() })
+            })
+            .collect()
+    }
+}
+
+/// The repository's shipped priors, when running from a checkout.
+pub fn shipped_priors_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models/priors"));
+    dir.is_dir().then_some(dir)
+}
+
+/// Where priors are looked for, first wins: `explicit`, `$STEMFLOW_PRIORS` (a path list),
+/// `data_dir()/priors` (user-trained), `<beside>/priors` for each beside dir, and the
+/// repository's `models/priors` when it exists.
+pub fn default_search_dirs(explicit: Option<&Path>, beside: &[PathBuf]) -> Vec<PathBuf> {
+    let env: Vec<PathBuf> = non_empty_env(PRIORS_ENV).map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
+    search_dirs_from(explicit, &env, data_dir().as_deref(), beside, shipped_priors_dir().as_deref())
+}
+
+/// [`default_search_dirs`] from explicit inputs, so the order is testable without the environment.
+pub fn search_dirs_from(
+    explicit: Option<&Path>,
+    env: &[PathBuf],
+    data_dir: Option<&Path>,
+    beside: &[PathBuf],
+    shipped: Option<&Path>,
+) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    dirs.extend(explicit.map(Path::to_path_buf));
+    dirs.extend(env.iter().cloned());
+    dirs.extend(data_dir.map(|d| d.join("priors")));
+    dirs.extend(beside.iter().map(|d| d.join("priors")));
+    dirs.extend(shipped.map(Path::to_path_buf));
+    let mut unique = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        if !unique.contains(&dir) {
+            unique.push(dir);
+        }
+    }
+    unique
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::runtime::RuntimeOptions;
+    use std::fs;
+    use std::sync::Arc;
+
+    fn fixture(stem: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/toy_prior").join(stem)
+    }
+
+    /// The toy prior's per-bin a and b (written by `tests/fixtures/make_toy_prior.py`).
+    fn params(stem: &str) -> (Vec<f32>, Vec<f32>) {
+        #[derive(serde::Deserialize)]
+        struct Params {
+            a: Vec<f32>,
+            b: Vec<f32>,
+        }
+        let text = fs::read_to_string(fixture(stem).join("params.json")).unwrap();
+        let p: Params = serde_json::from_str(&text).unwrap();
+        (p.a, p.b)
+    }
+
+    fn runtime() -> Arc<Runtime> {
+        Runtime::load(&RuntimeOptions::default()).unwrap()
+    }
+
+    /// Deterministic values in roughly [-1, 1].
+    fn wave(len: usize, phase: f32) -> Vec<f32> {
+        (0..len).map(|i| (i as f32 * 0.37 + phase).sin()).collect()
+    }
+
+    #[test]
+    fn decode_and_grad_match_the_closed_form() {
+        let runtime = runtime();
+        let mut prior = Prior::load(&runtime, &fixture("toy"), &SessionOptions::default()).unwrap();
+        assert_eq!(prior.stem(), "toy");
+        assert_eq!(prior.backend(), Backend::Cpu);
+        let (a, b) = params("toy");
+        let frames = 6;
+        let len = BINS * frames;
+        let z = wave(len, 0.3);
+        let g = wave(len, 1.1);
+        let gamma = 0.25f32;
+        let mut s = vec![0.0; len];
+        prior.decode_into(&z, frames, &mut s).unwrap();
+        let mut s2 = vec![0.0; len];
+        let mut grad = vec![0.0; len];
+        let logp = prior.grad_into(&z, &g, gamma, frames, &mut s2, &mut grad).unwrap();
+
+        let mut expected_logp = 0.0f64;
+        for bin in 0..BINS {
+            for t in 0..frames {
+                let i = bin * frames + t;
+                let (a, b, z) = (a[bin] as f64, b[bin] as f64, z[i] as f64);
+                let expected_s = (a * z + b).exp();
+                let expected_grad = a * expected_s * g[i] as f64 + gamma as f64 * (z + a);
+                assert!((s[i] as f64 - expected_s).abs() <= 1e-5 * expected_s, "s[{i}]");
+                assert!((s2[i] as f64 - expected_s).abs() <= 1e-5 * expected_s, "grad s[{i}]");
+                assert!((grad[i] as f64 - expected_grad).abs() <= 1e-5 * (1.0 + expected_grad.abs()), "grad[{i}]");
+                expected_logp += -0.5 * z * z - 0.5 * (2.0 * std::f64::consts::PI).ln() - (a * z + b + a.ln());
+            }
+        }
+        assert!((logp as f64 - expected_logp).abs() <= 1e-4 * expected_logp.abs(), "{logp} vs {expected_logp}");
+    }
+
+    #[test]
+    fn bad_buffers_and_frames_are_errors() {
+        let runtime = runtime();
+        let mut prior = Prior::load(&runtime, &fixture("toy"), &SessionOptions::default()).unwrap();
+        let mut s = vec![0.0; BINS * 4];
+        assert!(matches!(prior.decode_into(&[0.0; 10], 4, &mut s), Err(PriorError::BufferLength { buffer: "z", .. })));
+        assert!(matches!(prior.decode_into(&vec![0.0; BINS * 3], 3, &mut s), Err(PriorError::BadFrames { .. })));
+    }
+
+    #[test]
+    fn non_finite_outputs_are_errors() {
+        let runtime = runtime();
+        let mut prior = Prior::load(&runtime, &fixture("toy"), &SessionOptions::default()).unwrap();
+        let frames = 2;
+        let mut z = vec![0.0; BINS * frames];
+        z[5] = 1e6; // exp(a·z + b) overflows f32
+        let mut s = vec![0.0; BINS * frames];
+        match prior.decode_into(&z, frames, &mut s) {
+            Err(PriorError::NonFinite { graph: "decode", tensor: "s" }) => {}
+            other => panic!("expected NonFinite, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_graph_breaking_the_interface_is_named() {
+        // A copy of the toy prior whose grad graph is the decode graph (wrong inputs/outputs),
+        // with the manifest's hash updated so only the interface check can catch it.
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("toy");
+        fs::create_dir(&dir).unwrap();
+        for f in ["decode.onnx", "encode.onnx"] {
+            fs::copy(fixture("toy").join(f), dir.join(f)).unwrap();
+        }
+        fs::copy(fixture("toy").join("decode.onnx"), dir.join("grad.onnx")).unwrap();
+        let mut manifest = Manifest::load(&fixture("toy")).unwrap();
+        manifest.graphs.grad.as_mut().unwrap().sha256 = manifest.graphs.decode.as_ref().unwrap().sha256.clone();
+        fs::write(dir.join(MANIFEST_FILE), serde_json::to_string(&manifest).unwrap()).unwrap();
+        match Prior::load(&runtime(), &dir, &SessionOptions::default()) {
+            Err(PriorError::GraphInterface { graph: "grad", tensor, .. }) => assert_eq!(tensor, "g"),
+            other => panic!("expected GraphInterface, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_corrupt_graph_with_a_matching_hash_is_a_runtime_error() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("toy");
+        fs::create_dir(&dir).unwrap();
+        for f in ["grad.onnx", "encode.onnx"] {
+            fs::copy(fixture("toy").join(f), dir.join(f)).unwrap();
+        }
+        fs::write(dir.join("decode.onnx"), b"not a protobuf at all").unwrap();
+        let mut manifest = Manifest::load(&fixture("toy")).unwrap();
+        manifest.graphs.decode.as_mut().unwrap().sha256 =
+            crate::engine::manifest::sha256_file(&dir.join("decode.onnx")).unwrap();
+        fs::write(dir.join(MANIFEST_FILE), serde_json::to_string(&manifest).unwrap()).unwrap();
+        let result = Prior::load(&runtime(), &dir, &SessionOptions::default());
+        assert!(matches!(result, Err(PriorError::Runtime(RuntimeError::Session { .. }))), "{result:?}");
+    }
+
+    #[test]
+    fn discovery_prefers_earlier_dirs_and_records_shadowed() {
+        let root = tempfile::tempdir().unwrap();
+        let first = root.path().join("first");
+        let second = root.path().join("second");
+        for (dir, stem) in [(&first, "bass"), (&second, "bass"), (&second, "drums"), (&second, "not_a_prior")] {
+            fs::create_dir_all(dir.join(stem)).unwrap();
+            if stem != "not_a_prior" {
+                fs::write(dir.join(stem).join(MANIFEST_FILE), "{}").unwrap();
+            }
+        }
+        let missing = root.path().join("missing");
+        let catalog = PriorCatalog::discover(&[missing, first.clone(), second.clone()]);
+        assert_eq!(catalog.stems(), vec!["bass", "drums"]);
+        assert_eq!(catalog.get("bass").unwrap().dir, first.join("bass"));
+        assert_eq!(catalog.shadowed().len(), 1);
+        assert_eq!(catalog.shadowed()[0].dir, second.join("bass"));
+        assert_eq!(catalog.select(&["drums", "bass"]).unwrap(), vec![second.join("drums"), first.join("bass")]);
+        match catalog.select(&["piano"]) {
+            Err(PriorError::UnknownStem { stem, available }) => {
+                assert_eq!(stem, "piano");
+                assert_eq!(available, vec!["bass", "drums"]);
+            }
+            other => panic!("expected UnknownStem, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn search_dirs_come_in_the_documented_order() {
+        let dirs = search_dirs_from(
+            Some(Path::new("/explicit")),
+            &[PathBuf::from("/env1"), PathBuf::from("/env2")],
+            Some(Path::new("/data")),
+            &[PathBuf::from("/exe")],
+            Some(Path::new("/repo/models/priors")),
+        );
+        let expected: Vec<PathBuf> =
+            ["/explicit", "/env1", "/env2", "/data/priors", "/exe/priors", "/repo/models/priors"]
+                .iter()
+                .map(PathBuf::from)
+                .collect();
+        assert_eq!(dirs, expected);
+        assert_eq!(search_dirs_from(None, &[], None, &[], None), Vec::<PathBuf>::new());
+    }
+
+    /// Real priors shipped in `models/priors/` (from the training side), when present: each must
+    /// load, decode to positive finite magnitudes, and give a finite gradient.
+    #[test]
+    fn shipped_priors_load_when_present() {
+        let Some(shipped) = shipped_priors_dir() else { return };
+        let catalog = PriorCatalog::discover(&[shipped]);
+        let runtime = runtime();
+        for entry in catalog.entries() {
+            let mut prior = Prior::load(&runtime, &entry.dir, &SessionOptions::default())
+                .unwrap_or_else(|e| panic!("{}: {e}", entry.dir.display()));
+            let frames = 4;
+            let len = BINS * frames;
+            let z = vec![0.0; len];
+            let mut s = vec![0.0; len];
+            prior.decode_into(&z, frames, &mut s).unwrap();
+            assert!(s.iter().all(|&v| v > 0.0), "{}", entry.stem);
+            let mut grad = vec![0.0; len];
+            let g = vec![1.0; len];
+            let logp = prior.grad_into(&z, &g, 0.5, frames, &mut s, &mut grad).unwrap();
+            assert!(logp.is_finite(), "{}", entry.stem);
+        }
+    }
+}
