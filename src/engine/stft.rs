@@ -32,7 +32,10 @@ pub struct Stft {
 
 impl std::fmt::Debug for Stft {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stft").field("n_fft", &self.n_fft).field("hop", &self.hop).finish()
+        f.debug_struct("Stft")
+            .field("n_fft", &self.n_fft)
+            .field("hop", &self.hop)
+            .finish()
     }
 }
 
@@ -42,15 +45,19 @@ impl Stft {
     /// Panics if `n_fft` is odd or zero or `hop` is out of range: both are fixed by the engine's
     /// grids, never by user data.
     pub fn new(n_fft: usize, hop: usize) -> Self {
-        assert!(n_fft >= 2 && n_fft % 2 == 0, "n_fft must be even and ≥ 2, got {n_fft}");
-        assert!(hop > 0 && hop < n_fft, "hop must be in 1..n_fft ({n_fft}), got {hop}");
+        assert!(
+            n_fft >= 2 && n_fft % 2 == 0,
+            "n_fft must be even and ≥ 2, got {n_fft}"
+        );
+        assert!(
+            hop > 0 && hop < n_fft,
+            "hop must be in 1..n_fft ({n_fft}), got {hop}"
+        );
         let mut planner = RealFftPlanner::<f32>::new();
         let forward = planner.plan_fft_forward(n_fft);
         let inverse = planner.plan_fft_inverse(n_fft);
         let window = (0..n_fft)
-            .map(|n| {
-                (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / n_fft as f64).cos()) as f32
-            })
+            .map(|n| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / n_fft as f64).cos()) as f32)
             .collect();
         let forward_scratch = forward.make_scratch_vec();
         let inverse_scratch = inverse.make_scratch_vec();
@@ -98,14 +105,22 @@ impl Stft {
     /// Panics if `out.len() != frames * bins`.
     pub fn analyze_into(&mut self, signal: &[f32], frames: usize, out: &mut [Complex<f32>]) {
         let bins = self.bins();
-        assert_eq!(out.len(), frames * bins, "analyze_into: out must hold frames × bins");
+        assert_eq!(
+            out.len(),
+            frames * bins,
+            "analyze_into: out must hold frames × bins"
+        );
         let half = (self.n_fft / 2) as isize;
         let len = signal.len() as isize;
         for (t, frame_out) in out.chunks_exact_mut(bins).enumerate() {
             let start = (t * self.hop) as isize - half;
             for (n, (slot, w)) in self.time_buf.iter_mut().zip(&self.window).enumerate() {
                 let i = start + n as isize;
-                *slot = if i >= 0 && i < len { signal[i as usize] * w } else { 0.0 };
+                *slot = if i >= 0 && i < len {
+                    signal[i as usize] * w
+                } else {
+                    0.0
+                };
             }
             self.forward
                 .process_with_scratch(&mut self.time_buf, frame_out, &mut self.forward_scratch)
@@ -128,7 +143,11 @@ impl Stft {
     /// Panics if `spec.len() != frames * bins`.
     pub fn synthesize_into(&mut self, spec: &[Complex<f32>], frames: usize, out: &mut [f32]) {
         let bins = self.bins();
-        assert_eq!(spec.len(), frames * bins, "synthesize_into: spec must hold frames × bins");
+        assert_eq!(
+            spec.len(),
+            frames * bins,
+            "synthesize_into: spec must hold frames × bins"
+        );
         out.fill(0.0);
         let half = (self.n_fft / 2) as isize;
         let len = out.len() as isize;
@@ -143,11 +162,7 @@ impl Stft {
             self.freq_buf[0].im = 0.0;
             self.freq_buf[bins - 1].im = 0.0;
             self.inverse
-                .process_with_scratch(
-                    &mut self.freq_buf,
-                    &mut self.time_buf,
-                    &mut self.inverse_scratch,
-                )
+                .process_with_scratch(&mut self.freq_buf, &mut self.time_buf, &mut self.inverse_scratch)
                 .expect("buffer sizes are fixed by the plan");
             for (n, (x, w)) in self.time_buf.iter().zip(&self.window).enumerate() {
                 let i = start + n as isize;
@@ -161,7 +176,7 @@ impl Stft {
         let n_fft = self.n_fft as isize;
         for (i, sample) in out.iter_mut().enumerate() {
             let pos = i as isize + half; // position of sample i relative to frame 0's start
-            // frames t with 0 ≤ pos − t·hop < n_fft
+                                         // frames t with 0 ≤ pos − t·hop < n_fft
             let t_max = (pos / hop).min(frames as isize - 1);
             let t_min = ((pos - n_fft).div_euclid(hop) + 1).max(0);
             let mut norm = 0.0f32;
@@ -185,8 +200,16 @@ impl Stft {
     /// Panics if `spec` or `out` does not hold `frames × bins` values.
     pub fn magnitudes_bin_major_into(&self, spec: &[Complex<f32>], frames: usize, out: &mut [f32]) {
         let bins = self.bins();
-        assert_eq!(spec.len(), frames * bins, "magnitudes: spec must hold frames × bins");
-        assert_eq!(out.len(), frames * bins, "magnitudes: out must hold frames × bins");
+        assert_eq!(
+            spec.len(),
+            frames * bins,
+            "magnitudes: spec must hold frames × bins"
+        );
+        assert_eq!(
+            out.len(),
+            frames * bins,
+            "magnitudes: out must hold frames × bins"
+        );
         for (t, frame) in spec.chunks_exact(bins).enumerate() {
             for (b, x) in frame.iter().enumerate() {
                 out[b * frames + t] = x.norm();
@@ -209,7 +232,9 @@ mod tests {
     fn noise(len: usize, mut seed: u64) -> Vec<f32> {
         (0..len)
             .map(|_| {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((seed >> 33) as f64 / (1u64 << 31) as f64 * 2.0 - 1.0) as f32
             })
             .collect()
@@ -232,9 +257,12 @@ mod tests {
 
     #[test]
     fn round_trip_is_exact_for_odd_lengths_and_odd_sizes() {
-        for (n_fft, hop, len) in
-            [(1024, 256, 10_001), (1024, 256, 3), (2048, 512, 20_011), (2228, 557, 30_001)]
-        {
+        for (n_fft, hop, len) in [
+            (1024, 256, 10_001),
+            (1024, 256, 3),
+            (2048, 512, 20_011),
+            (2228, 557, 30_001),
+        ] {
             let db = round_trip(n_fft, hop, len);
             assert!(db <= -100.0, "{n_fft}/{hop} len {len}: error {db} dB");
         }
@@ -274,7 +302,11 @@ mod tests {
         assert_eq!(peak, k);
         let sum_w: f32 = stft.window().iter().sum();
         let expected = amp * sum_w / 2.0;
-        assert!((column[k] - expected).abs() / expected < 1e-4, "{} vs {expected}", column[k]);
+        assert!(
+            (column[k] - expected).abs() / expected < 1e-4,
+            "{} vs {expected}",
+            column[k]
+        );
     }
 
     #[test]
