@@ -1,0 +1,360 @@
+//! The separation of one frame: Adam over every prior's latent z at once, minimising
+//! D(X ‖ Σᵢ fᵢ(zᵢ)) − γ Σᵢ log pᵢ(fᵢ(zᵢ)).
+//!
+//! The loop is split so later work can change one part: [`LatentSearch::start_from_zero`] (or
+//! writing [`LatentSearch::latents_mut`] for a warm start), [`LatentSearch::optimize`] for the
+//! schedule, and a private update rule (Adam today; SGLD would add noise there).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+use crate::engine::constants::BINS;
+use crate::engine::objective::{kl_cotangent_into, kl_divergence};
+use crate::engine::optimizer::Adam;
+use crate::engine::prior::{Prior, PriorError};
+use crate::engine::settings::SeparationSettings;
+
+/// Why a search stopped without a result.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// The caller's cancel flag was set.
+    #[error("separation cancelled")]
+    Cancelled,
+    /// A prior failed (graph error, non-finite output, ...).
+    #[error(transparent)]
+    Prior(#[from] PriorError),
+    /// The priors or the mixture do not match the sizes the search was built for.
+    #[error("{what}: expected {expected}, found {found}")]
+    Shape {
+        /// Which argument.
+        what: &'static str,
+        /// The size the search was built for.
+        expected: usize,
+        /// The size given.
+        found: usize,
+    },
+}
+
+/// How far a search is, readable from another thread (a UI or progress bar) without locks.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Iterations completed in the current run.
+    iteration: AtomicUsize,
+    /// Iterations the current run will do.
+    total: AtomicUsize,
+    /// The objective at the latest iteration, as `f32::to_bits` (NaN before the first).
+    objective_bits: AtomicU32,
+}
+
+impl Progress {
+    /// A progress record at 0 of 0 with no objective yet.
+    pub fn new() -> Self {
+        Progress { iteration: AtomicUsize::new(0), total: AtomicUsize::new(0), objective_bits: AtomicU32::new(f32::NAN.to_bits()) }
+    }
+
+    /// Iterations completed.
+    pub fn iteration(&self) -> usize {
+        self.iteration.load(Ordering::Relaxed)
+    }
+
+    /// Iterations planned.
+    pub fn total(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// The latest objective value (NaN before the first iteration).
+    pub fn objective(&self) -> f32 {
+        f32::from_bits(self.objective_bits.load(Ordering::Relaxed))
+    }
+
+    fn start(&self, total: usize) {
+        self.iteration.store(0, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
+        self.objective_bits.store(f32::NAN.to_bits(), Ordering::Relaxed);
+    }
+
+    fn record(&self, iteration: usize, objective: f64) {
+        self.objective_bits.store((objective as f32).to_bits(), Ordering::Relaxed);
+        self.iteration.store(iteration, Ordering::Relaxed);
+    }
+}
+
+/// The buffers and optimizer state for separating frames of one size into a fixed number of
+/// stems. Everything is allocated in [`LatentSearch::new`]; runs reuse it.
+#[derive(Debug)]
+pub struct LatentSearch {
+    /// Iterations, Adam settings and objective.
+    settings: SeparationSettings,
+    /// STFT frames per separation frame (the time axis T).
+    frames: usize,
+    /// Each stem's latent zᵢ, `[513, frames]` bin-major.
+    latents: Vec<Vec<f32>>,
+    /// Each stem's optimizer state.
+    adams: Vec<Adam>,
+    /// Each stem's decoded magnitude sᵢ = fᵢ(zᵢ).
+    stems: Vec<Vec<f32>>,
+    /// Each stem's objective gradient with respect to zᵢ.
+    grads: Vec<Vec<f32>>,
+    /// Σᵢ sᵢ.
+    sum: Vec<f32>,
+    /// ∂D/∂sᵢ = 1 − X/(Σs + ε), shared by all stems.
+    cotangent: Vec<f32>,
+    /// The objective at every iteration of the last run, then after the final decode.
+    history: Vec<f64>,
+}
+
+impl LatentSearch {
+    /// Buffers for `n_stems` priors and `frames` STFT frames per separation frame.
+    pub fn new(n_stems: usize, frames: usize, settings: SeparationSettings) -> Self {
+        let len = BINS * frames;
+        let buffers = || (0..n_stems).map(|_| vec![0.0f32; len]).collect::<Vec<_>>();
+        LatentSearch {
+            settings,
+            frames,
+            latents: buffers(),
+            adams: (0..n_stems).map(|_| Adam::new(len, settings.adam)).collect(),
+            stems: buffers(),
+            grads: buffers(),
+            sum: vec![0.0; len],
+            cotangent: vec![0.0; len],
+            history: Vec::with_capacity(settings.iterations + 1),
+        }
+    }
+
+    /// Number of stems (priors) this search separates into.
+    pub fn n_stems(&self) -> usize {
+        self.latents.len()
+    }
+
+    /// STFT frames per separation frame.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &SeparationSettings {
+        &self.settings
+    }
+
+    /// The paper's start: every zᵢ = 0 and fresh optimizer state.
+    pub fn start_from_zero(&mut self) {
+        for (z, adam) in self.latents.iter_mut().zip(&mut self.adams) {
+            z.fill(0.0);
+            adam.reset();
+        }
+    }
+
+    /// Separates one frame from z = 0: [`LatentSearch::start_from_zero`] then
+    /// [`LatentSearch::optimize`]. `priors` are in stem order; `mix_mag` is `[513, frames]`
+    /// bin-major. The result is in [`LatentSearch::stems`].
+    pub fn run(&mut self, priors: &mut [Prior], mix_mag: &[f32], progress: &Progress, cancel: &AtomicBool) -> Result<(), SearchError> {
+        self.start_from_zero();
+        self.optimize(priors, mix_mag, progress, cancel)
+    }
+
+    /// Runs `settings.iterations` updates from the current latents and optimizer state, then
+    /// decodes once more so [`LatentSearch::stems`] holds f(z) at the final z. `cancel` is checked
+    /// before every iteration.
+    pub fn optimize(&mut self, priors: &mut [Prior], mix_mag: &[f32], progress: &Progress, cancel: &AtomicBool) -> Result<(), SearchError> {
+        self.check_shapes(priors, mix_mag)?;
+        let total = self.settings.iterations;
+        let gamma = self.settings.objective.gamma();
+        progress.start(total);
+        self.history.clear();
+        for iteration in 0..total {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(SearchError::Cancelled);
+            }
+            let objective = self.evaluate(priors, mix_mag, gamma)?;
+            self.update();
+            self.history.push(objective);
+            progress.record(iteration + 1, objective);
+        }
+        self.decode_all(priors)?;
+        let objective = kl_divergence(mix_mag, &self.sum);
+        self.history.push(objective);
+        progress.record(total, objective);
+        Ok(())
+    }
+
+    /// The decoded magnitudes of the last run, one `[513, frames]` buffer per stem.
+    pub fn stems(&self) -> &[Vec<f32>] {
+        &self.stems
+    }
+
+    /// The current latents, one per stem.
+    pub fn latents(&self) -> &[Vec<f32>] {
+        &self.latents
+    }
+
+    /// The latents, writable: a warm start sets them after [`LatentSearch::start_from_zero`] and
+    /// before [`LatentSearch::optimize`].
+    pub fn latents_mut(&mut self) -> &mut [Vec<f32>] {
+        &mut self.latents
+    }
+
+    /// The objective before each update of the last run, then the data term after the final
+    /// decode (the prior term is not evaluated there).
+    pub fn objective_history(&self) -> &[f64] {
+        &self.history
+    }
+
+    fn check_shapes(&self, priors: &[Prior], mix_mag: &[f32]) -> Result<(), SearchError> {
+        if priors.len() != self.n_stems() {
+            return Err(SearchError::Shape { what: "priors", expected: self.n_stems(), found: priors.len() });
+        }
+        if mix_mag.len() != BINS * self.frames {
+            return Err(SearchError::Shape { what: "mix_mag", expected: BINS * self.frames, found: mix_mag.len() });
+        }
+        Ok(())
+    }
+
+    /// sᵢ = fᵢ(zᵢ) for every stem, and Σs.
+    fn decode_all(&mut self, priors: &mut [Prior]) -> Result<(), SearchError> {
+        for ((prior, z), s) in priors.iter_mut().zip(&self.latents).zip(&mut self.stems) {
+            prior.decode_into(z, self.frames, s)?;
+        }
+        self.sum.fill(0.0);
+        for s in &self.stems {
+            for (sum, &v) in self.sum.iter_mut().zip(s) {
+                *sum += v;
+            }
+        }
+        Ok(())
+    }
+
+    /// The objective at the current latents and its gradient for every stem (into `grads`).
+    fn evaluate(&mut self, priors: &mut [Prior], mix_mag: &[f32], gamma: f32) -> Result<f64, SearchError> {
+        self.decode_all(priors)?;
+        let data_term = kl_divergence(mix_mag, &self.sum);
+        kl_cotangent_into(mix_mag, &self.sum, &mut self.cotangent);
+        let mut log_prior = 0.0f64;
+        for (((prior, z), s), grad) in priors.iter_mut().zip(&self.latents).zip(&mut self.stems).zip(&mut self.grads) {
+            log_prior += prior.grad_into(z, &self.cotangent, gamma, self.frames, s, grad)? as f64;
+        }
+        Ok(data_term - gamma as f64 * log_prior)
+    }
+
+    /// The update rule: one Adam step on every zᵢ along its gradient.
+    fn update(&mut self) {
+        for ((z, grad), adam) in self.latents.iter_mut().zip(&self.grads).zip(&mut self.adams) {
+            adam.step(z, grad);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::runtime::{Runtime, RuntimeOptions, SessionOptions};
+    use crate::engine::settings::Objective;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    fn toy(stem: &str) -> Prior {
+        let runtime = Runtime::load(&RuntimeOptions::default()).unwrap();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/toy_prior").join(stem);
+        Prior::load(&runtime, &dir, &SessionOptions::default()).unwrap()
+    }
+
+    /// Two toy priors and a mixture that is exactly s₁(z₁*) + s₂(z₂*).
+    fn problem(frames: usize) -> (Vec<Prior>, Vec<f32>) {
+        let mut priors = vec![toy("toy"), toy("toy_b")];
+        let len = BINS * frames;
+        let mut mix = vec![0.0f32; len];
+        let mut s = vec![0.0f32; len];
+        for (k, prior) in priors.iter_mut().enumerate() {
+            let z_star: Vec<f32> = (0..len).map(|i| 0.6 * ((i as f32) * 0.013 + k as f32 * 1.7).sin()).collect();
+            prior.decode_into(&z_star, frames, &mut s).unwrap();
+            for (m, v) in mix.iter_mut().zip(&s) {
+                *m += v;
+            }
+        }
+        (priors, mix)
+    }
+
+    fn settings(iterations: usize) -> SeparationSettings {
+        SeparationSettings { iterations, ..SeparationSettings::default_preset() }
+    }
+
+    #[test]
+    fn kl_decreases_far_below_its_start() {
+        let frames = 8;
+        let (mut priors, mix) = problem(frames);
+        let mut search = LatentSearch::new(2, frames, settings(150));
+        let progress = Progress::new();
+        search.run(&mut priors, &mix, &progress, &AtomicBool::new(false)).unwrap();
+        let history = search.objective_history();
+        assert_eq!(history.len(), 151);
+        let (first, last) = (history[0], history[150]);
+        assert!(last < 0.05 * first, "objective went from {first} to {last}");
+        // Monotone-ish: every 10-iteration window ends lower than it starts.
+        for w in history.windows(11) {
+            assert!(w[10] < w[0], "objective rose over a window: {w:?}");
+        }
+        assert_eq!(progress.iteration(), 150);
+        assert_eq!(progress.total(), 150);
+        assert!((progress.objective() as f64 - last).abs() <= 1e-6 * (1.0 + last));
+        // The stems are the decoded final latents and sum to (nearly) the mixture.
+        let sum: Vec<f32> = (0..mix.len()).map(|i| search.stems()[0][i] + search.stems()[1][i]).collect();
+        assert!((kl_divergence(&mix, &sum) - last).abs() < 1e-9 * (1.0 + last));
+        // A second run starts again from z = 0 and reproduces the first.
+        let again = search.objective_history().to_vec();
+        search.run(&mut priors, &mix, &progress, &AtomicBool::new(false)).unwrap();
+        assert_eq!(search.objective_history(), &again[..]);
+    }
+
+    #[test]
+    fn map_objective_includes_the_prior_term() {
+        let frames = 4;
+        let (mut priors, mix) = problem(frames);
+        let map = SeparationSettings { objective: Objective::Map { gamma: 0.5 }, ..settings(3) };
+        let mut search = LatentSearch::new(2, frames, map);
+        search.run(&mut priors, &mix, &Progress::new(), &AtomicBool::new(false)).unwrap();
+        let mut mle = LatentSearch::new(2, frames, settings(3));
+        mle.run(&mut priors, &mix, &Progress::new(), &AtomicBool::new(false)).unwrap();
+        // At z = 0 both see the same data term; MAP subtracts γ·Σ log p, which is nonzero.
+        let difference = search.objective_history()[0] - mle.objective_history()[0];
+        assert!(difference.abs() > 1.0, "{difference}");
+    }
+
+    #[test]
+    fn cancel_stops_the_search() {
+        let frames = 4;
+        let (mut priors, mix) = problem(frames);
+        let mut search = LatentSearch::new(2, frames, settings(10));
+        let progress = Progress::new();
+        let result = search.run(&mut priors, &mix, &progress, &AtomicBool::new(true));
+        assert!(matches!(result, Err(SearchError::Cancelled)));
+        assert_eq!(progress.iteration(), 0);
+
+        // Cancelled from another thread while running.
+        let mut search = LatentSearch::new(2, frames, settings(1_000_000));
+        let progress = Arc::new(Progress::new());
+        let cancel = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (progress, cancel) = (Arc::clone(&progress), Arc::clone(&cancel));
+            std::thread::spawn(move || {
+                while progress.iteration() < 5 {
+                    std::thread::yield_now();
+                }
+                cancel.store(true, Ordering::Relaxed);
+            })
+        };
+        let result = search.run(&mut priors, &mix, &progress, &cancel);
+        watcher.join().unwrap();
+        assert!(matches!(result, Err(SearchError::Cancelled)));
+        assert!(progress.iteration() >= 5 && progress.iteration() < 1_000_000);
+    }
+
+    #[test]
+    fn wrong_sizes_are_errors() {
+        let frames = 4;
+        let (mut priors, mix) = problem(frames);
+        let mut search = LatentSearch::new(3, frames, settings(1));
+        let result = search.run(&mut priors, &mix, &Progress::new(), &AtomicBool::new(false));
+        assert!(matches!(result, Err(SearchError::Shape { what: "priors", expected: 3, found: 2 })));
+        let mut search = LatentSearch::new(2, frames, settings(1));
+        let result = search.run(&mut priors, &mix[1..], &Progress::new(), &AtomicBool::new(false));
+        assert!(matches!(result, Err(SearchError::Shape { what: "mix_mag", .. })));
+    }
+}
