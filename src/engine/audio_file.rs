@@ -1,0 +1,776 @@
+//! Reading any audio file symphonia decodes (streaming, deinterleaved f32) and writing stems as
+//! 32-bit float WAV files that appear atomically: each stem is written to a hidden temporary
+//! file next to its destination and renamed into place only when every stem is complete.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+use tempfile::TempPath;
+use thiserror::Error;
+
+/// Everything that can go wrong reading or writing audio files; each message names the path and
+/// what was expected and found.
+#[derive(Debug, Error)]
+pub enum AudioError {
+    /// The input path does not exist.
+    #[error("expected an audio file at `{path}`, found nothing there")]
+    NotFound {
+        /// The path asked for.
+        path: PathBuf,
+    },
+    /// The input path is a directory (or another non-file).
+    #[error("expected an audio file at `{path}`, found a directory or other non-file")]
+    NotAFile {
+        /// The path asked for.
+        path: PathBuf,
+    },
+    /// The file holds no audio frames (zero bytes, or a valid header with no samples).
+    #[error("expected audio frames in `{path}`, found {found}")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+        /// What was there instead, e.g. "a 0-byte file".
+        found: String,
+    },
+    /// The container or codec is not one symphonia decodes.
+    #[error(
+        "expected an audio format Stemflow can decode (WAV, FLAC, OGG Vorbis, MP3, AIFF, …) in \
+         `{path}`, found {found}"
+    )]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What was found, e.g. the extension or codec.
+        found: String,
+    },
+    /// Malformed or truncated data: a bad header or a decode failure mid-stream.
+    #[error("expected a well-formed audio stream in `{path}`, found corrupt data: {detail}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder reported.
+        detail: String,
+    },
+    /// An operating-system error reading or writing the file.
+    #[error("I/O error on `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The output directory cannot be created or written to.
+    #[error("expected a writable output directory at `{dir}`, found {reason}")]
+    OutputDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why it is unusable.
+        reason: String,
+    },
+    /// A stem name that cannot be a file name.
+    #[error("expected a stem name usable as a file name, found `{name}`")]
+    InvalidStemName {
+        /// The offending name.
+        name: String,
+    },
+    /// The output format cannot represent what was asked (e.g. 0 or > 65535 channels).
+    #[error("cannot write `{path}`: expected {expected}, found {found}")]
+    WriteFormat {
+        /// The file.
+        path: PathBuf,
+        /// What the WAV writer accepts.
+        expected: String,
+        /// What was asked for.
+        found: String,
+    },
+}
+
+/// A whole decoded file in memory (for short files and tests; long files should stream through
+/// [`AudioReader::read_into`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioBuffer {
+    /// Sample rate in Hz.
+    pub sample_rate: u32,
+    /// One vector of f32 samples in [−1, 1] per channel, all the same length.
+    pub channels: Vec<Vec<f32>>,
+}
+
+impl AudioBuffer {
+    /// Frames (samples per channel).
+    pub fn frames(&self) -> usize {
+        self.channels.first().map_or(0, Vec::len)
+    }
+}
+
+/// A streaming decoder for one audio file: symphonia's format reader and decoder plus the
+/// decoded samples not yet handed out, so memory stays bounded by one packet.
+pub struct AudioReader {
+    /// The file, for error messages.
+    path: PathBuf,
+    /// symphonia's demuxer.
+    format: Box<dyn FormatReader>,
+    /// symphonia's decoder for the chosen track.
+    decoder: Box<dyn AudioDecoder>,
+    /// The decoded track's id (other tracks' packets are skipped).
+    track_id: u32,
+    /// Sample rate in Hz.
+    sample_rate: u32,
+    /// Channel count.
+    channels: usize,
+    /// Frames the container declares, if it does.
+    total_frames: Option<u64>,
+    /// Decoded, deinterleaved samples of the last packet.
+    pending: Vec<Vec<f32>>,
+    /// Frames of `pending` already handed out.
+    pending_pos: usize,
+    /// The demuxer reported the end of the stream.
+    finished: bool,
+}
+
+impl std::fmt::Debug for AudioReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioReader")
+            .field("path", &self.path)
+            .field("sample_rate", &self.sample_rate)
+            .field("channels", &self.channels)
+            .field("total_frames", &self.total_frames)
+            .finish()
+    }
+}
+
+impl AudioReader {
+    /// Opens and probes `path`, and decodes the first packet so an empty or undecodable file is
+    /// reported here rather than mid-run.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, AudioError> {
+        let path = path.as_ref().to_path_buf();
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(AudioError::NotFound { path }),
+            Err(source) => return Err(AudioError::Io { path, source }),
+        };
+        if !meta.is_file() {
+            return Err(AudioError::NotAFile { path });
+        }
+        if meta.len() == 0 {
+            return Err(AudioError::Empty {
+                path,
+                found: "a 0-byte file".into(),
+            });
+        }
+        let file = File::open(&path).map_err(|source| AudioError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let mss = MediaSourceStream::new(Box::new(file), Default::default());
+        let mut hint = Hint::new();
+        let extension = path.extension().and_then(|e| e.to_str()).map(str::to_owned);
+        if let Some(ext) = &extension {
+            hint.with_extension(ext);
+        }
+        let described = match &extension {
+            Some(ext) => format!("data no demuxer recognises (extension `.{ext}`)"),
+            None => "data no demuxer recognises (no extension)".to_owned(),
+        };
+        let format = symphonia::default::get_probe()
+            .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
+            .map_err(|e| match e {
+                SymphoniaError::Unsupported(_) => AudioError::Unsupported {
+                    path: path.clone(),
+                    found: described.clone(),
+                },
+                other => classify(&path, other),
+            })?;
+        let track = format
+            .default_track(TrackType::Audio)
+            .ok_or_else(|| AudioError::Unsupported {
+                path: path.clone(),
+                found: "a container without an audio track".into(),
+            })?;
+        let params = track
+            .codec_params
+            .as_ref()
+            .and_then(|p| p.audio())
+            .ok_or_else(|| AudioError::Unsupported {
+                path: path.clone(),
+                found: "an audio track without codec parameters".into(),
+            })?;
+        let params = params.clone();
+        let track_id = track.id;
+        let total_frames = track.num_frames;
+        let decoder = symphonia::default::get_codecs()
+            .make_audio_decoder(&params, &AudioDecoderOptions::default())
+            .map_err(|e| AudioError::Unsupported {
+                path: path.clone(),
+                found: format!("codec {:?} ({e})", params.codec),
+            })?;
+        let sample_rate = params.sample_rate.ok_or_else(|| AudioError::Corrupt {
+            path: path.clone(),
+            detail: "the header gives no sample rate".into(),
+        })?;
+        if sample_rate == 0 {
+            return Err(AudioError::Corrupt {
+                path,
+                detail: "the header gives a sample rate of 0 Hz".into(),
+            });
+        }
+        let channels = params.channels.as_ref().map_or(0, |c| c.count());
+        if channels == 0 {
+            return Err(AudioError::Corrupt {
+                path,
+                detail: "the header gives no channels".into(),
+            });
+        }
+        let mut reader = AudioReader {
+            path,
+            format,
+            decoder,
+            track_id,
+            sample_rate,
+            channels,
+            total_frames,
+            pending: vec![Vec::new(); channels],
+            pending_pos: 0,
+            finished: false,
+        };
+        if reader.total_frames == Some(0) || !reader.fill_pending()? {
+            return Err(AudioError::Empty {
+                path: reader.path,
+                found: "a header with no audio frames".into(),
+            });
+        }
+        Ok(reader)
+    }
+
+    /// The file being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sample rate in Hz.
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    /// Channel count.
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// Frames the container declares, if it does (not all formats know before decoding).
+    pub fn total_frames(&self) -> Option<u64> {
+        self.total_frames
+    }
+
+    /// Appends up to `max_frames` frames to each channel vector of `out` (one per channel) and
+    /// returns how many were appended; 0 means the end of the file. Allocates only if `out`
+    /// lacks capacity (reserve `max_frames` up front for allocation-free reading).
+    ///
+    /// Panics if `out.len() != channels()`.
+    pub fn read_into(&mut self, out: &mut [Vec<f32>], max_frames: usize) -> Result<usize, AudioError> {
+        assert_eq!(
+            out.len(),
+            self.channels,
+            "read_into: expected one vector per channel"
+        );
+        let mut done = 0;
+        while done < max_frames {
+            let available = self.pending_len() - self.pending_pos;
+            if available == 0 {
+                if !self.fill_pending()? {
+                    break;
+                }
+                continue;
+            }
+            let n = available.min(max_frames - done);
+            for (o, p) in out.iter_mut().zip(&self.pending) {
+                o.extend_from_slice(&p[self.pending_pos..self.pending_pos + n]);
+            }
+            self.pending_pos += n;
+            done += n;
+        }
+        Ok(done)
+    }
+
+    /// Decodes the whole file at `path` into memory.
+    pub fn read_all(path: impl AsRef<Path>) -> Result<AudioBuffer, AudioError> {
+        read_all(path)
+    }
+
+    /// Frames in `pending`.
+    fn pending_len(&self) -> usize {
+        self.pending.first().map_or(0, Vec::len)
+    }
+
+    /// Decodes packets until one yields frames; returns false at the end of the stream.
+    fn fill_pending(&mut self) -> Result<bool, AudioError> {
+        self.pending_pos = 0;
+        self.pending.iter_mut().for_each(Vec::clear);
+        while !self.finished {
+            let packet = match self.format.next_packet() {
+                Ok(Some(packet)) => packet,
+                Ok(None) | Err(SymphoniaError::ResetRequired) => {
+                    self.finished = true;
+                    break;
+                }
+                Err(e) => return Err(classify(&self.path, e)),
+            };
+            if packet.track_id != self.track_id {
+                continue;
+            }
+            let decoded = self
+                .decoder
+                .decode(&packet)
+                .map_err(|e| classify(&self.path, e))?;
+            if decoded.frames() == 0 {
+                continue;
+            }
+            let found = decoded.spec().channels().count();
+            if found != self.channels {
+                return Err(AudioError::Corrupt {
+                    path: self.path.clone(),
+                    detail: format!(
+                        "a packet with {found} channels in a stream declared with {}",
+                        self.channels
+                    ),
+                });
+            }
+            decoded.copy_to_vecs_planar::<f32>(&mut self.pending);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// Maps a symphonia error to an [`AudioError`] for `path`.
+fn classify(path: &Path, e: SymphoniaError) -> AudioError {
+    let path = path.to_path_buf();
+    match e {
+        SymphoniaError::IoError(source) if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+            AudioError::Corrupt {
+                path,
+                detail: "the stream ends before its header says (truncated file?)".into(),
+            }
+        }
+        SymphoniaError::IoError(source) => AudioError::Io { path, source },
+        SymphoniaError::Unsupported(what) => AudioError::Unsupported {
+            path,
+            found: format!("an unsupported feature: {what}"),
+        },
+        other => AudioError::Corrupt {
+            path,
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Decodes the whole file at `path` into memory.
+pub fn read_all(path: impl AsRef<Path>) -> Result<AudioBuffer, AudioError> {
+    let mut reader = AudioReader::open(path)?;
+    let capacity = reader.total_frames().unwrap_or(0).min(1 << 28) as usize;
+    let mut channels = vec![Vec::with_capacity(capacity); reader.channels()];
+    while reader.read_into(&mut channels, 1 << 16)? > 0 {}
+    Ok(AudioBuffer {
+        sample_rate: reader.sample_rate(),
+        channels,
+    })
+}
+
+/// One stem being written: its hound writer on a hidden temporary file and where it goes.
+struct StemWriter {
+    /// Where the finished file is renamed to: `<out_dir>/<stem>.wav`.
+    final_path: PathBuf,
+    /// The WAV writer on the temporary file (taken out when finalised).
+    writer: Option<hound::WavWriter<BufWriter<File>>>,
+    /// The temporary file; deleted when dropped unless persisted.
+    temp: TempPath,
+}
+
+/// One 32-bit float WAV writer per stem, all in the same output directory, that either all
+/// appear as `<stem>.wav` ([`StemWriterSet::finish`]) or leave nothing behind (drop).
+pub struct StemWriterSet {
+    /// The output directory, for error messages.
+    out_dir: PathBuf,
+    /// One writer per stem, in the order of the names given.
+    stems: Vec<StemWriter>,
+    /// Channels every write must supply.
+    channels: usize,
+}
+
+impl std::fmt::Debug for StemWriterSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StemWriterSet")
+            .field("out_dir", &self.out_dir)
+            .field(
+                "stems",
+                &self.stems.iter().map(|s| &s.final_path).collect::<Vec<_>>(),
+            )
+            .field("channels", &self.channels)
+            .finish()
+    }
+}
+
+impl StemWriterSet {
+    /// Creates `out_dir` if missing and opens a hidden temporary WAV (`.<stem>.wav.partial-XXXX`)
+    /// per stem inside it, 32-bit float at `sample_rate` with `channels` channels.
+    pub fn create(
+        out_dir: impl AsRef<Path>,
+        stem_names: &[impl AsRef<str>],
+        sample_rate: u32,
+        channels: usize,
+    ) -> Result<Self, AudioError> {
+        let out_dir = out_dir.as_ref().to_path_buf();
+        for name in stem_names {
+            let name = name.as_ref();
+            if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\', '\0']) {
+                return Err(AudioError::InvalidStemName {
+                    name: name.to_owned(),
+                });
+            }
+        }
+        let wav_path = |name: &str| out_dir.join(format!("{name}.wav"));
+        let channel_count =
+            u16::try_from(channels)
+                .ok()
+                .filter(|c| *c > 0)
+                .ok_or_else(|| AudioError::WriteFormat {
+                    path: out_dir.clone(),
+                    expected: "1 to 65535 channels".into(),
+                    found: format!("{channels} channels"),
+                })?;
+        if sample_rate == 0 {
+            return Err(AudioError::WriteFormat {
+                path: out_dir,
+                expected: "a sample rate above 0 Hz".into(),
+                found: "0 Hz".into(),
+            });
+        }
+        std::fs::create_dir_all(&out_dir).map_err(|e| AudioError::OutputDir {
+            dir: out_dir.clone(),
+            reason: format!("it cannot be created ({e})"),
+        })?;
+        let spec = hound::WavSpec {
+            channels: channel_count,
+            sample_rate,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut stems = Vec::with_capacity(stem_names.len());
+        for name in stem_names {
+            let name = name.as_ref();
+            let temp = tempfile::Builder::new()
+                .prefix(&format!(".{name}.wav.partial-"))
+                .tempfile_in(&out_dir)
+                .map_err(|e| AudioError::OutputDir {
+                    dir: out_dir.clone(),
+                    reason: format!("a file cannot be created in it ({e})"),
+                })?;
+            let (file, temp) = temp.into_parts();
+            let writer =
+                hound::WavWriter::new(BufWriter::new(file), spec).map_err(|e| hound_error(&temp, e))?;
+            stems.push(StemWriter {
+                final_path: wav_path(name),
+                writer: Some(writer),
+                temp,
+            });
+        }
+        Ok(StemWriterSet {
+            out_dir,
+            stems,
+            channels,
+        })
+    }
+
+    /// Appends deinterleaved frames (one slice per channel, all the same length) to stem
+    /// `stem_index`.
+    ///
+    /// Panics if `stem_index` is out of range or the channel count or lengths disagree.
+    pub fn write(&mut self, stem_index: usize, channels: &[&[f32]]) -> Result<(), AudioError> {
+        assert_eq!(
+            channels.len(),
+            self.channels,
+            "write: expected one slice per channel"
+        );
+        let frames = channels.first().map_or(0, |c| c.len());
+        assert!(
+            channels.iter().all(|c| c.len() == frames),
+            "write: channel lengths differ"
+        );
+        let stem = &mut self.stems[stem_index];
+        let writer = stem.writer.as_mut().expect("writer present until finish");
+        for i in 0..frames {
+            for c in channels {
+                writer
+                    .write_sample(c[i])
+                    .map_err(|e| hound_error(&stem.temp, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Finalises every stem and renames each into place as `<stem>.wav` (replacing an existing
+    /// file); returns the final paths in stem order. On error, the temporary files are removed.
+    pub fn finish(mut self) -> Result<Vec<PathBuf>, AudioError> {
+        for stem in &mut self.stems {
+            if let Some(writer) = stem.writer.take() {
+                writer.finalize().map_err(|e| hound_error(&stem.temp, e))?;
+            }
+        }
+        let mut paths = Vec::with_capacity(self.stems.len());
+        for stem in self.stems.drain(..) {
+            let StemWriter { final_path, temp, .. } = stem;
+            temp.persist(&final_path).map_err(|e| AudioError::Io {
+                path: final_path.clone(),
+                source: e.error,
+            })?;
+            paths.push(final_path);
+        }
+        Ok(paths)
+    }
+}
+
+/// Maps a hound error on the temporary file `temp` to an [`AudioError`].
+fn hound_error(temp: &Path, e: hound::Error) -> AudioError {
+    match e {
+        hound::Error::IoError(source) => AudioError::Io {
+            path: temp.to_path_buf(),
+            source,
+        },
+        other => AudioError::WriteFormat {
+            path: temp.to_path_buf(),
+            expected: "a 32-bit float WAV stream".into(),
+            found: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_wav(path: &Path, spec: hound::WavSpec, frames: usize) {
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for i in 0..frames * spec.channels as usize {
+            let x = ((i % 50) as f32 / 50.0) - 0.5;
+            match (spec.sample_format, spec.bits_per_sample) {
+                (hound::SampleFormat::Float, _) => w.write_sample(x).unwrap(),
+                (_, 8) => w.write_sample((x * 127.0) as i8).unwrap(),
+                (_, 16) => w.write_sample((x * 32767.0) as i16).unwrap(),
+                (_, bits) => w
+                    .write_sample((x * ((1i64 << (bits - 1)) - 1) as f32) as i32)
+                    .unwrap(),
+            }
+        }
+        w.finalize().unwrap();
+    }
+
+    fn spec(channels: u16, bits: u16, float: bool) -> hound::WavSpec {
+        hound::WavSpec {
+            channels,
+            sample_rate: 44_100,
+            bits_per_sample: bits,
+            sample_format: if float {
+                hound::SampleFormat::Float
+            } else {
+                hound::SampleFormat::Int
+            },
+        }
+    }
+
+    #[test]
+    fn reads_pcm_and_float_wavs_with_matching_content() {
+        let dir = tempfile::tempdir().unwrap();
+        for (bits, float) in [(8, false), (16, false), (24, false), (32, false), (32, true)] {
+            let path = dir.path().join(format!("t{bits}{float}.wav"));
+            write_wav(&path, spec(2, bits, float), 10_000);
+            let buf = read_all(&path).unwrap();
+            assert_eq!(buf.sample_rate, 44_100);
+            assert_eq!(buf.channels.len(), 2);
+            assert_eq!(buf.frames(), 10_000, "{bits} bits");
+            // frame 3, channel 1 is interleaved sample 7: (7 % 50)/50 − 0.5 = −0.36
+            let tol = if bits == 8 { 0.02 } else { 1e-3 };
+            assert!(
+                (buf.channels[1][3] + 0.36).abs() < tol,
+                "{bits}: {}",
+                buf.channels[1][3]
+            );
+        }
+    }
+
+    #[test]
+    fn streaming_read_returns_everything_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.wav");
+        write_wav(&path, spec(1, 16, false), 12_345);
+        let mut r = AudioReader::open(&path).unwrap();
+        assert_eq!(r.total_frames(), Some(12_345));
+        let mut out = vec![Vec::new()];
+        let mut total = 0;
+        loop {
+            let n = r.read_into(&mut out, 1000).unwrap();
+            assert!(n <= 1000);
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        assert_eq!(total, 12_345);
+        assert_eq!(out[0].len(), 12_345);
+        assert_eq!(r.read_into(&mut out, 1000).unwrap(), 0);
+    }
+
+    #[test]
+    fn missing_file_and_directory_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.wav");
+        let e = AudioReader::open(&missing).unwrap_err();
+        assert!(matches!(e, AudioError::NotFound { .. }), "{e}");
+        assert!(e.to_string().contains("nope.wav"));
+        let e = AudioReader::open(dir.path()).unwrap_err();
+        assert!(matches!(e, AudioError::NotAFile { .. }), "{e}");
+    }
+
+    #[test]
+    fn zero_byte_file_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zero.wav");
+        File::create(&path).unwrap();
+        let e = AudioReader::open(&path).unwrap_err();
+        assert!(matches!(e, AudioError::Empty { .. }), "{e}");
+        assert!(e.to_string().contains("0-byte"));
+    }
+
+    #[test]
+    fn wav_with_no_frames_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("none.wav");
+        write_wav(&path, spec(2, 16, false), 0);
+        let e = AudioReader::open(&path).unwrap_err();
+        assert!(matches!(e, AudioError::Empty { .. }), "{e}");
+    }
+
+    #[test]
+    fn text_renamed_wav_is_unsupported_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.wav");
+        std::fs::write(
+            &path,
+            "these are not the samples you are looking for\n".repeat(100),
+        )
+        .unwrap();
+        let e = AudioReader::open(&path).unwrap_err();
+        assert!(matches!(e, AudioError::Unsupported { .. }), "{e}");
+        assert!(e.to_string().contains(".wav"), "{e}");
+    }
+
+    #[test]
+    fn truncated_wav_is_corrupt_not_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.wav");
+        write_wav(&path, spec(2, 16, false), 50_000);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2 + 1]).unwrap();
+        match read_all(&path) {
+            Err(e) => assert!(matches!(e, AudioError::Corrupt { .. }), "{e}"),
+            Ok(buf) => panic!("truncated file read as {} frames", buf.frames()),
+        }
+    }
+
+    #[test]
+    fn header_only_garbage_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("head.wav");
+        std::fs::write(&path, b"RIFF\x24\x00\x00\x00WAVEfmt ").unwrap();
+        assert!(AudioReader::open(&path).is_err());
+    }
+
+    #[test]
+    fn stems_are_written_atomically_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("new/sub");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("bass.wav"), b"old").unwrap();
+        let mut set = StemWriterSet::create(&out, &["bass", "drums"], 48_000, 2).unwrap();
+        let left: Vec<f32> = (0..1000).map(|i| i as f32 / 1000.0).collect();
+        let right: Vec<f32> = left.iter().map(|x| -x).collect();
+        for s in 0..2 {
+            set.write(s, &[&left[..600], &right[..600]]).unwrap();
+            set.write(s, &[&left[600..], &right[600..]]).unwrap();
+        }
+        // Nothing final exists while writing; only hidden partial files.
+        assert!(!out.join("drums.wav").exists());
+        let paths = set.finish().unwrap();
+        assert_eq!(paths, vec![out.join("bass.wav"), out.join("drums.wav")]);
+        for p in &paths {
+            let buf = read_all(p).unwrap();
+            assert_eq!(buf.sample_rate, 48_000);
+            assert_eq!(buf.channels.len(), 2);
+            assert_eq!(buf.channels[0], left);
+            assert_eq!(buf.channels[1], right);
+        }
+        let names: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "no partial files left: {names:?}");
+    }
+
+    #[test]
+    fn creates_missing_output_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("a/b/c");
+        let mut set = StemWriterSet::create(&out, &["vocals"], 22_050, 1).unwrap();
+        set.write(0, &[&[0.25; 10]]).unwrap();
+        set.finish().unwrap();
+        assert_eq!(
+            read_all(out.join("vocals.wav")).unwrap().channels[0],
+            vec![0.25; 10]
+        );
+    }
+
+    #[test]
+    fn dropping_without_finish_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut set = StemWriterSet::create(dir.path(), &["bass", "other"], 44_100, 1).unwrap();
+            assert_eq!(
+                std::fs::read_dir(dir.path()).unwrap().count(),
+                2,
+                "hidden partials exist"
+            );
+            set.write(0, &[&[0.5; 100]]).unwrap();
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn unwritable_output_dir_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        let out = file.join("stems");
+        let e = StemWriterSet::create(&out, &["bass"], 44_100, 2).unwrap_err();
+        assert!(matches!(e, AudioError::OutputDir { .. }), "{e}");
+        assert!(e.to_string().contains("plain/stems"), "{e}");
+    }
+
+    #[test]
+    fn bad_stem_names_and_formats_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            StemWriterSet::create(dir.path(), &["../x"], 44_100, 2),
+            Err(AudioError::InvalidStemName { .. })
+        ));
+        assert!(matches!(
+            StemWriterSet::create(dir.path(), &["x"], 44_100, 0),
+            Err(AudioError::WriteFormat { .. })
+        ));
+    }
+}
