@@ -48,7 +48,11 @@ pub struct Progress {
 impl Progress {
     /// A progress record at 0 of 0 with no objective yet.
     pub fn new() -> Self {
-        Progress { iteration: AtomicUsize::new(0), total: AtomicUsize::new(0), objective_bits: AtomicU32::new(f32::NAN.to_bits()) }
+        Progress {
+            iteration: AtomicUsize::new(0),
+            total: AtomicUsize::new(0),
+            objective_bits: AtomicU32::new(f32::NAN.to_bits()),
+        }
     }
 
     /// Iterations completed.
@@ -73,7 +77,8 @@ impl Progress {
     }
 
     fn record(&self, iteration: usize, objective: f64) {
-        self.objective_bits.store((objective as f32).to_bits(), Ordering::Relaxed);
+        self.objective_bits
+            .store((objective as f32).to_bits(), Ordering::Relaxed);
         self.iteration.store(iteration, Ordering::Relaxed);
     }
 }
@@ -146,7 +151,13 @@ impl LatentSearch {
     /// Separates one frame from z = 0: [`LatentSearch::start_from_zero`] then
     /// [`LatentSearch::optimize`]. `priors` are in stem order; `mix_mag` is `[513, frames]`
     /// bin-major. The result is in [`LatentSearch::stems`].
-    pub fn run(&mut self, priors: &mut [Prior], mix_mag: &[f32], progress: &Progress, cancel: &AtomicBool) -> Result<(), SearchError> {
+    pub fn run(
+        &mut self,
+        priors: &mut [Prior],
+        mix_mag: &[f32],
+        progress: &Progress,
+        cancel: &AtomicBool,
+    ) -> Result<(), SearchError> {
         self.start_from_zero();
         self.optimize(priors, mix_mag, progress, cancel)
     }
@@ -154,7 +165,13 @@ impl LatentSearch {
     /// Runs `settings.iterations` updates from the current latents and optimizer state, then
     /// decodes once more so [`LatentSearch::stems`] holds f(z) at the final z. `cancel` is checked
     /// before every iteration.
-    pub fn optimize(&mut self, priors: &mut [Prior], mix_mag: &[f32], progress: &Progress, cancel: &AtomicBool) -> Result<(), SearchError> {
+    pub fn optimize(
+        &mut self,
+        priors: &mut [Prior],
+        mix_mag: &[f32],
+        progress: &Progress,
+        cancel: &AtomicBool,
+    ) -> Result<(), SearchError> {
         self.check_shapes(priors, mix_mag)?;
         let total = self.settings.iterations;
         let gamma = self.settings.objective.gamma();
@@ -200,10 +217,18 @@ impl LatentSearch {
 
     fn check_shapes(&self, priors: &[Prior], mix_mag: &[f32]) -> Result<(), SearchError> {
         if priors.len() != self.n_stems() {
-            return Err(SearchError::Shape { what: "priors", expected: self.n_stems(), found: priors.len() });
+            return Err(SearchError::Shape {
+                what: "priors",
+                expected: self.n_stems(),
+                found: priors.len(),
+            });
         }
         if mix_mag.len() != BINS * self.frames {
-            return Err(SearchError::Shape { what: "mix_mag", expected: BINS * self.frames, found: mix_mag.len() });
+            return Err(SearchError::Shape {
+                what: "mix_mag",
+                expected: BINS * self.frames,
+                found: mix_mag.len(),
+            });
         }
         Ok(())
     }
@@ -228,7 +253,12 @@ impl LatentSearch {
         let data_term = kl_divergence(mix_mag, &self.sum);
         kl_cotangent_into(mix_mag, &self.sum, &mut self.cotangent);
         let mut log_prior = 0.0f64;
-        for (((prior, z), s), grad) in priors.iter_mut().zip(&self.latents).zip(&mut self.stems).zip(&mut self.grads) {
+        for (((prior, z), s), grad) in priors
+            .iter_mut()
+            .zip(&self.latents)
+            .zip(&mut self.stems)
+            .zip(&mut self.grads)
+        {
             log_prior += prior.grad_into(z, &self.cotangent, gamma, self.frames, s, grad)? as f64;
         }
         Ok(data_term - gamma as f64 * log_prior)
@@ -252,7 +282,9 @@ mod tests {
 
     fn toy(stem: &str) -> Prior {
         let runtime = Runtime::load(&RuntimeOptions::default()).unwrap();
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/toy_prior").join(stem);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/toy_prior")
+            .join(stem);
         Prior::load(&runtime, &dir, &SessionOptions::default()).unwrap()
     }
 
@@ -263,7 +295,9 @@ mod tests {
         let mut mix = vec![0.0f32; len];
         let mut s = vec![0.0f32; len];
         for (k, prior) in priors.iter_mut().enumerate() {
-            let z_star: Vec<f32> = (0..len).map(|i| 0.6 * ((i as f32) * 0.013 + k as f32 * 1.7).sin()).collect();
+            let z_star: Vec<f32> = (0..len)
+                .map(|i| 0.6 * ((i as f32) * 0.013 + k as f32 * 1.7).sin())
+                .collect();
             prior.decode_into(&z_star, frames, &mut s).unwrap();
             for (m, v) in mix.iter_mut().zip(&s) {
                 *m += v;
@@ -273,7 +307,10 @@ mod tests {
     }
 
     fn settings(iterations: usize) -> SeparationSettings {
-        SeparationSettings { iterations, ..SeparationSettings::default_preset() }
+        SeparationSettings {
+            iterations,
+            ..SeparationSettings::default_preset()
+        }
     }
 
     #[test]
@@ -282,7 +319,9 @@ mod tests {
         let (mut priors, mix) = problem(frames);
         let mut search = LatentSearch::new(2, frames, settings(150));
         let progress = Progress::new();
-        search.run(&mut priors, &mix, &progress, &AtomicBool::new(false)).unwrap();
+        search
+            .run(&mut priors, &mix, &progress, &AtomicBool::new(false))
+            .unwrap();
         let history = search.objective_history();
         assert_eq!(history.len(), 151);
         let (first, last) = (history[0], history[150]);
@@ -295,11 +334,15 @@ mod tests {
         assert_eq!(progress.total(), 150);
         assert!((progress.objective() as f64 - last).abs() <= 1e-6 * (1.0 + last));
         // The stems are the decoded final latents and sum to (nearly) the mixture.
-        let sum: Vec<f32> = (0..mix.len()).map(|i| search.stems()[0][i] + search.stems()[1][i]).collect();
+        let sum: Vec<f32> = (0..mix.len())
+            .map(|i| search.stems()[0][i] + search.stems()[1][i])
+            .collect();
         assert!((kl_divergence(&mix, &sum) - last).abs() < 1e-9 * (1.0 + last));
         // A second run starts again from z = 0 and reproduces the first.
         let again = search.objective_history().to_vec();
-        search.run(&mut priors, &mix, &progress, &AtomicBool::new(false)).unwrap();
+        search
+            .run(&mut priors, &mix, &progress, &AtomicBool::new(false))
+            .unwrap();
         assert_eq!(search.objective_history(), &again[..]);
     }
 
@@ -307,11 +350,17 @@ mod tests {
     fn map_objective_includes_the_prior_term() {
         let frames = 4;
         let (mut priors, mix) = problem(frames);
-        let map = SeparationSettings { objective: Objective::Map { gamma: 0.5 }, ..settings(3) };
+        let map = SeparationSettings {
+            objective: Objective::Map { gamma: 0.5 },
+            ..settings(3)
+        };
         let mut search = LatentSearch::new(2, frames, map);
-        search.run(&mut priors, &mix, &Progress::new(), &AtomicBool::new(false)).unwrap();
+        search
+            .run(&mut priors, &mix, &Progress::new(), &AtomicBool::new(false))
+            .unwrap();
         let mut mle = LatentSearch::new(2, frames, settings(3));
-        mle.run(&mut priors, &mix, &Progress::new(), &AtomicBool::new(false)).unwrap();
+        mle.run(&mut priors, &mix, &Progress::new(), &AtomicBool::new(false))
+            .unwrap();
         // At z = 0 both see the same data term; MAP subtracts γ·Σ log p, which is nonzero.
         let difference = search.objective_history()[0] - mle.objective_history()[0];
         assert!(difference.abs() > 1.0, "{difference}");
@@ -352,7 +401,14 @@ mod tests {
         let (mut priors, mix) = problem(frames);
         let mut search = LatentSearch::new(3, frames, settings(1));
         let result = search.run(&mut priors, &mix, &Progress::new(), &AtomicBool::new(false));
-        assert!(matches!(result, Err(SearchError::Shape { what: "priors", expected: 3, found: 2 })));
+        assert!(matches!(
+            result,
+            Err(SearchError::Shape {
+                what: "priors",
+                expected: 3,
+                found: 2
+            })
+        ));
         let mut search = LatentSearch::new(2, frames, settings(1));
         let result = search.run(&mut priors, &mix[1..], &Progress::new(), &AtomicBool::new(false));
         assert!(matches!(result, Err(SearchError::Shape { what: "mix_mag", .. })));

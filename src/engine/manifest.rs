@@ -146,7 +146,10 @@ pub fn is_valid_stem_name(name: &str) -> bool {
 
 /// Lower-case hex sha256 of a file's content.
 pub fn sha256_file(path: &Path) -> Result<String, PriorError> {
-    let io_error = |source| PriorError::Io { path: path.to_path_buf(), source };
+    let io_error = |source| PriorError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut file = File::open(path).map_err(io_error)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
@@ -164,8 +167,14 @@ impl Manifest {
     /// Parses `dir/manifest.json` without checking it against anything.
     pub fn load(dir: &Path) -> Result<Manifest, PriorError> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| PriorError::Io { path: path.clone(), source })?;
-        serde_json::from_str(&text).map_err(|e| PriorError::Parse { path, message: e.to_string() })
+        let text = std::fs::read_to_string(&path).map_err(|source| PriorError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|e| PriorError::Parse {
+            path,
+            message: e.to_string(),
+        })
     }
 
     /// Parses `dir/manifest.json` and checks everything the contract requires: format and
@@ -202,31 +211,57 @@ impl Manifest {
             }
         };
         check_str("format", FORMAT, &self.format)?;
-        check_num("format_version", FORMAT_VERSION as usize, self.format_version as usize)?;
-        check_num("sample_rate", PRIOR_SAMPLE_RATE as usize, self.sample_rate as usize)?;
+        check_num(
+            "format_version",
+            FORMAT_VERSION as usize,
+            self.format_version as usize,
+        )?;
+        check_num(
+            "sample_rate",
+            PRIOR_SAMPLE_RATE as usize,
+            self.sample_rate as usize,
+        )?;
         check_num("n_fft", N_FFT, self.n_fft)?;
         check_num("hop", HOP, self.hop)?;
         check_str("window", WINDOW, &self.window)?;
         check_str("center", CENTER, &self.center)?;
         if (self.frame_seconds - FRAME_SECONDS).abs() > 1e-9 {
-            return Err(mismatch("frame_seconds", FRAME_SECONDS.to_string(), self.frame_seconds.to_string()));
+            return Err(mismatch(
+                "frame_seconds",
+                FRAME_SECONDS.to_string(),
+                self.frame_seconds.to_string(),
+            ));
         }
         check_num("frames", FRAMES, self.frames)?;
         check_num("bins", BINS, self.bins)?;
         check_num("time_multiple", TIME_MULTIPLE, self.time_multiple)?;
 
         if !is_valid_stem_name(&self.stem) {
-            return Err(mismatch("stem", "a name matching [a-z0-9][a-z0-9_-]*".into(), format!("`{}`", self.stem)));
+            return Err(mismatch(
+                "stem",
+                "a name matching [a-z0-9][a-z0-9_-]*".into(),
+                format!("`{}`", self.stem),
+            ));
         }
         let folder = folder_name(dir);
         if folder.as_deref() != Some(self.stem.as_str()) {
             let folder = folder.unwrap_or_default();
-            return Err(mismatch("stem", format!("`{folder}` (the folder name)"), format!("`{}`", self.stem)));
+            return Err(mismatch(
+                "stem",
+                format!("`{folder}` (the folder name)"),
+                format!("`{}`", self.stem),
+            ));
         }
 
-        let required = [("graphs.decode", &self.graphs.decode), ("graphs.grad", &self.graphs.grad)];
+        let required = [
+            ("graphs.decode", &self.graphs.decode),
+            ("graphs.grad", &self.graphs.grad),
+        ];
         for (field, graph) in required {
-            let graph = graph.as_ref().ok_or(PriorError::MissingField { path: path.clone(), field })?;
+            let graph = graph.as_ref().ok_or(PriorError::MissingField {
+                path: path.clone(),
+                field,
+            })?;
             verify_graph(dir, &path, field, graph)?;
         }
         if let Some(encode) = &self.graphs.encode {
@@ -247,7 +282,12 @@ fn folder_name(dir: &Path) -> Option<String> {
     resolved.file_name().map(|n| n.to_string_lossy().into_owned())
 }
 
-fn verify_graph(dir: &Path, manifest: &Path, field: &'static str, graph: &GraphFile) -> Result<(), PriorError> {
+fn verify_graph(
+    dir: &Path,
+    manifest: &Path,
+    field: &'static str,
+    graph: &GraphFile,
+) -> Result<(), PriorError> {
     let plain_name = {
         let mut components = Path::new(&graph.file).components();
         matches!(components.next(), Some(Component::Normal(_))) && components.next().is_none()
@@ -267,7 +307,11 @@ fn verify_graph(dir: &Path, manifest: &Path, field: &'static str, graph: &GraphF
     let found = sha256_file(&file)?;
     let expected = graph.sha256.to_ascii_lowercase();
     if found != expected {
-        return Err(PriorError::HashMismatch { file, expected, found });
+        return Err(PriorError::HashMismatch {
+            file,
+            expected,
+            found,
+        });
     }
     Ok(())
 }
@@ -293,7 +337,11 @@ mod tests {
         let text = fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap();
         let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
         edit(&mut json);
-        fs::write(dir.join(MANIFEST_FILE), serde_json::to_string_pretty(&json).unwrap()).unwrap();
+        fs::write(
+            dir.join(MANIFEST_FILE),
+            serde_json::to_string_pretty(&json).unwrap(),
+        )
+        .unwrap();
         (root, dir)
     }
 
@@ -339,7 +387,11 @@ mod tests {
         ];
         for (field, value) in cases {
             let (_root, dir) = edited_copy(|j| j[field] = value.clone());
-            assert_eq!(field_of(Manifest::load_verified(&dir)), field, "{field} = {value}");
+            assert_eq!(
+                field_of(Manifest::load_verified(&dir)),
+                field,
+                "{field} = {value}"
+            );
         }
         for graph in ["decode", "grad"] {
             let (_root, dir) = edited_copy(|j| {
@@ -374,7 +426,11 @@ mod tests {
         bytes[last] ^= 1;
         fs::write(&graph, bytes).unwrap();
         match Manifest::load_verified(&dir) {
-            Err(PriorError::HashMismatch { file, expected, found }) => {
+            Err(PriorError::HashMismatch {
+                file,
+                expected,
+                found,
+            }) => {
                 assert_eq!(file, graph);
                 assert_ne!(expected, found);
                 assert_eq!(found.len(), 64);
@@ -405,7 +461,10 @@ mod tests {
             other => panic!("expected Parse, got {other:?}"),
         }
         fs::remove_file(dir.join(MANIFEST_FILE)).unwrap();
-        assert!(matches!(Manifest::load_verified(&dir), Err(PriorError::Io { .. })));
+        assert!(matches!(
+            Manifest::load_verified(&dir),
+            Err(PriorError::Io { .. })
+        ));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The separation data term: the generalised Kullback–Leibler divergence between the mixture
 //! magnitude X and the sum of the decoded stems, and its gradient with respect to each stem.
 
-/// Added to Σs in the cotangent so X/Σs stays finite. The contract guarantees decoded stems are
-/// > 0, so this only matters where every stem has decoded to almost nothing; 1e-6 is far below
+/// Added to Σs in the cotangent so X/Σs stays finite. The contract guarantees decoded stems
+/// are positive, so this only matters where every stem has decoded to almost nothing; 1e-6 is far below
 /// any audible magnitude (|X| of a full-scale sine is ~256 in this unscaled STFT).
 pub const KL_EPSILON: f32 = 1e-6;
 
@@ -52,8 +52,18 @@ mod tests {
 
     #[test]
     fn cotangent_matches_finite_differences() {
-        let x: Vec<f32> = (0..50).map(|i| if i % 7 == 0 { 0.0 } else { 0.1 + (i as f32 * 0.31).sin().abs() * 3.0 }).collect();
-        let y: Vec<f32> = (0..50).map(|i| 0.2 + (i as f32 * 0.17).cos().abs() * 2.0).collect();
+        let x: Vec<f32> = (0..50)
+            .map(|i| {
+                if i % 7 == 0 {
+                    0.0
+                } else {
+                    0.1 + (i as f32 * 0.31).sin().abs() * 3.0
+                }
+            })
+            .collect();
+        let y: Vec<f32> = (0..50)
+            .map(|i| 0.2 + (i as f32 * 0.17).cos().abs() * 2.0)
+            .collect();
         let mut g = vec![0.0f32; x.len()];
         kl_cotangent_into(&x, &y, &mut g);
         for i in 0..x.len() {
@@ -63,7 +73,11 @@ mod tests {
             minus[i] -= h;
             let step = plus[i] as f64 - minus[i] as f64;
             let fd = (kl_divergence(&x, &plus) - kl_divergence(&x, &minus)) / step;
-            assert!((fd - g[i] as f64).abs() < 1e-3 * (1.0 + fd.abs()), "bin {i}: fd {fd} vs {}", g[i]);
+            assert!(
+                (fd - g[i] as f64).abs() < 1e-3 * (1.0 + fd.abs()),
+                "bin {i}: fd {fd} vs {}",
+                g[i]
+            );
         }
     }
 

@@ -19,7 +19,12 @@ pub struct Adam {
 impl Adam {
     /// Adam for `len` parameters, with zero moments.
     pub fn new(len: usize, settings: AdamSettings) -> Self {
-        Adam { settings, m: vec![0.0; len], v: vec![0.0; len], t: 0 }
+        Adam {
+            settings,
+            m: vec![0.0; len],
+            v: vec![0.0; len],
+            t: 0,
+        }
     }
 
     /// Zeroes the moments and the step count, for a new frame.
@@ -57,7 +62,12 @@ impl Adam {
         debug_assert_eq!(params.len(), self.m.len());
         debug_assert_eq!(grad.len(), self.m.len());
         self.t = self.t.saturating_add(1);
-        let AdamSettings { learning_rate, beta1, beta2, epsilon } = self.settings;
+        let AdamSettings {
+            learning_rate,
+            beta1,
+            beta2,
+            epsilon,
+        } = self.settings;
         let t = self.t as i32;
         // Bias corrections in f64: 1 − β₂ᵗ is tiny for small t and loses digits in f32.
         let correction1 = (1.0 - (beta1 as f64).powi(t)) as f32;
@@ -78,7 +88,12 @@ mod tests {
     use super::*;
 
     fn settings() -> AdamSettings {
-        AdamSettings { learning_rate: 0.1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }
+        AdamSettings {
+            learning_rate: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+        }
     }
 
     #[test]
@@ -121,7 +136,13 @@ mod tests {
     fn minimises_a_quadratic() {
         // f(p) = Σ (p − c)², ∇f = 2(p − c).
         let c = [1.5f32, -0.5, 0.25];
-        let mut adam = Adam::new(3, AdamSettings { learning_rate: 0.05, ..settings() });
+        let mut adam = Adam::new(
+            3,
+            AdamSettings {
+                learning_rate: 0.05,
+                ..settings()
+            },
+        );
         let mut p = [0.0f32; 3];
         let mut g = [0.0f32; 3];
         for _ in 0..2000 {

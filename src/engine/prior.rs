@@ -220,15 +220,30 @@ impl Prior {
         let manifest = Manifest::load_verified(dir)?;
         let graph = |g: &Option<GraphFile>| g.as_ref().map(|g| Manifest::graph_path(dir, g));
         // load_verified guarantees both are present.
-        let (Some(decode_path), Some(grad_path)) = (graph(&manifest.graphs.decode), graph(&manifest.graphs.grad)) else {
-            return Err(PriorError::MissingField { path: dir.join(MANIFEST_FILE), field: "graphs.decode" });
+        let (Some(decode_path), Some(grad_path)) =
+            (graph(&manifest.graphs.decode), graph(&manifest.graphs.grad))
+        else {
+            return Err(PriorError::MissingField {
+                path: dir.join(MANIFEST_FILE),
+                field: "graphs.decode",
+            });
         };
         let (decode, decode_backend) = runtime.session(&decode_path, options)?;
         let (grad, grad_backend) = runtime.session(&grad_path, options)?;
         check_interface(Role::Decode, &decode)?;
         check_interface(Role::Grad, &grad)?;
-        let backend = if decode_backend == grad_backend { decode_backend } else { Backend::Cpu };
-        Ok(Prior { manifest, dir: dir.to_path_buf(), backend, decode, grad })
+        let backend = if decode_backend == grad_backend {
+            decode_backend
+        } else {
+            Backend::Cpu
+        };
+        Ok(Prior {
+            manifest,
+            dir: dir.to_path_buf(),
+            backend,
+            decode,
+            grad,
+        })
     }
 
     /// The instrument name.
@@ -257,7 +272,10 @@ impl Prior {
         check_len("z", len, z.len())?;
         check_len("s_out", len, s_out.len())?;
         let graph = Role::Decode.name();
-        let run_error = |e: ort::Error| PriorError::Run { graph, reason: e.to_string() };
+        let run_error = |e: ort::Error| PriorError::Run {
+            graph,
+            reason: e.to_string(),
+        };
         let z = TensorRef::from_array_view(([1usize, BINS, frames], z)).map_err(run_error)?;
         let outputs = self.decode.run(ort::inputs!["z" => z]).map_err(run_error)?;
         copy_output(&outputs, graph, "s", &[1, BINS as i64, frames as i64], s_out)
@@ -281,13 +299,19 @@ impl Prior {
         check_len("s_out", len, s_out.len())?;
         check_len("grad_out", len, grad_out.len())?;
         let graph = Role::Grad.name();
-        let run_error = |e: ort::Error| PriorError::Run { graph, reason: e.to_string() };
+        let run_error = |e: ort::Error| PriorError::Run {
+            graph,
+            reason: e.to_string(),
+        };
         let gamma = [gamma];
         let shape = [1usize, BINS, frames];
         let z = TensorRef::from_array_view((shape, z)).map_err(run_error)?;
         let g = TensorRef::from_array_view((shape, g)).map_err(run_error)?;
         let gamma = TensorRef::from_array_view(([1usize], &gamma[..])).map_err(run_error)?;
-        let outputs = self.grad.run(ort::inputs!["z" => z, "g" => g, "gamma" => gamma]).map_err(run_error)?;
+        let outputs = self
+            .grad
+            .run(ort::inputs!["z" => z, "g" => g, "gamma" => gamma])
+            .map_err(run_error)?;
         let full = [1, BINS as i64, frames as i64];
         copy_output(&outputs, graph, "s", &full, s_out)?;
         copy_output(&outputs, graph, "grad_z", &full, grad_out)?;
@@ -298,8 +322,11 @@ impl Prior {
 }
 
 fn checked_len(frames: usize) -> Result<usize, PriorError> {
-    if frames == 0 || frames % TIME_MULTIPLE != 0 {
-        return Err(PriorError::BadFrames { frames, multiple: TIME_MULTIPLE });
+    if frames == 0 || !frames.is_multiple_of(TIME_MULTIPLE) {
+        return Err(PriorError::BadFrames {
+            frames,
+            multiple: TIME_MULTIPLE,
+        });
     }
     Ok(BINS * frames)
 }
@@ -308,7 +335,11 @@ fn check_len(buffer: &'static str, expected: usize, found: usize) -> Result<(), 
     if expected == found {
         Ok(())
     } else {
-        Err(PriorError::BufferLength { buffer, expected, found })
+        Err(PriorError::BufferLength {
+            buffer,
+            expected,
+            found,
+        })
     }
 }
 
@@ -326,11 +357,17 @@ fn copy_output(
         expected: "an output".into(),
         found: "no such output".into(),
     })?;
-    let (shape, data) = value
-        .try_extract_tensor::<f32>()
-        .map_err(|e| PriorError::Run { graph, reason: format!("output `{tensor}`: {e}") })?;
+    let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| PriorError::Run {
+        graph,
+        reason: format!("output `{tensor}`: {e}"),
+    })?;
     if &shape[..] != expected || data.len() != out.len() {
-        return Err(PriorError::OutputShape { graph, tensor, expected: expected.to_vec(), found: shape.to_vec() });
+        return Err(PriorError::OutputShape {
+            graph,
+            tensor,
+            expected: expected.to_vec(),
+            found: shape.to_vec(),
+        });
     }
     if !data.iter().all(|v| v.is_finite()) {
         return Err(PriorError::NonFinite { graph, tensor });
@@ -351,23 +388,46 @@ fn check_interface(role: Role, session: &Session) -> Result<(), PriorError> {
     for input in session.inputs() {
         if !role.inputs().iter().any(|(name, _)| *name == input.name()) {
             let allowed: Vec<_> = role.inputs().iter().map(|(n, _)| format!("`{n}`")).collect();
-            return Err(interface_error(input.name(), format!("only inputs {}", allowed.join(", ")), "an extra input".into()));
+            return Err(interface_error(
+                input.name(),
+                format!("only inputs {}", allowed.join(", ")),
+                "an extra input".into(),
+            ));
         }
     }
-    let sides = [("input", role.inputs(), session.inputs()), ("output", role.outputs(), session.outputs())];
+    let sides = [
+        ("input", role.inputs(), session.inputs()),
+        ("output", role.outputs(), session.outputs()),
+    ];
     for (side, required, declared) in sides {
         for (name, rank) in required {
             let Some(outlet) = declared.iter().find(|o| o.name() == *name) else {
-                return Err(interface_error(name, format!("an {side} `{name}`"), "none".into()));
+                return Err(interface_error(
+                    name,
+                    format!("an {side} `{name}`"),
+                    "none".into(),
+                ));
             };
             let expected = format!("a float32 tensor of rank {rank}");
             match outlet.dtype() {
-                ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => {
+                ValueType::Tensor {
+                    ty: TensorElementType::Float32,
+                    shape,
+                    ..
+                } => {
                     if shape.len() != *rank {
-                        return Err(interface_error(name, expected, format!("rank {} ({shape})", shape.len())));
+                        return Err(interface_error(
+                            name,
+                            expected,
+                            format!("rank {} ({shape})", shape.len()),
+                        ));
                     }
                     if *rank == 3 && shape[1] != BINS as i64 && shape[1] >= 0 {
-                        return Err(interface_error(name, format!("{BINS} bins on axis 1"), format!("{}", shape[1])));
+                        return Err(interface_error(
+                            name,
+                            format!("{BINS} bins on axis 1"),
+                            format!("{}", shape[1]),
+                        ));
                     }
                 }
                 other => return Err(interface_error(name, expected, format!("{other:?}"))),
@@ -404,13 +464,19 @@ impl PriorCatalog {
         let mut found: BTreeMap<String, PriorEntry> = BTreeMap::new();
         let mut shadowed = Vec::new();
         for search_dir in search_dirs {
-            let Ok(read_dir) = std::fs::read_dir(search_dir) else { continue };
+            let Ok(read_dir) = std::fs::read_dir(search_dir) else {
+                continue;
+            };
             let mut here: Vec<PriorEntry> = read_dir
                 .filter_map(Result::ok)
                 .filter(|entry| entry.path().join(MANIFEST_FILE).is_file())
                 .filter_map(|entry| {
                     let stem = entry.file_name().to_str()?.to_string();
-                    Some(PriorEntry { stem, dir: entry.path(), search_dir: search_dir.clone() })
+                    Some(PriorEntry {
+                        stem,
+                        dir: entry.path(),
+                        search_dir: search_dir.clone(),
+                    })
                 })
                 .collect();
             here.sort_by(|a, b| a.stem.cmp(&b.stem));
@@ -422,7 +488,10 @@ impl PriorCatalog {
                 }
             }
         }
-        PriorCatalog { entries: found.into_values().collect(), shadowed }
+        PriorCatalog {
+            entries: found.into_values().collect(),
+            shadowed,
+        }
     }
 
     /// Usable priors, sorted by stem.
@@ -454,7 +523,10 @@ impl PriorCatalog {
                 let stem = stem.as_ref();
                 self.get(stem)
                     .map(|e| e.dir.clone())
-                    .ok_or_else(|| PriorError::UnknownStem { stem: stem.to_string(), available: self.stems() })
+                    .ok_or_else(|| PriorError::UnknownStem {
+                        stem: stem.to_string(),
+                        available: self.stems(),
+                    })
             })
             .collect()
     }
@@ -470,8 +542,16 @@ pub fn shipped_priors_dir() -> Option<PathBuf> {
 /// `data_dir()/priors` (user-trained), `<beside>/priors` for each beside dir, and the
 /// repository's `models/priors` when it exists.
 pub fn default_search_dirs(explicit: Option<&Path>, beside: &[PathBuf]) -> Vec<PathBuf> {
-    let env: Vec<PathBuf> = non_empty_env(PRIORS_ENV).map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
-    search_dirs_from(explicit, &env, data_dir().as_deref(), beside, shipped_priors_dir().as_deref())
+    let env: Vec<PathBuf> = non_empty_env(PRIORS_ENV)
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
+    search_dirs_from(
+        explicit,
+        &env,
+        data_dir().as_deref(),
+        beside,
+        shipped_priors_dir().as_deref(),
+    )
 }
 
 /// [`default_search_dirs`] from explicit inputs, so the order is testable without the environment.
@@ -505,7 +585,9 @@ mod tests {
     use std::sync::Arc;
 
     fn fixture(stem: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/toy_prior").join(stem)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/toy_prior")
+            .join(stem)
     }
 
     /// The toy prior's per-bin a and b (written by `tests/fixtures/make_toy_prior.py`).
@@ -545,7 +627,9 @@ mod tests {
         prior.decode_into(&z, frames, &mut s).unwrap();
         let mut s2 = vec![0.0; len];
         let mut grad = vec![0.0; len];
-        let logp = prior.grad_into(&z, &g, gamma, frames, &mut s2, &mut grad).unwrap();
+        let logp = prior
+            .grad_into(&z, &g, gamma, frames, &mut s2, &mut grad)
+            .unwrap();
 
         let mut expected_logp = 0.0f64;
         for bin in 0..BINS {
@@ -555,12 +639,22 @@ mod tests {
                 let expected_s = (a * z + b).exp();
                 let expected_grad = a * expected_s * g[i] as f64 + gamma as f64 * (z + a);
                 assert!((s[i] as f64 - expected_s).abs() <= 1e-5 * expected_s, "s[{i}]");
-                assert!((s2[i] as f64 - expected_s).abs() <= 1e-5 * expected_s, "grad s[{i}]");
-                assert!((grad[i] as f64 - expected_grad).abs() <= 1e-5 * (1.0 + expected_grad.abs()), "grad[{i}]");
-                expected_logp += -0.5 * z * z - 0.5 * (2.0 * std::f64::consts::PI).ln() - (a * z + b + a.ln());
+                assert!(
+                    (s2[i] as f64 - expected_s).abs() <= 1e-5 * expected_s,
+                    "grad s[{i}]"
+                );
+                assert!(
+                    (grad[i] as f64 - expected_grad).abs() <= 1e-5 * (1.0 + expected_grad.abs()),
+                    "grad[{i}]"
+                );
+                expected_logp +=
+                    -0.5 * z * z - 0.5 * (2.0 * std::f64::consts::PI).ln() - (a * z + b + a.ln());
             }
         }
-        assert!((logp as f64 - expected_logp).abs() <= 1e-4 * expected_logp.abs(), "{logp} vs {expected_logp}");
+        assert!(
+            (logp as f64 - expected_logp).abs() <= 1e-4 * expected_logp.abs(),
+            "{logp} vs {expected_logp}"
+        );
     }
 
     #[test]
@@ -568,8 +662,14 @@ mod tests {
         let runtime = runtime();
         let mut prior = Prior::load(&runtime, &fixture("toy"), &SessionOptions::default()).unwrap();
         let mut s = vec![0.0; BINS * 4];
-        assert!(matches!(prior.decode_into(&[0.0; 10], 4, &mut s), Err(PriorError::BufferLength { buffer: "z", .. })));
-        assert!(matches!(prior.decode_into(&vec![0.0; BINS * 3], 3, &mut s), Err(PriorError::BadFrames { .. })));
+        assert!(matches!(
+            prior.decode_into(&[0.0; 10], 4, &mut s),
+            Err(PriorError::BufferLength { buffer: "z", .. })
+        ));
+        assert!(matches!(
+            prior.decode_into(&vec![0.0; BINS * 3], 3, &mut s),
+            Err(PriorError::BadFrames { .. })
+        ));
     }
 
     #[test]
@@ -581,7 +681,10 @@ mod tests {
         z[5] = 1e6; // exp(a·z + b) overflows f32
         let mut s = vec![0.0; BINS * frames];
         match prior.decode_into(&z, frames, &mut s) {
-            Err(PriorError::NonFinite { graph: "decode", tensor: "s" }) => {}
+            Err(PriorError::NonFinite {
+                graph: "decode",
+                tensor: "s",
+            }) => {}
             other => panic!("expected NonFinite, got {other:?}"),
         }
     }
@@ -598,10 +701,15 @@ mod tests {
         }
         fs::copy(fixture("toy").join("decode.onnx"), dir.join("grad.onnx")).unwrap();
         let mut manifest = Manifest::load(&fixture("toy")).unwrap();
-        manifest.graphs.grad.as_mut().unwrap().sha256 = manifest.graphs.decode.as_ref().unwrap().sha256.clone();
+        manifest.graphs.grad.as_mut().unwrap().sha256 =
+            manifest.graphs.decode.as_ref().unwrap().sha256.clone();
         fs::write(dir.join(MANIFEST_FILE), serde_json::to_string(&manifest).unwrap()).unwrap();
         match Prior::load(&runtime(), &dir, &SessionOptions::default()) {
-            Err(PriorError::GraphInterface { graph: "grad", tensor, .. }) => assert_eq!(tensor, "g"),
+            Err(PriorError::GraphInterface {
+                graph: "grad",
+                tensor,
+                ..
+            }) => assert_eq!(tensor, "g"),
             other => panic!("expected GraphInterface, got {other:?}"),
         }
     }
@@ -620,7 +728,10 @@ mod tests {
             crate::engine::manifest::sha256_file(&dir.join("decode.onnx")).unwrap();
         fs::write(dir.join(MANIFEST_FILE), serde_json::to_string(&manifest).unwrap()).unwrap();
         let result = Prior::load(&runtime(), &dir, &SessionOptions::default());
-        assert!(matches!(result, Err(PriorError::Runtime(RuntimeError::Session { .. }))), "{result:?}");
+        assert!(
+            matches!(result, Err(PriorError::Runtime(RuntimeError::Session { .. }))),
+            "{result:?}"
+        );
     }
 
     #[test]
@@ -628,7 +739,12 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let first = root.path().join("first");
         let second = root.path().join("second");
-        for (dir, stem) in [(&first, "bass"), (&second, "bass"), (&second, "drums"), (&second, "not_a_prior")] {
+        for (dir, stem) in [
+            (&first, "bass"),
+            (&second, "bass"),
+            (&second, "drums"),
+            (&second, "not_a_prior"),
+        ] {
             fs::create_dir_all(dir.join(stem)).unwrap();
             if stem != "not_a_prior" {
                 fs::write(dir.join(stem).join(MANIFEST_FILE), "{}").unwrap();
@@ -640,7 +756,10 @@ mod tests {
         assert_eq!(catalog.get("bass").unwrap().dir, first.join("bass"));
         assert_eq!(catalog.shadowed().len(), 1);
         assert_eq!(catalog.shadowed()[0].dir, second.join("bass"));
-        assert_eq!(catalog.select(&["drums", "bass"]).unwrap(), vec![second.join("drums"), first.join("bass")]);
+        assert_eq!(
+            catalog.select(&["drums", "bass"]).unwrap(),
+            vec![second.join("drums"), first.join("bass")]
+        );
         match catalog.select(&["piano"]) {
             Err(PriorError::UnknownStem { stem, available }) => {
                 assert_eq!(stem, "piano");
@@ -659,20 +778,31 @@ mod tests {
             &[PathBuf::from("/exe")],
             Some(Path::new("/repo/models/priors")),
         );
-        let expected: Vec<PathBuf> =
-            ["/explicit", "/env1", "/env2", "/data/priors", "/exe/priors", "/repo/models/priors"]
-                .iter()
-                .map(PathBuf::from)
-                .collect();
+        let expected: Vec<PathBuf> = [
+            "/explicit",
+            "/env1",
+            "/env2",
+            "/data/priors",
+            "/exe/priors",
+            "/repo/models/priors",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
         assert_eq!(dirs, expected);
-        assert_eq!(search_dirs_from(None, &[], None, &[], None), Vec::<PathBuf>::new());
+        assert_eq!(
+            search_dirs_from(None, &[], None, &[], None),
+            Vec::<PathBuf>::new()
+        );
     }
 
     /// Real priors shipped in `models/priors/` (from the training side), when present: each must
     /// load, decode to positive finite magnitudes, and give a finite gradient.
     #[test]
     fn shipped_priors_load_when_present() {
-        let Some(shipped) = shipped_priors_dir() else { return };
+        let Some(shipped) = shipped_priors_dir() else {
+            return;
+        };
         let catalog = PriorCatalog::discover(&[shipped]);
         let runtime = runtime();
         for entry in catalog.entries() {

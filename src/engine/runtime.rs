@@ -95,7 +95,11 @@ fn display_paths(paths: &[PathBuf]) -> String {
     if paths.is_empty() {
         return "(nothing)".to_string();
     }
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Stemflow's per-user data folder: `$STEMFLOW_DATA_DIR`, else `$XDG_DATA_HOME/stemflow`, else
@@ -212,24 +216,36 @@ impl LibraryLookup {
         let mut tried = Vec::new();
         if let Some(path) = &self.explicit {
             return find_in_file_or_dir(path, &mut tried)
-                .map(|path| LocatedLibrary { path, source: LibrarySource::Explicit })
+                .map(|path| LocatedLibrary {
+                    path,
+                    source: LibrarySource::Explicit,
+                })
                 .ok_or(RuntimeError::NotFound { tried });
         }
         if let Some(path) = &self.env_var {
             return find_in_file_or_dir(path, &mut tried)
-                .map(|path| LocatedLibrary { path, source: LibrarySource::EnvVar })
+                .map(|path| LocatedLibrary {
+                    path,
+                    source: LibrarySource::EnvVar,
+                })
                 .ok_or(RuntimeError::NotFound { tried });
         }
         for dir in &self.beside {
             for candidate_dir in [dir.clone(), dir.join("lib")] {
                 if let Some(path) = find_in_dir(&candidate_dir, &mut tried) {
-                    return Ok(LocatedLibrary { path, source: LibrarySource::Beside(dir.clone()) });
+                    return Ok(LocatedLibrary {
+                        path,
+                        source: LibrarySource::Beside(dir.clone()),
+                    });
                 }
             }
         }
         if let Some(dir) = &self.set_up_dir {
             if let Some(path) = find_in_dir(dir, &mut tried) {
-                return Ok(LocatedLibrary { path, source: LibrarySource::SetUpLocation });
+                return Ok(LocatedLibrary {
+                    path,
+                    source: LibrarySource::SetUpLocation,
+                });
             }
         }
         Err(RuntimeError::NotFound { tried })
@@ -275,7 +291,9 @@ impl FromStr for RuntimeVersion {
             let part = parts.next().ok_or_else(|| format!("no {what} number in `{s}`"))?;
             // Tolerate suffixes such as `1.31.1-dev`.
             let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().map_err(|_| format!("the {what} number in `{s}` is not a number"))
+            digits
+                .parse()
+                .map_err(|_| format!("the {what} number in `{s}` is not a number"))
         };
         let major = next("major")?;
         let minor = next("minor")?;
@@ -293,8 +311,10 @@ impl fmt::Display for RuntimeVersion {
 /// Opens `path`, reads its version via `OrtGetApiBase()->GetVersionString()`, and checks it is
 /// one this build can use; never panics, whatever the file is. The library is closed again.
 pub fn probe_library(path: &Path) -> Result<RuntimeVersion, RuntimeError> {
-    let not_a_library =
-        |reason: String| RuntimeError::NotALibrary { path: path.to_path_buf(), reason };
+    let not_a_library = |reason: String| RuntimeError::NotALibrary {
+        path: path.to_path_buf(),
+        reason,
+    };
     // SAFETY: loading runs the library's initialisers; a file found by the lookup is trusted to
     // be what it claims (the same trust ort itself places in it).
     let library = unsafe { libloading::Library::new(path) }.map_err(|e| not_a_library(e.to_string()))?;
@@ -313,7 +333,9 @@ pub fn probe_library(path: &Path) -> Result<RuntimeVersion, RuntimeError> {
         return Err(not_a_library("`GetVersionString` returned null".into()));
     }
     // SAFETY: ONNX Runtime returns a static NUL-terminated string.
-    let found = unsafe { CStr::from_ptr(version_ptr) }.to_string_lossy().into_owned();
+    let found = unsafe { CStr::from_ptr(version_ptr) }
+        .to_string_lossy()
+        .into_owned();
     let wrong_version = || RuntimeError::WrongVersion {
         path: path.to_path_buf(),
         expected: format!(">= 1.{MIN_MINOR_VERSION}"),
@@ -378,7 +400,10 @@ pub struct SessionOptions {
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { device: Device::Cpu, threads: 1 }
+        SessionOptions {
+            device: Device::Cpu,
+            threads: 1,
+        }
     }
 }
 
@@ -428,16 +453,27 @@ impl Runtime {
             return Ok(Arc::clone(runtime));
         }
         let path = std::path::absolute(&located.path).unwrap_or_else(|_| located.path.clone());
-        let init = |reason: String| RuntimeError::Init { path: path.clone(), reason };
+        let init = |reason: String| RuntimeError::Init {
+            path: path.clone(),
+            reason,
+        };
         let environment = ort::init_from(&path)
             .map_err(|e| init(e.to_string()))?
             .with_name("stemflow")
             .with_telemetry(false)
             .build()
             .map_err(|e| init(e.to_string()))?;
-        log::info!("ONNX Runtime {version} from {} ({})", path.display(), located.source);
-        let runtime =
-            Arc::new(Runtime { library: path, source: located.source, version, environment });
+        log::info!(
+            "ONNX Runtime {version} from {} ({})",
+            path.display(),
+            located.source
+        );
+        let runtime = Arc::new(Runtime {
+            library: path,
+            source: located.source,
+            version,
+            environment,
+        });
         *loaded = Some(Arc::clone(&runtime));
         Ok(runtime)
     }
@@ -465,8 +501,10 @@ impl Runtime {
         model_path: &Path,
         options: &SessionOptions,
     ) -> Result<(Session, Backend), RuntimeError> {
-        let session_error =
-            |reason: String| RuntimeError::Session { path: model_path.to_path_buf(), reason };
+        let session_error = |reason: String| RuntimeError::Session {
+            path: model_path.to_path_buf(),
+            reason,
+        };
         if !model_path.is_file() {
             return Err(session_error("no such file".into()));
         }
@@ -482,7 +520,9 @@ impl Runtime {
                 }
             },
         };
-        let session = builder.commit_from_file(model_path).map_err(|e| session_error(e.to_string()))?;
+        let session = builder
+            .commit_from_file(model_path)
+            .map_err(|e| session_error(e.to_string()))?;
         Ok((session, backend))
     }
 
@@ -528,7 +568,10 @@ mod tests {
 
     /// The library `cargo xtask setup` installs, found the way users find it.
     fn set_up_library() -> PathBuf {
-        data_dir().expect("HOME is set").join("runtime").join(LIBRARY_NAMES[0])
+        data_dir()
+            .expect("HOME is set")
+            .join("runtime")
+            .join(LIBRARY_NAMES[0])
     }
 
     #[cfg(unix)]
@@ -543,17 +586,26 @@ mod tests {
     fn loads_from_the_set_up_location_and_reports_its_version() {
         let runtime = Runtime::load(&RuntimeOptions::default()).unwrap();
         assert_eq!(runtime.version().to_string(), "1.31.1");
-        assert_eq!(probe_library(&set_up_library()).unwrap(), "1.31.1".parse().unwrap());
+        assert_eq!(
+            probe_library(&set_up_library()).unwrap(),
+            "1.31.1".parse().unwrap()
+        );
         // A second load hands back the same process-wide runtime.
-        let again = Runtime::load(&RuntimeOptions { library: Some(set_up_library()), beside: vec![] })
-            .unwrap();
+        let again = Runtime::load(&RuntimeOptions {
+            library: Some(set_up_library()),
+            beside: vec![],
+        })
+        .unwrap();
         assert!(Arc::ptr_eq(&runtime, &again));
     }
 
     #[test]
     fn nonexistent_explicit_path_is_not_found_and_listed() {
         let missing = PathBuf::from("/nonexistent/stemflow/libonnxruntime.so");
-        let options = RuntimeOptions { library: Some(missing.clone()), beside: vec![] };
+        let options = RuntimeOptions {
+            library: Some(missing.clone()),
+            beside: vec![],
+        };
         match Runtime::load(&options) {
             Err(RuntimeError::NotFound { tried }) => assert_eq!(tried, vec![missing]),
             other => panic!("expected NotFound, got {other:?}"),
@@ -572,8 +624,14 @@ mod tests {
             }
             other => panic!("expected NotALibrary, got {other:?}"),
         }
-        let options = RuntimeOptions { library: Some(fake), beside: vec![] };
-        assert!(matches!(Runtime::load(&options), Err(RuntimeError::NotALibrary { .. })));
+        let options = RuntimeOptions {
+            library: Some(fake),
+            beside: vec![],
+        };
+        assert!(matches!(
+            Runtime::load(&options),
+            Err(RuntimeError::NotALibrary { .. })
+        ));
     }
 
     #[test]
@@ -615,7 +673,10 @@ mod tests {
             set_up_dir: Some(set_up_dir.clone()),
         };
         let found = lookup.locate().unwrap();
-        assert_eq!((found.path, found.source), (env_lib.clone(), LibrarySource::EnvVar));
+        assert_eq!(
+            (found.path, found.source),
+            (env_lib.clone(), LibrarySource::EnvVar)
+        );
 
         lookup.env_var = None;
         let found = lookup.locate().unwrap();
@@ -626,7 +687,10 @@ mod tests {
 
         lookup.beside = vec![root.path().join("empty")];
         let found = lookup.locate().unwrap();
-        assert_eq!((found.path, found.source), (set_up_lib, LibrarySource::SetUpLocation));
+        assert_eq!(
+            (found.path, found.source),
+            (set_up_lib, LibrarySource::SetUpLocation)
+        );
 
         // Explicit beats everything, and accepts a folder.
         lookup.explicit = Some(env_lib.parent().unwrap().to_path_buf());
@@ -656,8 +720,14 @@ mod tests {
     #[test]
     fn data_dir_prefers_the_override_then_xdg_then_home() {
         let some = |s: &str| Some(OsString::from(s));
-        assert_eq!(data_dir_from(some("/d"), some("/x"), some("/h"), None), Some("/d".into()));
-        assert_eq!(data_dir_from(None, some("/x"), some("/h"), None), Some("/x/stemflow".into()));
+        assert_eq!(
+            data_dir_from(some("/d"), some("/x"), some("/h"), None),
+            Some("/d".into())
+        );
+        assert_eq!(
+            data_dir_from(None, some("/x"), some("/h"), None),
+            Some("/x/stemflow".into())
+        );
         assert_eq!(
             data_dir_from(None, None, some("/h"), None),
             Some("/h/.local/share/stemflow".into())
@@ -678,11 +748,17 @@ mod tests {
     fn cuda_request_falls_back_to_cpu_and_says_so() {
         let runtime = Runtime::load(&RuntimeOptions::default()).unwrap();
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/toy_prior/toy/decode.onnx");
-        let options = SessionOptions { device: Device::Cuda, threads: 1 };
+        let options = SessionOptions {
+            device: Device::Cuda,
+            threads: 1,
+        };
         let (session, backend) = runtime.session(&model, &options).unwrap();
         assert_eq!(backend, Device::Cpu);
         assert_eq!(session.inputs()[0].name(), "z");
-        let options = SessionOptions { device: Device::DirectMl, threads: 1 };
+        let options = SessionOptions {
+            device: Device::DirectMl,
+            threads: 1,
+        };
         assert_eq!(runtime.session(&model, &options).unwrap().1, Device::Cpu);
     }
 
