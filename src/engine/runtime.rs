@@ -520,10 +520,21 @@ impl Runtime {
                 }
             },
         };
-        let session = builder
-            .commit_from_file(model_path)
-            .map_err(|e| session_error(e.to_string()))?;
-        Ok((session, backend))
+        match builder.commit_from_file(model_path) {
+            Ok(session) => Ok((session, backend)),
+            // A GPU provider can register and still fail when the session is made (e.g. its
+            // CUDA libraries are missing); the CPU is always worth one more try.
+            Err(e) if backend != Device::Cpu => {
+                log::warn!("{backend} session failed ({e}); using the CPU");
+                let session = self
+                    .builder(options.threads)
+                    .map_err(session_error)?
+                    .commit_from_file(model_path)
+                    .map_err(|e| session_error(e.to_string()))?;
+                Ok((session, Device::Cpu))
+            }
+            Err(e) => Err(session_error(e.to_string())),
+        }
     }
 
     fn builder(&self, threads: usize) -> Result<SessionBuilder, String> {
@@ -644,6 +655,63 @@ mod tests {
         match probe_library(libm) {
             Err(RuntimeError::NotALibrary { reason, .. }) => assert!(reason.contains("OrtGetApiBase")),
             other => panic!("expected NotALibrary, got {other:?}"),
+        }
+    }
+
+    /// Builds a shared library exporting a fake `OrtGetApiBase` that reports `version`, or
+    /// `None` when no C compiler is installed.
+    #[cfg(unix)]
+    fn fake_runtime(dir: &Path, version: &str) -> Option<PathBuf> {
+        let source = dir.join("fake.c");
+        let library = dir.join(LIBRARY_NAMES[0]);
+        let code = format!(
+            "typedef struct {{ const void* (*get_api)(unsigned); const char* (*version)(void); }} Base;\n\
+             static const void* get_api(unsigned v) {{ (void)v; return 0; }}\n\
+             static const char* version(void) {{ return \"{version}\"; }}\n\
+             static const Base base = {{ get_api, version }};\n\
+             const Base* OrtGetApiBase(void) {{ return &base; }}\n"
+        );
+        fs::write(&source, code).unwrap();
+        let status = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&library)
+            .arg(&source)
+            .status()
+            .ok()?;
+        status.success().then_some(library)
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn an_old_or_odd_runtime_is_a_wrong_version_not_a_panic() {
+        for version in ["1.20.0", "2.0.0", "banana"] {
+            let dir = tempfile::tempdir().unwrap();
+            let Some(library) = fake_runtime(dir.path(), version) else {
+                eprintln!("no C compiler; skipping");
+                return;
+            };
+            match probe_library(&library) {
+                Err(RuntimeError::WrongVersion {
+                    expected,
+                    tested,
+                    found,
+                    ..
+                }) => {
+                    assert_eq!(expected, ">= 1.22");
+                    assert_eq!(tested, "1.31.1");
+                    assert_eq!(found, version);
+                }
+                other => panic!("{version}: expected WrongVersion, got {other:?}"),
+            }
+            let options = RuntimeOptions {
+                library: Some(library),
+                beside: vec![],
+            };
+            let result = Runtime::load(&options);
+            assert!(
+                matches!(result, Err(RuntimeError::WrongVersion { .. })),
+                "{result:?}"
+            );
         }
     }
 
