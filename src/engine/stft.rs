@@ -46,7 +46,7 @@ impl Stft {
     /// grids, never by user data.
     pub fn new(n_fft: usize, hop: usize) -> Self {
         assert!(
-            n_fft >= 2 && n_fft % 2 == 0,
+            n_fft >= 2 && n_fft.is_multiple_of(2),
             "n_fft must be even and ≥ 2, got {n_fft}"
         );
         assert!(
