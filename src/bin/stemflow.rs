@@ -1,1 +1,5 @@
-fn main() {}
+//! The `stemflow` command line.
+
+fn main() -> std::process::ExitCode {
+    stemflow::cli::main()
+}

@@ -1,0 +1,101 @@
+//! `stemflow bench`: cost of separating one 5-s frame, default settings against `--preset paper`,
+//! measured in the same run (medians over repeats; ratios are what to compare across machines).
+
+use super::shared::SharedArgs;
+use super::CliError;
+use crate::engine::audio_file::read_all;
+use crate::engine::separator::Separator;
+use crate::engine::settings::Preset;
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Audio to take the 5-s frame from (default: the shipped demo mix).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Stems to separate, comma-separated (default: every installed prior).
+    #[arg(long, value_delimiter = ',')]
+    pub stems: Vec<String>,
+    /// Iterations per frame (default: each preset's own).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub iterations: Option<u32>,
+    /// Timed frames per preset; the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
+}
+
+/// The shipped demo mix, the default bench input.
+fn demo_mix() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models/demo/mix.wav"))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        0.5 * (values[n / 2 - 1] + values[n / 2])
+    }
+}
+
+/// Run `bench`: one warm-up frame, then `repeat` timed frames per preset.
+pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
+    let input = args.input.clone().unwrap_or_else(demo_mix);
+    let audio = read_all(&input)?;
+    let runtime = shared.runtime()?;
+    let mut priors = shared.load_priors(&runtime, &args.stems)?;
+    let frame_len = Separator::frame_len_at(audio.sample_rate);
+    let frame: Vec<Vec<f32>> = audio
+        .channels
+        .iter()
+        .map(|c| (0..frame_len).map(|i| c.get(i).copied().unwrap_or(0.0)).collect())
+        .collect();
+    let frame_refs: Vec<&[f32]> = frame.iter().map(Vec::as_slice).collect();
+    let names: Vec<String> = priors.iter().map(|p| p.stem().to_string()).collect();
+    let threads = shared.threads;
+    println!(
+        "bench: {} stems ({}), one 5-s frame of {} at {} Hz × {} ch, {} thread(s) per session, device {:?}, median of {}",
+        names.len(),
+        names.join(", "),
+        input.display(),
+        audio.sample_rate,
+        audio.channels.len(),
+        threads,
+        shared.device,
+        args.repeat
+    );
+    println!("{:<8} {:>10} {:>13} {:>9} {:>17}", "preset", "iterations", "ms/iteration", "frame s", "real-time factor");
+    let mut frame_seconds = Vec::new();
+    for preset in [Preset::Default, Preset::Paper] {
+        let mut settings = preset.settings();
+        if let Some(iterations) = args.iterations {
+            settings.iterations = iterations as usize;
+        }
+        let mut separator = Separator::new(priors, settings, audio.sample_rate, audio.channels.len())
+            ?;
+        separator.separate_frame(&frame_refs)?;
+        let mut times: Vec<f64> = Vec::new();
+        for _ in 0..args.repeat {
+            let start = Instant::now();
+            separator.separate_frame(&frame_refs)?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        let seconds = median(&mut times);
+        println!(
+            "{:<8} {:>10} {:>13.1} {:>9.2} {:>17.2}",
+            format!("{preset:?}").to_lowercase(),
+            settings.iterations,
+            1000.0 * seconds / settings.iterations as f64,
+            seconds,
+            seconds / 5.0
+        );
+        frame_seconds.push(seconds);
+        priors = separator.into_priors();
+    }
+    println!("ratio paper/default (frame time): {:.3}", frame_seconds[1] / frame_seconds[0]);
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! `stemflow priors`: every installed prior, where it is, and what its manifest says.
+
+use super::shared::SharedArgs;
+use super::CliError;
+use crate::engine::manifest::Manifest;
+use clap::Args;
+
+/// Arguments of `priors`.
+#[derive(Debug, Args)]
+pub struct PriorsArgs {
+    /// Print each manifest in full (JSON).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One line describing a verified manifest.
+fn describe(manifest: &Manifest) -> String {
+    let m = &manifest.model;
+    let field = |name: &str, value: Option<u64>| value.map(|v| format!(" {name}={v}")).unwrap_or_default();
+    format!(
+        "{}{}{}{}",
+        m.kind,
+        field("K", m.steps),
+        field("hidden", m.hidden),
+        field("params", m.parameters)
+    )
+}
+
+/// Run `priors`: list, verify (fields and hashes) and describe every prior found.
+pub fn run(shared: &SharedArgs, args: PriorsArgs) -> Result<(), CliError> {
+    let dirs = shared.search_dirs();
+    println!(
+        "searched, in order: {}",
+        dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+    );
+    let catalog = shared.catalog();
+    if catalog.entries().is_empty() {
+        println!("no priors installed");
+        return Ok(());
+    }
+    for entry in catalog.entries() {
+        match Manifest::load_verified(&entry.dir) {
+            Ok(manifest) if args.json => {
+                println!("{}: {}", entry.stem, entry.dir.display());
+                println!("{}", serde_json::to_string_pretty(&manifest).unwrap_or_default());
+            }
+            Ok(manifest) => println!("{:<12} ok      {}  ({})", entry.stem, describe(&manifest), entry.dir.display()),
+            Err(error) => println!("{:<12} BROKEN  {error}", entry.stem),
+        }
+    }
+    for entry in catalog.shadowed() {
+        println!("{:<12} hidden  by an earlier folder: {}", entry.stem, entry.dir.display());
+    }
+    Ok(())
+}

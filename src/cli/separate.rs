@@ -1,0 +1,122 @@
+//! `stemflow separate`: one WAV per stem, a progress bar, and a summary line.
+
+use super::shared::SharedArgs;
+use super::CliError;
+use crate::engine::audio_file::AudioReader;
+use crate::engine::separate_file::{separate_file, JobProgress, SeparateFileError};
+use crate::engine::separator::Separator;
+use crate::engine::settings::{Objective, OutputMode, Preset};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+
+/// The objective named on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ObjectiveArg {
+    /// Generalised KL divergence only (γ = 0).
+    Mle,
+    /// KL minus γ times the priors' log-density.
+    Map,
+}
+
+/// Arguments of `separate`.
+#[derive(Debug, Args)]
+pub struct SeparateArgs {
+    /// The mix to separate (WAV, FLAC, OGG, MP3, AIFF; any rate and channel count).
+    pub input: PathBuf,
+    /// Output folder: receives `<stem>.wav` for every stem.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Stems to separate, comma-separated (default: every installed prior).
+    #[arg(long, value_delimiter = ',')]
+    pub stems: Vec<String>,
+    /// Settings to start from; the options below override them.
+    #[arg(long, default_value = "default")]
+    pub preset: Preset,
+    /// Adam iterations per 5-s frame.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub iterations: Option<u32>,
+    /// Adam learning rate.
+    #[arg(long)]
+    pub learning_rate: Option<f32>,
+    /// Separation objective.
+    #[arg(long, value_enum)]
+    pub objective: Option<ObjectiveArg>,
+    /// Weight of the prior term for `--objective map`, in (0, 1].
+    #[arg(long)]
+    pub gamma: Option<f32>,
+    /// Output mode: consistent (stems sum to the mix) or mixture-phase (the paper's).
+    #[arg(long)]
+    pub mode: Option<OutputMode>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl SeparateArgs {
+    /// The preset with every option given applied, or why the combination is invalid.
+    fn settings(&self) -> Result<crate::engine::settings::SeparationSettings, CliError> {
+        let mut settings = self.preset.settings();
+        if let Some(iterations) = self.iterations {
+            settings.iterations = iterations as usize;
+        }
+        if let Some(lr) = self.learning_rate {
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(CliError::Usage(format!("--learning-rate must be a positive number, found {lr}")));
+            }
+            settings.adam.learning_rate = lr;
+        }
+        if let Some(mode) = self.mode {
+            settings.mode = mode;
+        }
+        settings.objective = match (self.objective, self.gamma) {
+            (Some(ObjectiveArg::Map), gamma) => {
+                let gamma = gamma.unwrap_or(1.0);
+                if !(gamma > 0.0 && gamma <= 1.0) {
+                    return Err(CliError::Usage(format!("--gamma must be in (0, 1], found {gamma}")));
+                }
+                Objective::Map { gamma }
+            }
+            (Some(ObjectiveArg::Mle), Some(gamma)) if gamma != 0.0 => {
+                return Err(CliError::Usage(format!(
+                    "--gamma {gamma} needs --objective map (MLE means γ = 0)"
+                )))
+            }
+            (None, Some(_)) => return Err(CliError::Usage("--gamma needs --objective map".into())),
+            (Some(ObjectiveArg::Mle), _) => Objective::Mle,
+            (None, None) => settings.objective,
+        };
+        Ok(settings)
+    }
+}
+
+/// Run `separate`: check the input, load runtime and priors, stream the file through the engine.
+pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
+    let settings = args.settings()?;
+    let reader = AudioReader::open(&args.input)?;
+    let runtime = shared.runtime()?;
+    let priors = shared.load_priors(&runtime, &args.stems)?;
+    let mut separator = Separator::new(priors, settings, reader.sample_rate(), reader.channels())
+        .map_err(SeparateFileError::from)?;
+    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} frame {msg} [{bar:30}] {percent:>3}% eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let summary = separate_file(&args.input, &args.output, &mut separator, |p: JobProgress| {
+        bar.set_length((p.frames * p.iterations_per_frame).max(1) as u64);
+        bar.set_position((p.frame * p.iterations_per_frame + p.iteration) as u64);
+        bar.set_message(format!("{}/{}", (p.frame + 1).min(p.frames), p.frames));
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "separated {:.1} s of audio into {} stems in {:.1} s, real-time factor {:.2} (wall time / audio time) -> {}",
+        summary.audio_seconds,
+        summary.outputs.len(),
+        summary.wall_seconds,
+        summary.real_time_factor(),
+        args.output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! Options every command shares, and the steps they share: logging, runtime, priors.
+
+use super::CliError;
+use crate::engine::prior::{default_search_dirs, Prior, PriorCatalog};
+use crate::engine::runtime::{Device, Runtime, RuntimeOptions, SessionOptions};
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Global options: where the runtime and the priors are, and how to run the graphs.
+#[derive(Debug, Args)]
+pub struct SharedArgs {
+    /// The ONNX Runtime library to load (else $STEMFLOW_ORT_LIB, beside the executable, the set-up location).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ort_lib: Option<PathBuf>,
+    /// A folder of priors searched first (else $STEMFLOW_PRIORS, user-trained, beside the executable, shipped).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub priors: Option<PathBuf>,
+    /// Execution provider: cpu, cuda or directml (falls back to cpu, saying why).
+    #[arg(long, global = true, default_value = "cpu")]
+    pub device: Device,
+    /// Threads per ONNX Runtime session.
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Warnings by default; `-v` for info, `-vv` for debug; `RUST_LOG` overrides.
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_target(false)
+        .try_init();
+}
+
+/// The directory of the running executable, where a packaged runtime and priors may sit.
+fn beside_executable() -> Vec<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(PathBuf::from))
+        .into_iter()
+        .collect()
+}
+
+impl SharedArgs {
+    /// Every folder searched for priors, in order.
+    pub fn search_dirs(&self) -> Vec<PathBuf> {
+        default_search_dirs(self.priors.as_deref(), &beside_executable())
+    }
+
+    /// The priors found in [`Self::search_dirs`].
+    pub fn catalog(&self) -> PriorCatalog {
+        PriorCatalog::discover(&self.search_dirs())
+    }
+
+    /// Load the ONNX Runtime library by the documented lookup order.
+    pub fn runtime(&self) -> Result<Arc<Runtime>, CliError> {
+        let options = RuntimeOptions { library: self.ort_lib.clone(), beside: beside_executable() };
+        Ok(Runtime::load(&options)?)
+    }
+
+    /// How sessions are made.
+    pub fn session_options(&self) -> SessionOptions {
+        SessionOptions { device: self.device, threads: usize::from(self.threads) }
+    }
+
+    /// Load the named priors (all installed ones when `stems` is empty), sorted as asked.
+    pub fn load_priors(&self, runtime: &Runtime, stems: &[String]) -> Result<Vec<Prior>, CliError> {
+        let catalog = self.catalog();
+        let names: Vec<String> = if stems.is_empty() { catalog.stems() } else { stems.to_vec() };
+        if names.is_empty() {
+            return Err(CliError::Usage(format!(
+                "no priors installed (searched {}); pass --priors DIR or set STEMFLOW_PRIORS",
+                self.search_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let dirs = catalog.select(&names)?;
+        let options = self.session_options();
+        dirs.iter().map(|dir| Prior::load(runtime, dir, &options).map_err(CliError::from)).collect()
+    }
+}

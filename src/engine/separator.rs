@@ -1,0 +1,230 @@
+//! One 5-s frame in, stems out: the unit of work a worker thread drives.
+//!
+//! A [`Separator`] owns the loaded priors and every buffer one frame needs, allocated once in
+//! [`Separator::new`]. [`Separator::separate_frame`] takes a host-rate multichannel frame, makes a
+//! mono 22.05 kHz copy, searches every prior's latent for the mixture's magnitudes, and turns the
+//! result into per-stem audio at the host rate and channel count ([`Separator::stems`]). Progress
+//! and cancellation travel through atomics that another thread may hold.
+
+use super::constants::{BINS, FRAMES, FRAME_SAMPLES, FRAME_SECONDS, HOP, N_FFT, PRIOR_SAMPLE_RATE};
+use super::latent_search::{LatentSearch, Progress, SearchError};
+use super::prior::Prior;
+use super::resample::{FrameResampler, ResampleError};
+use super::resynth::{ResynthError, ResynthPlan};
+use super::settings::SeparationSettings;
+use super::stft::Stft;
+use realfft::num_complex::Complex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Why a frame could not be separated.
+#[derive(Debug, Error)]
+pub enum SeparationError {
+    /// The latent search failed (a prior's graph failed, or the run was cancelled).
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    /// The caller handed a frame of the wrong shape.
+    #[error("expected a frame of {expected_channels} channels × {expected_len} samples, found {found_channels} × {found_len}")]
+    FrameShape {
+        /// Channels the separator was built for.
+        expected_channels: usize,
+        /// Samples per channel of one frame at the host rate.
+        expected_len: usize,
+        /// Channels handed in.
+        found_channels: usize,
+        /// Shortest channel handed in.
+        found_len: usize,
+    },
+    /// Resampling the frame to the prior rate failed.
+    #[error(transparent)]
+    Resample(#[from] ResampleError),
+    /// The output stage cannot be built for this format.
+    #[error(transparent)]
+    Resynth(#[from] ResynthError),
+    /// The separator cannot be built for these settings.
+    #[error("cannot separate: {0}")]
+    Config(String),
+}
+
+/// Peak below which a frame counts as silent (−120 dBFS) and skips the search.
+const SILENCE_PEAK: f32 = 1e-6;
+
+/// Separates one host-rate frame at a time with a fixed set of priors.
+pub struct Separator {
+    /// The priors, one per stem, in output order.
+    priors: Vec<Prior>,
+    /// Optimizer, objective and output mode.
+    settings: SeparationSettings,
+    /// Input and output sample rate.
+    host_rate: u32,
+    /// Input and output channel count.
+    channels: usize,
+    /// Samples per channel of one frame at the host rate (5 s).
+    frame_len: usize,
+    /// Mono downmix of the current frame at the host rate.
+    downmix: Vec<f32>,
+    /// Host rate → 22.05 kHz for the mono copy the priors see.
+    resampler: FrameResampler,
+    /// The mono frame at 22.05 kHz.
+    prior_rate_frame: Vec<f32>,
+    /// STFT at the prior grid (1024 / 256).
+    stft: Stft,
+    /// Complex spectrum of the mono frame, frame-major.
+    spectrum: Vec<Complex<f32>>,
+    /// Mixture magnitudes, bin-major, as the priors take them.
+    mix_mag: Vec<f32>,
+    /// Adam over every prior's latent.
+    search: LatentSearch,
+    /// Stem magnitudes used for a silent frame (the mix split evenly).
+    silent_stems: Vec<Vec<f32>>,
+    /// Masks → per-stem audio at the host rate, full band, every channel.
+    resynth: ResynthPlan,
+    /// Output audio: stem × channel × frame_len.
+    stems: Vec<Vec<Vec<f32>>>,
+    /// Iteration counters another thread may read.
+    progress: Arc<Progress>,
+    /// Set by another thread to stop the frame in work.
+    cancel: Arc<AtomicBool>,
+}
+
+impl Separator {
+    /// Allocate everything one frame needs for `channels` channels at `host_rate`.
+    pub fn new(
+        priors: Vec<Prior>,
+        settings: SeparationSettings,
+        host_rate: u32,
+        channels: usize,
+    ) -> Result<Self, SeparationError> {
+        if priors.is_empty() {
+            return Err(SeparationError::Config("expected at least one prior, found none".into()));
+        }
+        if channels == 0 {
+            return Err(SeparationError::Config("expected at least one channel, found 0".into()));
+        }
+        if !(8_000..=384_000).contains(&host_rate) {
+            return Err(SeparationError::Config(format!(
+                "expected a sample rate between 8000 and 384000 Hz, found {host_rate} Hz"
+            )));
+        }
+        let frame_len = Self::frame_len_at(host_rate);
+        let n_stems = priors.len();
+        Ok(Separator {
+            settings,
+            host_rate,
+            channels,
+            frame_len,
+            downmix: vec![0.0; frame_len],
+            resampler: FrameResampler::new(host_rate, PRIOR_SAMPLE_RATE, frame_len)?,
+            prior_rate_frame: vec![0.0; FRAME_SAMPLES],
+            stft: Stft::new(N_FFT, HOP),
+            spectrum: vec![Complex::new(0.0, 0.0); FRAMES * BINS],
+            mix_mag: vec![0.0; BINS * FRAMES],
+            search: LatentSearch::new(n_stems, FRAMES, settings),
+            silent_stems: vec![vec![0.0; BINS * FRAMES]; n_stems],
+            resynth: ResynthPlan::new(host_rate, frame_len, n_stems)?,
+            stems: vec![vec![vec![0.0; frame_len]; channels]; n_stems],
+            progress: Arc::new(Progress::new()),
+            cancel: Arc::new(AtomicBool::new(false)),
+            priors,
+        })
+    }
+
+    /// Samples of one 5-s frame at `host_rate`.
+    pub fn frame_len_at(host_rate: u32) -> usize {
+        (FRAME_SECONDS * f64::from(host_rate)).round() as usize
+    }
+
+    /// Samples per channel of one frame at the host rate.
+    pub fn frame_len(&self) -> usize {
+        self.frame_len
+    }
+
+    /// The host sample rate this separator was built for.
+    pub fn host_rate(&self) -> u32 {
+        self.host_rate
+    }
+
+    /// The channel count this separator was built for.
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &SeparationSettings {
+        &self.settings
+    }
+
+    /// Stem names in output order.
+    pub fn stem_names(&self) -> impl Iterator<Item = &str> {
+        self.priors.iter().map(Prior::stem)
+    }
+
+    /// Number of stems.
+    pub fn stem_count(&self) -> usize {
+        self.priors.len()
+    }
+
+    /// Iteration progress of the frame in work, readable from any thread.
+    pub fn progress(&self) -> Arc<Progress> {
+        Arc::clone(&self.progress)
+    }
+
+    /// Set this flag from any thread to cancel the frame in work; it is cleared when a frame starts.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.cancel)
+    }
+
+    /// Separate one frame: `frame[channel]` holds [`Self::frame_len`] host-rate samples (zero-pad a
+    /// short last frame). The stems are then in [`Self::stems`].
+    pub fn separate_frame(&mut self, frame: &[&[f32]]) -> Result<(), SeparationError> {
+        let found_len = frame.iter().map(|c| c.len()).min().unwrap_or(0);
+        if frame.len() != self.channels || found_len != self.frame_len {
+            return Err(SeparationError::FrameShape {
+                expected_channels: self.channels,
+                expected_len: self.frame_len,
+                found_channels: frame.len(),
+                found_len,
+            });
+        }
+        self.cancel.store(false, Ordering::Relaxed);
+        let scale = 1.0 / self.channels as f32;
+        self.downmix.iter_mut().for_each(|s| *s = 0.0);
+        for channel in frame {
+            for (d, &x) in self.downmix.iter_mut().zip(channel.iter()) {
+                *d += x * scale;
+            }
+        }
+        self.resampler.process_into(&self.downmix, &mut self.prior_rate_frame)?;
+        self.stft.analyze_into(&self.prior_rate_frame, FRAMES, &mut self.spectrum);
+        self.stft.magnitudes_bin_major_into(&self.spectrum, FRAMES, &mut self.mix_mag);
+
+        let peak = frame.iter().flat_map(|c| c.iter()).fold(0.0f32, |m, &x| m.max(x.abs()));
+        let stems: Vec<&[f32]> = if peak < SILENCE_PEAK || !peak.is_finite() {
+            let share = 1.0 / self.priors.len() as f32;
+            for stem in &mut self.silent_stems {
+                for (s, &x) in stem.iter_mut().zip(&self.mix_mag) {
+                    *s = x * share + f32::MIN_POSITIVE;
+                }
+            }
+            self.silent_stems.iter().map(Vec::as_slice).collect()
+        } else {
+            self.search.run(&mut self.priors, &self.mix_mag, &self.progress, &self.cancel)?;
+            self.search.stems().iter().map(Vec::as_slice).collect()
+        };
+        self.resynth.process_into(&self.mix_mag, &stems, self.settings.mode, frame, &mut self.stems);
+        Ok(())
+    }
+
+    /// The stems of the last separated frame: stem × channel × [`Self::frame_len`] samples.
+    pub fn stems(&self) -> &[Vec<Vec<f32>>] {
+        &self.stems
+    }
+}
+
+impl Separator {
+    /// Give the priors back, e.g. to build a separator with other settings without reloading them.
+    pub fn into_priors(self) -> Vec<Prior> {
+        self.priors
+    }
+}
