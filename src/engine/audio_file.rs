@@ -605,6 +605,40 @@ mod tests {
     }
 
     #[test]
+    fn reads_aiff() {
+        // A hand-made 16-bit big-endian AIFF: FORM/AIFF with COMM and SSND chunks.
+        let frames = 300u32;
+        let data: Vec<u8> = (0..frames * 2)
+            .flat_map(|i| (((i % 100) as i16 - 50) * 300).to_be_bytes())
+            .collect();
+        let mut comm = Vec::new();
+        comm.extend_from_slice(&2i16.to_be_bytes());
+        comm.extend_from_slice(&frames.to_be_bytes());
+        comm.extend_from_slice(&16i16.to_be_bytes());
+        comm.extend_from_slice(&[0x40, 0x0E, 0xAC, 0x44, 0, 0, 0, 0, 0, 0]); // 44100 as f80
+        let mut body = b"AIFF".to_vec();
+        body.extend_from_slice(b"COMM");
+        body.extend_from_slice(&(comm.len() as u32).to_be_bytes());
+        body.extend_from_slice(&comm);
+        body.extend_from_slice(b"SSND");
+        body.extend_from_slice(&(data.len() as u32 + 8).to_be_bytes());
+        body.extend_from_slice(&[0; 8]);
+        body.extend_from_slice(&data);
+        let mut file = b"FORM".to_vec();
+        file.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        file.extend_from_slice(&body);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.aiff");
+        std::fs::write(&path, file).unwrap();
+        let buf = read_all(&path).unwrap();
+        assert_eq!(buf.sample_rate, 44_100);
+        assert_eq!(buf.channels.len(), 2);
+        assert_eq!(buf.frames(), frames as usize);
+        // frame 1, channel 1 is interleaved sample 3: (3 − 50)·300 / 32768
+        assert!((buf.channels[1][1] - (-47.0 * 300.0 / 32768.0)).abs() < 1e-4);
+    }
+
+    #[test]
     fn streaming_read_returns_everything_in_chunks() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.wav");

@@ -219,6 +219,7 @@ mod tests {
             let out = rs.process(&tones(rate, len)).unwrap();
             assert_eq!(out.len(), 110_250, "rate {rate}");
             let db = interior_error_db(&out, &tones(22_050, out.len()));
+            eprintln!("{rate} Hz → 22050 Hz: interior error {db:.1} dB");
             assert!(db < -40.0, "rate {rate}: error {db} dB");
         }
     }
