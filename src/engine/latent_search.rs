@@ -396,6 +396,16 @@ mod tests {
     }
 
     #[test]
+    fn searches_and_priors_can_move_to_a_worker_thread() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync>() {}
+        send::<Prior>();
+        send::<LatentSearch>();
+        send_sync::<Progress>();
+        send_sync::<Runtime>();
+    }
+
+    #[test]
     fn wrong_sizes_are_errors() {
         let frames = 4;
         let (mut priors, mix) = problem(frames);

@@ -154,7 +154,9 @@ fn display_list(items: &[String]) -> String {
 /// Which graph of a prior (for error messages and contract checks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
+    /// `decode.onnx`: z → s.
     Decode,
+    /// `grad.onnx`: (z, g, gamma) → (s, grad_z, logp).
     Grad,
 }
 
