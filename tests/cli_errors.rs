@@ -13,9 +13,18 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// A short valid mix: the two-source fixture.
-fn good_mix() -> PathBuf {
-    repo("tests/fixtures/two_source/mix.wav")
+/// A short valid stereo mix written into `dir`.
+fn good_mix_in(dir: &Path) -> PathBuf {
+    let path = dir.join("good.wav");
+    let spec = hound::WavSpec { channels: 2, sample_rate: 44100, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut writer = hound::WavWriter::create(&path, spec).unwrap();
+    for i in 0..44100 {
+        let x = (8000.0 * (i as f32 * 0.05).sin()) as i16;
+        writer.write_sample(x).unwrap();
+        writer.write_sample(x / 2).unwrap();
+    }
+    writer.finalize().unwrap();
+    path
 }
 
 /// Copy of the shipped priors in a temp dir, to break on purpose.
@@ -95,7 +104,7 @@ fn wav_without_samples() {
 fn corrupt_input() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("corrupt.wav");
-    let mut bytes = fs::read(good_mix()).unwrap();
+    let mut bytes = fs::read(good_mix_in(tmp.path())).unwrap();
     bytes.truncate(60);
     bytes[8..12].copy_from_slice(b"XXXX");
     fs::write(&input, bytes).unwrap();
@@ -116,7 +125,7 @@ fn unsupported_format() {
 fn unknown_stem() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    assert_clean_failure(&separate(&good_mix(), &out, &["--stems", "sine,kazoo"]), "kazoo", &out);
+    assert_clean_failure(&separate(&good_mix_in(tmp.path()), &out, &["--stems", "sine,kazoo"]), "kazoo", &out);
 }
 
 #[test]
@@ -126,7 +135,7 @@ fn missing_prior_file() {
     fs::remove_file(priors.join("noise/grad.onnx")).unwrap();
     let out = tmp.path().join("out");
     let dir = priors.to_str().unwrap();
-    let output = separate(&good_mix(), &out, &["--priors", dir, "--stems", "sine,noise"]);
+    let output = separate(&good_mix_in(tmp.path()), &out, &["--priors", dir, "--stems", "sine,noise"]);
     assert_clean_failure(&output, "grad.onnx", &out);
 }
 
@@ -141,7 +150,7 @@ fn corrupt_prior_file() {
     fs::write(&graph, bytes).unwrap();
     let out = tmp.path().join("out");
     let dir = priors.to_str().unwrap();
-    let output = separate(&good_mix(), &out, &["--priors", dir, "--stems", "sine,noise"]);
+    let output = separate(&good_mix_in(tmp.path()), &out, &["--priors", dir, "--stems", "sine,noise"]);
     assert_clean_failure(&output, "sha256", &out);
 }
 
@@ -154,7 +163,7 @@ fn corrupt_manifest_names_the_field() {
     fs::write(&manifest, text).unwrap();
     let out = tmp.path().join("out");
     let dir = priors.to_str().unwrap();
-    let output = separate(&good_mix(), &out, &["--priors", dir, "--stems", "sine,noise"]);
+    let output = separate(&good_mix_in(tmp.path()), &out, &["--priors", dir, "--stems", "sine,noise"]);
     assert_clean_failure(&output, "hop", &out);
 }
 
@@ -163,7 +172,7 @@ fn missing_runtime() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let lib = tmp.path().join("libonnxruntime.so.1.31.1");
-    let output = separate(&good_mix(), &out, &["--ort-lib", lib.to_str().unwrap()]);
+    let output = separate(&good_mix_in(tmp.path()), &out, &["--ort-lib", lib.to_str().unwrap()]);
     assert_clean_failure(&output, "libonnxruntime", &out);
 }
 
@@ -173,7 +182,7 @@ fn runtime_that_is_not_a_library() {
     let out = tmp.path().join("out");
     let lib = tmp.path().join("libonnxruntime.so.1.31.1");
     fs::write(&lib, "not a shared object").unwrap();
-    let output = separate(&good_mix(), &out, &["--ort-lib", lib.to_str().unwrap()]);
+    let output = separate(&good_mix_in(tmp.path()), &out, &["--ort-lib", lib.to_str().unwrap()]);
     assert_clean_failure(&output, "libonnxruntime", &out);
 }
 
@@ -183,7 +192,7 @@ fn unwritable_output_directory() {
     let file = tmp.path().join("a-file");
     fs::write(&file, "x").unwrap();
     let out = file.join("out");
-    let output = separate(&good_mix(), &out, &[]);
+    let output = separate(&good_mix_in(tmp.path()), &out, &[]);
     assert_clean_failure(&output, "out", &out);
 }
 
@@ -191,5 +200,5 @@ fn unwritable_output_directory() {
 fn gamma_without_map_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    assert_clean_failure(&separate(&good_mix(), &out, &["--gamma", "0.5"]), "gamma", &out);
+    assert_clean_failure(&separate(&good_mix_in(tmp.path()), &out, &["--gamma", "0.5"]), "gamma", &out);
 }

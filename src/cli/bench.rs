@@ -4,6 +4,7 @@
 use super::shared::SharedArgs;
 use super::CliError;
 use crate::engine::audio_file::read_all;
+use crate::engine::metrics::median;
 use crate::engine::separator::Separator;
 use crate::engine::settings::Preset;
 use clap::Args;
@@ -30,16 +31,6 @@ pub struct BenchArgs {
 /// The shipped demo mix, the default bench input.
 fn demo_mix() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models/demo/mix.wav"))
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        0.5 * (values[n / 2 - 1] + values[n / 2])
-    }
 }
 
 /// Run `bench`: one warm-up frame, then `repeat` timed frames per preset.
@@ -84,7 +75,7 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
             separator.separate_frame(&frame_refs)?;
             times.push(start.elapsed().as_secs_f64());
         }
-        let seconds = median(&mut times);
+        let seconds = median(&times);
         println!(
             "{:<8} {:>10} {:>13.1} {:>9.2} {:>17.2}",
             format!("{preset:?}").to_lowercase(),

@@ -27,11 +27,13 @@ pub struct SharedArgs {
     pub verbose: u8,
 }
 
-/// Warnings by default; `-v` for info, `-vv` for debug; `RUST_LOG` overrides.
+/// Warnings by default; `-v` for info, `-vv` for debug (decoder chatter included); `RUST_LOG`
+/// overrides. The decoder's own log lines repeat what our one error line says, so they stay quiet
+/// below `-vv`.
 pub fn init_logging(verbose: u8) {
     let level = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,symphonia=off,symphonia_core=off,symphonia_bundle_mp3=off,symphonia_format_riff=off",
+        1 => "info,symphonia=off,symphonia_core=off,symphonia_bundle_mp3=off,symphonia_format_riff=off",
         _ => "debug",
     };
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))

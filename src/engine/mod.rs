@@ -7,6 +7,7 @@ pub mod constants;
 pub mod frames;
 pub mod latent_search;
 pub mod manifest;
+pub mod metrics;
 pub mod objective;
 pub mod optimizer;
 pub mod prior;
