@@ -608,6 +608,17 @@ mod tests {
         })
         .unwrap();
         assert!(Arc::ptr_eq(&runtime, &again));
+        // A different (valid) library cannot replace the loaded one: the first is reused.
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join(LIBRARY_NAMES[0]);
+        fs::copy(set_up_library(), &copy).unwrap();
+        let other = Runtime::load(&RuntimeOptions {
+            library: Some(copy),
+            beside: vec![],
+        })
+        .unwrap();
+        assert!(Arc::ptr_eq(&runtime, &other));
+        assert_ne!(other.library_path(), dir.path().join(LIBRARY_NAMES[0]));
     }
 
     #[test]
