@@ -2,15 +2,15 @@
 //! sum to the input in consistent mode (any rate, stereo), and the `Separator` API reports
 //! progress and can be cancelled.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use stemflow::engine::audio_file::read_all;
 use stemflow::engine::metrics::{median, segment_sdrs};
 use stemflow::engine::prior::{shipped_priors_dir, Prior};
 use stemflow::engine::runtime::{Runtime, RuntimeOptions, SessionOptions};
 use stemflow::engine::separate_file::separate_file;
 use stemflow::engine::separator::{SeparationError, Separator};
-use stemflow::engine::settings::{SeparationSettings};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use stemflow::engine::settings::SeparationSettings;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -34,17 +34,24 @@ fn two_source_mix_beats_half_mixture_by_6_db() {
     let fixture = repo("tests/fixtures/two_source");
     let mix = read_all(fixture.join("mix.wav")).unwrap();
     let stems = ["sine", "noise"];
-    let mut separator =
-        Separator::new(priors(&stems), SeparationSettings::default(), mix.sample_rate, mix.channels.len())
-            .unwrap();
+    let mut separator = Separator::new(
+        priors(&stems),
+        SeparationSettings::default(),
+        mix.sample_rate,
+        mix.channels.len(),
+    )
+    .unwrap();
     let out = tempfile::tempdir().unwrap();
     separate_file(&fixture.join("mix.wav"), out.path(), &mut separator, |_| {}).unwrap();
     let segment = mix.sample_rate as usize; // 1-s segments
     for stem in stems {
         let reference = read_all(fixture.join(format!("{stem}.wav"))).unwrap();
         let estimate = read_all(out.path().join(format!("{stem}.wav"))).unwrap();
-        let half_mix: Vec<Vec<f32>> =
-            mix.channels.iter().map(|c| c.iter().map(|x| 0.5 * x).collect()).collect();
+        let half_mix: Vec<Vec<f32>> = mix
+            .channels
+            .iter()
+            .map(|c| c.iter().map(|x| 0.5 * x).collect())
+            .collect();
         let refs: Vec<&[f32]> = reference.channels.iter().map(Vec::as_slice).collect();
         let est: Vec<&[f32]> = estimate.channels.iter().map(Vec::as_slice).collect();
         let base: Vec<&[f32]> = half_mix.iter().map(Vec::as_slice).collect();
@@ -73,8 +80,14 @@ fn stereo_signal(rate: u32, seconds: f64) -> Vec<Vec<f32>> {
             (0..n)
                 .map(|i| {
                     let t = i as f32 / rate as f32;
-                    let high = if rate > 32_000 { 0.05 * (2.0 * std::f32::consts::PI * 15_000.0 * t).sin() } else { 0.0 };
-                    0.2 * (2.0 * std::f32::consts::PI * (220.0 + 110.0 * c as f32) * t).sin() + 0.05 * noise() + high
+                    let high = if rate > 32_000 {
+                        0.05 * (2.0 * std::f32::consts::PI * 15_000.0 * t).sin()
+                    } else {
+                        0.0
+                    };
+                    0.2 * (2.0 * std::f32::consts::PI * (220.0 + 110.0 * c as f32) * t).sin()
+                        + 0.05 * noise()
+                        + high
                 })
                 .collect()
         })
@@ -83,18 +96,25 @@ fn stereo_signal(rate: u32, seconds: f64) -> Vec<Vec<f32>> {
 
 #[test]
 fn consistent_stems_sum_to_the_input_at_any_rate() {
-    let mut settings = SeparationSettings::default();
-    settings.iterations = 3;
+    let settings = SeparationSettings {
+        iterations: 3,
+        ..SeparationSettings::default()
+    };
     let mut pool = priors(&["sine", "noise"]);
     for rate in [22_050, 44_100, 48_000, 96_000] {
         let input = stereo_signal(rate, 7.3);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.wav");
-        let spec = hound::WavSpec { channels: 2, sample_rate: rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: rate,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
         let mut writer = hound::WavWriter::create(&path, spec).unwrap();
-        for i in 0..input[0].len() {
-            writer.write_sample(input[0][i]).unwrap();
-            writer.write_sample(input[1][i]).unwrap();
+        for (&left, &right) in input[0].iter().zip(&input[1]) {
+            writer.write_sample(left).unwrap();
+            writer.write_sample(right).unwrap();
         }
         writer.finalize().unwrap();
         let mut separator = Separator::new(pool, settings, rate, 2).unwrap();
@@ -104,12 +124,12 @@ fn consistent_stems_sum_to_the_input_at_any_rate() {
         let stems: Vec<_> = summary.outputs.iter().map(|p| read_all(p).unwrap()).collect();
         let mut signal = 0.0f64;
         let mut residual = 0.0f64;
-        for c in 0..2 {
-            for i in 0..input[c].len() {
+        for (c, channel) in input.iter().enumerate() {
+            for (i, &x) in channel.iter().enumerate() {
                 let sum: f32 = stems.iter().map(|s| s.channels[c][i]).sum();
                 assert!(sum.is_finite());
-                residual += f64::from(sum - input[c][i]).powi(2);
-                signal += f64::from(input[c][i]).powi(2);
+                residual += f64::from(sum - x).powi(2);
+                signal += f64::from(x).powi(2);
             }
         }
         for stem in &stems {
@@ -118,7 +138,10 @@ fn consistent_stems_sum_to_the_input_at_any_rate() {
             assert_eq!(stem.channels[0].len(), input[0].len());
         }
         let db = 10.0 * (residual / signal).log10();
-        assert!(db <= -60.0, "{rate} Hz: stems sum to the input within {db:.1} dB, expected ≤ −60 dB");
+        assert!(
+            db <= -60.0,
+            "{rate} Hz: stems sum to the input within {db:.1} dB, expected ≤ −60 dB"
+        );
         if rate > 32_000 {
             // The band above 11.025 kHz reaches the stems instead of being dropped.
             let high_energy: f64 = stems.iter().map(|s| high_band_energy(&s.channels[0], rate)).sum();
@@ -141,19 +164,26 @@ fn high_band_energy(x: &[f32], rate: u32) -> f64 {
 
 #[test]
 fn separator_reports_progress_and_can_be_cancelled() {
-    let mut settings = SeparationSettings::default();
-    settings.iterations = 4;
+    let settings = SeparationSettings {
+        iterations: 4,
+        ..SeparationSettings::default()
+    };
     let mut separator = Separator::new(priors(&["sine", "noise"]), settings, 44_100, 1).unwrap();
     let frame = stereo_signal(44_100, 5.0).remove(0);
     separator.separate_frame(&[&frame]).unwrap();
     let progress = separator.progress();
     assert_eq!(progress.iteration(), 4);
     assert_eq!(progress.total(), 4);
-    assert!(separator.stems().iter().all(|s| s[0].iter().all(|x| x.is_finite())));
+    assert!(separator
+        .stems()
+        .iter()
+        .all(|s| s[0].iter().all(|x| x.is_finite())));
 
     // A cancel request from another thread stops the frame in work.
-    let mut settings = SeparationSettings::default();
-    settings.iterations = 100_000;
+    let settings = SeparationSettings {
+        iterations: 100_000,
+        ..SeparationSettings::default()
+    };
     let mut separator = Separator::new(separator.into_priors(), settings, 44_100, 1).unwrap();
     let cancel = separator.cancel_flag();
     let canceller = std::thread::spawn(move || {
@@ -162,15 +192,27 @@ fn separator_reports_progress_and_can_be_cancelled() {
     });
     let result = separator.separate_frame(&[&frame]);
     canceller.join().unwrap();
-    assert!(matches!(result, Err(SeparationError::Search(_))), "expected a cancelled search, got {result:?}");
+    assert!(
+        matches!(result, Err(SeparationError::Search(_))),
+        "expected a cancelled search, got {result:?}"
+    );
     // Wrong frame shapes are refused, not a panic.
     let short = vec![0.0f32; 100];
-    assert!(matches!(separator.separate_frame(&[&short]), Err(SeparationError::FrameShape { .. })));
+    assert!(matches!(
+        separator.separate_frame(&[&short]),
+        Err(SeparationError::FrameShape { .. })
+    ));
 }
 
 #[test]
 fn silent_input_gives_silent_finite_stems() {
-    let mut separator = Separator::new(priors(&["sine", "noise"]), SeparationSettings::default(), 48_000, 2).unwrap();
+    let mut separator = Separator::new(
+        priors(&["sine", "noise"]),
+        SeparationSettings::default(),
+        48_000,
+        2,
+    )
+    .unwrap();
     let frame = vec![0.0f32; separator.frame_len()];
     separator.separate_frame(&[&frame, &frame]).unwrap();
     for stem in separator.stems() {

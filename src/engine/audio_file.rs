@@ -465,8 +465,13 @@ impl StemWriterSet {
         let mut stems = Vec::with_capacity(stem_names.len());
         for name in stem_names {
             let name = name.as_ref();
-            let temp = tempfile::Builder::new()
-                .prefix(&format!(".{name}.wav.partial-"))
+            let prefix = format!(".{name}.wav.partial-");
+            let mut builder = tempfile::Builder::new();
+            builder.prefix(&prefix);
+            // Stems are ordinary user files: 0666 less the umask, not tempfile's private 0600.
+            #[cfg(unix)]
+            builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+            let temp = builder
                 .tempfile_in(&out_dir)
                 .map_err(|e| AudioError::OutputDir {
                     dir: out_dir.clone(),

@@ -84,7 +84,7 @@ impl JobSummary {
     }
 }
 
-/// Count the sample frames of a file whose header does not say (one decoding pass, no storage).
+/// Count the sample frames of a file by decoding it once (no storage).
 fn count_frames(path: &Path) -> Result<u64, AudioError> {
     let mut reader = AudioReader::open(path)?;
     let mut scratch = vec![Vec::new(); reader.channels()];
@@ -121,17 +121,24 @@ pub fn separate_file(
             found_channels: channels,
         });
     }
-    let total = match reader.total_frames() {
-        Some(n) => n,
-        None => count_frames(input)?,
-    };
+    // Headers can be estimates (VBR MP3) or absent (some OGG): count by decoding, which costs
+    // little next to separation and makes the frame plan exact.
+    let total = count_frames(input)?;
     if total == 0 {
-        return Err(AudioError::Empty { path: input.to_path_buf(), found: "no sample frames".into() }.into());
+        return Err(AudioError::Empty {
+            path: input.to_path_buf(),
+            found: "no sample frames".into(),
+        }
+        .into());
     }
     let frame_len = separator.frame_len();
     let overlap = (separator.settings().overlap_seconds * f64::from(rate)).round() as usize;
-    let plan = FramePlan::new(total as usize, frame_len, overlap.min(frame_len / 2))
-        .map_err(|source| SeparateFileError::Frames { path: input.to_path_buf(), source })?;
+    let plan = FramePlan::new(total as usize, frame_len, overlap.min(frame_len / 2)).map_err(|source| {
+        SeparateFileError::Frames {
+            path: input.to_path_buf(),
+            source,
+        }
+    })?;
     let n_stems = separator.stem_count();
     let names: Vec<String> = separator.stem_names().map(str::to_string).collect();
     let mut writers = StemWriterSet::create(out_dir, &names, rate, channels)?;
@@ -161,7 +168,12 @@ pub fn separate_file(
                 });
                 std::thread::sleep(Duration::from_millis(100));
             }
-            on_progress(JobProgress { frame: frames, frames, iteration: 0, iterations_per_frame: iterations });
+            on_progress(JobProgress {
+                frame: frames,
+                frames,
+                iteration: 0,
+                iterations_per_frame: iterations,
+            });
         });
         let result = (|| -> Result<(), SeparateFileError> {
             for span in plan.spans() {
@@ -199,8 +211,11 @@ pub fn separate_file(
                 }
                 let refs: Vec<&[f32]> = window.iter().map(Vec::as_slice).collect();
                 separator.separate_frame(&refs)?;
-                let stems: Vec<&[f32]> =
-                    separator.stems().iter().flat_map(|stem| stem.iter().map(Vec::as_slice)).collect();
+                let stems: Vec<&[f32]> = separator
+                    .stems()
+                    .iter()
+                    .flat_map(|stem| stem.iter().map(Vec::as_slice))
+                    .collect();
                 overlap_add.add_frame(span, &stems);
                 let mut outs: Vec<&mut [f32]> = ready.iter_mut().map(Vec::as_mut_slice).collect();
                 let n = overlap_add.drain_ready_into(&mut outs);
