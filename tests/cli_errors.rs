@@ -16,7 +16,12 @@ fn repo(path: &str) -> PathBuf {
 /// A short valid stereo mix written into `dir`.
 fn good_mix_in(dir: &Path) -> PathBuf {
     let path = dir.join("good.wav");
-    let spec = hound::WavSpec { channels: 2, sample_rate: 44100, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut writer = hound::WavWriter::create(&path, spec).unwrap();
     for i in 0..44100 {
         let x = (8000.0 * (i as f32 * 0.05).sin()) as i16;
@@ -46,9 +51,15 @@ fn copy_priors(into: &Path) -> PathBuf {
 /// Assert a clean failure: non-zero exit, one error line naming `needle`, no panic, no output files.
 fn assert_clean_failure(output: &Output, needle: &str, out_dir: &Path) {
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(
+        !output.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "panicked: {stderr}");
-    let error_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("stemflow: error:")).collect();
+    let error_lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("stemflow: error:"))
+        .collect();
     assert_eq!(error_lines.len(), 1, "expected one error line, found: {stderr}");
     assert!(
         error_lines[0].to_lowercase().contains(&needle.to_lowercase()),
@@ -56,7 +67,10 @@ fn assert_clean_failure(output: &Output, needle: &str, out_dir: &Path) {
         error_lines[0]
     );
     if out_dir.exists() {
-        let left: Vec<_> = fs::read_dir(out_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: Vec<_> = fs::read_dir(out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert!(left.is_empty(), "output folder should stay empty, found {left:?}");
     }
 }
@@ -94,8 +108,16 @@ fn empty_input() {
 fn wav_without_samples() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("silent0.wav");
-    let spec = hound::WavSpec { channels: 2, sample_rate: 44100, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
-    hound::WavWriter::create(&input, spec).unwrap().finalize().unwrap();
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    hound::WavWriter::create(&input, spec)
+        .unwrap()
+        .finalize()
+        .unwrap();
     let out = tmp.path().join("out");
     assert_clean_failure(&separate(&input, &out, &[]), "silent0.wav", &out);
 }
@@ -125,7 +147,11 @@ fn unsupported_format() {
 fn unknown_stem() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    assert_clean_failure(&separate(&good_mix_in(tmp.path()), &out, &["--stems", "sine,kazoo"]), "kazoo", &out);
+    assert_clean_failure(
+        &separate(&good_mix_in(tmp.path()), &out, &["--stems", "sine,kazoo"]),
+        "kazoo",
+        &out,
+    );
 }
 
 #[test]
@@ -135,7 +161,11 @@ fn missing_prior_file() {
     fs::remove_file(priors.join("noise/grad.onnx")).unwrap();
     let out = tmp.path().join("out");
     let dir = priors.to_str().unwrap();
-    let output = separate(&good_mix_in(tmp.path()), &out, &["--priors", dir, "--stems", "sine,noise"]);
+    let output = separate(
+        &good_mix_in(tmp.path()),
+        &out,
+        &["--priors", dir, "--stems", "sine,noise"],
+    );
     assert_clean_failure(&output, "grad.onnx", &out);
 }
 
@@ -150,7 +180,11 @@ fn corrupt_prior_file() {
     fs::write(&graph, bytes).unwrap();
     let out = tmp.path().join("out");
     let dir = priors.to_str().unwrap();
-    let output = separate(&good_mix_in(tmp.path()), &out, &["--priors", dir, "--stems", "sine,noise"]);
+    let output = separate(
+        &good_mix_in(tmp.path()),
+        &out,
+        &["--priors", dir, "--stems", "sine,noise"],
+    );
     assert_clean_failure(&output, "sha256", &out);
 }
 
@@ -159,11 +193,17 @@ fn corrupt_manifest_names_the_field() {
     let tmp = tempfile::tempdir().unwrap();
     let priors = copy_priors(tmp.path());
     let manifest = priors.join("noise/manifest.json");
-    let text = fs::read_to_string(&manifest).unwrap().replace("\"hop\": 256", "\"hop\": 512");
+    let text = fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("\"hop\": 256", "\"hop\": 512");
     fs::write(&manifest, text).unwrap();
     let out = tmp.path().join("out");
     let dir = priors.to_str().unwrap();
-    let output = separate(&good_mix_in(tmp.path()), &out, &["--priors", dir, "--stems", "sine,noise"]);
+    let output = separate(
+        &good_mix_in(tmp.path()),
+        &out,
+        &["--priors", dir, "--stems", "sine,noise"],
+    );
     assert_clean_failure(&output, "hop", &out);
 }
 
@@ -172,7 +212,11 @@ fn missing_runtime() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let lib = tmp.path().join("libonnxruntime.so.1.31.1");
-    let output = separate(&good_mix_in(tmp.path()), &out, &["--ort-lib", lib.to_str().unwrap()]);
+    let output = separate(
+        &good_mix_in(tmp.path()),
+        &out,
+        &["--ort-lib", lib.to_str().unwrap()],
+    );
     assert_clean_failure(&output, "libonnxruntime", &out);
 }
 
@@ -182,7 +226,11 @@ fn runtime_that_is_not_a_library() {
     let out = tmp.path().join("out");
     let lib = tmp.path().join("libonnxruntime.so.1.31.1");
     fs::write(&lib, "not a shared object").unwrap();
-    let output = separate(&good_mix_in(tmp.path()), &out, &["--ort-lib", lib.to_str().unwrap()]);
+    let output = separate(
+        &good_mix_in(tmp.path()),
+        &out,
+        &["--ort-lib", lib.to_str().unwrap()],
+    );
     assert_clean_failure(&output, "libonnxruntime", &out);
 }
 
@@ -200,5 +248,9 @@ fn unwritable_output_directory() {
 fn gamma_without_map_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    assert_clean_failure(&separate(&good_mix_in(tmp.path()), &out, &["--gamma", "0.5"]), "gamma", &out);
+    assert_clean_failure(
+        &separate(&good_mix_in(tmp.path()), &out, &["--gamma", "0.5"]),
+        "gamma",
+        &out,
+    );
 }

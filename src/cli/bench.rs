@@ -59,15 +59,17 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
         shared.device,
         args.repeat
     );
-    println!("{:<8} {:>10} {:>13} {:>9} {:>17}", "preset", "iterations", "ms/iteration", "frame s", "real-time factor");
+    println!(
+        "{:<8} {:>10} {:>13} {:>9} {:>17}",
+        "preset", "iterations", "ms/iteration", "frame s", "real-time factor"
+    );
     let mut frame_seconds = Vec::new();
     for preset in [Preset::Default, Preset::Paper] {
         let mut settings = preset.settings();
         if let Some(iterations) = args.iterations {
             settings.iterations = iterations as usize;
         }
-        let mut separator = Separator::new(priors, settings, audio.sample_rate, audio.channels.len())
-            ?;
+        let mut separator = Separator::new(priors, settings, audio.sample_rate, audio.channels.len())?;
         separator.separate_frame(&frame_refs)?;
         let mut times: Vec<f64> = Vec::new();
         for _ in 0..args.repeat {
@@ -87,6 +89,9 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
         frame_seconds.push(seconds);
         priors = separator.into_priors();
     }
-    println!("ratio paper/default (frame time): {:.3}", frame_seconds[1] / frame_seconds[0]);
+    println!(
+        "ratio paper/default (frame time): {:.3}",
+        frame_seconds[1] / frame_seconds[0]
+    );
     Ok(())
 }

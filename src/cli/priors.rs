@@ -31,7 +31,10 @@ pub fn run(shared: &SharedArgs, args: PriorsArgs) -> Result<(), CliError> {
     let dirs = shared.search_dirs();
     println!(
         "searched, in order: {}",
-        dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let catalog = shared.catalog();
     if catalog.entries().is_empty() {
@@ -44,12 +47,21 @@ pub fn run(shared: &SharedArgs, args: PriorsArgs) -> Result<(), CliError> {
                 println!("{}: {}", entry.stem, entry.dir.display());
                 println!("{}", serde_json::to_string_pretty(&manifest).unwrap_or_default());
             }
-            Ok(manifest) => println!("{:<12} ok      {}  ({})", entry.stem, describe(&manifest), entry.dir.display()),
+            Ok(manifest) => println!(
+                "{:<12} ok      {}  ({})",
+                entry.stem,
+                describe(&manifest),
+                entry.dir.display()
+            ),
             Err(error) => println!("{:<12} BROKEN  {error}", entry.stem),
         }
     }
     for entry in catalog.shadowed() {
-        println!("{:<12} hidden  by an earlier folder: {}", entry.stem, entry.dir.display());
+        println!(
+            "{:<12} hidden  by an earlier folder: {}",
+            entry.stem,
+            entry.dir.display()
+        );
     }
     Ok(())
 }

@@ -62,7 +62,9 @@ impl SeparateArgs {
         }
         if let Some(lr) = self.learning_rate {
             if !(lr.is_finite() && lr > 0.0) {
-                return Err(CliError::Usage(format!("--learning-rate must be a positive number, found {lr}")));
+                return Err(CliError::Usage(format!(
+                    "--learning-rate must be a positive number, found {lr}"
+                )));
             }
             settings.adam.learning_rate = lr;
         }
@@ -73,7 +75,9 @@ impl SeparateArgs {
             (Some(ObjectiveArg::Map), gamma) => {
                 let gamma = gamma.unwrap_or(1.0);
                 if !(gamma > 0.0 && gamma <= 1.0) {
-                    return Err(CliError::Usage(format!("--gamma must be in (0, 1], found {gamma}")));
+                    return Err(CliError::Usage(format!(
+                        "--gamma must be in (0, 1], found {gamma}"
+                    )));
                 }
                 Objective::Map { gamma }
             }
@@ -98,7 +102,11 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
     let priors = shared.load_priors(&runtime, &args.stems)?;
     let mut separator = Separator::new(priors, settings, reader.sample_rate(), reader.channels())
         .map_err(SeparateFileError::from)?;
-    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
     bar.set_style(
         ProgressStyle::with_template("{spinner} frame {msg} [{bar:30}] {percent:>3}% eta {eta}")
             .expect("valid template")

@@ -63,27 +63,43 @@ impl SharedArgs {
 
     /// Load the ONNX Runtime library by the documented lookup order.
     pub fn runtime(&self) -> Result<Arc<Runtime>, CliError> {
-        let options = RuntimeOptions { library: self.ort_lib.clone(), beside: beside_executable() };
+        let options = RuntimeOptions {
+            library: self.ort_lib.clone(),
+            beside: beside_executable(),
+        };
         Ok(Runtime::load(&options)?)
     }
 
     /// How sessions are made.
     pub fn session_options(&self) -> SessionOptions {
-        SessionOptions { device: self.device, threads: usize::from(self.threads) }
+        SessionOptions {
+            device: self.device,
+            threads: usize::from(self.threads),
+        }
     }
 
     /// Load the named priors (all installed ones when `stems` is empty), sorted as asked.
     pub fn load_priors(&self, runtime: &Runtime, stems: &[String]) -> Result<Vec<Prior>, CliError> {
         let catalog = self.catalog();
-        let names: Vec<String> = if stems.is_empty() { catalog.stems() } else { stems.to_vec() };
+        let names: Vec<String> = if stems.is_empty() {
+            catalog.stems()
+        } else {
+            stems.to_vec()
+        };
         if names.is_empty() {
             return Err(CliError::Usage(format!(
                 "no priors installed (searched {}); pass --priors DIR or set STEMFLOW_PRIORS",
-                self.search_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+                self.search_dirs()
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         let dirs = catalog.select(&names)?;
         let options = self.session_options();
-        dirs.iter().map(|dir| Prior::load(runtime, dir, &options).map_err(CliError::from)).collect()
+        dirs.iter()
+            .map(|dir| Prior::load(runtime, dir, &options).map_err(CliError::from))
+            .collect()
     }
 }

@@ -7,18 +7,29 @@ pub const SILENT_SEGMENT_ENERGY: f64 = 1e-8;
 /// 10·log10(Σ s² / Σ (s − ŝ)²) over the samples given, in dB (MDX "global SDR"). A tiny
 /// constant keeps a perfect estimate finite.
 pub fn global_sdr(reference: &[f32], estimate: &[f32]) -> f64 {
-    assert_eq!(reference.len(), estimate.len(), "reference and estimate differ in length");
-    let (signal, error) = reference.iter().zip(estimate).fold((0.0f64, 0.0f64), |(s, e), (&r, &x)| {
-        let d = f64::from(r) - f64::from(x);
-        (s + f64::from(r) * f64::from(r), e + d * d)
-    });
+    assert_eq!(
+        reference.len(),
+        estimate.len(),
+        "reference and estimate differ in length"
+    );
+    let (signal, error) = reference
+        .iter()
+        .zip(estimate)
+        .fold((0.0f64, 0.0f64), |(s, e), (&r, &x)| {
+            let d = f64::from(r) - f64::from(x);
+            (s + f64::from(r) * f64::from(r), e + d * d)
+        });
     10.0 * ((signal + 1e-12) / (error + 1e-12)).log10()
 }
 
 /// Global SDR of every `segment_len`-sample segment whose reference is not silent; channels are
 /// given as separate slices and pooled per segment.
 pub fn segment_sdrs(reference: &[&[f32]], estimate: &[&[f32]], segment_len: usize) -> Vec<f64> {
-    assert_eq!(reference.len(), estimate.len(), "reference and estimate differ in channels");
+    assert_eq!(
+        reference.len(),
+        estimate.len(),
+        "reference and estimate differ in channels"
+    );
     assert!(segment_len > 0, "segment length must be positive");
     let len = reference.iter().map(|c| c.len()).min().unwrap_or(0);
     let mut out = Vec::new();
@@ -70,7 +81,10 @@ mod tests {
     #[test]
     fn silent_segments_are_skipped() {
         let mut r = vec![0.0f32; 300];
-        r[200..].iter_mut().enumerate().for_each(|(i, x)| *x = (i as f32).cos());
+        r[200..]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, x)| *x = (i as f32).cos());
         let e = vec![0.0f32; 300];
         let sdrs = segment_sdrs(&[&r], &[&e], 100);
         assert_eq!(sdrs.len(), 1);

@@ -97,10 +97,14 @@ impl Separator {
         channels: usize,
     ) -> Result<Self, SeparationError> {
         if priors.is_empty() {
-            return Err(SeparationError::Config("expected at least one prior, found none".into()));
+            return Err(SeparationError::Config(
+                "expected at least one prior, found none".into(),
+            ));
         }
         if channels == 0 {
-            return Err(SeparationError::Config("expected at least one channel, found 0".into()));
+            return Err(SeparationError::Config(
+                "expected at least one channel, found 0".into(),
+            ));
         }
         if !(8_000..=384_000).contains(&host_rate) {
             return Err(SeparationError::Config(format!(
@@ -195,11 +199,17 @@ impl Separator {
                 *d += x * scale;
             }
         }
-        self.resampler.process_into(&self.downmix, &mut self.prior_rate_frame)?;
-        self.stft.analyze_into(&self.prior_rate_frame, FRAMES, &mut self.spectrum);
-        self.stft.magnitudes_bin_major_into(&self.spectrum, FRAMES, &mut self.mix_mag);
+        self.resampler
+            .process_into(&self.downmix, &mut self.prior_rate_frame)?;
+        self.stft
+            .analyze_into(&self.prior_rate_frame, FRAMES, &mut self.spectrum);
+        self.stft
+            .magnitudes_bin_major_into(&self.spectrum, FRAMES, &mut self.mix_mag);
 
-        let peak = frame.iter().flat_map(|c| c.iter()).fold(0.0f32, |m, &x| m.max(x.abs()));
+        let peak = frame
+            .iter()
+            .flat_map(|c| c.iter())
+            .fold(0.0f32, |m, &x| m.max(x.abs()));
         let stems: Vec<&[f32]> = if peak < SILENCE_PEAK || !peak.is_finite() {
             let share = 1.0 / self.priors.len() as f32;
             for stem in &mut self.silent_stems {
@@ -209,10 +219,12 @@ impl Separator {
             }
             self.silent_stems.iter().map(Vec::as_slice).collect()
         } else {
-            self.search.run(&mut self.priors, &self.mix_mag, &self.progress, &self.cancel)?;
+            self.search
+                .run(&mut self.priors, &self.mix_mag, &self.progress, &self.cancel)?;
             self.search.stems().iter().map(Vec::as_slice).collect()
         };
-        self.resynth.process_into(&self.mix_mag, &stems, self.settings.mode, frame, &mut self.stems);
+        self.resynth
+            .process_into(&self.mix_mag, &stems, self.settings.mode, frame, &mut self.stems);
         Ok(())
     }
 

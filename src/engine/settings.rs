@@ -37,7 +37,9 @@ impl FromStr for OutputMode {
         match s {
             "consistent" => Ok(OutputMode::Consistent),
             "mixture-phase" => Ok(OutputMode::MixturePhase),
-            other => Err(format!("expected `consistent` or `mixture-phase`, found `{other}`")),
+            other => Err(format!(
+                "expected `consistent` or `mixture-phase`, found `{other}`"
+            )),
         }
     }
 }
@@ -66,7 +68,12 @@ pub struct AdamSettings {
 
 impl Default for AdamSettings {
     fn default() -> Self {
-        AdamSettings { learning_rate: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }
+        AdamSettings {
+            learning_rate: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+        }
     }
 }
 
@@ -100,7 +107,10 @@ impl SeparationSettings {
 
     /// Exactly the paper's settings: z = 0, Adam 0.01, 150 iterations, MLE, mixture phase.
     pub fn paper_preset() -> Self {
-        SeparationSettings { mode: OutputMode::MixturePhase, ..Self::default_preset() }
+        SeparationSettings {
+            mode: OutputMode::MixturePhase,
+            ..Self::default_preset()
+        }
     }
 }
 
