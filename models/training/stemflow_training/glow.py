@@ -67,10 +67,53 @@ class Config:
 
 
 def param_count(params):
+    """Trainable parameters (L and U counted as their triangles)."""
     n = 0
     for st in params['steps']:
-        n += sum(int(np.prod(np.shape(v))) for v in st.values())
+        for k, v in st.items():
+            if k in FIXED:
+                continue
+            sz = int(np.prod(np.shape(v)))
+            if k in ('W_L', 'W_U'):
+                G, gs, _ = np.shape(v)
+                sz = G * gs * (gs - 1) // 2
+            n += sz
     return n
+
+
+def lu_init(rng, G, gs):
+    """Glow's LU parametrisation of each 1x1 group matrix, started at a random
+    rotation: W = P L (U + diag(sign * exp(logs))); L unit lower, U strictly upper.
+    P and sign are fixed (the training step stops their gradients)."""
+    import scipy.linalg
+    out = {k: [] for k in ('W_P', 'W_L', 'W_U', 'W_logs', 'W_sign')}
+    for _ in range(G):
+        q = np.linalg.qr(rng.standard_normal((gs, gs)))[0]
+        p, l, u = scipy.linalg.lu(q)
+        d = np.diag(u)
+        out['W_P'].append(p)
+        out['W_L'].append(np.tril(l, -1))
+        out['W_U'].append(np.triu(u, 1))
+        out['W_logs'].append(np.log(np.abs(d)))
+        out['W_sign'].append(np.sign(d))
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+FIXED = ('W_P', 'W_sign')   # not trained
+
+
+def group_matrix(st, xp):
+    """W [G, gs, gs] and sum_g ln|det W_g| from the LU parameters."""
+    P, L, U, logs, sign = st['W_P'], st['W_L'], st['W_U'], st['W_logs'], st['W_sign']
+    if xp is not np:
+        import jax
+        P, sign = jax.lax.stop_gradient(P), jax.lax.stop_gradient(sign)
+    gs = L.shape[-1]
+    eye = xp.eye(gs)
+    low = xp.tril(xp.ones((gs, gs)), -1)
+    Lm = L * low + eye
+    Um = U * low.T + eye[None] * (sign * xp.exp(logs))[:, None, :]
+    return xp.matmul(P, xp.matmul(Lm, Um)), xp.sum(logs)
 
 
 def init_params(cfg, rng, random_last=0.0, random_actnorm=0.0):
@@ -80,11 +123,10 @@ def init_params(cfg, rng, random_last=0.0, random_actnorm=0.0):
     C2, C, H, G, gs, k = cfg.channels, cfg.bins, cfg.hidden, cfg.groups, cfg.group_size, cfg.kernel
     steps = []
     for _ in range(cfg.steps):
-        W = np.stack([np.linalg.qr(rng.standard_normal((gs, gs)))[0] for _ in range(G)])
         st = {
             'an_bias': random_actnorm * rng.standard_normal(C2),
             'an_logs': random_actnorm * rng.standard_normal(C2),
-            'W': W,
+            **lu_init(rng, G, gs),
             'c1_w': rng.standard_normal((H, C, k)) * math.sqrt(1.0 / (C * k)),
             'c1_b': np.zeros(H),
             'c2_w': rng.standard_normal((H, H, k)) * math.sqrt(2.0 / (H * k)),
@@ -111,9 +153,8 @@ def prepare(cfg, params, norm, ops, xp):
     for i, st in enumerate(params['steps']):
         f = (lambda a: np.asarray(a, np.float64)) if xp is np else (lambda a: a)
         logs = f(st['an_logs'])
-        W = f(st['W'])
+        W, ldW = group_matrix({k: f(st[k]) for k in ('W_P', 'W_L', 'W_U', 'W_logs', 'W_sign')}, xp)
         Winv = xp.linalg.inv(W)
-        ldW = xp.sum(xp.linalg.slogdet(W)[1])
         const_T = const_T + 0.5 * (xp.sum(logs) + ldW)
 
         def gw(w):

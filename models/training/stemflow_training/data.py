@@ -1,0 +1,80 @@
+"""Training data sources -> magnitude segments [N, 513, 432] (float32).
+
+--source synthetic:KIND   seeded renders from synth.py (KIND in sine/noise/saw/square)
+--source dir:PATH         every audio file under PATH (wav/flac/ogg/aif[f]) at any
+                          rate, mono or multichannel: downmixed, resampled to
+                          22050 Hz (scipy.signal.resample_poly), cut into 5-s
+                          segments; segments whose RMS is below -50 dBFS are dropped
+                          (silence trim).  Every 10th file is held out for validation.
+"""
+import math
+import os
+import numpy as np
+
+from . import synth
+from .stft import SAMPLE_RATE, SEGMENT_SAMPLES, segment_magnitude
+
+AUDIO_EXT = ('.wav', '.flac', '.ogg', '.aif', '.aiff')
+SILENCE_DBFS = -50.0
+
+
+def synthetic_segments(kind, seconds, valid=False):
+    n = max(1, int(math.ceil(seconds / 5.0)))
+    base = synth.KIND_OFFSET[kind] + (synth.VALID_BASE if valid else 0)
+    return np.stack([segment_magnitude(synth.render(kind, base + i, 5.0, SAMPLE_RATE)) for i in range(n)])
+
+
+def load_audio(path):
+    import soundfile as sf
+    from scipy.signal import resample_poly
+    y, sr = sf.read(path, dtype='float64', always_2d=True)
+    y = y.mean(axis=1)
+    if sr != SAMPLE_RATE:
+        g = math.gcd(int(sr), SAMPLE_RATE)
+        y = resample_poly(y, SAMPLE_RATE // g, int(sr) // g)
+    return y
+
+
+def file_segments(y):
+    segs = []
+    for start in range(0, max(1, len(y) - SEGMENT_SAMPLES // 2), SEGMENT_SAMPLES):
+        seg = y[start:start + SEGMENT_SAMPLES]
+        if len(seg) < SEGMENT_SAMPLES // 2:
+            continue
+        rms = np.sqrt(np.mean(seg ** 2)) + 1e-12
+        if 20 * np.log10(rms) < SILENCE_DBFS:
+            continue
+        segs.append(segment_magnitude(seg))
+    return segs
+
+
+def dir_segments(path, seconds=None, valid=False):
+    files = sorted(os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs
+                   if f.lower().endswith(AUDIO_EXT))
+    if not files:
+        raise SystemExit(f"no audio files under {path}")
+    chosen = [f for i, f in enumerate(files) if (i % 10 == 9) == valid] or files[-1:]
+    segs = []
+    for f in chosen:
+        segs += file_segments(load_audio(f))
+        if seconds and len(segs) * 5.0 >= seconds:
+            break
+    if not segs:
+        raise SystemExit(f"no non-silent 5-s segments in {path}")
+    return np.stack(segs)
+
+
+def load_source(source, seconds, valid_seconds):
+    """Returns (train_mag, valid_mag, description)."""
+    kind, _, arg = source.partition(':')
+    if kind == 'synthetic':
+        if arg not in synth.KINDS:
+            raise SystemExit(f"unknown synthetic kind {arg!r}; one of {synth.KINDS}")
+        return (synthetic_segments(arg, seconds), synthetic_segments(arg, valid_seconds, valid=True),
+                f"synthetic:{arg}, {seconds:g} s train (seeds {synth.KIND_OFFSET[arg]}+i), "
+                f"{valid_seconds:g} s valid (seeds {synth.VALID_BASE + synth.KIND_OFFSET[arg]}+i)")
+    if kind == 'dir':
+        tr = dir_segments(arg, seconds)
+        va = dir_segments(arg, valid_seconds, valid=True)
+        return tr, va, f"dir:{os.path.basename(os.path.normpath(arg))}, {len(tr)} train / {len(va)} valid 5-s segments"
+    raise SystemExit(f"unknown --source {source!r} (synthetic:KIND or dir:PATH)")

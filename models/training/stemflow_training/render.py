@@ -1,0 +1,425 @@
+"""Render isolated instrument stems (bass, drums, guitar, piano) from MIDI-like note
+lists with FluidSynth: the data for the instrument priors (issue 3).
+
+    python -m stemflow_training.render --out models/training/.cache/data
+        [--manifest models/data-manifest.json] [--no-install] [--quick]
+
+Material: real composed music from the music21 corpus (Bach chorales, Haydn / Mozart
+string quartets, Palestrina, fiddle tunes from Ryan's Mammoth Collection) with its
+voices assigned to instruments and transposed into their ranges, plus generated
+songs (progressions, bass lines, drum grooves, comping voicings, arpeggios, melodies)
+for coverage.  Each piece gets a random tempo, transposition, velocity level,
+articulation, program (piano 0-7, guitar 24-31, bass 32-39, drums: channel 10 kits)
+and soundfont.  Everything derives from fixed seeds; the split is BY PIECE.
+
+Output (a cache; this command regenerates it):
+  OUT/train/<stem>/<piece>_<k>.wav          5-s training segments (silence-trimmed)
+  OUT/valid/<stem>/<piece>_<k>.wav          5-s validation segments (for NLL)
+  OUT/valid/mixtures/<piece>.wav            validation mixture = sum of its 4 stems
+  OUT/valid/references/<piece>/<stem>.wav   the stems of that mixture
+  OUT/valid-heldout-sf/...                  the same pieces, rendered with a soundfont
+                                            never used in training (generalisation check)
+All mono float32 WAV at 22050 Hz.  The committed manifest lists every piece (corpus
+path or generator seed), program, soundfont, style and gain of both splits.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from . import corpus, generators as gen
+from .fluid import Synth, load_library
+
+SR = 22050
+SEG = 5 * SR
+STEMS = ('bass', 'drums', 'guitar', 'piano')
+PROGRAMS = {'piano': list(range(0, 8)), 'guitar': list(range(24, 32)), 'bass': list(range(32, 40))}
+DRUM_KITS = [0, 8, 16, 24, 25, 32, 40, 48]  # standard, room, power, electronic, 808, jazz, brush, orchestral
+
+# name -> (path, Debian package, sampling weight in training)
+SOUNDFONTS = {
+    'fluidr3': ('/usr/share/sounds/sf2/FluidR3_GM.sf2', 'fluid-soundfont-gm', 0.45),
+    'musescore': ('/usr/share/sounds/sf3/MuseScore_General_Lite.sf3', 'musescore-general-soundfont-small', 0.40),
+    'opl3': ('/usr/share/sounds/sf2/OPL-3_FM_128M.sf2', 'opl3-soundfont', 0.15),
+    'timgm6mb': ('/usr/share/sounds/sf2/TimGM6mb.sf2', 'timgm6mb-soundfont', 0.0),
+}
+TRAIN_SOUNDFONTS = ('fluidr3', 'musescore', 'opl3')
+HELDOUT_SOUNDFONT = 'timgm6mb'   # never in training (nor csound's sf_GMbank, near-identical to it)
+PACKAGES = ('fluidsynth',) + tuple(v[1] for v in SOUNDFONTS.values())
+
+# pieces per family: (train, valid).  Valid pieces come first in each seeded shuffle.
+COUNTS = {'chorale': (44, 4), 'quartet': (10, 2), 'palestrina': (16, 3), 'folk': (24, 3), 'generated': (36, 4)}
+QUICK_COUNTS = {'chorale': (3, 1), 'quartet': (1, 1), 'palestrina': (1, 1), 'folk': (2, 1), 'generated': (2, 1)}
+SPLIT_SEED = 20261122
+GEN_SEED_BASE = {'train': 100000, 'valid': 900000}
+MAX_SECONDS = {'train': 40.0, 'valid': 30.0}
+SILENCE_DBFS = -50.0     # a 5-s segment below this RMS is silence (as data.py)
+MIN_ACTIVE = 0.3         # ... or with fewer than 30 % of its 100-ms frames above -60 dBFS
+
+
+# ---------------------------------------------------------------- packages
+def check_packages(install=True):
+    missing = []
+    for pkg in PACKAGES:
+        r = subprocess.run(['dpkg-query', '-W', '-f=${Status}', pkg], capture_output=True, text=True)
+        if 'install ok installed' not in r.stdout:
+            missing.append(pkg)
+    if missing and install:
+        print(f"render: installing Debian packages {' '.join(missing)}", flush=True)
+        apt = ['apt-get'] if os.geteuid() == 0 else ['sudo', '-n', 'apt-get']
+        subprocess.run(apt + ['update', '-qq'], check=False)
+        r = subprocess.run(apt + ['install', '-y', '-qq'] + missing,
+                           env=dict(os.environ, DEBIAN_FRONTEND='noninteractive'))
+        if r.returncode != 0:
+            sys.exit(f"render: could not install {' '.join(missing)}: run "
+                     f"`apt-get install {' '.join(missing)}` as root")
+        return check_packages(install=False)
+    if missing:
+        sys.exit(f"render: missing Debian packages: {' '.join(missing)} (apt-get install {' '.join(missing)})")
+    if load_library() is None:
+        sys.exit("render: libfluidsynth.so.3 not loadable (package fluidsynth)")
+    for name, (path, pkg, _) in SOUNDFONTS.items():
+        if not os.path.exists(path):
+            sys.exit(f"render: soundfont {path} missing (package {pkg})")
+    versions = {}
+    for pkg in PACKAGES:
+        r = subprocess.run(['dpkg-query', '-W', '-f=${Version}', pkg], capture_output=True, text=True)
+        versions[pkg] = r.stdout.strip()
+    return versions
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- planning
+def plan(counts):
+    """The list of pieces of each split: {id, family, source, seed}."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    splits = {'train': [], 'valid': []}
+    for family, (n_train, n_valid) in counts.items():
+        if family == 'generated':
+            for split, n in (('valid', n_valid), ('train', n_train)):
+                for i in range(n):
+                    seed = GEN_SEED_BASE[split] + i
+                    splits[split].append({'id': f'gen{seed}', 'family': 'generated', 'source': f'seed:{seed}', 'seed': seed})
+            continue
+        paths = corpus.list_family(family)
+        order = rng.permutation(len(paths))
+        chosen = [paths[i] for i in order[:n_valid + n_train]]
+        for j, p in enumerate(chosen):
+            split = 'valid' if j < n_valid else 'train'
+            seed = int(rng.integers(1 << 30))
+            parts = os.path.splitext(p)[0].split('/')[1:]   # drop the composer folder
+            pid = family[:4] + '-' + '_'.join(parts).replace('.', '_')
+            splits[split].append({'id': pid, 'family': family, 'source': p, 'seed': seed})
+    return splits
+
+
+def _choose_sf(rng, heldout):
+    if heldout:
+        return HELDOUT_SOUNDFONT
+    w = np.array([SOUNDFONTS[n][2] for n in TRAIN_SOUNDFONTS])
+    return TRAIN_SOUNDFONTS[int(rng.choice(len(w), p=w / w.sum()))]
+
+
+def articulate(rng, notes, instrument):
+    """Velocity level and accents, duration (legato .. staccato), timing humanisation."""
+    base = int(rng.integers(45, 118))
+    dscale = float(rng.choice([1.0, 0.92, 0.8, 0.55]))
+    hum = float(rng.uniform(0.0, 0.012))
+    out = []
+    for s, d, p, _ in notes:
+        acc = 8 if abs(s - round(s)) < 1e-6 and int(round(s)) % 2 == 0 else 0
+        out.append((s, d * dscale, p, gen.velocity(rng, base, acc, 7)))
+    return out, {'velocity': base, 'duration_scale': dscale, 'humanize_s': round(hum, 4)}, hum
+
+
+def harmony_from_voices(voices, beats_per_bar, length, step):
+    """Chords (start, length, pitch classes) sampled from the sounding voices."""
+    chords = []
+    for t in np.arange(0, length, step):
+        pcs = []
+        for v in voices:
+            for s, d, p, _ in v:
+                if s <= t + 1e-6 < s + d and p % 12 not in pcs:
+                    pcs.append(p % 12)
+        if pcs:
+            chords.append((float(t), step, pcs))
+    return chords
+
+
+def compose(piece, cache_dir):
+    """Beat-time note lists per stem, tempo and a description, deterministic in the piece."""
+    rng = np.random.default_rng(piece['seed'])
+    fam = piece['family']
+    desc = {}
+    if fam == 'generated':
+        bpb = 3 if rng.random() < 0.15 else 4
+        bpm = float(rng.uniform(70, 165))
+        bars = int(np.ceil(75.0 * bpm / 60.0 / bpb))
+        tonic, mode, chords = gen.harmony(rng, bars, bpb)
+        length = bars * bpb
+        bass, bstyle = gen.bass_line(rng, chords, bpb)
+        parts = {'bass': bass}
+        r = rng.random()
+        if r < 0.35:
+            parts['piano'] = gen.melody(rng, chords, bpb, 'piano', tonic, mode)
+            parts['guitar'], gstyle = gen.comp(rng, chords, bpb, 'guitar')
+            desc.update(piano='melody', guitar=gstyle)
+        elif r < 0.65:
+            parts['guitar'] = gen.melody(rng, chords, bpb, 'guitar', tonic, mode)
+            parts['piano'], pstyle = gen.comp(rng, chords, bpb, 'piano')
+            desc.update(guitar='melody', piano=pstyle)
+        else:
+            parts['guitar'], gstyle = gen.comp(rng, chords, bpb, 'guitar')
+            parts['piano'], pstyle = gen.comp(rng, chords, bpb, 'piano')
+            desc.update(guitar=gstyle, piano=pstyle)
+        desc.update(bass=bstyle, key=int(tonic), mode=mode, meter=bpb)
+        transpose = 0
+    else:
+        d = corpus.voices(piece['source'], cache_dir)
+        bpb = d['beats_per_bar'] if d['beats_per_bar'] in (2.0, 3.0, 4.0, 6.0) else 4.0
+        bpm = float({'chorale': rng.uniform(60, 100), 'quartet': rng.uniform(70, 140),
+                     'palestrina': rng.uniform(100, 170), 'folk': rng.uniform(90, 170)}[fam])
+        transpose = int(rng.integers(-5, 7))
+        vs = [[(s, dd, p + transpose, v) for s, dd, p, v in voice] for voice in d['voices']]
+        total = max((s + dd for v in vs for s, dd, _, _ in v), default=0.0)
+        want = 90.0 * bpm / 60.0
+        start = 0.0
+        if total > want:  # excerpt starting on a bar line
+            start = float(bpb * int(rng.integers(0, int((total - want) / bpb) + 1)))
+        vs = corpus.excerpt(vs, start, want)
+        vs = [v for v in vs if v]
+        length = max((s + dd for v in vs for s, dd, _, _ in v), default=0.0)
+        desc.update(excerpt_beats=[start, start + length], transpose=transpose)
+        if fam == 'folk' or len(vs) == 1:
+            mel = vs[0]
+            tonic = (d['key'] + transpose) % 12
+            chords = corpus.fit_chords(mel, bpb, tonic, d['mode'], length)
+            bass, bstyle = gen.bass_line(rng, chords, bpb)
+            parts = {'bass': bass}
+            lead = 'piano' if rng.random() < 0.5 else 'guitar'
+            other = 'guitar' if lead == 'piano' else 'piano'
+            parts[lead] = mel
+            parts[other], cstyle = gen.comp(rng, chords, bpb, other)
+            desc.update(bass=bstyle, **{lead: 'tune', other: cstyle})
+        else:
+            low, upper = vs[-1], vs[:-1]
+            parts = {'bass': low}
+            r = rng.random()
+            if r < 0.4 or len(upper) < 2:
+                k = max(1, len(upper) // 2)
+                parts['piano'] = [n for v in upper[:k] for n in v]
+                parts['guitar'] = [n for v in upper[k:] for n in v] or list(upper[-1])
+                desc.update(bass='lowest voice', piano=f'upper voices 1-{k}', guitar='other upper voices')
+            elif r < 0.7:
+                parts['guitar'] = list(upper[0])
+                parts['piano'] = [n for v in upper[1:] for n in v]
+                desc.update(bass='lowest voice', guitar='top voice', piano='inner voices')
+            else:
+                parts['piano'] = [n for v in upper for n in v]
+                chords = harmony_from_voices(vs, bpb, length, float(rng.choice([1.0, 2.0])))
+                parts['guitar'], cstyle = gen.comp(rng, chords, bpb, 'guitar',
+                                                   style=str(rng.choice(['arp_up', 'arp_updown', 'strum', 'block', 'broken', 'pad'])))
+                desc.update(bass='lowest voice', piano='upper voices', guitar=f'{cstyle} on the harmony')
+    bars = int(np.ceil(length / bpb))
+    parts['drums'], dstyle = gen.drum_groove(rng, bars, int(bpb) if bpb in (3.0, 4.0) else 4)
+    parts['drums'] = [n for n in parts['drums'] if n[0] < length]
+    desc['drums'] = dstyle
+    for inst in ('bass', 'guitar', 'piano'):
+        lo, hi = gen.RANGES[inst]
+        parts[inst] = gen.fit_range(parts[inst], lo, hi)
+    swing = float(rng.choice([0.0, 0.0, 0.0, 0.5, 1.0])) if dstyle in ('shuffle', 'jazz') or rng.random() < 0.1 else 0.0
+    return parts, bpm, swing, desc
+
+
+def render_piece(piece, synths, cache_dir, heldout, split):
+    parts, bpm, swing, desc = compose(piece, cache_dir)
+    rng = np.random.default_rng(piece['seed'] + (7 if heldout else 0) + 1)
+    spec = {'id': piece['id'], 'family': piece['family'], 'source': piece['source'], 'seed': piece['seed'],
+            'bpm': round(bpm, 2), 'swing': swing, 'material': desc, 'stems': {}}
+    audio = {}
+    max_len = int(MAX_SECONDS[split] * SR)
+    for stem in STEMS:
+        sf = _choose_sf(rng, heldout)
+        synth = synths(sf)
+        if stem == 'drums':
+            kits = [k for k in DRUM_KITS if synth.has_preset(128, k)] or [0]
+            if desc['drums'] == 'jazz' and any(k in kits for k in (32, 40)):
+                kits = [k for k in (32, 40) if k in kits]
+            program = int(rng.choice(kits))
+            notes, art = parts['drums'], {'velocity': 'groove'}
+            hum = 0.0
+        else:
+            progs = [p for p in PROGRAMS[stem] if synth.has_preset(0, p)]
+            program = int(rng.choice(progs))
+            notes, art, hum = articulate(rng, parts[stem], stem)
+        secs = gen.to_seconds(notes, bpm, swing=swing, rng=rng, humanize=hum)
+        reverb = bool(rng.random() < 0.35)
+        chorus = bool(rng.random() < 0.15)
+        y = synth.render(secs, program, drums=(stem == 'drums'), reverb=reverb, chorus=chorus)
+        gain_db = float(rng.uniform(-30.0, -18.0))   # target RMS of the active part, dBFS
+        audio[stem] = (y, gain_db)
+        spec['stems'][stem] = {'soundfont': sf, 'bank': 128 if stem == 'drums' else 0, 'program': program,
+                               'notes': len(secs), 'reverb': reverb, 'chorus': chorus, 'target_rms_dbfs': round(gain_db, 2),
+                               'articulation': art}
+    # common start (first sound of any stem) and length
+    n = max(len(y) for y, _ in audio.values())
+    first = min(_first_sound(y) for y, _ in audio.values())
+    out = {}
+    for stem, (y, gain_db) in audio.items():
+        z = np.zeros(n, dtype=np.float64)
+        z[:len(y)] = y
+        z = z[first:first + max_len]
+        out[stem] = z * 10 ** ((gain_db - _active_rms_db(z)) / 20.0)
+    return spec, out
+
+
+def _first_sound(y, thresh=1e-4):
+    idx = np.flatnonzero(np.abs(y) > thresh)
+    return int(idx[0]) if len(idx) else len(y)
+
+
+def _active_rms_db(y):
+    fr = 2205
+    k = len(y) // fr
+    if k == 0:
+        return -120.0
+    e = np.mean(y[:k * fr].reshape(k, fr) ** 2, axis=1)
+    act = e[e > 10 ** (-60 / 10)]
+    if len(act) == 0:
+        return -120.0
+    return float(10 * np.log10(np.mean(act)))
+
+
+def good_segment(seg):
+    rms = np.sqrt(np.mean(seg ** 2)) + 1e-12
+    if 20 * np.log10(rms) < SILENCE_DBFS:
+        return False
+    fr = 2205
+    e = np.mean(seg[:len(seg) // fr * fr].reshape(-1, fr) ** 2, axis=1)
+    return np.mean(e > 10 ** (-60 / 10)) >= MIN_ACTIVE
+
+
+def write_segments(y, dirpath, pid):
+    import soundfile as sf
+    os.makedirs(dirpath, exist_ok=True)
+    start = _first_sound(y)
+    k = 0
+    for s in range(start, len(y) - SEG + 1, SEG):
+        seg = y[s:s + SEG]
+        if good_segment(seg):
+            sf.write(os.path.join(dirpath, f'{pid}_{k:02d}.wav'), seg.astype(np.float32), SR, subtype='FLOAT')
+            k += 1
+    return k
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--out', default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '.cache', 'data'))
+    ap.add_argument('--manifest', default=None, help='where to write the data manifest (default: none with --quick, '
+                    'else models/data-manifest.json)')
+    ap.add_argument('--no-install', action='store_true', help='only check the Debian packages')
+    ap.add_argument('--quick', action='store_true', help='a few pieces only (smoke test)')
+    args = ap.parse_args(argv)
+    import soundfile as sf
+    t_start = time.time()
+    versions = check_packages(install=not args.no_install)
+    repo_models = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    manifest_path = args.manifest or (None if args.quick else os.path.join(repo_models, 'data-manifest.json'))
+    counts = QUICK_COUNTS if args.quick else COUNTS
+    out = args.out
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    cache_dir = os.path.join(os.path.dirname(os.path.abspath(out)), 'music21-notes')
+    pieces = plan(counts)
+    loaded = {}
+
+    def synths(name):
+        if name not in loaded:
+            loaded[name] = Synth(SOUNDFONTS[name][0], SR)
+        return loaded[name]
+
+    stats = {s: {'train_segments': 0, 'valid_segments': 0} for s in STEMS}
+    manifest = {'format': 'stemflow-data-manifest', 'format_version': 1,
+                'command': 'python -m stemflow_training.render --out models/training/.cache/data',
+                'sample_rate': SR, 'segment_seconds': 5.0,
+                'silence_rule': f'5-s segments from each stem\'s first sound; kept if RMS >= {SILENCE_DBFS} dBFS and '
+                                f'>= {int(MIN_ACTIVE * 100)}% of 100-ms frames above -60 dBFS',
+                'level_rule': 'each stem scaled so the RMS of its active 100-ms frames equals target_rms_dbfs; '
+                              'validation mixtures are the plain sum of their stems',
+                'split': 'by piece: corpus paths shuffled with seed %d, the first n of each family are validation; '
+                         'generated pieces: train seeds %d+i, validation seeds %d+i' % (SPLIT_SEED, GEN_SEED_BASE['train'], GEN_SEED_BASE['valid']),
+                'packages': versions,
+                'soundfonts': {n: {'path': p, 'package': pkg, 'sha256': sha256(p),
+                                   'use': ('held out: validation-heldout-sf only' if n == HELDOUT_SOUNDFONT else f'train and validation (weight {w})')}
+                               for n, (p, pkg, w) in SOUNDFONTS.items()},
+                'programs': {**{k: v for k, v in PROGRAMS.items()}, 'drums': 'channel 10, bank 128, kits ' + str(DRUM_KITS) + ' where present'},
+                'counts': {f: {'train': c[0], 'valid': c[1]} for f, c in counts.items()},
+                'splits': {}}
+    try:
+        import music21
+        manifest['music21'] = music21.__version__
+    except Exception:  # noqa: BLE001
+        pass
+    for split_name, split, heldout in (('train', 'train', False), ('valid', 'valid', False), ('valid-heldout-sf', 'valid', True)):
+        t0 = time.time()
+        specs = []
+        for piece in pieces[split]:
+            spec, stems = render_piece(piece, synths, cache_dir, heldout, split)
+            if split_name == 'train':
+                for stem, y in stems.items():
+                    k = write_segments(y, os.path.join(out, 'train', stem), piece['id'])
+                    spec['stems'][stem]['segments'] = k
+                    stats[stem]['train_segments'] += k
+            else:
+                base = os.path.join(out, split_name)
+                mix = sum(stems.values())
+                peak = float(np.max(np.abs(mix)))
+                scale = 0.98 / peak if peak > 0.98 else 1.0
+                refdir = os.path.join(base, 'references', piece['id'])
+                os.makedirs(refdir, exist_ok=True)
+                os.makedirs(os.path.join(base, 'mixtures'), exist_ok=True)
+                for stem, y in stems.items():
+                    sf.write(os.path.join(refdir, f'{stem}.wav'), (y * scale).astype(np.float32), SR, subtype='FLOAT')
+                    k = write_segments(y * scale, os.path.join(base, stem), piece['id'])
+                    spec['stems'][stem]['segments'] = k
+                    if split_name == 'valid':
+                        stats[stem]['valid_segments'] += k
+                sf.write(os.path.join(base, 'mixtures', f"{piece['id']}.wav"), (mix * scale).astype(np.float32), SR, subtype='FLOAT')
+                spec['seconds'] = round(len(mix) / SR, 2)
+                spec['mix_scale'] = round(scale, 4)
+            specs.append(spec)
+            print(f"{split_name:16s} {piece['id']:28s} " + ' '.join(
+                f"{s}:{spec['stems'][s]['soundfont']}/{spec['stems'][s]['program']}" for s in STEMS), flush=True)
+        manifest['splits'][split_name] = specs
+        print(f"render: {split_name}: {len(specs)} pieces in {time.time() - t0:.1f} s", flush=True)
+    elapsed = time.time() - t_start
+    manifest['statistics'] = {s: {'train_minutes': round(v['train_segments'] * 5 / 60, 1),
+                                  'valid_minutes': round(v['valid_segments'] * 5 / 60, 1), **v} for s, v in stats.items()}
+    manifest['render_seconds'] = round(elapsed, 1)
+    with open(os.path.join(out, 'manifest.json'), 'w') as f:
+        json.dump(manifest, f, indent=1)
+    if manifest_path:
+        with open(manifest_path, 'w') as f:
+            json.dump(manifest, f, indent=1)
+            f.write('\n')
+    for s in STEMS:
+        print(f"render: {s:6s} train {stats[s]['train_segments'] * 5 / 60:5.1f} min ({stats[s]['train_segments']} segments), "
+              f"valid {stats[s]['valid_segments'] * 5 / 60:4.1f} min")
+    print(f"render: done in {elapsed:.0f} s -> {out}" + (f"; manifest {manifest_path}" if manifest_path else ''))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,289 @@
+"""Train one prior and export it.
+
+  python -m stemflow_training.train --stem sine --source synthetic:sine \
+      --seconds-of-audio 600 --steps 3000 --out models/priors/sine
+  python -m stemflow_training.train --stem sine --out models/priors/sine --export-only
+
+Objective: negative log-likelihood of dequantised standardised log-magnitudes
+x = (ln(|X| + F) - mu_b) / sigma_b + eps, eps ~ N(0, (noise/sigma_b)^2) (noise in
+nats of log-magnitude, default 0.1), on random crops of `--crop` frames (even).
+Reported in bits per dimension of x: -log p_x(x) / (513 * T * ln 2).
+Checkpoints: models/training/checkpoints/<stem>/ckpt_<step>.pkl (resumed from
+the latest automatically; --fresh ignores them).
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import pickle
+import time
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+
+from . import glow, data
+from .stft import BINS
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIGMA_MIN = 0.25   # nats; per-bin std of ln(|X| + F) is clamped below at this
+
+
+def log(msg):
+    print(time.strftime('%H:%M:%S'), msg, flush=True)
+
+
+def standardise(mag, norm, floor):
+    y = np.log(mag.astype(np.float64) + floor)
+    return ((y - norm['mu'][None, :, None]) / norm['sigma'][None, :, None]).astype(np.float32)
+
+
+def compute_norm(mag, floor):
+    y = np.log(mag.astype(np.float64) + floor)
+    mu = y.mean(axis=(0, 2))
+    sigma = np.maximum(y.std(axis=(0, 2)), SIGMA_MIN)
+    return {'mu': mu.astype(np.float32), 'sigma': sigma.astype(np.float32)}
+
+
+def save_ckpt(ckdir, state):
+    os.makedirs(ckdir, exist_ok=True)
+    path = os.path.join(ckdir, f"ckpt_{state['step']:07d}.pkl")
+    with open(path + '.tmp', 'wb') as f:
+        pickle.dump(state, f)
+    os.replace(path + '.tmp', path)
+    for old in sorted(glob.glob(os.path.join(ckdir, 'ckpt_*.pkl')))[:-2]:
+        os.remove(old)
+
+
+def latest_ckpt(ckdir):
+    c = sorted(glob.glob(os.path.join(ckdir, 'ckpt_*.pkl')))
+    if not c:
+        return None
+    with open(c[-1], 'rb') as f:
+        return pickle.load(f)
+
+
+def plot_curve(hist, path, stem):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    if hist['train']:
+        s, v = zip(*hist['train'])
+        ax.plot(s, v, lw=0.8, label='train (running mean)')
+    if hist['valid']:
+        s, v = zip(*hist['valid'])
+        ax.plot(s, v, 'o-', ms=3, label='valid')
+    ax.set_xlabel('step')
+    ax.set_ylabel('bits / dim (standardised log-magnitude)')
+    ax.set_title(f'prior "{stem}"')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def build_fns(cfg, lr, total_steps, clip, warmup=200):
+    import jax
+    import jax.numpy as jnp
+
+    def loss_fn(params, x):
+        lp = glow.jax_logpx(cfg, params, x)
+        return -jnp.mean(lp) / (x.shape[1] * x.shape[2] * math.log(2.0))
+
+    def lr_at(step):
+        w = jnp.minimum(1.0, (step + 1) / warmup)
+        frac = jnp.clip(step / total_steps, 0.0, 1.0)
+        return lr * w * (0.1 + 0.9 * 0.5 * (1 + jnp.cos(jnp.pi * frac)))
+
+    @jax.jit
+    def train_step(params, m, v, step, x):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x)
+        gnorm = jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree_util.tree_leaves(grads)))
+        scale = jnp.minimum(1.0, clip / (gnorm + 1e-12))
+        ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        t = step + 1.0
+        a = lr_at(step)
+
+        def upd(p, g, m_, v_):
+            g = jnp.where(ok, g * scale, 0.0)
+            m2 = jnp.where(ok, b1 * m_ + (1 - b1) * g, m_)
+            v2 = jnp.where(ok, b2 * v_ + (1 - b2) * g * g, v_)
+            p2 = p - jnp.where(ok, a * (m2 / (1 - b1 ** t)) / (jnp.sqrt(v2 / (1 - b2 ** t)) + eps), 0.0)
+            return p2, m2, v2
+        out = jax.tree_util.tree_map(upd, params, grads, m, v)
+        is_leaf = lambda x: isinstance(x, tuple)
+        P = jax.tree_util.tree_map(lambda o: o[0], out, is_leaf=is_leaf)
+        M = jax.tree_util.tree_map(lambda o: o[1], out, is_leaf=is_leaf)
+        V = jax.tree_util.tree_map(lambda o: o[2], out, is_leaf=is_leaf)
+        return P, M, V, loss, gnorm
+
+    eval_fn = jax.jit(loss_fn)
+    return train_step, eval_fn
+
+
+def sample_batch(rng, X, batch, crop, noise_x):
+    N, C, T = X.shape
+    idx = rng.integers(0, N, batch)
+    st = 2 * rng.integers(0, (T - crop) // 2 + 1, batch)
+    xb = np.stack([X[i, :, s:s + crop] for i, s in zip(idx, st)])
+    return xb + noise_x[None, :, None] * rng.standard_normal(xb.shape).astype(np.float32)
+
+
+def evaluate(eval_fn, X, noise_x, seed=1234, chunk=4):
+    rng = np.random.default_rng(seed)
+    tot = 0.0
+    for i in range(0, len(X), chunk):
+        xb = X[i:i + chunk]
+        xb = xb + noise_x[None, :, None] * rng.standard_normal(xb.shape).astype(np.float32)
+        tot += float(eval_fn(state_params_holder[0], xb)) * len(xb)
+    return tot / len(X)
+
+
+state_params_holder = [None]
+
+
+def do_export(state, out, stem):
+    from .export import export_prior
+    cfg = glow.Config.from_dict(state['cfg'])
+    info = dict(state['info'])
+    info['steps'] = int(state['step'])
+    m = export_prior(out, stem, cfg, state['params'], state['norm'], info)
+    if state['hist']['train'] or state['hist']['valid']:
+        plot_curve(state['hist'], os.path.join(out, 'training_curve.png'), stem)
+    log(f"exported {out}: " + ", ".join(f"{k} {os.path.getsize(os.path.join(out, v['file']))/1e6:.2f} MB"
+                                         for k, v in m['graphs'].items()))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--stem', required=True)
+    ap.add_argument('--source', help='synthetic:KIND or dir:PATH')
+    ap.add_argument('--seconds-of-audio', type=float, default=600.0)
+    ap.add_argument('--valid-seconds', type=float, default=60.0)
+    ap.add_argument('--steps', type=int, default=3000)
+    ap.add_argument('--batch', type=int, default=16)
+    ap.add_argument('--crop', type=int, default=64)
+    ap.add_argument('--lr', type=float, default=1e-3)
+    ap.add_argument('--clip', type=float, default=5.0)
+    ap.add_argument('--noise', type=float, default=0.1, help='dequantisation noise, nats of log-magnitude')
+    ap.add_argument('--flow-steps', type=int, default=8)
+    ap.add_argument('--hidden', type=int, default=32)
+    ap.add_argument('--group-size', type=int, default=38)
+    ap.add_argument('--ckpt-every', type=int, default=250)
+    ap.add_argument('--eval-every', type=int, default=250)
+    ap.add_argument('--max-minutes', type=float, default=None, help='stop (and export) after this wall time')
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--out', required=True)
+    ap.add_argument('--ckpt-dir', default=None)
+    ap.add_argument('--export-only', action='store_true')
+    ap.add_argument('--fresh', action='store_true', help='ignore existing checkpoints')
+    a = ap.parse_args()
+    ckdir = a.ckpt_dir or os.path.join(HERE, 'checkpoints', a.stem)
+
+    state = None if a.fresh else latest_ckpt(ckdir)
+    if a.export_only:
+        if state is None:
+            raise SystemExit(f"no checkpoint in {ckdir}")
+        state_params_holder[0] = state['params']
+        do_export(state, a.out, a.stem)
+        return
+    if not a.source and state is None:
+        raise SystemExit("--source is required")
+
+    import jax
+    import jax.numpy as jnp
+    t0 = time.time()
+    source = a.source or state['info']['source']
+    cfg = glow.Config(steps=a.flow_steps, hidden=a.hidden, group_size=a.group_size) if state is None \
+        else glow.Config.from_dict(state['cfg'])
+    mag_tr, mag_va, desc = data.load_source(source, a.seconds_of_audio, a.valid_seconds)
+    log(f"data: {desc}; train {mag_tr.shape}, valid {mag_va.shape} ({time.time() - t0:.1f} s)")
+    if state is None:
+        norm = compute_norm(mag_tr, cfg.floor)
+    else:
+        norm = state['norm']
+    Xtr = standardise(mag_tr, norm, cfg.floor)
+    Xva = standardise(mag_va, norm, cfg.floor)
+    noise_x = (a.noise / norm['sigma']).astype(np.float32)
+    Xtr_eval = Xtr[:len(Xva)]
+
+    if state is None:
+        rng = np.random.default_rng(a.seed)
+        params = glow.init_params(cfg, rng)
+        params = glow.jax_actnorm_init(cfg, params, sample_batch(rng, Xtr, 64, a.crop, noise_x))
+        zeros = lambda p: jax.tree_util.tree_map(lambda q: np.zeros_like(q), p)
+        state = {'step': 0, 'params': params, 'm': zeros(params), 'v': zeros(params), 'norm': norm,
+                 'cfg': cfg.to_dict(), 'hist': {'train': [], 'valid': []},
+                 'info': {'source': source, 'data': desc, 'batch': a.batch, 'crop_frames': a.crop,
+                          'lr': a.lr, 'dequantisation_noise_nats': a.noise, 'sigma_min': SIGMA_MIN,
+                          'bits_per_dim_of': 'dequantised standardised log-magnitude x'}}
+        log(f"new model: {glow.param_count(params)} parameters, cfg {cfg.to_dict()}")
+    else:
+        log(f"resumed from step {state['step']}")
+
+    train_step, eval_fn = build_fns(cfg, a.lr, a.steps, a.clip)
+    params = jax.tree_util.tree_map(jnp.asarray, state['params'])
+    m = jax.tree_util.tree_map(jnp.asarray, state['m'])
+    v = jax.tree_util.tree_map(jnp.asarray, state['v'])
+    step = state['step']
+    rng = np.random.default_rng([a.seed, step])
+    run, n_run, t_start, steps_at_start = 0.0, 0, time.time(), step
+    t_first = None
+
+    def snapshot():
+        state.update(step=step, params=jax.tree_util.tree_map(np.asarray, params),
+                     m=jax.tree_util.tree_map(np.asarray, m), v=jax.tree_util.tree_map(np.asarray, v))
+
+    def run_eval():
+        state_params_holder[0] = params
+        return evaluate(eval_fn, Xva, noise_x), evaluate(eval_fn, Xtr_eval, noise_x)
+
+    while step < a.steps:
+        xb = sample_batch(rng, Xtr, a.batch, a.crop, noise_x)
+        params, m, v, loss, gn = train_step(params, m, v, jnp.float32(step), xb)
+        step += 1
+        if t_first is None:
+            loss.block_until_ready()
+            t_first = time.time()
+            steps_first = step
+        lf = float(loss)
+        if math.isfinite(lf):
+            run += lf
+            n_run += 1
+        if step % 50 == 0 and n_run:
+            state['hist']['train'].append((step, run / n_run))
+            sps = (step - steps_first) / max(1e-9, time.time() - t_first)
+            log(f"step {step} train {run / n_run:.4f} bits/dim |g| {float(gn):.2f} {sps:.2f} steps/s")
+            state['info']['steps_per_second'] = round(sps, 3)
+            run, n_run = 0.0, 0
+        out_of_time = a.max_minutes is not None and (time.time() - t0) / 60 > a.max_minutes
+        if step % a.eval_every == 0 or step == a.steps or out_of_time:
+            va, tr = run_eval()
+            state['hist']['valid'].append((step, va))
+            state['info']['train_bits_per_dim'] = round(tr, 4)
+            state['info']['valid_bits_per_dim'] = round(va, 4)
+            log(f"step {step} eval: train {tr:.4f} valid {va:.4f} bits/dim")
+        if step % a.ckpt_every == 0 or step == a.steps or out_of_time:
+            snapshot()
+            save_ckpt(ckdir, state)
+        if out_of_time:
+            log(f"--max-minutes reached at step {step}")
+            break
+    snapshot()
+    if 'train_bits_per_dim' not in state['info']:
+        va, tr = run_eval()
+        state['info']['train_bits_per_dim'] = round(tr, 4)
+        state['info']['valid_bits_per_dim'] = round(va, 4)
+    state['info']['wall_minutes'] = round((time.time() - t0) / 60, 2)
+    save_ckpt(ckdir, state)
+    state_params_holder[0] = params
+    do_export(state, a.out, a.stem)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,35 @@
+"""(e) shipped priors: manifest fields per CONTRACT.md, sha256 of every graph, I/O names."""
+import glob
+import hashlib
+import json
+import os
+import re
+
+import onnx
+import pytest
+
+PRIORS = os.path.join(os.path.dirname(__file__), '..', '..', 'priors')
+DIRS = sorted(d for d in glob.glob(os.path.join(PRIORS, '*')) if os.path.isdir(d))
+
+
+@pytest.mark.parametrize("d", DIRS, ids=[os.path.basename(d) for d in DIRS])
+def test_manifest(d):
+    m = json.load(open(os.path.join(d, 'manifest.json')))
+    assert m['format'] == 'stemflow-prior' and m['format_version'] == 1
+    assert m['stem'] == os.path.basename(d) and re.fullmatch(r'[a-z0-9][a-z0-9_-]*', m['stem'])
+    expect = dict(sample_rate=22050, n_fft=1024, hop=256, window='hann-periodic', center='zero',
+                  frame_seconds=5.0, frames=432, bins=513, time_multiple=2)
+    for k, v in expect.items():
+        assert m[k] == v, k
+    assert m['magnitude_scaling']['kind'] == 'log-standardized'
+    io = {'decode': (['z'], ['s']), 'grad': (['z', 'g', 'gamma'], ['s', 'grad_z', 'logp']),
+          'encode': (['s'], ['z', 'logp'])}
+    total = 0
+    for role, (ins, outs) in io.items():
+        e = m['graphs'][role]
+        path = os.path.join(d, e['file'])
+        assert hashlib.sha256(open(path, 'rb').read()).hexdigest() == e['sha256'], role
+        total += os.path.getsize(path)
+        g = onnx.load(path).graph
+        assert [i.name for i in g.input] == ins and [o.name for o in g.output] == outs
+    assert total <= 20 * 1000 * 1000
