@@ -33,3 +33,15 @@ def test_manifest(d):
         g = onnx.load(path).graph
         assert [i.name for i in g.input] == ins and [o.name for o in g.output] == outs
     assert total <= 20 * 1000 * 1000
+
+
+def test_grad_reference_matches_shipped_prior():
+    """tests/fixtures/grad_reference was made for the shipped grad.onnx (regenerate with
+    python -m stemflow_training.make_reference after retraining)."""
+    root = os.path.join(os.path.dirname(__file__), '..', '..', '..')
+    ref = json.load(open(os.path.join(root, 'tests', 'fixtures', 'grad_reference', 'reference.json')))
+    man = json.load(open(os.path.join(root, ref['prior'], 'manifest.json')))
+    assert ref['grad_onnx_sha256'] == man['graphs']['grad']['sha256']
+    for f in ref['files'].values():
+        path = os.path.join(root, 'tests', 'fixtures', 'grad_reference', f['file'])
+        assert hashlib.sha256(open(path, 'rb').read()).hexdigest() == f['sha256']
