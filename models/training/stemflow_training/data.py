@@ -5,7 +5,8 @@
                           rate, mono or multichannel: downmixed, resampled to
                           22050 Hz (scipy.signal.resample_poly), cut into 5-s
                           segments; segments whose RMS is below -50 dBFS are dropped
-                          (silence trim).  Every 10th file is held out for validation.
+                          (silence trim).  Every 10th file (the last one if there are fewer than 10)
+                          is held out for validation.
 """
 import math
 import os
@@ -53,7 +54,8 @@ def dir_segments(path, seconds=None, valid=False):
                    if f.lower().endswith(AUDIO_EXT))
     if not files:
         raise SystemExit(f"no audio files under {path}")
-    chosen = [f for i, f in enumerate(files) if (i % 10 == 9) == valid] or files[-1:]
+    held = [f for i, f in enumerate(files) if i % 10 == 9] or files[-1:]   # < 10 files: the last one
+    chosen = held if valid else ([f for f in files if f not in held] or files)
     segs = []
     for f in chosen:
         segs += file_segments(load_audio(f))
