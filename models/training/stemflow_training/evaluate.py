@@ -235,8 +235,8 @@ def main(argv=None):
     methods = {}
     if not args.no_baselines:
         methods[f'mixture/{len(stems)}'] = 'mix'
-        methods['oracle IRM (|S| ratio)'] = 'irm1'
-        methods['oracle Wiener (|S|² ratio)'] = 'irm2'
+        methods['oracle IRM (magnitude ratio)'] = 'irm1'
+        methods['oracle Wiener (power ratio)'] = 'irm2'
         dicts = None
         if os.path.exists(args.nmf):
             z = np.load(args.nmf)
