@@ -471,12 +471,10 @@ impl StemWriterSet {
             // Stems are ordinary user files: 0666 less the umask, not tempfile's private 0600.
             #[cfg(unix)]
             builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-            let temp = builder
-                .tempfile_in(&out_dir)
-                .map_err(|e| AudioError::OutputDir {
-                    dir: out_dir.clone(),
-                    reason: format!("a file cannot be created in it ({e})"),
-                })?;
+            let temp = builder.tempfile_in(&out_dir).map_err(|e| AudioError::OutputDir {
+                dir: out_dir.clone(),
+                reason: format!("a file cannot be created in it ({e})"),
+            })?;
             let (file, temp) = temp.into_parts();
             let writer =
                 hound::WavWriter::new(BufWriter::new(file), spec).map_err(|e| hound_error(&temp, e))?;

@@ -1,9 +1,11 @@
-//! Project tasks: `cargo xtask setup` and `cargo xtask test`.
+//! Project tasks: `cargo xtask setup`, `cargo xtask test` and `cargo xtask bundle stemflow [--release]`.
 //!
 //! `setup` is idempotent: it fetches the ONNX Runtime library from the `onnxruntime` wheel on the
 //! Python package index with pip, checks its sha256 and installs it in the set-up location
 //! (`$STEMFLOW_DATA_DIR`, else `$XDG_DATA_HOME/stemflow`, else `~/.local/share/stemflow`), where
 //! the engine looks for it last. `setup --python` also makes the training venv (`.venv`).
+
+mod bundle;
 
 use sha2::{Digest, Sha256};
 use std::env;
@@ -43,7 +45,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup(args.iter().any(|a| a == "--python")),
         Some("test") => test(),
-        _ => Err("usage: cargo xtask <setup [--python] | test>".to_string()),
+        Some("bundle") => bundle_plugin(&args[1..]),
+        _ => Err("usage: cargo xtask <setup [--python] | test | bundle stemflow [--release]>".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,7 +59,10 @@ fn main() -> ExitCode {
 
 /// The repository root (the workspace that holds `xtask/`).
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the repo").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the repo")
+        .to_path_buf()
 }
 
 /// Where set-up installs the runtime; must agree with `engine::runtime::data_dir`.
@@ -74,11 +80,16 @@ fn data_dir() -> Result<PathBuf, String> {
 
 fn sha256_file(path: &Path) -> Result<String, String> {
     let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 fn run(command: &mut Command) -> Result<(), String> {
-    let status = command.status().map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -104,22 +115,27 @@ fn setup_runtime() -> Result<PathBuf, String> {
     let dir = data_dir()?.join("runtime");
     let installed = |f: &RuntimeFile| sha256_file(&dir.join(f.name)).is_ok_and(|h| h == f.sha256);
     if files.iter().all(installed) {
-        println!("ONNX Runtime {ORT_VERSION}: already installed in {}", dir.display());
+        println!(
+            "ONNX Runtime {ORT_VERSION}: already installed in {}",
+            dir.display()
+        );
         return Ok(dir);
     }
     let download = env::temp_dir().join(format!("stemflow-ort-{}", std::process::id()));
     fs::create_dir_all(&download).map_err(|e| format!("cannot create {}: {e}", download.display()))?;
     println!("ONNX Runtime {ORT_VERSION}: fetching the onnxruntime wheel with pip");
-    run(Command::new("python3").args(["-m", "pip", "download", "--quiet", "--no-deps"]).args([
-        "--only-binary=:all:",
-        "--python-version",
-        "3.11",
-        "--platform",
-        "manylinux_2_28_x86_64",
-        "--dest",
-    ])
-    .arg(&download)
-    .arg(format!("onnxruntime=={ORT_VERSION}")))?;
+    run(Command::new("python3")
+        .args(["-m", "pip", "download", "--quiet", "--no-deps"])
+        .args([
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--dest",
+        ])
+        .arg(&download)
+        .arg(format!("onnxruntime=={ORT_VERSION}")))?;
     let wheel = fs::read_dir(&download)
         .map_err(|e| e.to_string())?
         .filter_map(Result::ok)
@@ -130,7 +146,11 @@ fn setup_runtime() -> Result<PathBuf, String> {
     for file in files {
         let staged = download.join(file.name);
         let script = "import sys, zipfile; open(sys.argv[3], 'wb').write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))";
-        run(Command::new("python3").args(["-c", script]).arg(&wheel).arg(file.member).arg(&staged))?;
+        run(Command::new("python3")
+            .args(["-c", script])
+            .arg(&wheel)
+            .arg(file.member)
+            .arg(&staged))?;
         let found = sha256_file(&staged)?;
         if found != file.sha256 {
             return Err(format!(
@@ -145,7 +165,10 @@ fn setup_runtime() -> Result<PathBuf, String> {
             .map_err(|e| format!("cannot install {} into {}: {e}", file.name, dir.display()))?;
     }
     let _ = fs::remove_dir_all(&download);
-    println!("ONNX Runtime {ORT_VERSION}: installed and verified in {}", dir.display());
+    println!(
+        "ONNX Runtime {ORT_VERSION}: installed and verified in {}",
+        dir.display()
+    );
     Ok(dir)
 }
 
@@ -159,7 +182,14 @@ fn setup_python() -> Result<PathBuf, String> {
     }
     let requirements = root.join("models/training/requirements.txt");
     run(Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
         .arg(&requirements))?;
     println!("Python training environment ready in {}", venv.display());
     Ok(python)
@@ -185,4 +215,11 @@ fn test() -> Result<(), String> {
         .current_dir(&root)
         .env("OMP_NUM_THREADS", "1")
         .args(["-m", "pytest", "-q", "models/training/tests"]))
+}
+
+/// The plugin bundles (CLAP and VST3) with the runtime and the shipped priors inside.
+fn bundle_plugin(args: &[String]) -> Result<(), String> {
+    let runtime_dir = setup_runtime()?;
+    let names: Vec<&str> = runtime_files()?.iter().map(|f| f.name).collect();
+    bundle::bundle(&repo_root(), args, &runtime_dir, &names).map(|_| ())
 }

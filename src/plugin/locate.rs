@@ -1,0 +1,69 @@
+//! Where the plugin's own binary is, so the runtime and priors shipped in its bundle are found
+//! with no environment variable: the CLAP folder holds `Stemflow.clap` with `lib/` and `priors/`
+//! beside it; a VST3 bundle keeps them in `Contents/Resources/` next to `Contents/<arch>/`.
+
+use std::path::{Path, PathBuf};
+
+/// The file this code was loaded from (the plugin's shared library), if the platform says.
+#[cfg(unix)]
+pub fn own_binary() -> Option<PathBuf> {
+    use std::ffi::CStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let address = own_binary as *const () as *const libc::c_void;
+    // SAFETY: dladdr only reads the address and fills `info`; `dli_fname` points into the
+    // loader's own storage, valid while the library stays loaded (it is: this code runs from it).
+    let found = unsafe { libc::dladdr(address, &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    let name = unsafe { CStr::from_ptr(info.dli_fname) };
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()));
+    std::path::absolute(&path).ok()
+}
+
+/// The file this code was loaded from: the executable, where `dladdr` is not available.
+#[cfg(not(unix))]
+pub fn own_binary() -> Option<PathBuf> {
+    std::env::current_exe().ok()
+}
+
+/// Folders to search for `lib/` (or the library itself) and `priors/`, nearest first: the
+/// binary's folder, and for a VST3 bundle (`…/Contents/<arch>/x.so`) `…/Contents/Resources`.
+pub fn bundle_dirs(binary: &Path) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = binary.parent() {
+        dirs.push(dir.to_path_buf());
+        if let Some(contents) = dir.parent() {
+            if contents.file_name().is_some_and(|n| n == "Contents") {
+                dirs.push(contents.join("Resources"));
+            }
+        }
+    }
+    dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vst3_bundles_look_in_resources() {
+        let dirs = bundle_dirs(Path::new("/p/Stemflow.vst3/Contents/x86_64-linux/Stemflow.so"));
+        assert_eq!(
+            dirs,
+            vec![
+                PathBuf::from("/p/Stemflow.vst3/Contents/x86_64-linux"),
+                PathBuf::from("/p/Stemflow.vst3/Contents/Resources")
+            ]
+        );
+        let dirs = bundle_dirs(Path::new("/p/Stemflow/Stemflow.clap"));
+        assert_eq!(dirs, vec![PathBuf::from("/p/Stemflow")]);
+    }
+
+    #[test]
+    fn finds_its_own_binary() {
+        let binary = own_binary().expect("the test binary is known");
+        assert!(binary.is_file(), "{}", binary.display());
+    }
+}

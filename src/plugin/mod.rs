@@ -1,0 +1,229 @@
+//! The CLAP/VST3 plugin: the engine inside a DAW, one auxiliary output per stem.
+//!
+//! - [`slots`]: the fixed output ports and which prior feeds which.
+//! - [`params`]: gains, mutes, solos and the separation settings; state migration.
+//! - [`framing`]: frames, hop and the fixed latency (identical to the CLI's framing).
+//! - [`queues`]: input frames and output segments passed through lock-free queues.
+//! - [`stream`]: the audio thread's half (no allocation, lock or wait in realtime mode).
+//! - [`worker`]: the thread that owns the priors and the [`Separator`](crate::engine::separator::Separator).
+//! - [`status`]: atomics the editor reads; [`editor`]: the egui editor.
+//! - [`locate`]: the plugin binary's own folder, where the bundle keeps the runtime and priors.
+
+pub mod editor;
+pub mod framing;
+pub mod locate;
+pub mod params;
+pub mod queues;
+pub mod slots;
+pub mod status;
+pub mod stream;
+pub mod worker;
+
+use nice_plug::prelude::*;
+use nice_plug_egui::EguiEditorState;
+use params::StemflowParams;
+use queues::Link;
+use slots::{SLOT_COUNT, SLOT_NAMES};
+use status::Status;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use stream::Stream;
+use worker::{Command, WorkerHandle};
+
+/// The plugin.
+pub struct Stemflow {
+    params: Arc<StemflowParams>,
+    status: Arc<Status>,
+    worker: Option<WorkerHandle>,
+    stream: Option<Stream>,
+    editor_state: Arc<EguiEditorState>,
+}
+
+impl Default for Stemflow {
+    fn default() -> Self {
+        Stemflow {
+            params: Arc::new(StemflowParams::default()),
+            status: Arc::new(Status::default()),
+            worker: None,
+            stream: None,
+            editor_state: editor::default_state(),
+        }
+    }
+}
+
+impl Stemflow {
+    /// Ends the current activation's link, if any (main thread).
+    fn close_stream(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            stream.link().closed.store(true, Ordering::Release);
+            if let Some(worker) = &self.worker {
+                worker.send(Command::Detach);
+            }
+        }
+    }
+}
+
+const STEREO_AUX: [NonZeroU32; SLOT_COUNT] = [new_nonzero_u32(2); SLOT_COUNT];
+
+impl Plugin for Stemflow {
+    const NAME: &'static str = "Stemflow";
+    const VENDOR: &'static str = "Stemflow";
+    const URL: &'static str = "https://stemflow.invalid";
+    const EMAIL: &'static str = "stemflow@stemflow.invalid";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(2),
+            main_output_channels: NonZeroU32::new(2),
+            aux_input_ports: &[],
+            aux_output_ports: &STEREO_AUX,
+            // nice-plug names the main output from `main_input` too.
+            names: PortNames {
+                layout: Some("Stereo"),
+                main_input: Some("Mix"),
+                main_output: Some("Mix"),
+                aux_inputs: &[],
+                aux_outputs: &SLOT_NAMES,
+            },
+        },
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(1),
+            main_output_channels: NonZeroU32::new(1),
+            aux_input_ports: &[],
+            aux_output_ports: &STEREO_AUX,
+            names: PortNames {
+                layout: Some("Mono"),
+                main_input: Some("Mix"),
+                main_output: Some("Mix"),
+                aux_inputs: &[],
+                aux_outputs: &SLOT_NAMES,
+            },
+        },
+    ];
+
+    type SysExMessage = ();
+    type BackgroundTask = ();
+    type Editor = nice_plug_egui::EguiEditor<editor::StemflowApp>;
+
+    fn params(&self) -> Arc<dyn Params> {
+        self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        editor::create(
+            self.params.clone(),
+            self.status.clone(),
+            self.editor_state.clone(),
+        )
+    }
+
+    fn filter_state(state: &mut PluginState) {
+        params::filter_state(state);
+    }
+
+    fn activate(
+        &mut self,
+        audio_io_layout: &AudioIOLayout,
+        buffer_config: &BufferConfig,
+        context: &mut impl ActivateContext<Self>,
+    ) -> bool {
+        let rate = buffer_config.sample_rate.round();
+        if !(8_000.0..=384_000.0).contains(&rate) {
+            log::warn!("Stemflow: unsupported sample rate {rate} Hz");
+            return false;
+        }
+        let rate = rate as u32;
+        let channels = audio_io_layout
+            .main_input_channels
+            .map_or(2, NonZeroU32::get)
+            .clamp(1, stream::MAX_CHANNELS as u32) as usize;
+        let offline = buffer_config.process_mode == ProcessMode::Offline;
+        self.close_stream();
+        if self.worker.is_none() {
+            let beside = locate::own_binary()
+                .map(|b| locate::bundle_dirs(&b))
+                .unwrap_or_default();
+            self.worker = WorkerHandle::spawn(self.params.clone(), self.status.clone(), beside);
+        }
+        let link = Arc::new(Link::new(rate, channels, offline));
+        context.set_latency_samples(link.framing.latency as u32);
+        self.stream = Some(Stream::new(link.clone(), self.status.clone()));
+        if self.status.state() != status::WorkerState::Ready {
+            // The worker is about to (re)load: an offline render waits for it.
+            self.status.set_state(status::WorkerState::Loading);
+        }
+        match &self.worker {
+            Some(worker) => worker.send(Command::Attach(link)),
+            None => self
+                .status
+                .set_message("could not start the worker thread; passing audio through"),
+        }
+        true
+    }
+
+    fn reset(&mut self) {
+        if let Some(stream) = self.stream.as_mut() {
+            stream.reset();
+        }
+    }
+
+    fn deactivate(&mut self) {
+        self.close_stream();
+    }
+
+    fn process(
+        &mut self,
+        buffer: &mut Buffer,
+        aux: &mut AuxiliaryBuffers,
+        _context: &mut impl ProcessContext<Self>,
+    ) -> ProcessStatus {
+        let Some(stream) = self.stream.as_mut() else {
+            return ProcessStatus::Normal;
+        };
+        let params = &self.params;
+        let main = buffer.as_slice();
+        let outputs = &mut *aux.outputs;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            stream.process(main, outputs, params);
+        }));
+        if result.is_err() {
+            for channel in buffer.as_slice().iter_mut() {
+                channel.fill(0.0);
+            }
+            for port in aux.outputs.iter_mut() {
+                for channel in port.as_slice().iter_mut() {
+                    channel.fill(0.0);
+                }
+            }
+        }
+        ProcessStatus::KeepAlive
+    }
+}
+
+impl Drop for Stemflow {
+    fn drop(&mut self) {
+        self.close_stream();
+        // Dropping the handle stops and joins the worker.
+        self.worker = None;
+    }
+}
+
+impl ClapPlugin for Stemflow {
+    const CLAP_ID: &'static str = "org.stemflow.stemflow";
+    const CLAP_DESCRIPTION: Option<&'static str> =
+        Some("Separates a mix into stems with one Glow prior per instrument");
+    const CLAP_MANUAL_URL: Option<&'static str> = None;
+    const CLAP_SUPPORT_URL: Option<&'static str> = None;
+    const CLAP_FEATURES: &'static [ClapFeature] = &[
+        ClapFeature::AudioEffect,
+        ClapFeature::Stereo,
+        ClapFeature::Mono,
+        ClapFeature::Utility,
+    ];
+}
+
+impl Vst3Plugin for Stemflow {
+    const VST3_CLASS_ID: [u8; 16] = *b"StemflowSepPlug1";
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Fx, Vst3SubCategory::Tools];
+}

@@ -1,0 +1,153 @@
+//! What travels between the audio thread and the worker: input frames one way, finished output
+//! segments the other, each through lock-free `ArrayQueue`s of boxes that are allocated once and
+//! recycled, never on the audio thread.
+
+use super::framing::Framing;
+use super::slots::SLOT_COUNT;
+use crossbeam::queue::ArrayQueue;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Input frames in circulation per activation: two filling, one queued, one in work, one spare.
+pub const INPUT_FRAMES: usize = 5;
+/// Output segments in circulation: one playing, one waiting, two on their way.
+pub const SEGMENTS: usize = 4;
+
+/// One frame of input audio, `channels × frame_len`, on its way to the worker.
+pub struct InputFrame {
+    /// Stream epoch (bumped by every reset) the frame belongs to.
+    pub epoch: u64,
+    /// Frame index `j` since the start of the stream.
+    pub index: u64,
+    /// Samples written so far.
+    pub filled: usize,
+    /// The audio, one vector of `frame_len` samples per channel.
+    pub channels: Vec<Vec<f32>>,
+}
+
+impl InputFrame {
+    fn new(channels: usize, frame_len: usize) -> Self {
+        InputFrame {
+            epoch: 0,
+            index: 0,
+            filled: 0,
+            channels: vec![vec![0.0; frame_len]; channels],
+        }
+    }
+}
+
+/// One finished output segment (`step` samples) of every stem, on its way to the audio thread.
+pub struct Segment {
+    /// Stream epoch of the frame it came from.
+    pub epoch: u64,
+    /// Segment index `j` (= the frame's index).
+    pub index: u64,
+    /// False when the worker could not separate the frame: the audio thread plays it dry.
+    pub valid: bool,
+    /// Stems in `data`.
+    pub stems: usize,
+    /// Channels per stem.
+    pub channels: usize,
+    /// Output slot of each stem.
+    pub slot_of_stem: [usize; SLOT_COUNT],
+    /// Samples per channel.
+    pub len: usize,
+    /// `data[(stem · channels + channel) · len + k]`.
+    pub data: Vec<f32>,
+}
+
+impl Segment {
+    /// An empty segment; the worker sizes it with [`Segment::shape`].
+    pub fn new() -> Self {
+        Segment {
+            epoch: 0,
+            index: 0,
+            valid: false,
+            stems: 0,
+            channels: 0,
+            slot_of_stem: [0; SLOT_COUNT],
+            len: 0,
+            data: Vec::new(),
+        }
+    }
+
+    /// Resizes for `stems × channels × len` (worker thread only: may allocate).
+    pub fn shape(&mut self, stems: usize, channels: usize, len: usize) {
+        self.stems = stems;
+        self.channels = channels;
+        self.len = len;
+        self.data.resize(stems * channels * len, 0.0);
+    }
+
+    /// Sample `k` of `stem`'s `channel`.
+    #[inline]
+    pub fn sample(&self, stem: usize, channel: usize, k: usize) -> f32 {
+        self.data[(stem * self.channels + channel) * self.len + k]
+    }
+}
+
+impl Default for Segment {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The queues and shared counters of one activation, shared by the audio thread and the worker.
+pub struct Link {
+    /// Host sample rate.
+    pub sample_rate: u32,
+    /// Main input channels.
+    pub channels: usize,
+    /// Frame, hop and latency.
+    pub framing: Framing,
+    /// Offline rendering: the worker processes every frame in order, the audio thread waits.
+    pub offline: bool,
+    /// Current stream epoch (written by the audio thread on reset).
+    pub epoch: AtomicU64,
+    /// Index of the segment the audio thread is playing (it will never need older ones).
+    pub playing: AtomicU64,
+    /// Set when the activation ends: the worker stops waiting for this link.
+    pub closed: AtomicBool,
+    /// Full input frames, audio → worker.
+    pub work: ArrayQueue<Box<InputFrame>>,
+    /// Empty input frames, worker → audio.
+    pub free_inputs: ArrayQueue<Box<InputFrame>>,
+    /// Finished segments, worker → audio.
+    pub done: ArrayQueue<Box<Segment>>,
+    /// Played segments, audio → worker.
+    pub free_segments: ArrayQueue<Box<Segment>>,
+}
+
+impl Link {
+    /// Allocates the input frames for `channels` at `sample_rate` (segments are made by the
+    /// worker once it knows how many stems it has).
+    pub fn new(sample_rate: u32, channels: usize, offline: bool) -> Link {
+        let framing = Framing::new(sample_rate);
+        let free_inputs = ArrayQueue::new(INPUT_FRAMES);
+        for _ in 0..INPUT_FRAMES {
+            let _ = free_inputs.push(Box::new(InputFrame::new(channels, framing.frame_len)));
+        }
+        Link {
+            sample_rate,
+            channels,
+            framing,
+            offline,
+            epoch: AtomicU64::new(0),
+            playing: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            work: ArrayQueue::new(INPUT_FRAMES),
+            free_inputs,
+            done: ArrayQueue::new(SEGMENTS),
+            free_segments: ArrayQueue::new(SEGMENTS),
+        }
+    }
+
+    /// Whether the activation has ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,115 @@
+//! What the worker and the audio thread tell the editor: atomics only on the audio thread's side;
+//! the few strings (why priors are not loaded, which stem feeds which slot) are written by the
+//! worker and read by the editor, never touched by the audio thread.
+
+use super::slots::SLOT_COUNT;
+use crate::engine::latent_search::Progress;
+use atomic_float::AtomicF32;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Where the worker is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WorkerState {
+    /// Not activated yet.
+    Idle = 0,
+    /// Loading the runtime and priors.
+    Loading = 1,
+    /// Priors loaded; separating.
+    Ready = 2,
+    /// The runtime or every prior failed to load: the plugin passes audio through.
+    Failed = 3,
+}
+
+impl WorkerState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => WorkerState::Loading,
+            2 => WorkerState::Ready,
+            3 => WorkerState::Failed,
+            _ => WorkerState::Idle,
+        }
+    }
+}
+
+/// Status shared by the worker, the audio thread and the editor.
+pub struct Status {
+    state: AtomicU8,
+    /// Device the sessions run on (0 CPU, 1 CUDA, 2 DirectML).
+    pub backend: AtomicU8,
+    /// Set by the audio thread while it plays the dry fallback because a segment was late.
+    pub behind: AtomicBool,
+    /// Segments the audio thread had to play dry since activation.
+    pub late_segments: AtomicUsize,
+    /// Worker wall time per frame / audio time per hop (below 1 keeps up).
+    pub real_time_factor: AtomicF32,
+    /// Progress of the frame in work, 0..1.
+    pub progress: AtomicF32,
+    /// Frames separated since activation.
+    pub frames_done: AtomicUsize,
+    /// Stems the loaded priors give (0 until they are loaded), for the dry fallback's shares.
+    pub stem_count: AtomicUsize,
+    /// Output slot of each stem.
+    pub stem_slots: [AtomicUsize; SLOT_COUNT],
+    /// Peak level per output slot (linear, decaying), written by the audio thread.
+    pub meters: [AtomicF32; SLOT_COUNT],
+    /// Level history of the main output (a ring of block peaks) for the editor.
+    pub history: [AtomicF32; HISTORY],
+    /// Next write position in `history`.
+    pub history_pos: AtomicUsize,
+    /// Worker ↔ editor only: a line saying what is loaded or why not.
+    pub message: Mutex<String>,
+    /// Worker ↔ editor only: iteration counters of the frame in work.
+    pub frame_progress: Mutex<Option<Arc<Progress>>>,
+    /// Worker ↔ editor only: the stem feeding each slot.
+    pub slot_stems: Mutex<[String; SLOT_COUNT]>,
+}
+
+/// Entries in the level history.
+pub const HISTORY: usize = 128;
+
+impl Default for Status {
+    fn default() -> Self {
+        Status {
+            state: AtomicU8::new(WorkerState::Idle as u8),
+            backend: AtomicU8::new(0),
+            behind: AtomicBool::new(false),
+            late_segments: AtomicUsize::new(0),
+            real_time_factor: AtomicF32::new(0.0),
+            progress: AtomicF32::new(0.0),
+            frames_done: AtomicUsize::new(0),
+            stem_count: AtomicUsize::new(0),
+            stem_slots: std::array::from_fn(|_| AtomicUsize::new(0)),
+            meters: std::array::from_fn(|_| AtomicF32::new(0.0)),
+            history: std::array::from_fn(|_| AtomicF32::new(0.0)),
+            history_pos: AtomicUsize::new(0),
+            message: Mutex::new("not active yet".to_string()),
+            frame_progress: Mutex::new(None),
+            slot_stems: Mutex::new(std::array::from_fn(|_| String::new())),
+        }
+    }
+}
+
+impl Status {
+    /// The worker's state.
+    pub fn state(&self) -> WorkerState {
+        WorkerState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Sets the worker's state.
+    pub fn set_state(&self, state: WorkerState) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Replaces the status line (worker or main thread only).
+    pub fn set_message(&self, message: impl Into<String>) {
+        let mut m = self.message.lock().unwrap_or_else(|p| p.into_inner());
+        *m = message.into();
+    }
+
+    /// The status line (editor).
+    pub fn message(&self) -> String {
+        self.message.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}

@@ -1,0 +1,442 @@
+//! The audio thread's half of the streaming separation: it cuts the input into frames for the
+//! worker, delays the dry signal by the plugin's latency, and plays finished segments back,
+//! sample-aligned with that latency. It never allocates, locks or blocks in realtime mode.
+//!
+//! **When the worker is late** (realtime mode): a short ramp before each segment looks whether the
+//! next one is ready. If it is not, every output crossfades to the dry mix (each stem output to
+//! its equal share of the dry input, so the main output, Σ gainᵢ·stemᵢ, is the dry mix at unity
+//! gains) and back once a segment arrives; the status says "behind". **Offline** the audio
+//! thread waits for each segment instead, so a bounce equals the CLI's output.
+
+use super::framing::Framing;
+use super::params::StemflowParams;
+use super::queues::{InputFrame, Link, Segment};
+use super::slots::SLOT_COUNT;
+use super::status::{Status, WorkerState, HISTORY};
+use crossbeam::queue::ArrayQueue;
+use nice_plug::prelude::*;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most main channels the plugin handles (its layouts are mono and stereo).
+pub const MAX_CHANNELS: usize = 2;
+/// Longest an offline render waits for one segment before playing it dry.
+const OFFLINE_WAIT: Duration = Duration::from_secs(600);
+/// Meter decay per block.
+const METER_DECAY: f32 = 0.9;
+
+/// Audio-thread state of one activation; everything is allocated in [`Stream::new`].
+pub struct Stream {
+    link: Arc<Link>,
+    status: Arc<Status>,
+    framing: Framing,
+    channels: usize,
+    offline: bool,
+    epoch: u64,
+    /// Samples processed since activation or reset.
+    pos: u64,
+    /// Frames being filled (frame `j` lives in `filling[j % 2]`).
+    filling: [Option<Box<InputFrame>>; 2],
+    /// Dry delay line, one ring of `latency` samples per channel.
+    dry: Vec<Vec<f32>>,
+    dry_pos: usize,
+    /// The segment playing and the next one, once they have arrived.
+    current: Option<Box<Segment>>,
+    pending: Option<Box<Segment>>,
+    /// Stem count and slots of the last segment seen (for the dry fallback's shares).
+    layout_stems: usize,
+    layout_slots: [usize; SLOT_COUNT],
+    /// Wet amount (1 = separated stems, 0 = dry fallback) and its per-sample step.
+    wet: f32,
+    ramp_step: f32,
+    /// Smoothed mute/solo factor per slot.
+    mix_factor: [f32; SLOT_COUNT],
+    /// Peak of each slot's output in the current block.
+    peaks: [f32; SLOT_COUNT],
+}
+
+/// Zero for NaN, ±Inf and anything below 1e-30 in magnitude (denormals included).
+#[inline]
+fn clean(x: f32) -> f32 {
+    if x.is_finite() && x.abs() >= 1e-30 {
+        x
+    } else {
+        0.0
+    }
+}
+
+/// Hands a box back through a queue; never frees on the audio thread (a full queue, which the
+/// sizes rule out, leaks the box instead).
+fn give<T>(queue: &ArrayQueue<Box<T>>, item: Box<T>) {
+    if let Err(item) = queue.push(item) {
+        std::mem::forget(item);
+    }
+}
+
+impl Stream {
+    /// Allocates the delay line and takes the link's frames (main thread, in `activate()`).
+    pub fn new(link: Arc<Link>, status: Arc<Status>) -> Stream {
+        let framing = link.framing;
+        let channels = link.channels.clamp(1, MAX_CHANNELS);
+        let offline = link.offline;
+        Stream {
+            dry: vec![vec![0.0; framing.latency]; channels],
+            dry_pos: 0,
+            framing,
+            channels,
+            offline,
+            epoch: link.epoch(),
+            pos: 0,
+            filling: [None, None],
+            current: None,
+            pending: None,
+            layout_stems: 0,
+            layout_slots: [0; SLOT_COUNT],
+            wet: if offline { 1.0 } else { 0.0 },
+            ramp_step: 1.0 / framing.ramp as f32,
+            mix_factor: [1.0; SLOT_COUNT],
+            peaks: [0.0; SLOT_COUNT],
+            status,
+            link,
+        }
+    }
+
+    /// The link shared with the worker.
+    pub fn link(&self) -> &Arc<Link> {
+        &self.link
+    }
+
+    /// Starts the stream over: frame 0 begins at the next processed sample. Allocation-free.
+    pub fn reset(&mut self) {
+        self.epoch += 1;
+        self.link.epoch.store(self.epoch, Ordering::Release);
+        self.link.playing.store(0, Ordering::Release);
+        for slot in &mut self.filling {
+            if let Some(frame) = slot.take() {
+                give(&self.link.free_inputs, frame);
+            }
+        }
+        for seg in [self.current.take(), self.pending.take()].into_iter().flatten() {
+            give(&self.link.free_segments, seg);
+        }
+        self.pos = 0;
+        self.dry_pos = 0;
+        self.wet = if self.offline { 1.0 } else { 0.0 };
+        self.status.behind.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether an offline render should wait for the worker now.
+    fn should_wait(&self) -> bool {
+        self.offline
+            && !self.link.is_closed()
+            && matches!(self.status.state(), WorkerState::Loading | WorkerState::Ready)
+    }
+
+    /// Frame `index` starts at this sample: take an empty frame for it (or skip it).
+    fn start_frame(&mut self, index: u64) {
+        let slot = (index % 2) as usize;
+        if let Some(old) = self.filling[slot].take() {
+            give(&self.link.free_inputs, old);
+        }
+        let mut frame = self.link.free_inputs.pop();
+        if frame.is_none() && self.should_wait() {
+            let link = &self.link;
+            let status = &self.status;
+            frame = util::permit_alloc(|| {
+                let started = Instant::now();
+                loop {
+                    if let Some(f) = link.free_inputs.pop() {
+                        return Some(f);
+                    }
+                    let waiting = matches!(status.state(), WorkerState::Loading | WorkerState::Ready);
+                    if !waiting || link.is_closed() || started.elapsed() > OFFLINE_WAIT {
+                        return None;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            });
+        }
+        if let Some(mut frame) = frame {
+            frame.epoch = self.epoch;
+            frame.index = index;
+            frame.filled = 0;
+            self.filling[slot] = Some(frame);
+        }
+    }
+
+    /// Pulls finished segments until segment `index` is in `current` (or known to be missing).
+    fn fetch(&mut self, index: u64) {
+        if let Some(seg) = self.current.take() {
+            if seg.index == index && seg.epoch == self.epoch {
+                self.current = Some(seg);
+                return;
+            }
+            give(&self.link.free_segments, seg);
+        }
+        if let Some(seg) = self.pending.take() {
+            if seg.epoch == self.epoch && seg.index == index {
+                self.current = Some(seg);
+                return;
+            }
+            if seg.epoch == self.epoch && seg.index > index {
+                self.pending = Some(seg);
+                return;
+            }
+            give(&self.link.free_segments, seg);
+        }
+        while let Some(seg) = self.link.done.pop() {
+            if seg.epoch != self.epoch || seg.index < index {
+                give(&self.link.free_segments, seg);
+            } else if seg.index == index {
+                self.current = Some(seg);
+                return;
+            } else {
+                self.pending = Some(seg);
+                return;
+            }
+        }
+    }
+
+    /// Looks for segment `index` in the done queue without blocking; true if it is there.
+    fn peek_next(&mut self, index: u64) -> bool {
+        if self.pending.is_none() {
+            while let Some(seg) = self.link.done.pop() {
+                if seg.epoch != self.epoch || seg.index < index {
+                    give(&self.link.free_segments, seg);
+                } else {
+                    self.pending = Some(seg);
+                    break;
+                }
+            }
+        }
+        self.pending.as_ref().is_some_and(|s| s.index == index && s.valid)
+    }
+
+    /// At the start of segment `index`: fetch it, waiting for it when rendering offline.
+    fn enter_segment(&mut self, index: u64) {
+        self.link.playing.store(index, Ordering::Release);
+        self.fetch(index);
+        if self.current.is_none() && self.should_wait() {
+            let started = Instant::now();
+            util::permit_alloc(|| loop {
+                std::thread::sleep(Duration::from_micros(200));
+                self.fetch(index);
+                if self.current.is_some() || !self.should_wait() || started.elapsed() > OFFLINE_WAIT {
+                    break;
+                }
+            });
+        }
+        let ok = self.current.as_ref().is_some_and(|s| s.valid);
+        if let Some(seg) = &self.current {
+            self.layout_stems = seg.stems;
+            self.layout_slots = seg.slot_of_stem;
+        }
+        if self.status.state() == WorkerState::Ready && !self.offline {
+            if !ok {
+                self.status.late_segments.fetch_add(1, Ordering::Relaxed);
+            }
+            self.status.behind.store(!ok, Ordering::Relaxed);
+        }
+    }
+
+    /// Processes one block in place: `main` is the main input and output, `aux` the stem outputs.
+    pub fn process(&mut self, main: &mut [&mut [f32]], aux: &mut [Buffer], params: &StemflowParams) {
+        let samples = main.first().map_or(0, |c| c.len());
+        let ch = self.channels.min(main.len());
+        if ch == 0 {
+            return;
+        }
+        let Framing {
+            frame_len,
+            step,
+            latency,
+            ramp,
+            ..
+        } = self.framing;
+        let (step64, latency64) = (step as u64, latency as u64);
+
+        // Mute/solo targets, once per block.
+        let any_solo = params.strips.iter().any(|s| s.solo.value());
+        let mut targets = [0.0f32; SLOT_COUNT];
+        for (t, strip) in targets.iter_mut().zip(&params.strips) {
+            let on = !strip.mute.value() && (!any_solo || strip.solo.value());
+            *t = if on { 1.0 } else { 0.0 };
+        }
+        self.peaks = [0.0; SLOT_COUNT];
+        let mut main_peak = 0.0f32;
+        let mut looked_ahead = false;
+        if self.current.is_none() {
+            // The dry fallback's shares follow the loaded priors until a segment says otherwise.
+            self.layout_stems = self.status.stem_count.load(Ordering::Acquire).min(SLOT_COUNT);
+            for (slot, at) in self.layout_slots.iter_mut().zip(&self.status.stem_slots) {
+                *slot = at.load(Ordering::Relaxed).min(SLOT_COUNT - 1);
+            }
+        }
+        if self.current.is_none() && self.pos >= latency64 {
+            let index = (self.pos - latency64) / step64;
+            self.fetch(index);
+        }
+
+        for i in 0..samples {
+            let p = self.pos;
+            let mut x = [0.0f32; MAX_CHANNELS];
+            for (c, xc) in x.iter_mut().enumerate().take(ch) {
+                *xc = clean(main[c][i]);
+            }
+            if ch == 1 {
+                x[1] = x[0];
+            }
+
+            // Input side: frames for the worker.
+            if p.is_multiple_of(step64) {
+                self.start_frame(p / step64);
+            }
+            for slot in 0..2 {
+                let full = match self.filling[slot].as_mut() {
+                    Some(frame) => {
+                        let at = frame.filled;
+                        for (c, data) in frame.channels.iter_mut().enumerate() {
+                            data[at] = x[c.min(ch - 1)];
+                        }
+                        frame.filled += 1;
+                        frame.filled >= frame_len
+                    }
+                    None => false,
+                };
+                if full {
+                    if let Some(frame) = self.filling[slot].take() {
+                        if let Err(frame) = self.link.work.push(frame) {
+                            give(&self.link.free_inputs, frame);
+                        }
+                    }
+                }
+            }
+
+            // Dry delay line: read the sample `latency` ago, then write this one.
+            let mut dry = [0.0f32; MAX_CHANNELS];
+            for c in 0..ch {
+                dry[c] = self.dry[c][self.dry_pos];
+                self.dry[c][self.dry_pos] = x[c];
+            }
+            self.dry_pos += 1;
+            if self.dry_pos >= latency {
+                self.dry_pos = 0;
+            }
+            self.pos += 1;
+
+            // Gains advance every sample so their smoothers stay in time.
+            let mut gains = [0.0f32; SLOT_COUNT];
+            for (slot, g) in gains.iter_mut().enumerate() {
+                let db = params.strips[slot].gain.smoothed.next();
+                let f = &mut self.mix_factor[slot];
+                if *f < targets[slot] {
+                    *f = (*f + self.ramp_step).min(targets[slot]);
+                } else if *f > targets[slot] {
+                    *f = (*f - self.ramp_step).max(targets[slot]);
+                }
+                *g = util::db_to_gain(db) * *f;
+            }
+
+            if p < latency64 {
+                for channel in main.iter_mut() {
+                    channel[i] = 0.0;
+                }
+                for port in aux.iter_mut() {
+                    for channel in port.as_slice().iter_mut() {
+                        channel[i] = 0.0;
+                    }
+                }
+                continue;
+            }
+
+            // Output side: stems of input sample n = p − latency.
+            let n = p - latency64;
+            let index = n / step64;
+            let k = (n % step64) as usize;
+            if k == 0 {
+                self.enter_segment(index);
+            }
+            let have = self.current.as_ref().is_some_and(|s| s.valid && s.index == index);
+            let target = if !have {
+                0.0
+            } else if !self.offline && k + ramp >= step {
+                if !looked_ahead || k + ramp == step {
+                    looked_ahead = true;
+                    if self.peek_next(index + 1) {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                } else if self
+                    .pending
+                    .as_ref()
+                    .is_some_and(|s| s.index == index + 1 && s.valid)
+                {
+                    1.0
+                } else {
+                    0.0
+                }
+            } else {
+                1.0
+            };
+            if self.wet < target {
+                self.wet = (self.wet + self.ramp_step).min(1.0);
+            } else if self.wet > target {
+                self.wet = (self.wet - self.ramp_step).max(0.0);
+            }
+            let wet = self.wet;
+
+            let (stems, slots) = match self.current.as_ref().filter(|_| have) {
+                Some(seg) => (seg.stems, seg.slot_of_stem),
+                None => (self.layout_stems, self.layout_slots),
+            };
+            let mut mix = [0.0f32; MAX_CHANNELS];
+            let mut used = [false; SLOT_COUNT];
+            if stems == 0 {
+                mix = dry;
+            } else {
+                let share = 1.0 / stems as f32;
+                for (s, &slot) in slots.iter().enumerate().take(stems) {
+                    let slot = slot.min(SLOT_COUNT - 1);
+                    used[slot] = true;
+                    let mut v = [0.0f32; MAX_CHANNELS];
+                    for c in 0..ch {
+                        let wet_part = match self.current.as_ref() {
+                            Some(seg) if have && c < seg.channels => seg.sample(s, c, k),
+                            _ => 0.0,
+                        };
+                        v[c] = clean(wet * wet_part + (1.0 - wet) * dry[c] * share);
+                        mix[c] += gains[slot] * v[c];
+                    }
+                    if let Some(port) = aux.get_mut(slot) {
+                        for (c, channel) in port.as_slice().iter_mut().enumerate() {
+                            let value = v[c.min(ch - 1)];
+                            channel[i] = value;
+                            self.peaks[slot] = self.peaks[slot].max(value.abs());
+                        }
+                    }
+                }
+            }
+            for (slot, port) in aux.iter_mut().enumerate() {
+                if slot >= SLOT_COUNT || !used[slot] {
+                    for channel in port.as_slice().iter_mut() {
+                        channel[i] = 0.0;
+                    }
+                }
+            }
+            for (c, channel) in main.iter_mut().enumerate() {
+                let value = clean(mix[c.min(ch - 1)]);
+                channel[i] = value;
+                main_peak = main_peak.max(value.abs());
+            }
+        }
+
+        for (meter, &peak) in self.status.meters.iter().zip(&self.peaks) {
+            let old = meter.load(Ordering::Relaxed);
+            meter.store(peak.max(old * METER_DECAY), Ordering::Relaxed);
+        }
+        let at = self.status.history_pos.fetch_add(1, Ordering::Relaxed) % HISTORY;
+        self.status.history[at].store(main_peak, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,471 @@
+//! The worker thread: owns the ONNX Runtime sessions (priors) and a [`Separator`], takes full
+//! input frames from the audio thread's queue, separates them, crossfades each frame with the
+//! previous one's tail exactly as the CLI's overlap-add does, and hands finished segments back.
+//!
+//! Loading happens here, never on the audio or main thread. In realtime mode a worker that falls
+//! behind separates only the newest waiting frame (older ones are dropped: the audio thread plays
+//! them dry); in offline mode every frame is separated in order.
+
+use super::params::StemflowParams;
+use super::queues::{InputFrame, Link, Segment, SEGMENTS};
+use super::slots::{assign_slots, SLOT_COUNT, SLOT_NAMES};
+use super::status::{Status, WorkerState};
+use crate::engine::prior::{default_search_dirs, Prior, PriorCatalog};
+use crate::engine::runtime::{Device, Runtime, RuntimeOptions, SessionOptions};
+use crate::engine::separator::Separator;
+use crate::engine::settings::SeparationSettings;
+use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long the idle worker sleeps between looks at its queue.
+const POLL: Duration = Duration::from_millis(2);
+
+/// What the plugin (main thread) tells its worker.
+pub enum Command {
+    /// A new activation: separate frames from this link.
+    Attach(Arc<Link>),
+    /// The activation ended.
+    Detach,
+    /// The plugin is being destroyed.
+    Shutdown,
+}
+
+/// The plugin's handle on its worker thread.
+pub struct WorkerHandle {
+    commands: Sender<Command>,
+    /// Cancel flag of the separator in work (worker ↔ main thread only).
+    cancel: Arc<Mutex<Option<Arc<AtomicBool>>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    /// Starts the worker; `beside` are the folders holding the bundle's runtime and priors.
+    pub fn spawn(params: Arc<StemflowParams>, status: Arc<Status>, beside: Vec<PathBuf>) -> Option<Self> {
+        let (tx, rx) = crossbeam::channel::unbounded();
+        let cancel = Arc::new(Mutex::new(None));
+        let worker = Worker {
+            params,
+            status,
+            beside,
+            cancel: Arc::clone(&cancel),
+            commands: rx,
+            link: None,
+            segments_made: 0,
+            priors: None,
+            separator: None,
+            slot_of_stem: Vec::new(),
+            loaded_device: None,
+            attempted_device: None,
+            tail: Tail::default(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("stemflow-worker".into())
+            .spawn(move || worker.run())
+            .ok()?;
+        Some(WorkerHandle {
+            commands: tx,
+            cancel,
+            thread: Some(thread),
+        })
+    }
+
+    /// Sends a command (never blocks: the channel is unbounded and used off the audio thread).
+    pub fn send(&self, command: Command) {
+        if matches!(command, Command::Detach | Command::Shutdown) {
+            self.cancel_frame();
+        }
+        let _ = self.commands.send(command);
+    }
+
+    /// Asks the frame in work, if any, to stop.
+    fn cancel_frame(&self) {
+        if let Some(flag) = self.cancel.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.send(Command::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The unweighted last `overlap` samples of the previous frame's stems.
+#[derive(Default)]
+struct Tail {
+    valid: bool,
+    epoch: u64,
+    index: u64,
+    stems: usize,
+    channels: usize,
+    len: usize,
+    data: Vec<f32>,
+}
+
+struct Worker {
+    params: Arc<StemflowParams>,
+    status: Arc<Status>,
+    beside: Vec<PathBuf>,
+    cancel: Arc<Mutex<Option<Arc<AtomicBool>>>>,
+    commands: Receiver<Command>,
+    link: Option<Arc<Link>>,
+    /// Segments allocated for the current link.
+    segments_made: usize,
+    /// Loaded priors while no separator holds them.
+    priors: Option<Vec<Prior>>,
+    separator: Option<Separator>,
+    /// Output slot of each separator stem.
+    slot_of_stem: Vec<usize>,
+    /// Device the loaded priors were asked for.
+    loaded_device: Option<Device>,
+    /// Device of the last load attempt (a failed load is not retried until something changes).
+    attempted_device: Option<Device>,
+    tail: Tail,
+}
+
+impl Worker {
+    fn run(mut self) {
+        loop {
+            while let Ok(command) = self.commands.try_recv() {
+                if !self.handle(command) {
+                    return;
+                }
+            }
+            self.ensure_loaded();
+            self.ensure_separator();
+            if self.step() {
+                continue;
+            }
+            match self.commands.recv_timeout(POLL) {
+                Ok(command) => {
+                    if !self.handle(command) {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Applies a command; false on shutdown.
+    fn handle(&mut self, command: Command) -> bool {
+        match command {
+            Command::Attach(link) => {
+                self.link = Some(link);
+                self.segments_made = 0;
+                self.tail.valid = false;
+                self.status.late_segments.store(0, Ordering::Relaxed);
+                self.status.frames_done.store(0, Ordering::Relaxed);
+                if self.status.state() == WorkerState::Failed {
+                    // Try again: the user may have installed what was missing.
+                    self.attempted_device = None;
+                }
+                true
+            }
+            Command::Detach => {
+                if let Some(link) = self.link.take() {
+                    link.closed.store(true, Ordering::Release);
+                }
+                true
+            }
+            Command::Shutdown => false,
+        }
+    }
+
+    /// Loads the runtime and the priors for the device the parameters ask for.
+    fn ensure_loaded(&mut self) {
+        if self.link.is_none() {
+            return;
+        }
+        let device = self.params.device.value().device();
+        if self.loaded_device == Some(device) || self.attempted_device == Some(device) {
+            return;
+        }
+        self.attempted_device = Some(device);
+        self.status.set_state(WorkerState::Loading);
+        self.status.set_message(format!("loading priors on {device}…"));
+        // Give the sessions back before making new ones.
+        self.separator = None;
+        self.priors = None;
+        self.loaded_device = None;
+        match self.load(device) {
+            Ok((priors, slots, message)) => {
+                let backend = priors.first().map(Prior::backend).unwrap_or(Device::Cpu);
+                self.status.backend.store(backend as u8, Ordering::Relaxed);
+                let mut names: [String; SLOT_COUNT] = std::array::from_fn(|_| String::new());
+                for (prior, &slot) in priors.iter().zip(&slots) {
+                    names[slot] = prior.stem().to_string();
+                }
+                *self.status.slot_stems.lock().unwrap_or_else(|p| p.into_inner()) = names;
+                for (at, &slot) in self.status.stem_slots.iter().zip(&slots) {
+                    at.store(slot, Ordering::Relaxed);
+                }
+                self.status
+                    .stem_count
+                    .store(priors.len().min(SLOT_COUNT), Ordering::Release);
+                self.priors = Some(priors);
+                self.slot_of_stem = slots;
+                self.loaded_device = Some(device);
+                self.status.set_message(message);
+                self.status.set_state(WorkerState::Ready);
+            }
+            Err(reason) => {
+                self.status.stem_count.store(0, Ordering::Release);
+                log::warn!("Stemflow passes audio through: {reason}");
+                self.status.set_message(reason);
+                self.status.set_state(WorkerState::Failed);
+            }
+        }
+    }
+
+    /// The runtime and every prior that fits a slot, in catalog order (the CLI's order).
+    fn load(&self, device: Device) -> Result<(Vec<Prior>, Vec<usize>, String), String> {
+        let runtime = Runtime::load(&RuntimeOptions {
+            library: None,
+            beside: self.beside.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+        let dirs = default_search_dirs(None, &self.beside);
+        let catalog = PriorCatalog::discover(&dirs);
+        if catalog.entries().is_empty() {
+            let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+            return Err(format!("no priors found (searched {})", searched.join(", ")));
+        }
+        let slots = assign_slots(&catalog.stems());
+        let options = SessionOptions { device, threads: 1 };
+        let mut priors = Vec::new();
+        let mut prior_slots = Vec::new();
+        let mut problems = Vec::new();
+        for (entry, slot) in catalog.entries().iter().zip(slots) {
+            let Some(slot) = slot else {
+                problems.push(format!("{}: no free output slot", entry.stem));
+                continue;
+            };
+            match Prior::load(&runtime, &entry.dir, &options) {
+                Ok(prior) => {
+                    priors.push(prior);
+                    prior_slots.push(slot);
+                }
+                Err(e) => problems.push(format!("{}: {e}", entry.stem)),
+            }
+        }
+        if priors.is_empty() {
+            return Err(format!("no prior could be loaded: {}", problems.join("; ")));
+        }
+        let loaded: Vec<String> = priors
+            .iter()
+            .zip(&prior_slots)
+            .map(|(p, &s)| format!("{} → {}", p.stem(), SLOT_NAMES[s]))
+            .collect();
+        let mut message = format!(
+            "{} priors loaded ({}); ONNX Runtime {} ({})",
+            priors.len(),
+            loaded.join(", "),
+            runtime.version(),
+            runtime.source()
+        );
+        if !problems.is_empty() {
+            message.push_str(&format!("; skipped: {}", problems.join("; ")));
+        }
+        Ok((priors, prior_slots, message))
+    }
+
+    /// Builds (or rebuilds, when the rate, channels or settings changed) the separator.
+    fn ensure_separator(&mut self) {
+        let Some(link) = self.link.clone() else { return };
+        let settings: SeparationSettings = self.params.settings();
+        if let Some(sep) = &self.separator {
+            if sep.host_rate() == link.sample_rate
+                && sep.channels() == link.channels
+                && *sep.settings() == settings
+            {
+                return;
+            }
+        }
+        let priors = match (self.separator.take(), self.priors.take()) {
+            (Some(sep), _) => sep.into_priors(),
+            (None, Some(priors)) => priors,
+            (None, None) => return,
+        };
+        match Separator::new(priors, settings, link.sample_rate, link.channels) {
+            Ok(sep) => {
+                *self.cancel.lock().unwrap_or_else(|p| p.into_inner()) = Some(sep.cancel_flag());
+                *self
+                    .status
+                    .frame_progress
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(sep.progress());
+                self.tail.valid = false;
+                self.separator = Some(sep);
+            }
+            Err(e) => {
+                self.loaded_device = None;
+                self.status
+                    .set_message(format!("cannot separate at this format: {e}"));
+                self.status.set_state(WorkerState::Failed);
+            }
+        }
+    }
+
+    /// Separates at most one frame; true if it did any work.
+    fn step(&mut self) -> bool {
+        let Some(link) = self.link.clone() else {
+            return false;
+        };
+        let epoch = link.epoch();
+        let state = self.status.state();
+        if self.separator.is_none() {
+            if state == WorkerState::Failed {
+                // Nothing will ever separate these: hand the frames back.
+                let mut any = false;
+                while let Some(frame) = link.work.pop() {
+                    recycle_input(&link, frame);
+                    any = true;
+                }
+                return any;
+            }
+            return false;
+        }
+        let mut chosen: Option<Box<InputFrame>> = None;
+        while let Some(frame) = link.work.pop() {
+            if frame.epoch != epoch {
+                recycle_input(&link, frame);
+                continue;
+            }
+            if link.offline {
+                chosen = Some(frame);
+                break;
+            }
+            if let Some(older) = chosen.replace(frame) {
+                recycle_input(&link, older);
+            }
+        }
+        let Some(frame) = chosen else { return false };
+        if !link.offline && frame.index < link.playing.load(Ordering::Acquire) {
+            recycle_input(&link, frame);
+            return true;
+        }
+        self.separate(&link, frame);
+        true
+    }
+
+    fn separate(&mut self, link: &Arc<Link>, frame: Box<InputFrame>) {
+        let Some(mut segment) = self.free_segment(link) else {
+            recycle_input(link, frame);
+            self.tail.valid = false;
+            return;
+        };
+        let Some(sep) = self.separator.as_mut() else {
+            recycle_input(link, frame);
+            let _ = link.free_segments.push(segment);
+            return;
+        };
+        let started = Instant::now();
+        let result = {
+            let refs: Vec<&[f32]> = frame.channels.iter().map(Vec::as_slice).collect();
+            sep.separate_frame(&refs)
+        };
+        let (epoch, index) = (frame.epoch, frame.index);
+        recycle_input(link, frame);
+        if let Err(e) = &result {
+            log::warn!("Stemflow: frame {index} not separated: {e}");
+        }
+        let framing = link.framing;
+        let (step, overlap, frame_len) = (framing.step, framing.overlap, framing.frame_len);
+        let stems = sep.stem_count().min(SLOT_COUNT);
+        let channels = link.channels;
+        segment.epoch = epoch;
+        segment.index = index;
+        segment.valid = result.is_ok();
+        segment.shape(stems, channels, step);
+        for (s, &slot) in self.slot_of_stem.iter().take(stems).enumerate() {
+            segment.slot_of_stem[s] = slot;
+        }
+        if segment.valid {
+            let tail = &mut self.tail;
+            let tail_ok = tail.valid
+                && tail.epoch == epoch
+                && tail.index + 1 == index
+                && tail.stems == stems
+                && tail.channels == channels
+                && tail.len == overlap;
+            tail.data.resize(stems * channels * overlap, 0.0);
+            for (s, stem) in sep.stems().iter().take(stems).enumerate() {
+                for (c, x) in stem.iter().enumerate().take(channels) {
+                    let at = (s * channels + c) * step;
+                    let out = &mut segment.data[at..at + step];
+                    let t_at = (s * channels + c) * overlap;
+                    let t = &mut tail.data[t_at..t_at + overlap];
+                    for (k, o) in out.iter_mut().enumerate() {
+                        // The CLI's overlap-add: the previous frame's weighted tail first, then
+                        // this frame's weighted head, summed in f32 in that order.
+                        let mut acc = 0.0f32;
+                        let w = if k < overlap && tail_ok {
+                            acc += framing.weight(index - 1, step + k) * t[k];
+                            framing.weight(index, k)
+                        } else if k < overlap && index > 0 {
+                            // No previous frame (dropped): this frame alone, unweighted.
+                            1.0
+                        } else {
+                            framing.weight(index, k)
+                        };
+                        acc += w * x[k];
+                        *o = acc;
+                    }
+                    t.copy_from_slice(&x[step..frame_len]);
+                }
+            }
+            *tail = Tail {
+                valid: true,
+                epoch,
+                index,
+                stems,
+                channels,
+                len: overlap,
+                data: std::mem::take(&mut tail.data),
+            };
+        } else {
+            self.tail.valid = false;
+        }
+        if let Err(segment) = link.done.push(segment) {
+            drop(segment);
+        }
+        let hop_seconds = step as f64 / f64::from(link.sample_rate);
+        let rtf = started.elapsed().as_secs_f64() / hop_seconds;
+        self.status.real_time_factor.store(rtf as f32, Ordering::Relaxed);
+        self.status.frames_done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A segment to fill: a recycled one, a new one while fewer than [`SEGMENTS`] exist, or (in
+    /// offline mode) the next one the audio thread frees. `None` in realtime mode when all are
+    /// in use (the result is dropped; the audio thread is playing dry anyway).
+    fn free_segment(&mut self, link: &Arc<Link>) -> Option<Box<Segment>> {
+        loop {
+            if let Some(segment) = link.free_segments.pop() {
+                return Some(segment);
+            }
+            if self.segments_made < SEGMENTS {
+                self.segments_made += 1;
+                return Some(Box::new(Segment::new()));
+            }
+            if !link.offline || link.is_closed() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+}
+
+fn recycle_input(link: &Link, mut frame: Box<InputFrame>) {
+    frame.filled = 0;
+    let _ = link.free_inputs.push(frame);
+}

@@ -1,0 +1,115 @@
+//! `cargo xtask bundle stemflow [--release]`: nice-plug-xtask builds the crate and writes the
+//! CLAP and VST3 bundles to `target/bundled/`; this then makes them self-contained by copying the
+//! ONNX Runtime library (from the set-up location, installed first if missing) and the shipped
+//! priors (`models/priors/*`) into them, where the plugin looks relative to its own binary:
+//!
+//! ```text
+//! target/bundled/Stemflow/Stemflow.clap        CLAP (one file; hosts scan CLAP folders recursively)
+//! target/bundled/Stemflow/lib/                 libonnxruntime.so.1.31.1, providers_shared
+//! target/bundled/Stemflow/priors/<stem>/       manifest.json + ONNX graphs
+//! target/bundled/Stemflow/stemflow             the command line (finds lib/ and priors/ too)
+//! target/bundled/Stemflow.vst3/Contents/x86_64-linux/Stemflow.so
+//! target/bundled/Stemflow.vst3/Contents/Resources/{lib,priors}/
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The bundle name from `bundler.toml`.
+const BUNDLE_NAME: &str = "Stemflow";
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
+    fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+    for entry in fs::read_dir(from).map_err(|e| format!("cannot read {}: {e}", from.display()))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_dir(&path, &target)?;
+        } else {
+            fs::copy(&path, &target)
+                .map_err(|e| format!("cannot copy {} to {}: {e}", path.display(), target.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Puts `lib/` (the runtime files) and `priors/` (every shipped prior) into `dir`.
+fn add_resources(
+    dir: &Path,
+    runtime_dir: &Path,
+    runtime_files: &[&str],
+    priors: &Path,
+) -> Result<(), String> {
+    let lib = dir.join("lib");
+    let _ = fs::remove_dir_all(&lib);
+    fs::create_dir_all(&lib).map_err(|e| format!("cannot create {}: {e}", lib.display()))?;
+    for name in runtime_files {
+        let from = runtime_dir.join(name);
+        fs::copy(&from, lib.join(name)).map_err(|e| format!("cannot copy {}: {e}", from.display()))?;
+    }
+    let target = dir.join("priors");
+    let _ = fs::remove_dir_all(&target);
+    copy_dir(priors, &target)
+}
+
+/// Runs nice-plug-xtask's bundler with `args` (e.g. `stemflow --release`), then adds the runtime
+/// and the priors. `runtime_dir` holds the set-up runtime files named in `runtime_files`.
+pub fn bundle(
+    root: &Path,
+    args: &[String],
+    runtime_dir: &Path,
+    runtime_files: &[&str],
+) -> Result<PathBuf, String> {
+    nice_plug_xtask::main_with_args(
+        "cargo xtask",
+        std::iter::once("bundle".to_string()).chain(args.iter().cloned()),
+    )
+    .map_err(|e| format!("bundling failed: {e:#}"))?;
+    let bundled = root.join("target").join("bundled");
+    let priors = root.join("models").join("priors");
+
+    // CLAP: one file, moved into a folder with the runtime and priors beside it. nice-plug-xtask
+    // also copies the package's binary (the CLI) to `bundled/Stemflow`; it goes into the folder.
+    let folder = bundled.join(BUNDLE_NAME);
+    let cli = if folder.is_file() {
+        let bytes = fs::read(&folder).map_err(|e| format!("cannot read {}: {e}", folder.display()))?;
+        fs::remove_file(&folder).map_err(|e| e.to_string())?;
+        Some(bytes)
+    } else {
+        None
+    };
+    fs::create_dir_all(&folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+    if let Some(bytes) = cli {
+        let path = folder.join("stemflow");
+        fs::write(&path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o755));
+        }
+    }
+    let clap = bundled.join(format!("{BUNDLE_NAME}.clap"));
+    let clap_in_folder = folder.join(format!("{BUNDLE_NAME}.clap"));
+    if clap.exists() {
+        let _ = fs::remove_file(&clap_in_folder);
+        fs::rename(&clap, &clap_in_folder).map_err(|e| format!("cannot move {}: {e}", clap.display()))?;
+    }
+    if !clap_in_folder.exists() {
+        return Err(format!("no CLAP plugin at {}", clap_in_folder.display()));
+    }
+    add_resources(&folder, runtime_dir, runtime_files, &priors)?;
+    println!("CLAP: {} (with lib/ and priors/)", clap_in_folder.display());
+
+    // VST3: the runtime and priors go to Contents/Resources.
+    let vst3 = bundled.join(format!("{BUNDLE_NAME}.vst3"));
+    if vst3.is_dir() {
+        let resources = vst3.join("Contents").join("Resources");
+        add_resources(&resources, runtime_dir, runtime_files, &priors)?;
+        println!(
+            "VST3: {} (with Contents/Resources/lib and priors)",
+            vst3.display()
+        );
+    }
+    Ok(clap_in_folder)
+}
