@@ -89,3 +89,19 @@ def test_fluidsynth_renders_a_note():
     assert len(y) > 22050 and np.max(np.abs(y[:2000])) < 1e-6 and np.sqrt(np.mean(y ** 2)) > 1e-4
     d = synth.render([(0.0, 0.1, 36, 110)], 0, drums=True)
     assert np.sqrt(np.mean(d ** 2)) > 1e-4
+
+
+def test_prior_check_prefers_own_source(tmp_path):
+    import soundfile as sf
+    from stemflow_training import prior_check, synth
+    priors = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'priors')
+    for kind in ('sine', 'noise'):
+        os.makedirs(tmp_path / kind)
+        for i in range(2):
+            y = synth.render(kind, 2_500_000 + synth.KIND_OFFSET[kind] + i, 5.0, 22050)
+            sf.write(str(tmp_path / kind / f'{i}.wav'), y, 22050, subtype='FLOAT')
+    table, counts = prior_check.matrix(priors, ['sine', 'noise'], str(tmp_path), ['sine', 'noise'], 0)
+    assert counts == {'sine': 2, 'noise': 2}
+    assert table['sine']['sine'] > table['noise']['sine']
+    assert table['noise']['noise'] > table['sine']['noise']
+    assert '**' in prior_check.markdown(table, ['sine', 'noise'])
