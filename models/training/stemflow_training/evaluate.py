@@ -112,10 +112,10 @@ def kl_nmf(V, k, iters, rng, W=None):
     return W, H
 
 
-def learn_dictionaries(train_dir, atoms, iters, max_frames, seed):
+def learn_dictionaries(train_dir, stems, atoms, iters, max_frames, seed):
     rng = np.random.default_rng(seed)
     dicts, info = {}, {}
-    for stem in STEMS:
+    for stem in stems:
         files = sorted(glob.glob(os.path.join(train_dir, stem, '*.wav')))
         if not files:
             sys.exit(f"evaluate: no training stems in {os.path.join(train_dir, stem)}")
@@ -141,16 +141,17 @@ def learn_dictionaries(train_dir, atoms, iters, max_frames, seed):
 def nmf_separate(mix, dicts, iters, rng, power=2.0):
     X = stft(mix)
     V = np.abs(X)
-    W = np.concatenate([dicts[s] for s in STEMS], axis=1).astype(np.float64)
+    names = list(dicts)
+    W = np.concatenate([dicts[s] for s in names], axis=1).astype(np.float64)
     _, H = kl_nmf(V, None, iters, rng, W=W)
     parts, k0 = [], 0
-    for s in STEMS:
+    for s in names:
         k = dicts[s].shape[1]
         parts.append(W[:, k0:k0 + k] @ H[k0:k0 + k])
         k0 += k
     P = np.stack(parts) ** power
     masks = P / (P.sum(axis=0, keepdims=True) + 1e-12)
-    return {s: istft(masks[i] * X, len(mix)) for i, s in enumerate(STEMS)}
+    return {s: istft(masks[i] * X, len(mix)) for i, s in enumerate(names)}
 
 
 def oracle_separate(mix, refs, stems, power):
@@ -240,10 +241,10 @@ def main(argv=None):
         dicts = None
         if os.path.exists(args.nmf):
             z = np.load(args.nmf)
-            dicts = {s: z[s] for s in STEMS}
+            dicts = {s: z[s] for s in z.files if s != 'info'}
             print(f"evaluate: NMF dictionaries from {args.nmf}", flush=True)
         elif args.nmf_train:
-            dicts, info = learn_dictionaries(args.nmf_train, args.nmf_atoms, args.nmf_learn_iters,
+            dicts, info = learn_dictionaries(args.nmf_train, stems, args.nmf_atoms, args.nmf_learn_iters,
                                              args.nmf_max_frames, seed=3)
             np.savez_compressed(args.nmf, **dicts, info=json.dumps({
                 'train_dir': os.path.relpath(os.path.abspath(args.nmf_train), REPO), 'atoms': args.nmf_atoms,
@@ -254,8 +255,9 @@ def main(argv=None):
             print("evaluate: no NMF dictionaries (--nmf file missing, no --nmf-train): NMF skipped", flush=True)
         if dicts is not None:
             if not set(stems) <= set(dicts):
-                sys.exit("evaluate: NMF dictionaries lack some of --stems")
-            methods[f"KL-NMF ({dicts[stems[0]].shape[1]} atoms/stem, Wiener)"] = ('nmf', dicts)
+                print(f"evaluate: {args.nmf} has no dictionary for some of {','.join(stems)}: NMF skipped", flush=True)
+            else:
+                methods[f"KL-NMF ({dicts[stems[0]].shape[1]} atoms/stem, Wiener)"] = ('nmf', {s: dicts[s] for s in stems})
     for variant in (args.glow_variant or (['mle'] if args.glow else [])):
         name = 'Glow ' + ('MLE' if variant == 'mle' else f"MAP γ={variant.split(':')[1]}")
         methods[name] = ('glow', variant)
