@@ -146,14 +146,39 @@ fn built_library() -> PathBuf {
     library
 }
 
-/// The plugin, copied into a CLAP folder laid out like the bundle, loaded once per process.
+/// Where `cargo xtask setup` installed the runtime (read before the test hides it).
+fn set_up_runtime() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        stemflow::engine::runtime::data_dir()
+            .expect("a data dir")
+            .join("runtime")
+    })
+    .clone()
+}
+
+/// The plugin, copied into a CLAP folder laid out like the bundle (`Stemflow.clap`, `lib/` with
+/// the runtime, `priors/`), loaded once per process. The set-up location is hidden from the
+/// plugin (`STEMFLOW_DATA_DIR` points at an empty folder), so it must find its runtime relative
+/// to its own binary.
 fn entry() -> &'static PluginEntry {
     static ENTRY: OnceLock<(tempfile::TempDir, PluginEntry)> = OnceLock::new();
     &ENTRY
         .get_or_init(|| {
+            let runtime = set_up_runtime();
             let dir = tempfile::tempdir().unwrap();
             let folder = dir.path().join("Stemflow");
-            std::fs::create_dir_all(&folder).unwrap();
+            std::fs::create_dir_all(folder.join("lib")).unwrap();
+            for file in std::fs::read_dir(&runtime).expect("cargo xtask setup has run") {
+                let file = file.unwrap();
+                std::os::unix::fs::symlink(file.path(), folder.join("lib").join(file.file_name())).unwrap();
+            }
+            let priors = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/priors");
+            std::os::unix::fs::symlink(priors, folder.join("priors")).unwrap();
+            let empty = dir.path().join("empty-data-dir");
+            std::fs::create_dir_all(&empty).unwrap();
+            // SAFETY (edition 2021: safe): set once, before any plugin thread reads it.
+            std::env::set_var("STEMFLOW_DATA_DIR", &empty);
             let clap = folder.join("Stemflow.clap");
             std::fs::copy(built_library(), &clap).unwrap();
             // SAFETY: loading our own plugin library.
@@ -710,6 +735,8 @@ fn offline_bounce_equals_the_cli() {
     }
     let out_dir = dir.path().join("stems");
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_stemflow"))
+        .arg("--ort-lib")
+        .arg(set_up_runtime())
         .args(["separate", "--quiet", "--iterations", "2", "-o"])
         .arg(&out_dir)
         .arg(&wav)

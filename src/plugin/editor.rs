@@ -4,7 +4,7 @@
 //! and status come through atomics; the only locks it takes are shared with the worker, never
 //! with the audio thread.
 
-use super::params::StemflowParams;
+use super::params::{is_on, StemflowParams};
 use super::slots::{SLOT_COUNT, SLOT_NAMES};
 use super::status::{Status, WorkerState, HISTORY};
 use nice_plug::context::gui::GuiContext;
@@ -184,13 +184,13 @@ impl NiceEguiApp for StemflowApp {
 fn toggle(
     ui: &mut egui::Ui,
     setter: &nice_plug::prelude::ParamSetter,
-    param: &nice_plug::prelude::BoolParam,
+    param: &nice_plug::prelude::FloatParam,
     text: &str,
 ) {
-    let on = param.value();
+    let on = is_on(param);
     if ui.selectable_label(on, text).clicked() {
         setter.begin_set_parameter(param);
-        setter.set_parameter(param, !on);
+        setter.set_parameter(param, if on { 0.0 } else { 1.0 });
         setter.end_set_parameter(param);
     }
 }

@@ -63,6 +63,10 @@ impl Stemflow {
     }
 }
 
+/// Sample rates the engine separates at; the plugin passes other rates through.
+const MIN_RATE: f32 = 8_000.0;
+const MAX_RATE: f32 = 384_000.0;
+
 const STEREO_AUX: [NonZeroU32; SLOT_COUNT] = [new_nonzero_u32(2); SLOT_COUNT];
 
 impl Plugin for Stemflow {
@@ -129,9 +133,14 @@ impl Plugin for Stemflow {
         context: &mut impl ActivateContext<Self>,
     ) -> bool {
         let rate = buffer_config.sample_rate.round();
-        if !(8_000.0..=384_000.0).contains(&rate) {
-            log::warn!("Stemflow: unsupported sample rate {rate} Hz");
-            return false;
+        if !(MIN_RATE..=MAX_RATE).contains(&rate) {
+            // Outside what the engine resamples from: activate anyway and pass the mix through.
+            self.close_stream();
+            context.set_latency_samples(0);
+            self.status.set_message(format!(
+                "sample rate {rate} Hz is outside {MIN_RATE}–{MAX_RATE} Hz: passing audio through"
+            ));
+            return true;
         }
         let rate = rate as u32;
         let channels = audio_io_layout
@@ -179,6 +188,12 @@ impl Plugin for Stemflow {
         _context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
         let Some(stream) = self.stream.as_mut() else {
+            // Passing through (unsupported rate): the main output already holds the input.
+            for port in aux.outputs.iter_mut() {
+                for channel in port.as_slice().iter_mut() {
+                    channel.fill(0.0);
+                }
+            }
             return ProcessStatus::Normal;
         };
         let params = &self.params;

@@ -12,18 +12,62 @@ use std::sync::Arc;
 const GAIN_MAX_DB: f32 = 12.0;
 const GAIN_MIN_DB: f32 = -60.0;
 
+/// An on/off switch stored as a continuous parameter in [0, 1] (on at ≥ 0.5). Hosts that set a
+/// normalized value and read it back (pluginval's state restoration test, for one) see exactly
+/// what they set: a stepped parameter would snap it up to 0.5 away. See `Switch::on`.
+fn switch(name: String, default: bool) -> FloatParam {
+    FloatParam::new(
+        name,
+        if default { 1.0 } else { 0.0 },
+        FloatRange::Linear { min: 0.0, max: 1.0 },
+    )
+    .with_value_to_string(Arc::new(|v| if v >= 0.5 { "On".into() } else { "Off".into() }))
+    .with_string_to_value(Arc::new(|s| match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "1" | "true" | "yes" => Some(1.0),
+        "off" | "0" | "false" | "no" => Some(0.0),
+        _ => None,
+    }))
+}
+
+/// A choice among `names`, stored as a continuous parameter over [0, n − 1] and read rounded (for
+/// the same reason as [`switch`]).
+fn choice(name: &str, names: &'static [&'static str], default: usize) -> FloatParam {
+    let max = (names.len() - 1) as f32;
+    FloatParam::new(name, default as f32, FloatRange::Linear { min: 0.0, max })
+        .with_value_to_string(Arc::new(move |v| {
+            names[(v.round().max(0.0) as usize).min(names.len() - 1)].to_string()
+        }))
+        .with_string_to_value(Arc::new(move |s| {
+            let s = s.trim();
+            names
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(s))
+                .map(|i| i as f32)
+        }))
+}
+
+/// Whether a [`switch`] is on.
+pub fn is_on(param: &FloatParam) -> bool {
+    param.value() >= 0.5
+}
+
+/// The index a [`choice`] stands at.
+pub fn chosen(param: &FloatParam) -> usize {
+    param.value().round().max(0.0) as usize
+}
+
 /// One output slot's mixer strip.
 #[derive(Params)]
 pub struct StripParams {
     /// Gain of this stem in the main output mix (dB, smoothed).
     #[id = "gain"]
     pub gain: FloatParam,
-    /// Takes this stem out of the main output mix (its own output keeps playing).
+    /// Takes this stem out of the main output mix (its own output keeps playing). A [`switch`].
     #[id = "mute"]
-    pub mute: BoolParam,
-    /// When any stem is soloed, the main output mixes only the soloed stems.
+    pub mute: FloatParam,
+    /// When any stem is soloed, the main output mixes only the soloed stems. A [`switch`].
     #[id = "solo"]
-    pub solo: BoolParam,
+    pub solo: FloatParam,
 }
 
 impl StripParams {
@@ -41,70 +85,18 @@ impl StripParams {
             .with_smoother(SmoothingStyle::Linear(20.0))
             .with_step_size(0.1)
             .with_unit(" dB"),
-            mute: BoolParam::new(format!("{name} Mute"), false),
-            solo: BoolParam::new(format!("{name} Solo"), false),
-        }
-    }
-
-    /// The strip's linear gain now (the smoother's target), mute excluded.
-    pub fn target_gain(&self) -> f32 {
-        util::db_to_gain(self.gain.value())
-    }
-}
-
-/// Separation objective as a parameter.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectiveChoice {
-    /// Data term only (γ = 0).
-    #[id = "mle"]
-    #[name = "MLE"]
-    Mle,
-    /// Data term minus γ·log-prior.
-    #[id = "map"]
-    #[name = "MAP"]
-    Map,
-}
-
-/// Output mode as a parameter.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModeChoice {
-    /// Soft masks: the stems sum to the input.
-    #[id = "consistent"]
-    #[name = "Consistent"]
-    Consistent,
-    /// Decoded magnitudes with the mixture phase (the paper's output).
-    #[id = "mixture-phase"]
-    #[name = "Mixture phase"]
-    MixturePhase,
-}
-
-/// Compute device as a parameter.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceChoice {
-    /// ONNX Runtime's CPU provider.
-    #[id = "cpu"]
-    #[name = "CPU"]
-    Cpu,
-    /// CUDA (falls back to the CPU when unavailable).
-    #[id = "cuda"]
-    #[name = "CUDA"]
-    Cuda,
-    /// DirectML (falls back to the CPU when unavailable).
-    #[id = "directml"]
-    #[name = "DirectML"]
-    DirectMl,
-}
-
-impl DeviceChoice {
-    /// The engine's device.
-    pub fn device(self) -> Device {
-        match self {
-            DeviceChoice::Cpu => Device::Cpu,
-            DeviceChoice::Cuda => Device::Cuda,
-            DeviceChoice::DirectMl => Device::DirectMl,
+            mute: switch(format!("{name} Mute"), false),
+            solo: switch(format!("{name} Solo"), false),
         }
     }
 }
+
+/// Names of the objective choices, in index order.
+pub const OBJECTIVES: &[&str] = &["MLE", "MAP"];
+/// Names of the output modes, in index order.
+pub const MODES: &[&str] = &["Consistent", "Mixture phase"];
+/// Names of the devices, in index order.
+pub const DEVICES: &[&str] = &["CPU", "CUDA", "DirectML"];
 
 /// Every parameter of the plugin.
 #[derive(Params)]
@@ -115,18 +107,18 @@ pub struct StemflowParams {
     /// Adam iterations per 5-s frame.
     #[id = "iterations"]
     pub iterations: IntParam,
-    /// MLE or MAP.
+    /// MLE or MAP ([`OBJECTIVES`]).
     #[id = "objective"]
-    pub objective: EnumParam<ObjectiveChoice>,
+    pub objective: FloatParam,
     /// Weight of the prior term under MAP.
     #[id = "gamma"]
     pub gamma: FloatParam,
-    /// Consistent or mixture-phase output.
+    /// Consistent or mixture-phase output ([`MODES`]).
     #[id = "mode"]
-    pub mode: EnumParam<ModeChoice>,
-    /// Where ONNX Runtime runs the priors.
+    pub mode: FloatParam,
+    /// Where ONNX Runtime runs the priors ([`DEVICES`]).
     #[id = "device"]
-    pub device: EnumParam<DeviceChoice>,
+    pub device: FloatParam,
 }
 
 impl Default for StemflowParams {
@@ -134,29 +126,38 @@ impl Default for StemflowParams {
         StemflowParams {
             strips: std::array::from_fn(StripParams::new),
             iterations: IntParam::new("Quality (iterations)", 150, IntRange::Linear { min: 1, max: 500 }),
-            objective: EnumParam::new("Objective", ObjectiveChoice::Mle),
+            objective: choice("Objective", OBJECTIVES, 0),
             gamma: FloatParam::new("MAP gamma", 1.0, FloatRange::Linear { min: 0.01, max: 1.0 })
                 .with_step_size(0.01),
-            mode: EnumParam::new("Output mode", ModeChoice::Consistent),
-            device: EnumParam::new("Device", DeviceChoice::Cpu),
+            mode: choice("Output mode", MODES, 0),
+            device: choice("Device", DEVICES, 0),
         }
     }
 }
 
 impl StemflowParams {
+    /// The device the parameters ask for.
+    pub fn device(&self) -> Device {
+        match chosen(&self.device) {
+            0 => Device::Cpu,
+            1 => Device::Cuda,
+            _ => Device::DirectMl,
+        }
+    }
+
     /// The separation settings these parameters ask for (the CLI's default preset otherwise).
     pub fn settings(&self) -> SeparationSettings {
         let mut settings = SeparationSettings::default_preset();
         settings.iterations = self.iterations.value().max(1) as usize;
-        settings.objective = match self.objective.value() {
-            ObjectiveChoice::Mle => Objective::Mle,
-            ObjectiveChoice::Map => Objective::Map {
+        settings.objective = match chosen(&self.objective) {
+            0 => Objective::Mle,
+            _ => Objective::Map {
                 gamma: self.gamma.value().clamp(0.01, 1.0),
             },
         };
-        settings.mode = match self.mode.value() {
-            ModeChoice::Consistent => OutputMode::Consistent,
-            ModeChoice::MixturePhase => OutputMode::MixturePhase,
+        settings.mode = match chosen(&self.mode) {
+            0 => OutputMode::Consistent,
+            _ => OutputMode::MixturePhase,
         };
         settings
     }

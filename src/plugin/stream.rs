@@ -9,7 +9,7 @@
 //! thread waits for each segment instead, so a bounce equals the CLI's output.
 
 use super::framing::Framing;
-use super::params::StemflowParams;
+use super::params::{is_on, StemflowParams};
 use super::queues::{InputFrame, Link, Segment};
 use super::slots::SLOT_COUNT;
 use super::status::{Status, WorkerState, HISTORY};
@@ -257,10 +257,10 @@ impl Stream {
         let (step64, latency64) = (step as u64, latency as u64);
 
         // Mute/solo targets, once per block.
-        let any_solo = params.strips.iter().any(|s| s.solo.value());
+        let any_solo = params.strips.iter().any(|s| is_on(&s.solo));
         let mut targets = [0.0f32; SLOT_COUNT];
         for (t, strip) in targets.iter_mut().zip(&params.strips) {
-            let on = !strip.mute.value() && (!any_solo || strip.solo.value());
+            let on = !is_on(&strip.mute) && (!any_solo || is_on(&strip.solo));
             *t = if on { 1.0 } else { 0.0 };
         }
         self.peaks = [0.0; SLOT_COUNT];

@@ -186,7 +186,7 @@ impl Worker {
         if self.link.is_none() {
             return;
         }
-        let device = self.params.device.value().device();
+        let device = self.params.device();
         if self.loaded_device == Some(device) || self.attempted_device == Some(device) {
             return;
         }
