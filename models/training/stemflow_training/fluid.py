@@ -57,12 +57,19 @@ def lib():
         L.fluid_synth_chorus_on.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
         L.fluid_synth_set_gain.argtypes = [ctypes.c_void_p, ctypes.c_float]
         L.fluid_set_log_function.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        L.fluid_synth_add_sfont.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        L.fluid_synth_remove_sfont.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        L.delete_fluid_synth.argtypes = [ctypes.c_void_p]
         for level in range(5):  # silence FluidSynth's own logging
             L.fluid_set_log_function(level, None, None)
     return _LIB
 
 
 class Synth:
+    """A soundfont loaded once; every `render` runs on a fresh synthesizer that borrows it, so
+    no reverb/chorus tail or LFO phase carries over from one part to the next (a part's audio
+    does not depend on what was rendered before it)."""
+
     def __init__(self, sf_path, sample_rate=22050):
         L = lib()
         self.sr = sample_rate
@@ -79,14 +86,15 @@ class Synth:
     def has_preset(self, bank, program):
         return bool(lib().fluid_sfont_get_preset(self.sfont, bank, program))
 
-    def _write(self, n):
+    def _write(self, n, synth=None):
         L = lib()
+        synth = synth or self.synth
         left = np.zeros(n, dtype=np.float32)
         right = np.zeros(n, dtype=np.float32)
         pos = 0
         while pos < n:
             k = min(4096, n - pos)
-            L.fluid_synth_write_float(self.synth, k,
+            L.fluid_synth_write_float(synth, k,
                                       left[pos:].ctypes.data, 0, 1, right[pos:].ctypes.data, 0, 1)
             pos += k
         return 0.5 * (left + right)
@@ -95,13 +103,27 @@ class Synth:
         """notes: (start_s, dur_s, pitch, vel).  Returns mono float32 audio."""
         L = lib()
         chan = DRUM_CHANNEL if drums else 0
-        L.fluid_synth_system_reset(self.synth)
-        L.fluid_synth_reverb_on(self.synth, -1, int(bool(reverb)))
-        L.fluid_synth_chorus_on(self.synth, -1, int(bool(chorus)))
-        L.fluid_synth_program_select(self.synth, chan, self.sfid, 128 if drums else 0, int(program))
+        synth = L.new_fluid_synth(self.settings)
+        sfid = L.fluid_synth_add_sfont(synth, self.sfont)
+        if sfid < 0:
+            L.delete_fluid_synth(synth)
+            raise RuntimeError("FluidSynth could not share a loaded soundfont")
+        try:
+            return self._render(synth, sfid, chan, notes, program, drums, reverb, chorus, cc, tail)
+        finally:
+            L.fluid_synth_all_sounds_off(synth, -1)
+            self._write(256, synth)
+            L.fluid_synth_remove_sfont(synth, self.sfont)
+            L.delete_fluid_synth(synth)
+
+    def _render(self, synth, sfid, chan, notes, program, drums, reverb, chorus, cc, tail):
+        L = lib()
+        L.fluid_synth_reverb_on(synth, -1, int(bool(reverb)))
+        L.fluid_synth_chorus_on(synth, -1, int(bool(chorus)))
+        L.fluid_synth_program_select(synth, chan, sfid, 128 if drums else 0, int(program))
         for num, val in (cc or {}).items():
-            L.fluid_synth_cc(self.synth, chan, int(num), int(val))
-        self._write(256)  # let the reset settle; discarded
+            L.fluid_synth_cc(synth, chan, int(num), int(val))
+        self._write(256, synth)  # settle; discarded
         events = []
         for s, d, p, v in notes:
             on = int(round(s * self.sr))
@@ -114,14 +136,12 @@ class Synth:
         pos = 0
         for t, kind, p, v in events:
             if t > pos:
-                out.append(self._write(t - pos))
+                out.append(self._write(t - pos, synth))
                 pos = t
             if kind == 1:
-                L.fluid_synth_noteon(self.synth, chan, p, max(1, min(127, v)))
+                L.fluid_synth_noteon(synth, chan, p, max(1, min(127, v)))
             else:
-                L.fluid_synth_noteoff(self.synth, chan, p)
+                L.fluid_synth_noteoff(synth, chan, p)
         if end > pos:
-            out.append(self._write(end - pos))
-        L.fluid_synth_all_sounds_off(self.synth, -1)
-        self._write(2048)
+            out.append(self._write(end - pos, synth))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)

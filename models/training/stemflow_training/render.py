@@ -40,6 +40,12 @@ SR = 22050
 SEG = 5 * SR
 STEMS = ('bass', 'drums', 'guitar', 'piano')
 PROGRAMS = {'piano': list(range(0, 8)), 'guitar': list(range(24, 32)), 'bass': list(range(32, 40))}
+# a fifth stem for the "bring your own stem" check (--extra-stem): rendered with its own random
+# stream, so the four-stem data stays bit-identical with or without it
+EXTRA_STEMS = {
+    'strings': {'programs': [40, 41, 42, 44, 48, 49, 50, 51], 'range': (43, 84)},   # violin .. synth strings
+    'organ': {'programs': [16, 17, 18, 19, 20], 'range': (36, 84)},                # drawbar .. reed organ
+}
 DRUM_KITS = [0, 8, 16, 24, 25, 32, 40, 48]  # standard, room, power, electronic, 808, jazz, brush, orchestral
 
 # name -> (path, Debian package, sampling weight in training)
@@ -244,7 +250,28 @@ def compose(piece, cache_dir):
     return parts, bpm, swing, desc
 
 
-def render_piece(piece, synths, cache_dir, heldout, split):
+def extra_part(rng, parts, beats, extra):
+    """Notes (beats) for the fifth stem: sustained voicings or a counter-line over the
+    harmony that bass, guitar and piano sound together."""
+    lo, hi = EXTRA_STEMS[extra]['range']
+    chords = harmony_from_voices([parts['bass'], parts['guitar'], parts['piano']], 4, beats,
+                                 float(rng.choice([2.0, 4.0])))
+    if not chords:
+        return [], 'none'
+    if rng.random() < 0.5:
+        notes = []
+        for start, length, pcs in chords:
+            for p in gen.voicing(rng, pcs, lo, min(hi, lo + 24), int(rng.integers(2, 4))):
+                notes.append((start, length * 0.98, p, gen.velocity(rng, int(rng.integers(50, 100)), 0, 5)))
+        return notes, 'sustained voicings'
+    hist = np.zeros(12)
+    for _, d, p, _ in parts['bass']:
+        hist[p % 12] += d
+    tonic = int(np.argmax(hist))
+    return gen.melody(rng, chords, 4, 'piano', tonic, 'major'), 'counter-line'
+
+
+def render_piece(piece, synths, cache_dir, heldout, split, extra=None):
     parts, bpm, swing, desc = compose(piece, cache_dir)
     rng = np.random.default_rng(piece['seed'] + (7 if heldout else 0) + 1)
     spec = {'id': piece['id'], 'family': piece['family'], 'source': piece['source'], 'seed': piece['seed'],
@@ -283,6 +310,26 @@ def render_piece(piece, synths, cache_dir, heldout, split):
         z[:len(y)] = y
         z = z[first:first + max_len]
         out[stem] = z * 10 ** ((gain_db - _active_rms_db(z)) / 20.0)
+    if extra:
+        xr = np.random.default_rng([piece['seed'], 5, int(heldout)])
+        beats = max((st + d for pp in parts.values() for st, d, _, _ in pp), default=0.0)
+        notes, style = extra_part(xr, parts, beats, extra)
+        sfn = _choose_sf(xr, heldout)
+        synth = synths(sfn)
+        progs = [p for p in EXTRA_STEMS[extra]['programs'] if synth.has_preset(0, p)]
+        program = int(xr.choice(progs))
+        notes, art, hum = articulate(xr, gen.fit_range(notes, *EXTRA_STEMS[extra]['range']), extra)
+        secs = gen.to_seconds(notes, bpm, swing=swing, rng=xr, humanize=hum)
+        reverb = bool(xr.random() < 0.35)
+        y = synth.render(secs, program, reverb=reverb)
+        z = np.zeros(first + len(out['bass']))
+        m = min(len(y), len(z))
+        z[:m] = y[:m]
+        z = z[first:]
+        gain_db = float(xr.uniform(-30.0, -18.0))
+        out[extra] = z * 10 ** ((gain_db - _active_rms_db(z)) / 20.0)
+        spec['extra'] = {'stem': extra, 'material': style, 'soundfont': sfn, 'bank': 0, 'program': program,
+                         'notes': len(secs), 'reverb': reverb, 'target_rms_dbfs': round(gain_db, 2), 'articulation': art}
     return spec, out
 
 
@@ -332,6 +379,9 @@ def main(argv=None):
                     'else models/data-manifest.json)')
     ap.add_argument('--no-install', action='store_true', help='only check the Debian packages')
     ap.add_argument('--quick', action='store_true', help='a few pieces only (smoke test)')
+    ap.add_argument('--extra-stem', choices=sorted(EXTRA_STEMS), default=None,
+                    help='also render a fifth stem: train/<it>/, valid/<it>/ and 5-stem validation '
+                         'mixtures in valid-5stem/ (the four-stem data are unchanged)')
     args = ap.parse_args(argv)
     import soundfile as sf
     t_start = time.time()
@@ -351,7 +401,8 @@ def main(argv=None):
             loaded[name] = Synth(SOUNDFONTS[name][0], SR)
         return loaded[name]
 
-    stats = {s: {'train_segments': 0, 'valid_segments': 0} for s in STEMS}
+    all_stems = STEMS + ((args.extra_stem,) if args.extra_stem else ())
+    stats = {s: {'train_segments': 0, 'valid_segments': 0} for s in all_stems}
     manifest = {'format': 'stemflow-data-manifest', 'format_version': 1,
                 'command': 'python -m stemflow_training.render --out models/training/.cache/data',
                 'sample_rate': SR, 'segment_seconds': 5.0,
@@ -368,6 +419,10 @@ def main(argv=None):
                 'programs': {**{k: v for k, v in PROGRAMS.items()}, 'drums': 'channel 10, bank 128, kits ' + str(DRUM_KITS) + ' where present'},
                 'counts': {f: {'train': c[0], 'valid': c[1]} for f, c in counts.items()},
                 'splits': {}}
+    if args.extra_stem:
+        manifest['extra_stem'] = {'stem': args.extra_stem, **EXTRA_STEMS[args.extra_stem],
+                                  'outputs': f'train/{args.extra_stem}, valid/{args.extra_stem}, valid-5stem/, '
+                                             'valid-heldout-sf-5stem/'}
     try:
         import music21
         manifest['music21'] = music21.__version__
@@ -377,7 +432,29 @@ def main(argv=None):
         t0 = time.time()
         specs = []
         for piece in pieces[split]:
-            spec, stems = render_piece(piece, synths, cache_dir, heldout, split)
+            spec, stems = render_piece(piece, synths, cache_dir, heldout, split, args.extra_stem)
+            if args.extra_stem:
+                y5 = stems.pop(args.extra_stem)
+                if split_name == 'train':
+                    k = write_segments(y5, os.path.join(out, 'train', args.extra_stem), piece['id'])
+                    stats[args.extra_stem]['train_segments'] += k
+                else:
+                    base5 = os.path.join(out, split_name + '-5stem')
+                    mix5 = sum(stems.values()) + y5
+                    peak = float(np.max(np.abs(mix5)))
+                    scale5 = 0.98 / peak if peak > 0.98 else 1.0
+                    refdir = os.path.join(base5, 'references', piece['id'])
+                    os.makedirs(refdir, exist_ok=True)
+                    os.makedirs(os.path.join(base5, 'mixtures'), exist_ok=True)
+                    for stem, y in list(stems.items()) + [(args.extra_stem, y5)]:
+                        sf.write(os.path.join(refdir, f'{stem}.wav'), (y * scale5).astype(np.float32), SR, subtype='FLOAT')
+                    sf.write(os.path.join(base5, 'mixtures', f"{piece['id']}.wav"), (mix5 * scale5).astype(np.float32), SR,
+                             subtype='FLOAT')
+                    k = write_segments(y5, os.path.join(out, split_name, args.extra_stem), piece['id'])
+                    if split_name == 'valid':
+                        stats[args.extra_stem]['valid_segments'] += k
+                    spec['extra']['mix_scale_5stem'] = round(scale5, 4)
+                spec['extra']['segments'] = k
             if split_name == 'train':
                 for stem, y in stems.items():
                     k = write_segments(y, os.path.join(out, 'train', stem), piece['id'])
@@ -402,7 +479,9 @@ def main(argv=None):
                 spec['mix_scale'] = round(scale, 4)
             specs.append(spec)
             print(f"{split_name:16s} {piece['id']:28s} " + ' '.join(
-                f"{s}:{spec['stems'][s]['soundfont']}/{spec['stems'][s]['program']}" for s in STEMS), flush=True)
+                f"{s}:{spec['stems'][s]['soundfont']}/{spec['stems'][s]['program']}" for s in STEMS)
+                + (f" {args.extra_stem}:{spec['extra']['soundfont']}/{spec['extra']['program']}" if args.extra_stem else ''),
+                flush=True)
         manifest['splits'][split_name] = specs
         print(f"render: {split_name}: {len(specs)} pieces in {time.time() - t0:.1f} s", flush=True)
     elapsed = time.time() - t_start
@@ -415,7 +494,7 @@ def main(argv=None):
         with open(manifest_path, 'w') as f:
             json.dump(manifest, f, indent=1)
             f.write('\n')
-    for s in STEMS:
+    for s in all_stems:
         print(f"render: {s:6s} train {stats[s]['train_segments'] * 5 / 60:5.1f} min ({stats[s]['train_segments']} segments), "
               f"valid {stats[s]['valid_segments'] * 5 / 60:4.1f} min")
     print(f"render: done in {elapsed:.0f} s -> {out}" + (f"; manifest {manifest_path}" if manifest_path else ''))

@@ -89,6 +89,11 @@ def test_fluidsynth_renders_a_note():
     assert len(y) > 22050 and np.max(np.abs(y[:2000])) < 1e-6 and np.sqrt(np.mean(y ** 2)) > 1e-4
     d = synth.render([(0.0, 0.1, 36, 110)], 0, drums=True)
     assert np.sqrt(np.mean(d ** 2)) > 1e-4
+    # no state (reverb tail, chorus phase) carries over from one part to the next
+    a = synth.render([(0.0, 0.3, 60, 90), (0.2, 0.3, 64, 90)], 0, reverb=True, chorus=True)
+    synth.render([(0.0, 1.0, 48, 127)] * 3, 48, reverb=True, chorus=True, tail=0.1)
+    b = synth.render([(0.0, 0.3, 60, 90), (0.2, 0.3, 64, 90)], 0, reverb=True, chorus=True)
+    assert np.array_equal(a, b)
 
 
 def test_prior_check_prefers_own_source(tmp_path):
