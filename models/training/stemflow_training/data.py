@@ -7,6 +7,9 @@
                           segments; segments whose RMS is below -50 dBFS are dropped
                           (silence trim).  Every 10th file (the last one if there are fewer than 10)
                           is held out for validation.
+--source dir:TRAIN,VALID  all files of TRAIN train, all of VALID validate, files in a seeded
+                          random order (e.g. render.py's .cache/data/train/bass,
+                          .cache/data/valid/bass: split by piece there).
 """
 import math
 import os
@@ -49,13 +52,17 @@ def file_segments(y):
     return segs
 
 
-def dir_segments(path, seconds=None, valid=False):
+def dir_segments(path, seconds=None, valid=False, whole=False):
+    """whole=True: every file of PATH (a folder that is all training or all validation),
+    in a seeded random order so that a `seconds` limit samples across pieces."""
     files = sorted(os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs
                    if f.lower().endswith(AUDIO_EXT))
     if not files:
         raise SystemExit(f"no audio files under {path}")
     held = [f for i, f in enumerate(files) if i % 10 == 9] or files[-1:]   # < 10 files: the last one
     chosen = held if valid else ([f for f in files if f not in held] or files)
+    if whole:
+        chosen = [files[i] for i in np.random.default_rng(0).permutation(len(files))]
     segs = []
     for f in chosen:
         segs += file_segments(load_audio(f))
@@ -75,8 +82,16 @@ def load_source(source, seconds, valid_seconds):
         return (synthetic_segments(arg, seconds), synthetic_segments(arg, valid_seconds, valid=True),
                 f"synthetic:{arg}, {seconds:g} s train (seeds {synth.KIND_OFFSET[arg]}+i), "
                 f"{valid_seconds:g} s valid (seeds {synth.VALID_BASE + synth.KIND_OFFSET[arg]}+i)")
+    if kind == 'dir' and ',' in arg:
+        # dir:TRAIN,VALID - separate folders, e.g. render.py's train/<stem> and valid/<stem>
+        # (split by piece there); all of TRAIN trains, all of VALID validates
+        tpath, vpath = arg.split(',', 1)
+        tr = dir_segments(tpath, seconds, whole=True)
+        va = dir_segments(vpath, valid_seconds, whole=True)
+        return tr, va, (f"dir:{tpath} ({len(tr)} 5-s segments) / valid dir:{vpath} ({len(va)}), "
+                        "files in seeded random order")
     if kind == 'dir':
         tr = dir_segments(arg, seconds)
         va = dir_segments(arg, valid_seconds, valid=True)
         return tr, va, f"dir:{os.path.basename(os.path.normpath(arg))}, {len(tr)} train / {len(va)} valid 5-s segments"
-    raise SystemExit(f"unknown --source {source!r} (synthetic:KIND or dir:PATH)")
+    raise SystemExit(f"unknown --source {source!r} (synthetic:KIND, dir:PATH or dir:TRAIN_PATH,VALID_PATH)")

@@ -110,3 +110,16 @@ def test_prior_check_prefers_own_source(tmp_path):
     assert table['sine']['sine'] > table['noise']['sine']
     assert table['noise']['noise'] > table['sine']['noise']
     assert '**' in prior_check.markdown(table, ['sine', 'noise'])
+
+
+def test_dir_source_with_separate_validation_folder(tmp_path):
+    import soundfile as sf
+    from stemflow_training import data
+    rng = np.random.default_rng(4)
+    for split, n in (('train', 3), ('valid', 1)):
+        os.makedirs(tmp_path / split)
+        for i in range(n):
+            sf.write(str(tmp_path / split / f'p{i}_00.wav'), 0.1 * rng.standard_normal((110250, 2)), 22050)
+    tr, va, desc = data.load_source(f'dir:{tmp_path / "train"},{tmp_path / "valid"}', None, None)
+    assert tr.shape == (3, 513, 432) and va.shape == (1, 513, 432)
+    assert 'valid dir:' in desc
