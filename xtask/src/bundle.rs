@@ -61,6 +61,11 @@ pub fn bundle(
     runtime_dir: &Path,
     runtime_files: &[&str],
 ) -> Result<PathBuf, String> {
+    // nice-plug-xtask writes the CLI to `bundled/Stemflow`: a folder from an earlier run goes.
+    let previous = root.join("target").join("bundled").join(BUNDLE_NAME);
+    if previous.is_dir() {
+        fs::remove_dir_all(&previous).map_err(|e| format!("cannot remove {}: {e}", previous.display()))?;
+    }
     nice_plug_xtask::main_with_args(
         "cargo xtask",
         std::iter::once("bundle".to_string()).chain(args.iter().cloned()),
