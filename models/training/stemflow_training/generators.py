@@ -210,7 +210,7 @@ def drum_groove(rng, bars, beats_per_bar, style=None, base_vel=None, fills=True)
             for k in [0, 1.5, 2, 3.5]:
                 if k < span:
                     _hit(notes, rng, t0 + k, kick, v - 10)
-            for k in [0, 1.5, 3, 4.5, 6][:3] if bar % 2 == 0 else [1, 2.5]:
+            for k in ([0, 1.5, 3] if bar % 2 == 0 else [1, 2.5]):
                 if k < span:
                     _hit(notes, rng, t0 + k, STICK, v - 5)
         elif style == 'reggae':
@@ -284,7 +284,7 @@ def comp(rng, chords, beats_per_bar, instrument, style=None, base_vel=None):
                 for j, p in enumerate(seq):
                     notes.append((start + k + j * spread, 0.9 * stac, p, velocity(rng, base_vel, -8 if up else 4, 5)))
         elif style in ('arp_up', 'arp_updown', 'broken'):
-            seq = vo + ([vo[-2:0:-1][0]] if style == 'arp_updown' and len(vo) > 2 else [])
+            seq = vo
             if style == 'arp_updown':
                 seq = vo + vo[-2:0:-1]
             step = float(rng.choice([0.5, 0.25])) if style != 'broken' else 0.5
