@@ -36,6 +36,8 @@ const SLOT_NAMES: [&str; SLOTS] = [
     "Bass", "Drums", "Guitar", "Piano", "Spare 1", "Spare 2", "Spare 3", "Spare 4",
 ];
 const SHIPPED: [&str; 4] = ["bass", "drums", "guitar", "piano"];
+/// Set in the child process that runs without an ONNX Runtime.
+const NO_RUNTIME_CHILD: &str = "STEMFLOW_TEST_NO_RUNTIME_CHILD";
 
 // ---------------------------------------------------------------------------------------------
 // The host.
@@ -169,7 +171,14 @@ fn entry() -> &'static PluginEntry {
             let dir = tempfile::tempdir().unwrap();
             let folder = dir.path().join("Stemflow");
             std::fs::create_dir_all(folder.join("lib")).unwrap();
-            for file in std::fs::read_dir(&runtime).expect("cargo xtask setup has run") {
+            let files = if std::env::var_os(NO_RUNTIME_CHILD).is_some() {
+                Vec::new() // the child process of `missing_runtime_passes_audio_through`
+            } else {
+                std::fs::read_dir(&runtime)
+                    .expect("cargo xtask setup has run")
+                    .collect()
+            };
+            for file in files {
                 let file = file.unwrap();
                 std::os::unix::fs::symlink(file.path(), folder.join("lib").join(file.file_name())).unwrap();
             }
@@ -836,4 +845,50 @@ fn parameter_fuzz_does_not_crash() {
         },
     );
     assert_clean(&out, "fuzz");
+}
+
+/// With no ONNX Runtime anywhere (a fresh process: the runtime is loaded once per process), the
+/// plugin still loads, reports its latency and passes the mix through; the stem outputs are silent.
+#[test]
+fn missing_runtime_passes_audio_through() {
+    if std::env::var_os(NO_RUNTIME_CHILD).is_some() {
+        return passthrough_child();
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "missing_runtime_passes_audio_through", "--nocapture"])
+        .env(NO_RUNTIME_CHILD, "1")
+        .env_remove("STEMFLOW_ORT_LIB")
+        .status()
+        .unwrap();
+    assert!(status.success(), "the child process without a runtime failed");
+}
+
+fn passthrough_child() {
+    let _serial = serial();
+    let rate = 44_100.0;
+    let mut instance = instance();
+    let d = 220_500 + 198_450;
+    let input = signal(rate, d as f64 / rate + 1.0, 2);
+    let out = render(
+        &mut instance,
+        &input,
+        RenderSpec {
+            rate,
+            blocks: &[512],
+            offline: true,
+            first_events: &[],
+            fuzz: None,
+            settle: Default::default(),
+        },
+    );
+    assert_eq!(out.latency, d);
+    assert_clean(&out, "no runtime");
+    let len = input[0].len();
+    for c in 0..2 {
+        assert_eq!(&out.main[c][d..], &input[c][..len - d], "main = the delayed mix");
+    }
+    assert!(
+        out.aux.iter().flatten().all(|ch| ch.iter().all(|x| *x == 0.0)),
+        "stems are silent"
+    );
 }
