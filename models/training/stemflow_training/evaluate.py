@@ -29,6 +29,7 @@ Methods:
 All STFTs are the prior contract's (periodic Hann 1024, hop 256, centred, 22.05 kHz).
 """
 import argparse
+import hashlib
 import glob
 import json
 import math
@@ -169,6 +170,15 @@ def stemflow_cmd():
     return ['cargo', 'run', '--release', '--quiet', '--manifest-path', os.path.join(REPO, 'Cargo.toml'), '--']
 
 
+def priors_key(priors, stems):
+    """Short hash of the priors' manifests: the estimate cache never mixes two sets of priors."""
+    h = hashlib.sha256()
+    for s in stems:
+        with open(os.path.join(priors, s, 'manifest.json'), 'rb') as f:
+            h.update(f.read())
+    return h.hexdigest()[:10]
+
+
 def run_glow(mix_path, out_dir, priors, variant, stems, extra):
     cmd = stemflow_cmd() + ['separate', mix_path, '-o', out_dir, '--stems', ','.join(stems), '--priors', priors]
     if variant != 'mle':
@@ -206,6 +216,9 @@ def main(argv=None):
     ap.add_argument('--stems', default=','.join(STEMS))
     ap.add_argument('--segment-seconds', type=float, default=5.0)
     ap.add_argument('--limit', type=int, default=0, help='first N mixtures only (sorted by name)')
+    ap.add_argument('--shard', default=None, metavar='K/N',
+                    help='only mixtures K, K+N, K+2N, ... (0-based, after --limit): run N processes in parallel '
+                         'with --no-baselines, then once without --shard to print the table from the cache')
     ap.add_argument('--no-baselines', action='store_true', help='skip mixture/N, oracle and NMF')
     ap.add_argument('--nmf', default=os.path.join(REPO, 'models', 'training', 'nmf-dictionaries.npz'),
                     help='dictionary file: loaded if it exists, else learned from --nmf-train and saved')
@@ -229,6 +242,9 @@ def main(argv=None):
     mixes = sorted(glob.glob(os.path.join(args.mixtures, '*.wav')))
     if args.limit:
         mixes = mixes[:args.limit]
+    if args.shard:
+        k, _, n = args.shard.partition('/')
+        mixes = mixes[int(k)::int(n)]
     if not mixes:
         sys.exit(f"evaluate: no mixtures in {args.mixtures}")
     seg = int(round(args.segment_seconds * SAMPLE_RATE))
@@ -283,7 +299,9 @@ def main(argv=None):
             elif how[0] == 'nmf':
                 est = nmf_separate(mix, how[1], args.nmf_iters, np.random.default_rng(0))
             elif how[0] == 'glow':
-                out = os.path.join(args.work, 'glow-' + how[1].replace(':', '-'), pid)
+                out = os.path.join(args.work, f"glow-{priors_key(args.glow, stems)}-{how[1].replace(':', '-')}"
+                                   + (f"-{hashlib.sha256(args.glow_args.encode()).hexdigest()[:8]}" if args.glow_args else ''),
+                                   pid)
                 if not all(os.path.exists(os.path.join(out, f'{s}.wav')) for s in stems):
                     run_glow(mp, out, args.glow, how[1], stems, args.glow_args.split())
                 est = {s: read_mono(os.path.join(out, f'{s}.wav')) for s in stems}

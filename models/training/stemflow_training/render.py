@@ -271,13 +271,14 @@ def extra_part(rng, parts, beats, extra):
     return gen.melody(rng, chords, 4, 'piano', tonic, 'major'), 'counter-line'
 
 
-def render_piece(piece, synths, cache_dir, heldout, split, extra=None):
+def render_piece(piece, synths, cache_dir, heldout, split, extra=None, sr=SR):
+    """Render the stems of one piece with `synths(soundfont_name)` (synthesisers at rate `sr`)."""
     parts, bpm, swing, desc = compose(piece, cache_dir)
     rng = np.random.default_rng(piece['seed'] + (7 if heldout else 0) + 1)
     spec = {'id': piece['id'], 'family': piece['family'], 'source': piece['source'], 'seed': piece['seed'],
             'bpm': round(bpm, 2), 'swing': swing, 'material': desc, 'stems': {}}
     audio = {}
-    max_len = int(MAX_SECONDS[split] * SR)
+    max_len = int(MAX_SECONDS[split] * sr)
     for stem in STEMS:
         sf = _choose_sf(rng, heldout)
         synth = synths(sf)
