@@ -4,7 +4,7 @@
 //! This is essentially a slimmed down version of the `LinuxEventLoop`.
 
 use anymap3::Entry;
-use nice_plug_core::nice_trace;
+use nice_plug_core::{nice_log, nice_trace};
 use parking_lot::Mutex;
 use std::sync::{Arc, LazyLock, Weak};
 use std::thread::{self, JoinHandle};
@@ -94,16 +94,17 @@ impl<T: Send + 'static, E: MainThreadExecutor<T> + 'static> WorkerThread<T, E> {
 
 impl<T, E> Drop for WorkerThread<T, E> {
     fn drop(&mut self) {
-        // The thread is shut down and joined when the handle is dropped
-        self.tasks_sender
-            .send(Message::Shutdown)
-            .expect("Failed while sending worker thread shutdown request");
-        self.join_handle
-            .take()
-            // Only possible if the WorkerThread got dropped twice, somehow?
-            .expect("Missing Worker thread JoinHandle")
-            .join()
-            .expect("Worker thread panicked");
+        // The thread is shut down and joined when the handle is dropped. PATCHED (see
+        // PATCHES.md): this runs inside the host's release call, where a panic aborts the host, so
+        // a worker that already died (its panic was reported when it happened) is only logged.
+        if self.tasks_sender.send(Message::Shutdown).is_err() {
+            nice_log!("The background worker thread had already stopped");
+        }
+        if let Some(join_handle) = self.join_handle.take()
+            && join_handle.join().is_err()
+        {
+            nice_log!("The background worker thread had panicked");
+        }
     }
 }
 

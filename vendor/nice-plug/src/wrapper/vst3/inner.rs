@@ -693,6 +693,24 @@ impl<P: Vst3Plugin> WrapperInner<P> {
     }
 }
 
+impl<P: Vst3Plugin> WrapperInner<P> {
+    /// The open editor window, if there is one and this thread may use it (PATCHED, see
+    /// PATCHES.md). GUI tasks posted while the editor was closed run later on the shared background
+    /// thread, possibly while the host's GUI thread is opening or closing the editor (and holds the
+    /// `editor_window` borrow) or after it opened it (the window is bound to that thread). A plain
+    /// `borrow()` / `get()` panicked there and took the background thread down; the notification is
+    /// skipped instead.
+    #[cfg(feature = "editor")]
+    fn editor_window_here(
+        &self,
+    ) -> Option<atomic_refcell::AtomicRef<'_, SpawnedEditor<<P::Editor as Editor>::Handle>>> {
+        let window = self.editor_window.try_borrow().ok()?;
+        atomic_refcell::AtomicRef::filter_map(window, |window| {
+            window.as_ref().and_then(|window| window.try_get().ok())
+        })
+    }
+}
+
 impl<P: Vst3Plugin> MainThreadExecutor<Task<P>> for WrapperInner<P> {
     fn execute(&self, task: Task<P>, is_gui_thread: bool) {
         // This function is always called from the main thread
@@ -702,18 +720,17 @@ impl<P: Vst3Plugin> MainThreadExecutor<Task<P>> for WrapperInner<P> {
             Task::StateChanged => {
                 use nice_plug_core::editor::EditorHandle;
 
-                if let Some(editor_window) = self.editor_window.borrow().as_ref() {
-                    editor_window.get().handle.state_changed();
+                if let Some(editor_window) = self.editor_window_here().as_deref() {
+                    editor_window.handle.state_changed();
                 }
             }
             #[cfg(feature = "editor")]
             Task::ParameterValueChanged(param_hash, normalized_value) => {
                 use nice_plug_core::editor::EditorHandle;
 
-                if let Some(editor_window) = self.editor_window.borrow().as_ref() {
+                if let Some(editor_window) = self.editor_window_here().as_deref() {
                     let param_id = &self.param_id_by_hash[&param_hash];
                     editor_window
-                        .get()
                         .handle
                         .param_value_changed(param_id, normalized_value);
                 }
@@ -750,8 +767,7 @@ impl<P: Vst3Plugin> MainThreadExecutor<Task<P>> for WrapperInner<P> {
             Task::CallMainThread => {
                 use nice_plug_core::editor::EditorHandle;
 
-                if let Some(editor_window) = self.editor_window.borrow().as_ref() {
-                    let editor_window = editor_window.get();
+                if let Some(editor_window) = self.editor_window_here().as_deref() {
                     editor_window
                         .handle
                         .host_main_thread_callback(&editor_window.window)
