@@ -1,8 +1,8 @@
 //! An in-repo CLAP host (clack-host) that loads the built plugin and checks it as a DAW would:
 //! ports and names, activation at 44.1/48/96 kHz with block sizes 1–8192, no NaN/Inf/denormal
-//! on any output, stems summing to the input, reported latency = measured alignment, a state
-//! round trip (and corrupt/older states), an offline render equal to the CLI's stems, and a
-//! parameter fuzz.
+//! on any output, stems summing to the input, the mono main-port layout, reported latency =
+//! measured alignment, a state round trip (and corrupt/older states), an offline render equal to
+//! the CLI's stems, and a parameter fuzz.
 //!
 //! The plugin is the crate's own cdylib, `target/<profile>/libstemflow.so`, which `cargo test`
 //! builds with the library (with nice-plug's `assert_process_allocs` on, from the dev-dependency
@@ -15,6 +15,7 @@
 use clack_extensions::audio_ports::{
     AudioPortInfoBuffer, AudioPortRescanFlags, HostAudioPorts, HostAudioPortsImpl, PluginAudioPorts,
 };
+use clack_extensions::audio_ports_config::{AudioPortsConfigBuffer, PluginAudioPortsConfig};
 use clack_extensions::gui::{GuiSize, HostGui, HostGuiImpl};
 use clack_extensions::latency::{HostLatency, HostLatencyImpl, PluginLatency};
 use clack_extensions::log::{HostLog, HostLogImpl, LogSeverity};
@@ -275,6 +276,20 @@ struct RenderSpec<'a> {
     fuzz: Option<&'a mut dyn FnMut(usize) -> Vec<ParamValueEvent>>,
     /// Wall time to wait after starting to process (lets the worker load its priors).
     settle: std::time::Duration,
+}
+
+impl<'a> RenderSpec<'a> {
+    /// Realtime at `rate` in `blocks`, with no events and no wait.
+    fn realtime(rate: f64, blocks: &'a [usize]) -> Self {
+        RenderSpec {
+            rate,
+            blocks,
+            offline: false,
+            first_events: &[],
+            fuzz: None,
+            settle: std::time::Duration::ZERO,
+        }
+    }
 }
 
 fn render(instance: &mut PluginInstance<TestHost>, input: &[Vec<f32>], spec: RenderSpec) -> Render {
@@ -560,6 +575,64 @@ fn every_rate_and_block_size_is_clean_aligned_and_sums_to_the_input() {
                 assert!(main_err < -50.0, "{what}: main = input within {main_err:.1} dB");
             }
         }
+    }
+}
+
+#[test]
+fn mono_layout_is_offered_and_processes_cleanly() {
+    let _serial = serial();
+    let mut instance = instance();
+    let handle = instance.plugin_handle();
+    let configs: PluginAudioPortsConfig = handle.get_extension().expect("audio-ports-config extension");
+    assert_eq!(configs.count(&handle), 2);
+    let mut buffer = AudioPortsConfigBuffer::new();
+    let mono = configs.get(&handle, 1, &mut buffer).expect("second layout");
+    assert_eq!(mono.name, b"Mono");
+    assert_eq!(
+        (mono.input_port_count, mono.output_port_count),
+        (1, 1 + SLOTS as u32)
+    );
+    let id = mono.id;
+    configs.select(&handle, id).expect("mono layout selected");
+
+    let ports: PluginAudioPorts = handle.get_extension().expect("audio-ports extension");
+    let mut info = AudioPortInfoBuffer::new();
+    let input = ports.get(&handle, 0, true, &mut info).unwrap();
+    assert_eq!((input.name, input.channel_count), (&b"Mix"[..], 1));
+    let main = ports.get(&handle, 0, false, &mut info).unwrap();
+    assert_eq!((main.name, main.channel_count), (&b"Mix"[..], 1));
+    for i in 1..=SLOTS as u32 {
+        let port = ports.get(&handle, i, false, &mut info).unwrap();
+        assert_eq!(port.channel_count, 2, "stem output {i} stays stereo");
+    }
+
+    let rate = 48_000.0;
+    let quick = iterations(&mut instance, 1);
+    let frame = (5.0 * rate) as usize;
+    let latency_expected = 2 * frame - (0.5 * rate) as usize;
+    let input = signal(rate, latency_expected as f64 / rate + 1.0, 1);
+    let out = render(
+        &mut instance,
+        &input,
+        RenderSpec {
+            first_events: std::slice::from_ref(&quick),
+            settle: std::time::Duration::from_secs(4),
+            ..RenderSpec::realtime(rate, &[512])
+        },
+    );
+    assert_eq!(out.latency, latency_expected, "mono: latency");
+    assert_clean(&out, "mono");
+    let d = out.latency;
+    let delayed = &input[0][..input[0].len() - d];
+    let main_err = relative_error_db(&out.main[0][d..], delayed);
+    assert!(main_err < -50.0, "mono: main = input within {main_err:.1} dB");
+    // Each stem is the mono stem on both channels of its stereo output.
+    for (c, sum) in stem_sum(&out).iter().enumerate() {
+        let err = relative_error_db(&sum[d..], delayed);
+        assert!(
+            err < -50.0,
+            "mono: stems sum to the input on channel {c} within {err:.1} dB"
+        );
     }
 }
 
