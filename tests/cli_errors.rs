@@ -254,3 +254,116 @@ fn gamma_without_map_is_refused() {
         &out,
     );
 }
+
+/// `stemflow train-prior --stem STEM RECORDINGS --dest DEST EXTRA...`, its checkpoints under
+/// `data` (never the user's data dir) and no interpreter or trainer from the environment unless
+/// `env` names one.
+fn train_prior(
+    data: &Path,
+    stem: &str,
+    recordings: &Path,
+    dest: &Path,
+    extra: &[&Path],
+    env: &[(&str, &Path)],
+) -> Output {
+    let mut command = stemflow();
+    command
+        .arg("train-prior")
+        .arg(format!("--stem={stem}"))
+        .arg(recordings)
+        .arg("--dest")
+        .arg(dest)
+        .args(extra)
+        .env("STEMFLOW_DATA_DIR", data)
+        .env_remove("STEMFLOW_PYTHON")
+        .env_remove("STEMFLOW_TRAINING_DIR");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+/// A recordings folder with one short WAV, and a destination folder path (not created).
+fn recordings_and_dest(tmp: &Path) -> (PathBuf, PathBuf) {
+    let recordings = tmp.join("recordings");
+    fs::create_dir_all(&recordings).unwrap();
+    good_mix_in(&recordings);
+    (recordings, tmp.join("dest"))
+}
+
+#[test]
+fn train_prior_missing_recordings_or_no_audio() {
+    let tmp = tempfile::tempdir().unwrap();
+    let no_audio = tmp.path().join("recordings");
+    fs::create_dir_all(no_audio.join("sub")).unwrap();
+    fs::write(no_audio.join("notes.txt"), "no audio here").unwrap();
+    fs::write(no_audio.join("sub/take.mp3"), "mp3 is not read by the trainer").unwrap();
+    let missing = tmp.path().join("no-such-recordings");
+    let dest = tmp.path().join("dest");
+    for (recordings, needle) in [
+        (&missing, "no-such-recordings does not exist"),
+        (&no_audio, "no audio files"),
+    ] {
+        let output = train_prior(tmp.path(), "strings", recordings, &dest, &[], &[]);
+        assert_clean_failure(&output, needle, &dest);
+    }
+}
+
+#[test]
+fn train_prior_bad_stem_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (recordings, dest) = recordings_and_dest(tmp.path());
+    for name in ["Strings", "../strings", "a/b", "-lead", "", "organ 2"] {
+        let output = train_prior(tmp.path(), name, &recordings, &dest, &[], &[]);
+        assert_clean_failure(&output, "not a valid stem name", &dest);
+    }
+}
+
+#[test]
+fn train_prior_existing_prior_needs_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (recordings, dest) = recordings_and_dest(tmp.path());
+    let existing = dest.join("strings");
+    fs::create_dir_all(&existing).unwrap();
+    fs::write(existing.join("manifest.json"), "{}").unwrap();
+    let output = train_prior(tmp.path(), "strings", &recordings, &dest, &[], &[]);
+    assert_clean_failure(&output, "pass --force", &tmp.path().join("nothing"));
+    let left: Vec<_> = fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["strings"], "destination changed: {left:?}");
+    assert_eq!(fs::read_to_string(existing.join("manifest.json")).unwrap(), "{}");
+    assert!(!tmp.path().join("checkpoints").exists());
+}
+
+#[test]
+fn train_prior_python_not_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (recordings, dest) = recordings_and_dest(tmp.path());
+    let missing = tmp.path().join("no-python/bin/python3");
+    let flag = [Path::new("--python"), missing.as_path()];
+    let output = train_prior(tmp.path(), "strings", &recordings, &dest, &flag, &[]);
+    assert_clean_failure(&output, "no-python/bin/python3 (from --python)", &dest);
+    let env = [("STEMFLOW_PYTHON", missing.as_path())];
+    let output = train_prior(tmp.path(), "strings", &recordings, &dest, &[], &env);
+    assert_clean_failure(&output, "(from $STEMFLOW_PYTHON)", &dest);
+    assert!(!tmp.path().join("checkpoints").exists());
+}
+
+#[test]
+fn train_prior_trainer_not_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (recordings, dest) = recordings_and_dest(tmp.path());
+    // Any existing file passes the interpreter lookup; the trainer is looked for before it runs.
+    let python = std::env::current_exe().unwrap();
+    let nowhere = tmp.path().join("no-trainer");
+    let flag = [Path::new("--python"), python.as_path()];
+    let env = [("STEMFLOW_TRAINING_DIR", nowhere.as_path())];
+    let output = train_prior(tmp.path(), "strings", &recordings, &dest, &flag, &env);
+    assert_clean_failure(
+        &output,
+        "no-trainer/stemflow_training/train.py does not exist",
+        &dest,
+    );
+}

@@ -1,5 +1,6 @@
 //! The command line's error: one variant per engine boundary, each printed as one line.
 
+use super::train_prior::TrainError;
 use crate::engine::audio_file::AudioError;
 use crate::engine::prior::PriorError;
 use crate::engine::runtime::RuntimeError;
@@ -25,6 +26,9 @@ pub enum CliError {
     /// A frame could not be separated.
     #[error(transparent)]
     Separation(#[from] SeparationError),
+    /// Training or installing a new prior failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
     /// The arguments make no sense together.
     #[error("{0}")]
     Usage(String),

@@ -1,15 +1,18 @@
 //! The command line: a thin shell over [`crate::engine`].
 //!
 //! `separate` splits a file into stems, `priors` lists the installed priors, `bench` measures the
-//! cost of separation. Every failure prints one line and exits non-zero.
+//! cost of separation, `train-prior` trains and installs a new stem's prior from recordings. Every failure prints one line and exits non-zero.
 
 mod bench;
 mod error;
 mod priors;
 mod separate;
 mod shared;
+mod train_prior;
+mod trainer;
 
 pub use error::CliError;
+pub use train_prior::TrainError;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +35,8 @@ enum Command {
     Priors(priors::PriorsArgs),
     /// Measure ms per iteration and the real-time factor of a 5-s frame, default vs paper preset.
     Bench(bench::BenchArgs),
+    /// Train a prior for a new stem from a folder of isolated recordings and install it.
+    TrainPrior(train_prior::TrainPriorArgs),
 }
 
 /// Parse the arguments, run the command, and turn any error into one line and an exit code.
@@ -42,6 +47,7 @@ pub fn main() -> ExitCode {
         Command::Separate(args) => separate::run(&cli.shared, args),
         Command::Priors(args) => priors::run(&cli.shared, args),
         Command::Bench(args) => bench::run(&cli.shared, args),
+        Command::TrainPrior(args) => train_prior::run(&cli.shared, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,7 +14,7 @@ pub struct PriorsArgs {
 }
 
 /// One line describing a verified manifest.
-fn describe(manifest: &Manifest) -> String {
+pub(super) fn describe(manifest: &Manifest) -> String {
     let m = &manifest.model;
     let field = |name: &str, value: Option<u64>| value.map(|v| format!(" {name}={v}")).unwrap_or_default();
     format!(

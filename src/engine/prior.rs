@@ -540,6 +540,12 @@ pub fn shipped_priors_dir() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// Where user-trained priors are installed (`stemflow train-prior`) and searched:
+/// `data_dir()/priors`.
+pub fn user_priors_dir() -> Option<PathBuf> {
+    data_dir().map(|d| d.join("priors"))
+}
+
 /// Where priors are looked for, first wins: `explicit`, `$STEMFLOW_PRIORS` (a path list),
 /// `data_dir()/priors` (user-trained), `<beside>/priors` for each beside dir, and the
 /// repository's `models/priors` when it exists.

@@ -1,0 +1,499 @@
+//! `stemflow train-prior`: a new stem's prior from a folder of isolated recordings ("bring your
+//! own stem"). Everything that can be checked is checked before Python starts; the Python trainer
+//! (`models/training`) then trains and exports into a temporary folder beside the destination; the
+//! export is loaded and run once by the engine, and only then renamed into place. Checkpoints go to
+//! `<data dir>/checkpoints/<stem>/`, so the same command run again resumes.
+
+use super::priors::describe;
+use super::shared::SharedArgs;
+use super::trainer::{self, RunEnd};
+use super::CliError;
+use crate::engine::constants::{BINS, FRAMES};
+use crate::engine::manifest::{is_valid_stem_name, Manifest};
+use crate::engine::prior::{user_priors_dir, Prior, PriorError};
+use crate::engine::runtime::{data_dir, Runtime};
+use clap::Args;
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// File endings the trainer reads (`stemflow_training/data.py`, `AUDIO_EXT`).
+const AUDIO_EXTENSIONS: &[&str] = &["wav", "flac", "ogg", "aif", "aiff"];
+/// Seconds of audio the trainer may take, for training and for validation: all of it.
+const ALL_AUDIO_SECONDS: &str = "100000";
+/// In a checkpoint folder: the recordings folder those checkpoints were trained on.
+const RECORDINGS_RECORD: &str = "recordings.txt";
+
+/// Arguments of `train-prior`.
+#[derive(Debug, Args)]
+pub struct TrainPriorArgs {
+    /// Name of the new stem: lowercase letters, digits, `-` and `_`, e.g. `strings`.
+    #[arg(long)]
+    pub stem: String,
+    /// Folder of isolated recordings of that instrument, searched recursively (WAV, FLAC, OGG,
+    /// AIFF; any rate, mono or stereo). Every 10th file is held out for validation.
+    #[arg(value_name = "DIR_OF_RECORDINGS")]
+    pub recordings: PathBuf,
+    /// Wall-clock limit in minutes; the prior is exported when it is reached (running the same
+    /// command again resumes from the checkpoint).
+    #[arg(long, default_value_t = 60.0)]
+    pub minutes: f64,
+    /// Optimizer steps in all (including those of resumed runs).
+    #[arg(long, default_value_t = 8000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub steps: u32,
+    /// Folder to install into; the prior becomes DIR/<stem> [default: <data dir>/priors, which
+    /// the CLI and the plugin search].
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// Python with the trainer's requirements [default: $STEMFLOW_PYTHON, else the source tree's
+    /// .venv, else python3].
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+    /// Replace a prior of that name already in the destination.
+    #[arg(long)]
+    pub force: bool,
+    /// Delete this stem's checkpoints and start over.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Flow steps (K) of a new model.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub flow_steps: u32,
+    /// Hidden channels of a new model's coupling networks.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub hidden: u32,
+    /// Training batch (random 64-frame crops).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub batch: u32,
+}
+
+/// Everything that can stop `train-prior`, each one line.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The stem name would not be accepted by the manifest check (or is a path).
+    #[error(
+        "`{name}` is not a valid stem name: use lowercase letters, digits, `-` and `_`, starting with a letter or digit"
+    )]
+    BadStemName {
+        /// The name given.
+        name: String,
+    },
+    /// The recordings folder is missing or is not a folder.
+    #[error("recordings folder {} {problem}", .path.display())]
+    Recordings {
+        /// The path given.
+        path: PathBuf,
+        /// "does not exist", "is not a folder", ...
+        problem: String,
+    },
+    /// Nothing the trainer can read under the recordings folder.
+    #[error("no audio files (.wav, .flac, .ogg, .aif, .aiff) under {}", .path.display())]
+    NoAudio {
+        /// The recordings folder.
+        path: PathBuf,
+    },
+    /// The trainer reads `dir:A,B` as a training and a validation folder.
+    #[error("the recordings folder's path {} contains `,`, which the trainer cannot take; rename or link it", .path.display())]
+    CommaInPath {
+        /// The recordings folder.
+        path: PathBuf,
+    },
+    /// The destination already holds a prior (or anything else) of that name.
+    #[error("{} already exists; pass --force to replace it", .dir.display())]
+    AlreadyInstalled {
+        /// DEST/<stem>.
+        dir: PathBuf,
+    },
+    /// None of the variables that give the data folder is set.
+    #[error("cannot find a data directory for {what}: set STEMFLOW_DATA_DIR or HOME")]
+    NoDataDir {
+        /// What it was needed for.
+        what: &'static str,
+    },
+    /// This stem's checkpoints come from another recordings folder.
+    #[error(
+        "the checkpoints in {} were trained on {other}, not {}; pass --fresh to start over",
+        .ckpt_dir.display(), .recordings.display()
+    )]
+    OtherRecordings {
+        /// The checkpoint folder.
+        ckpt_dir: PathBuf,
+        /// The folder they were trained on.
+        other: String,
+        /// The folder given now.
+        recordings: PathBuf,
+    },
+    /// No Python interpreter where one was looked for.
+    #[error("Python interpreter not found; tried: {tried}")]
+    PythonNotFound {
+        /// Every place looked at, with where the name came from.
+        tried: String,
+    },
+    /// The trainer package is not where it was looked for.
+    #[error("trainer not found: {} does not exist (looked in {from})", .script.display())]
+    TrainerNotFound {
+        /// `<dir>/stemflow_training/train.py`.
+        script: PathBuf,
+        /// Which rule gave `<dir>`.
+        from: String,
+    },
+    /// The interpreter cannot import the trainer or its requirements.
+    #[error(
+        "{} cannot import the trainer from {}: {reason} (pass --python with the requirements of models/training/requirements.txt installed)",
+        .python.display(), .trainer_dir.display()
+    )]
+    TrainerImport {
+        /// The interpreter.
+        python: PathBuf,
+        /// The folder holding `stemflow_training`.
+        trainer_dir: PathBuf,
+        /// Python's last error line.
+        reason: String,
+    },
+    /// A file operation failed.
+    #[error("cannot {action} {}: {source}", .path.display())]
+    Io {
+        /// What was being done, e.g. "create".
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The trainer exited with an error.
+    #[error("the trainer failed ({status}): {message}; nothing installed, checkpoints kept in {}", .ckpt_dir.display())]
+    TrainerFailed {
+        /// Its exit status.
+        status: String,
+        /// Its last line on stderr.
+        message: String,
+        /// Where its checkpoints are.
+        ckpt_dir: PathBuf,
+    },
+    /// Ctrl-C (or SIGTERM/SIGHUP) during training.
+    #[error(
+        "interrupted: nothing installed; checkpoints (written every 250 steps) are kept in {}: run the same command again to resume",
+        .ckpt_dir.display()
+    )]
+    Interrupted {
+        /// Where the checkpoints are.
+        ckpt_dir: PathBuf,
+    },
+    /// The exported prior did not load or run in the engine.
+    #[error("the trained prior failed validation, nothing installed: {0}")]
+    Invalid(#[source] PriorError),
+}
+
+/// Where the run reads, keeps checkpoints and installs; all checked before Python starts.
+struct Plan {
+    stem: String,
+    /// The recordings folder, absolute.
+    recordings: PathBuf,
+    /// How many audio files it holds.
+    audio_files: usize,
+    /// The folder the prior is installed in.
+    dest: PathBuf,
+    /// `dest/<stem>`.
+    target: PathBuf,
+    /// `<data dir>/checkpoints/<stem>`.
+    ckpt_dir: PathBuf,
+}
+
+/// Turns an OS error while doing `action` on `path` into a [`TrainError::Io`].
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TrainError {
+    let path = path.to_path_buf();
+    move |source| TrainError::Io { action, path, source }
+}
+
+/// How many files under `dir` (recursively, not following linked folders) the trainer reads.
+fn count_audio_files(dir: &Path) -> Result<usize, TrainError> {
+    let mut count = 0;
+    for entry in fs::read_dir(dir).map_err(io_error("read", dir))? {
+        let entry = entry.map_err(io_error("read", dir))?;
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            count += count_audio_files(&path)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| AUDIO_EXTENSIONS.iter().any(|known| known.eq_ignore_ascii_case(e)))
+        {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// The checkpoint files (`ckpt_*.pkl`) in `dir`.
+fn checkpoints(dir: &Path) -> Vec<PathBuf> {
+    let Ok(read_dir) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    read_dir
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("ckpt_") && n.ends_with(".pkl"))
+        })
+        .collect()
+}
+
+impl Plan {
+    /// Every check that needs no Python: name, recordings, destination, checkpoints.
+    fn check(args: &TrainPriorArgs) -> Result<Plan, CliError> {
+        if !(args.minutes.is_finite() && args.minutes > 0.0) {
+            return Err(CliError::Usage(format!(
+                "--minutes must be a positive number, found {}",
+                args.minutes
+            )));
+        }
+        let stem = args.stem.clone();
+        if !is_valid_stem_name(&stem) {
+            return Err(TrainError::BadStemName { name: stem }.into());
+        }
+        let recordings_error = |problem: &str| TrainError::Recordings {
+            path: args.recordings.clone(),
+            problem: problem.to_string(),
+        };
+        if !args.recordings.exists() {
+            return Err(recordings_error("does not exist").into());
+        }
+        if !args.recordings.is_dir() {
+            return Err(recordings_error("is not a folder").into());
+        }
+        let recordings = fs::canonicalize(&args.recordings).map_err(io_error("resolve", &args.recordings))?;
+        if recordings.to_string_lossy().contains(',') {
+            return Err(TrainError::CommaInPath { path: recordings }.into());
+        }
+        let audio_files = count_audio_files(&recordings)?;
+        if audio_files == 0 {
+            return Err(TrainError::NoAudio { path: recordings }.into());
+        }
+        let dest = match &args.dest {
+            Some(dest) => dest.clone(),
+            None => user_priors_dir().ok_or(TrainError::NoDataDir {
+                what: "the installed priors (or pass --dest)",
+            })?,
+        };
+        let target = dest.join(&stem);
+        if !args.force && target.symlink_metadata().is_ok() {
+            return Err(TrainError::AlreadyInstalled { dir: target }.into());
+        }
+        let ckpt_dir = data_dir()
+            .ok_or(TrainError::NoDataDir {
+                what: "the training checkpoints",
+            })?
+            .join("checkpoints")
+            .join(&stem);
+        let plan = Plan {
+            stem,
+            recordings,
+            audio_files,
+            dest,
+            target,
+            ckpt_dir,
+        };
+        if !args.fresh {
+            plan.check_checkpoint_source()?;
+        }
+        Ok(plan)
+    }
+
+    fn record_path(&self) -> PathBuf {
+        self.ckpt_dir.join(RECORDINGS_RECORD)
+    }
+
+    /// Resuming is only allowed from checkpoints of the same recordings folder.
+    fn check_checkpoint_source(&self) -> Result<(), TrainError> {
+        if checkpoints(&self.ckpt_dir).is_empty() {
+            return Ok(());
+        }
+        match fs::read_to_string(self.record_path()) {
+            Ok(other) if other.trim() != self.recordings.to_string_lossy() => {
+                Err(TrainError::OtherRecordings {
+                    ckpt_dir: self.ckpt_dir.clone(),
+                    other: other.trim().to_string(),
+                    recordings: self.recordings.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes the checkpoint folder (emptied with `fresh`) and records the recordings folder in it.
+    fn prepare_checkpoints(&self, fresh: bool) -> Result<(), TrainError> {
+        if fresh {
+            for old in checkpoints(&self.ckpt_dir) {
+                fs::remove_file(&old).map_err(io_error("remove", &old))?;
+            }
+        }
+        fs::create_dir_all(&self.ckpt_dir).map_err(io_error("create", &self.ckpt_dir))?;
+        let record = self.record_path();
+        fs::write(&record, format!("{}\n", self.recordings.display())).map_err(io_error("write", &record))
+    }
+}
+
+/// Loads the exported prior with the engine (manifest, hashes, graph interfaces) and decodes one
+/// frame from z = 0, which must come out finite.
+fn validate(runtime: &Runtime, shared: &SharedArgs, dir: &Path) -> Result<Manifest, TrainError> {
+    let mut prior = Prior::load(runtime, dir, &shared.session_options()).map_err(TrainError::Invalid)?;
+    let z = vec![0.0f32; BINS * FRAMES];
+    let mut s = vec![0.0f32; BINS * FRAMES];
+    prior
+        .decode_into(&z, FRAMES, &mut s)
+        .map_err(TrainError::Invalid)?;
+    Ok(prior.manifest().clone())
+}
+
+/// Renames `staged` to `target`; with `replace`, an existing `target` is first moved into `trash`
+/// (inside the temporary folder, removed with it) and put back if the second rename fails.
+fn install(staged: &Path, target: &Path, replace: bool, trash: &Path) -> Result<(), TrainError> {
+    let old = trash.join("replaced");
+    let had_old = target.symlink_metadata().is_ok();
+    if had_old {
+        if !replace {
+            return Err(TrainError::AlreadyInstalled {
+                dir: target.to_path_buf(),
+            });
+        }
+        fs::rename(target, &old).map_err(io_error("move aside", target))?;
+    }
+    fs::rename(staged, target).map_err(|e| {
+        if had_old {
+            let _ = fs::rename(&old, target);
+        }
+        io_error("install into", target)(e)
+    })
+}
+
+/// Run `train-prior`: check, train (streaming the trainer's log), validate, install.
+pub fn run(shared: &SharedArgs, args: TrainPriorArgs) -> Result<(), CliError> {
+    let plan = Plan::check(&args)?;
+    let python = trainer::locate_python(args.python.as_deref())?;
+    let trainer_dir = trainer::locate_trainer()?;
+    trainer::check_imports(&python, &trainer_dir)?;
+    let runtime = shared.runtime()?;
+    fs::create_dir_all(&plan.dest).map_err(io_error("create", &plan.dest))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".train-{}-", plan.stem))
+        .tempdir_in(&plan.dest)
+        .map_err(io_error("create a temporary folder in", &plan.dest))?;
+    let staged = staging.path().join(&plan.stem);
+    plan.prepare_checkpoints(args.fresh)?;
+    println!(
+        "training prior `{}` from {} audio file(s) in {} with {}",
+        plan.stem,
+        plan.audio_files,
+        plan.recordings.display(),
+        python.display()
+    );
+    println!(
+        "checkpoints: {} (run the same command again to resume; --fresh starts over)",
+        plan.ckpt_dir.display()
+    );
+    let mut command = trainer::python_command(&python, &trainer_dir);
+    command.args(["-m", "stemflow_training.train"]);
+    let settings: [(&str, OsString); 11] = [
+        ("--stem", plan.stem.clone().into()),
+        ("--source", format!("dir:{}", plan.recordings.display()).into()),
+        ("--seconds-of-audio", ALL_AUDIO_SECONDS.into()),
+        ("--valid-seconds", ALL_AUDIO_SECONDS.into()),
+        ("--steps", args.steps.to_string().into()),
+        ("--batch", args.batch.to_string().into()),
+        ("--flow-steps", args.flow_steps.to_string().into()),
+        ("--hidden", args.hidden.to_string().into()),
+        ("--max-minutes", args.minutes.to_string().into()),
+        ("--out", staged.clone().into()),
+        ("--ckpt-dir", plan.ckpt_dir.clone().into()),
+    ];
+    for (flag, value) in settings {
+        command.arg(flag).arg(value);
+    }
+    let interrupted = || TrainError::Interrupted {
+        ckpt_dir: plan.ckpt_dir.clone(),
+    };
+    match trainer::run_streamed(command).map_err(io_error("run", &python))? {
+        RunEnd::Interrupted => return Err(interrupted().into()),
+        RunEnd::Exited {
+            status,
+            last_error_line,
+        } if !status.success() => {
+            return Err(TrainError::TrainerFailed {
+                status: status.to_string(),
+                message: last_error_line.unwrap_or_else(|| "no message".into()),
+                ckpt_dir: plan.ckpt_dir.clone(),
+            }
+            .into())
+        }
+        RunEnd::Exited { .. } => {}
+    }
+    let manifest = validate(&runtime, shared, &staged)?;
+    if trainer::stop_requested() {
+        return Err(interrupted().into());
+    }
+    install(&staged, &plan.target, args.force, staging.path())?;
+    drop(staging);
+    let bits = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.3}"));
+    println!(
+        "installed prior `{}` ({}, {} steps, bits/dim train {} valid {}) in {}",
+        plan.stem,
+        describe(&manifest),
+        manifest.training.steps.unwrap_or(0),
+        bits(manifest.training.train_bits_per_dim),
+        bits(manifest.training.valid_bits_per_dim),
+        plan.target.display()
+    );
+    if !shared.search_dirs().contains(&plan.dest) {
+        println!(
+            "{} is not searched by default: pass --priors {0} or add it to $STEMFLOW_PRIORS",
+            plan.dest.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_files_are_counted_recursively_by_ending() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tmp.path().join("a/b")).unwrap();
+        for name in [
+            "x.WAV",
+            "a/y.flac",
+            "a/b/z.Aiff",
+            "a/b/w.ogg",
+            "notes.txt",
+            "a/take.mp3",
+        ] {
+            fs::write(tmp.path().join(name), "").unwrap();
+        }
+        assert_eq!(count_audio_files(tmp.path()).unwrap(), 4);
+    }
+
+    #[test]
+    fn install_replaces_only_when_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (staged, target, trash) = (
+            tmp.path().join("new"),
+            tmp.path().join("stem"),
+            tmp.path().join("trash"),
+        );
+        for dir in [&staged, &target, &trash] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        fs::write(staged.join("manifest.json"), "new").unwrap();
+        fs::write(target.join("manifest.json"), "old").unwrap();
+        assert!(matches!(
+            install(&staged, &target, false, &trash),
+            Err(TrainError::AlreadyInstalled { .. })
+        ));
+        assert_eq!(fs::read_to_string(target.join("manifest.json")).unwrap(), "old");
+        install(&staged, &target, true, &trash).unwrap();
+        assert_eq!(fs::read_to_string(target.join("manifest.json")).unwrap(), "new");
+        assert!(!staged.exists());
+    }
+}
