@@ -1,4 +1,5 @@
-//! Project tasks: `cargo xtask setup`, `cargo xtask test` and `cargo xtask bundle stemflow [--release]`.
+//! Project tasks: `cargo xtask setup`, `cargo xtask test`, `cargo xtask bundle stemflow [--release]`
+//! and `cargo xtask train-prior --stem STEM` (see `train.rs`).
 //!
 //! `setup` is idempotent: it fetches the ONNX Runtime library from the `onnxruntime` wheel on the
 //! Python package index with pip, checks its sha256 and installs it in the set-up location
@@ -6,6 +7,7 @@
 //! the engine looks for it last. `setup --python` also makes the training venv (`.venv`).
 
 mod bundle;
+mod train;
 
 use sha2::{Digest, Sha256};
 use std::env;
@@ -46,7 +48,11 @@ fn main() -> ExitCode {
         Some("setup") => setup(args.iter().any(|a| a == "--python")),
         Some("test") => test(),
         Some("bundle") => bundle_plugin(&args[1..]),
-        _ => Err("usage: cargo xtask <setup [--python] | test | bundle stemflow [--release]>".to_string()),
+        Some("train-prior") => train::train_prior(&repo_root(), &args[1..]),
+        _ => Err(
+            "usage: cargo xtask <setup [--python] | test | bundle stemflow [--release] | train-prior --stem STEM>"
+                .to_string(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
