@@ -32,11 +32,11 @@ fn good_mix_in(dir: &Path) -> PathBuf {
     path
 }
 
-/// Copy of the shipped priors in a temp dir, to break on purpose.
+/// Copy of the two synthetic test priors (`tests/fixtures/priors`) in a temp dir, to break on purpose.
 fn copy_priors(into: &Path) -> PathBuf {
     let dst = into.join("priors");
     for stem in ["sine", "noise"] {
-        let from = repo("models/priors").join(stem);
+        let from = repo("tests/fixtures/priors").join(stem);
         fs::create_dir_all(dst.join(stem)).unwrap();
         for entry in fs::read_dir(&from).unwrap() {
             let entry = entry.unwrap();
@@ -148,7 +148,7 @@ fn unknown_stem() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     assert_clean_failure(
-        &separate(&good_mix_in(tmp.path()), &out, &["--stems", "sine,kazoo"]),
+        &separate(&good_mix_in(tmp.path()), &out, &["--stems", "bass,kazoo"]),
         "kazoo",
         &out,
     );

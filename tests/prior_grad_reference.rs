@@ -1,11 +1,11 @@
-//! The shipped `sine` prior's exported adjoint graph against reference values computed by JAX
-//! autograd (`python -m stemflow_training.make_reference`), so the Rust side checks the gradient
-//! without Python: max error ≤ 1e-4 of the reference's largest magnitude, float32.
+//! The `sine` test prior's (`tests/fixtures/priors/sine`) exported adjoint graph against reference
+//! values computed by JAX autograd (`python -m stemflow_training.make_reference`), so the Rust side
+//! checks the gradient without Python: max error ≤ 1e-4 of the reference's largest magnitude, float32.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use stemflow::engine::manifest::Manifest;
-use stemflow::engine::prior::{shipped_priors_dir, Prior};
+use stemflow::engine::prior::Prior;
 use stemflow::engine::runtime::{Runtime, RuntimeOptions, SessionOptions};
 
 fn fixture() -> PathBuf {
@@ -36,7 +36,7 @@ fn exported_gradient_matches_autograd_reference() {
     let reference: Value =
         serde_json::from_str(&std::fs::read_to_string(fixture().join("reference.json")).unwrap()).unwrap();
     let stem = reference["stem"].as_str().unwrap();
-    let dir = shipped_priors_dir().unwrap().join(stem);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/priors").join(stem);
     let manifest = Manifest::load_verified(&dir).unwrap();
     assert_eq!(
         manifest

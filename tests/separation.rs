@@ -1,12 +1,12 @@
-//! Whole-engine tests with the shipped priors: a two-source synthetic mix separates well, stems
-//! sum to the input in consistent mode (any rate, stereo), and the `Separator` API reports
-//! progress and can be cancelled.
+//! Whole-engine tests with the two synthetic test priors (`tests/fixtures/priors`): a two-source
+//! synthetic mix separates well, stems sum to the input in consistent mode (any rate, stereo), and
+//! the `Separator` API reports progress and can be cancelled.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use stemflow::engine::audio_file::read_all;
 use stemflow::engine::metrics::{median, segment_sdrs};
-use stemflow::engine::prior::{shipped_priors_dir, Prior};
+use stemflow::engine::prior::Prior;
 use stemflow::engine::runtime::{Runtime, RuntimeOptions, SessionOptions};
 use stemflow::engine::separate_file::separate_file;
 use stemflow::engine::separator::{SeparationError, Separator};
@@ -22,7 +22,7 @@ fn runtime() -> std::sync::Arc<Runtime> {
 
 fn priors(stems: &[&str]) -> Vec<Prior> {
     let runtime = runtime();
-    let dir = shipped_priors_dir().expect("models/priors");
+    let dir = repo("tests/fixtures/priors");
     stems
         .iter()
         .map(|stem| Prior::load(&runtime, &dir.join(stem), &SessionOptions::default()).unwrap())

@@ -216,6 +216,8 @@ def main(argv=None):
     ap.add_argument('--stems', default=','.join(STEMS))
     ap.add_argument('--segment-seconds', type=float, default=5.0)
     ap.add_argument('--limit', type=int, default=0, help='first N mixtures only (sorted by name)')
+    ap.add_argument('--max-seconds', type=float, default=0.0,
+                    help='evaluate only the first S seconds of each piece (e.g. 14: three 5-s frames)')
     ap.add_argument('--shard', default=None, metavar='K/N',
                     help='only mixtures K, K+N, K+2N, ... (0-based, after --limit): run N processes in parallel '
                          'with --no-baselines, then once without --shard to print the table from the cache')
@@ -287,6 +289,13 @@ def main(argv=None):
     for mp in mixes:
         pid = os.path.splitext(os.path.basename(mp))[0]
         mix = read_mono(mp)
+        if args.max_seconds:
+            # the first --max-seconds of the piece: a cropped copy (22.05 kHz mono) is what Glow separates
+            mix = mix[:int(round(args.max_seconds * SAMPLE_RATE))]
+            import soundfile as sf
+            mp = os.path.join(args.work, f'crop-{args.max_seconds:g}s', f'{pid}.wav')
+            os.makedirs(os.path.dirname(mp), exist_ok=True)
+            sf.write(mp, mix.astype(np.float32), SAMPLE_RATE, subtype='FLOAT')
         refs = {s: read_mono(os.path.join(args.references, pid, f'{s}.wav')) for s in stems}
         n = len(mix)
         refs = {s: np.pad(r, (0, max(0, n - len(r))))[:n] for s, r in refs.items()}
@@ -300,6 +309,7 @@ def main(argv=None):
                 est = nmf_separate(mix, how[1], args.nmf_iters, np.random.default_rng(0))
             elif how[0] == 'glow':
                 out = os.path.join(args.work, f"glow-{priors_key(args.glow, stems)}-{how[1].replace(':', '-')}"
+                                   + (f"-first{args.max_seconds:g}s" if args.max_seconds else '')
                                    + (f"-{hashlib.sha256(args.glow_args.encode()).hexdigest()[:8]}" if args.glow_args else ''),
                                    pid)
                 if not all(os.path.exists(os.path.join(out, f'{s}.wav')) for s in stems):

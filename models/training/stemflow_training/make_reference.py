@@ -1,6 +1,6 @@
 """Reference vectors for the Rust tests: tests/fixtures/grad_reference/.
 
-    python -m stemflow_training.make_reference [--prior models/priors/sine]
+    python -m stemflow_training.make_reference [--prior tests/fixtures/priors/sine]
 
 Weights are read from the prior's grad.onnx initializers (the exact float32 values
 shipped); s, grad_z and logp are then computed by jax.grad of
@@ -46,7 +46,7 @@ def params_from_onnx(prior_dir):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--prior', default=os.path.join(ROOT, 'models', 'priors', 'sine'))
+    ap.add_argument('--prior', default=os.path.join(ROOT, 'tests', 'fixtures', 'priors', 'sine'))
     ap.add_argument('--out', default=os.path.join(ROOT, 'tests', 'fixtures', 'grad_reference'))
     a = ap.parse_args()
     import jax

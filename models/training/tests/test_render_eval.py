@@ -99,7 +99,8 @@ def test_fluidsynth_renders_a_note():
 def test_prior_check_prefers_own_source(tmp_path):
     import soundfile as sf
     from stemflow_training import prior_check, synth
-    priors = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'priors')
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    priors = os.path.join(repo, 'tests', 'fixtures', 'priors')
     for kind in ('sine', 'noise'):
         os.makedirs(tmp_path / kind)
         for i in range(2):
