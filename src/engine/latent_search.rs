@@ -13,6 +13,12 @@ use crate::engine::optimizer::Adam;
 use crate::engine::prior::{Prior, PriorError};
 use crate::engine::settings::SeparationSettings;
 
+/// Every latent coordinate is kept within ±`LATENT_BOUND` after each update. A latent of a
+/// trained flow is N(0, 1): |z| > 8 has probability ~1e-15, so the bound never constrains a
+/// plausible source, but it stops a divergent search (large learning rate, strong MAP term) from
+/// walking to where the flow's output overflows and the whole frame fails with a non-finite stem.
+pub const LATENT_BOUND: f32 = 8.0;
+
 /// Why a search stopped without a result.
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
@@ -264,10 +270,14 @@ impl LatentSearch {
         Ok(data_term - gamma as f64 * log_prior)
     }
 
-    /// The update rule: one Adam step on every zᵢ along its gradient.
+    /// The update rule: one Adam step on every zᵢ along its gradient, then zᵢ clamped to
+    /// ±[`LATENT_BOUND`].
     fn update(&mut self) {
         for ((z, grad), adam) in self.latents.iter_mut().zip(&self.grads).zip(&mut self.adams) {
             adam.step(z, grad);
+            for v in z.iter_mut() {
+                *v = v.clamp(-LATENT_BOUND, LATENT_BOUND);
+            }
         }
     }
 }
@@ -344,6 +354,27 @@ mod tests {
             .run(&mut priors, &mix, &progress, &AtomicBool::new(false))
             .unwrap();
         assert_eq!(search.objective_history(), &again[..]);
+    }
+
+    #[test]
+    fn a_divergent_search_stays_within_the_latent_bound_and_finite() {
+        let frames = 4;
+        let (mut priors, mix) = problem(frames);
+        let mut wild = settings(40);
+        wild.adam.learning_rate = 50.0;
+        wild.objective = Objective::Map { gamma: 1.0 };
+        let mut search = LatentSearch::new(2, frames, wild);
+        search
+            .run(&mut priors, &mix, &Progress::new(), &AtomicBool::new(false))
+            .unwrap();
+        for z in search.latents() {
+            assert!(
+                z.iter().all(|v| v.abs() <= LATENT_BOUND),
+                "a latent left the bound"
+            );
+        }
+        assert!(search.latents().iter().flatten().any(|v| v.abs() == LATENT_BOUND));
+        assert!(search.stems().iter().flatten().all(|v| v.is_finite()));
     }
 
     #[test]
