@@ -170,6 +170,13 @@ def stemflow_cmd():
     return ['cargo', 'run', '--release', '--quiet', '--manifest-path', os.path.join(REPO, 'Cargo.toml'), '--']
 
 
+def file_key(path):
+    """Short hash of a mixture file's bytes: two sets with the same piece names (e.g. valid and
+    valid-heldout-sf) never share cached estimates."""
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()[:8]
+
+
 def priors_key(priors, stems):
     """Short hash of the priors' manifests: the estimate cache never mixes two sets of priors."""
     h = hashlib.sha256()
@@ -311,7 +318,7 @@ def main(argv=None):
                 out = os.path.join(args.work, f"glow-{priors_key(args.glow, stems)}-{how[1].replace(':', '-')}"
                                    + (f"-first{args.max_seconds:g}s" if args.max_seconds else '')
                                    + (f"-{hashlib.sha256(args.glow_args.encode()).hexdigest()[:8]}" if args.glow_args else ''),
-                                   pid)
+                                   f"{pid}-{file_key(mp)}")
                 if not all(os.path.exists(os.path.join(out, f'{s}.wav')) for s in stems):
                     run_glow(mp, out, args.glow, how[1], stems, args.glow_args.split())
                 est = {s: read_mono(os.path.join(out, f'{s}.wav')) for s in stems}
