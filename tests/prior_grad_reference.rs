@@ -36,7 +36,9 @@ fn exported_gradient_matches_autograd_reference() {
     let reference: Value =
         serde_json::from_str(&std::fs::read_to_string(fixture().join("reference.json")).unwrap()).unwrap();
     let stem = reference["stem"].as_str().unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/priors").join(stem);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/priors")
+        .join(stem);
     let manifest = Manifest::load_verified(&dir).unwrap();
     assert_eq!(
         manifest
