@@ -45,8 +45,14 @@ pub fn main() -> ExitCode {
     shared::init_logging(cli.shared.verbose);
     let result = match cli.command {
         Command::Separate(args) => separate::run(&cli.shared, args),
-        Command::Priors(args) => priors::run(&cli.shared, args),
-        Command::Bench(args) => bench::run(&cli.shared, args),
+        Command::Priors(args) => {
+            shared::exit_quietly_on_closed_pipe();
+            priors::run(&cli.shared, args)
+        }
+        Command::Bench(args) => {
+            shared::exit_quietly_on_closed_pipe();
+            bench::run(&cli.shared, args)
+        }
         Command::TrainPrior(args) => train_prior::run(&cli.shared, args),
     };
     match result {

@@ -103,3 +103,14 @@ impl SharedArgs {
             .collect()
     }
 }
+
+/// For commands that only print (`priors`, `bench`): a closed stdout (`stemflow priors | head`)
+/// ends the process quietly, as for any Unix tool, instead of panicking inside `println!`.
+/// Commands that write files keep Rust's default, so their clean-up code always runs.
+pub fn exit_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
