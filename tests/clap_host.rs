@@ -279,8 +279,9 @@ struct RenderSpec<'a> {
 }
 
 impl<'a> RenderSpec<'a> {
-    /// Realtime at `rate` in `blocks`, with no events and no wait.
-    fn realtime(rate: f64, blocks: &'a [usize]) -> Self {
+    /// Realtime at `rate` in `blocks`, with no events, no fuzz and no wait; tests override the
+    /// fields they need (`offline`, `first_events`, ...) with struct-update syntax.
+    fn new(rate: f64, blocks: &'a [usize]) -> Self {
         RenderSpec {
             rate,
             blocks,
@@ -549,12 +550,9 @@ fn every_rate_and_block_size_is_clean_aligned_and_sums_to_the_input() {
                 &mut instance,
                 &input,
                 RenderSpec {
-                    rate,
-                    blocks: &[block],
-                    offline: false,
                     first_events: std::slice::from_ref(&quick),
-                    fuzz: None,
                     settle,
+                    ..RenderSpec::new(rate, &[block])
                 },
             );
             let what = format!("{rate} Hz, block {block}");
@@ -617,7 +615,7 @@ fn mono_layout_is_offered_and_processes_cleanly() {
         RenderSpec {
             first_events: std::slice::from_ref(&quick),
             settle: std::time::Duration::from_secs(4),
-            ..RenderSpec::realtime(rate, &[512])
+            ..RenderSpec::new(rate, &[512])
         },
     );
     assert_eq!(out.latency, latency_expected, "mono: latency");
@@ -656,12 +654,9 @@ fn reported_latency_equals_the_measured_alignment() {
         &mut instance,
         &input,
         RenderSpec {
-            rate,
-            blocks: &[512],
             offline: true,
             first_events: &[quick],
-            fuzz: None,
-            settle: Default::default(),
+            ..RenderSpec::new(rate, &[512])
         },
     );
     let sum = stem_sum(&out);
@@ -698,12 +693,8 @@ fn state_round_trips_and_bad_states_load_defaults() {
         &mut a,
         &input,
         RenderSpec {
-            rate: 44_100.0,
-            blocks: &[256],
-            offline: false,
             first_events: &events,
-            fuzz: None,
-            settle: Default::default(),
+            ..RenderSpec::new(44_100.0, &[256])
         },
     );
     let set_values = param_values(&mut a);
@@ -751,18 +742,7 @@ fn state_round_trips_and_bad_states_load_defaults() {
             &mut &b"{\"params\":{\"gain_1\":\"loud\"},\"fields\":{}}"[..],
         );
     }
-    let out = render(
-        &mut d,
-        &input,
-        RenderSpec {
-            rate: 44_100.0,
-            blocks: &[64],
-            offline: false,
-            first_events: &[],
-            fuzz: None,
-            settle: Default::default(),
-        },
-    );
+    let out = render(&mut d, &input, RenderSpec::new(44_100.0, &[64]));
     assert_clean(&out, "after a corrupt state");
 }
 
@@ -846,12 +826,9 @@ fn offline_bounce_equals_the_cli() {
         &mut instance,
         &padded,
         RenderSpec {
-            rate,
-            blocks: &[512, 77, 4096],
             offline: true,
             first_events: &[quick],
-            fuzz: None,
-            settle: Default::default(),
+            ..RenderSpec::new(rate, &[512, 77, 4096])
         },
     );
     assert_eq!(out.latency, d);
@@ -909,12 +886,8 @@ fn parameter_fuzz_does_not_crash() {
         &mut instance,
         &input,
         RenderSpec {
-            rate,
-            blocks: &[1, 333, 8192, 64, 4000],
-            offline: false,
-            first_events: &[],
             fuzz: Some(&mut fuzz),
-            settle: Default::default(),
+            ..RenderSpec::new(rate, &[1, 333, 8192, 64, 4000])
         },
     );
     assert_clean(&out, "fuzz");
@@ -946,12 +919,8 @@ fn passthrough_child() {
         &mut instance,
         &input,
         RenderSpec {
-            rate,
-            blocks: &[512],
             offline: true,
-            first_events: &[],
-            fuzz: None,
-            settle: Default::default(),
+            ..RenderSpec::new(rate, &[512])
         },
     );
     assert_eq!(out.latency, d);

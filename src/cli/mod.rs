@@ -1,7 +1,8 @@
 //! The command line: a thin shell over [`crate::engine`].
 //!
 //! `separate` splits a file into stems, `priors` lists the installed priors, `bench` measures the
-//! cost of separation, `train-prior` trains and installs a new stem's prior from recordings. Every failure prints one line and exits non-zero.
+//! cost of separation, `train-prior` trains and installs a new stem's prior from recordings. Every
+//! failure prints one line and exits non-zero.
 
 mod bench;
 mod error;

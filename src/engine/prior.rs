@@ -556,7 +556,7 @@ pub fn default_search_dirs(explicit: Option<&Path>, beside: &[PathBuf]) -> Vec<P
     search_dirs_from(
         explicit,
         &env,
-        data_dir().as_deref(),
+        user_priors_dir().as_deref(),
         beside,
         shipped_priors_dir().as_deref(),
     )
@@ -566,14 +566,14 @@ pub fn default_search_dirs(explicit: Option<&Path>, beside: &[PathBuf]) -> Vec<P
 pub fn search_dirs_from(
     explicit: Option<&Path>,
     env: &[PathBuf],
-    data_dir: Option<&Path>,
+    user_priors: Option<&Path>,
     beside: &[PathBuf],
     shipped: Option<&Path>,
 ) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     dirs.extend(explicit.map(Path::to_path_buf));
     dirs.extend(env.iter().cloned());
-    dirs.extend(data_dir.map(|d| d.join("priors")));
+    dirs.extend(user_priors.map(Path::to_path_buf));
     dirs.extend(beside.iter().map(|d| d.join("priors")));
     dirs.extend(shipped.map(Path::to_path_buf));
     let mut unique = Vec::with_capacity(dirs.len());
@@ -782,7 +782,7 @@ mod tests {
         let dirs = search_dirs_from(
             Some(Path::new("/explicit")),
             &[PathBuf::from("/env1"), PathBuf::from("/env2")],
-            Some(Path::new("/data")),
+            Some(Path::new("/data/priors")),
             &[PathBuf::from("/exe")],
             Some(Path::new("/repo/models/priors")),
         );

@@ -310,7 +310,7 @@ def render_piece(piece, synths, cache_dir, heldout, split, extra=None, sr=SR):
         z = np.zeros(n, dtype=np.float64)
         z[:len(y)] = y
         z = z[first:first + max_len]
-        out[stem] = z * 10 ** ((gain_db - _active_rms_db(z)) / 20.0)
+        out[stem] = z * 10 ** ((gain_db - _active_rms_db(z, sr)) / 20.0)
     if extra:
         xr = np.random.default_rng([piece['seed'], 5, int(heldout)])
         beats = max((st + d for pp in parts.values() for st, d, _, _ in pp), default=0.0)
@@ -328,7 +328,7 @@ def render_piece(piece, synths, cache_dir, heldout, split, extra=None, sr=SR):
         z[:m] = y[:m]
         z = z[first:]
         gain_db = float(xr.uniform(-30.0, -18.0))
-        out[extra] = z * 10 ** ((gain_db - _active_rms_db(z)) / 20.0)
+        out[extra] = z * 10 ** ((gain_db - _active_rms_db(z, sr)) / 20.0)
         spec['extra'] = {'stem': extra, 'material': style, 'soundfont': sfn, 'bank': 0, 'program': program,
                          'notes': len(secs), 'reverb': reverb, 'target_rms_dbfs': round(gain_db, 2), 'articulation': art}
     return spec, out
@@ -339,8 +339,9 @@ def _first_sound(y, thresh=1e-4):
     return int(idx[0]) if len(idx) else len(y)
 
 
-def _active_rms_db(y):
-    fr = 2205
+def _active_rms_db(y, sr=SR):
+    """RMS in dBFS of the 100-ms frames above -60 dBFS."""
+    fr = sr // 10
     k = len(y) // fr
     if k == 0:
         return -120.0
