@@ -255,6 +255,19 @@ fn gamma_without_map_is_refused() {
     );
 }
 
+#[test]
+fn level_calibration_out_of_range_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    for bad in ["-1", "5", "NaN"] {
+        assert_clean_failure(
+            &separate(&good_mix_in(tmp.path()), &out, &["--level-calibration", bad]),
+            "level-calibration",
+            &out,
+        );
+    }
+}
+
 /// `stemflow train-prior --stem STEM RECORDINGS --dest DEST EXTRA...`, its checkpoints under
 /// `data` (never the user's data dir) and no interpreter or trainer from the environment unless
 /// `env` names one.

@@ -5,7 +5,7 @@ use super::CliError;
 use crate::engine::audio_file::AudioReader;
 use crate::engine::separate_file::{separate_file, JobProgress, SeparateFileError};
 use crate::engine::separator::Separator;
-use crate::engine::settings::{Objective, OutputMode, Preset};
+use crate::engine::settings::{Objective, OutputMode, Preset, DEFAULT_CALIBRATION_SAMPLES};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -48,6 +48,10 @@ pub struct SeparateArgs {
     /// Output mode: consistent (stems sum to the mix) or mixture-phase (the paper's).
     #[arg(long)]
     pub mode: Option<OutputMode>,
+    /// Level calibration strength in [0, 4]: each prior's output is scaled per frequency bin
+    /// towards its mean level by (E[f(z)]/f(0))^STRENGTH (0 = off, the paper; default 0.5).
+    #[arg(long, value_name = "STRENGTH")]
+    pub level_calibration: Option<f32>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -70,6 +74,19 @@ impl SeparateArgs {
         }
         if let Some(mode) = self.mode {
             settings.mode = mode;
+        }
+        if let Some(strength) = self.level_calibration {
+            if !(strength.is_finite() && (0.0..=4.0).contains(&strength)) {
+                return Err(CliError::Usage(format!(
+                    "--level-calibration must be in [0, 4], found {strength}"
+                )));
+            }
+            settings.calibration_strength = strength;
+            if strength == 0.0 {
+                settings.calibration_samples = 0;
+            } else if settings.calibration_samples == 0 {
+                settings.calibration_samples = DEFAULT_CALIBRATION_SAMPLES;
+            }
         }
         settings.objective = match (self.objective, self.gamma) {
             (Some(ObjectiveArg::Map), gamma) => {

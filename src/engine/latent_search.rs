@@ -109,6 +109,13 @@ pub struct LatentSearch {
     sum: Vec<f32>,
     /// ∂D/∂sᵢ = 1 − X/(Σs + ε), shared by all stems.
     cotangent: Vec<f32>,
+    /// Each stem's per-bin output gain (see `level_calibration`): sᵢ = gᵢ ⊙ fᵢ(zᵢ). Ones unless
+    /// [`LatentSearch::set_level_gains`] was called.
+    level_gains: Vec<Vec<f32>>,
+    /// The cotangent scaled by one stem's gains, ∂D/∂fᵢ(zᵢ) = gᵢ ⊙ ∂D/∂sᵢ.
+    stem_cotangent: Vec<f32>,
+    /// Where the gradient graph writes its (uncalibrated) f(z), which the search does not need.
+    graph_output: Vec<f32>,
     /// The objective at every iteration of the last run, then after the final decode.
     history: Vec<f64>,
 }
@@ -127,6 +134,9 @@ impl LatentSearch {
             grads: buffers(),
             sum: vec![0.0; len],
             cotangent: vec![0.0; len],
+            level_gains: vec![vec![1.0; BINS]; n_stems],
+            stem_cotangent: vec![0.0; len],
+            graph_output: vec![0.0; len],
             history: Vec::with_capacity(settings.iterations + 1),
         }
     }
@@ -144,6 +154,34 @@ impl LatentSearch {
     /// The settings in use.
     pub fn settings(&self) -> &SeparationSettings {
         &self.settings
+    }
+
+    /// Sets stem `stem`'s per-bin output gains (513 values, positive and finite), e.g. from
+    /// [`crate::engine::level_calibration::level_gains`].
+    pub fn set_level_gains(&mut self, stem: usize, gains: &[f32]) -> Result<(), SearchError> {
+        if gains.len() != BINS {
+            return Err(SearchError::Shape {
+                what: "level gains",
+                expected: BINS,
+                found: gains.len(),
+            });
+        }
+        if stem >= self.n_stems() {
+            return Err(SearchError::Shape {
+                what: "stem index",
+                expected: self.n_stems(),
+                found: stem,
+            });
+        }
+        for (g, &v) in self.level_gains[stem].iter_mut().zip(gains) {
+            *g = if v.is_finite() && v > 0.0 { v } else { 1.0 };
+        }
+        Ok(())
+    }
+
+    /// Each stem's per-bin output gains.
+    pub fn level_gains(&self) -> &[Vec<f32>] {
+        &self.level_gains
     }
 
     /// The paper's start: every zᵢ = 0 and fresh optimizer state.
@@ -239,10 +277,19 @@ impl LatentSearch {
         Ok(())
     }
 
-    /// sᵢ = fᵢ(zᵢ) for every stem, and Σs.
+    /// sᵢ = gᵢ ⊙ fᵢ(zᵢ) for every stem, and Σs.
     fn decode_all(&mut self, priors: &mut [Prior]) -> Result<(), SearchError> {
-        for ((prior, z), s) in priors.iter_mut().zip(&self.latents).zip(&mut self.stems) {
-            prior.decode_into(z, self.frames, s)?;
+        let frames = self.frames;
+        for (((prior, z), s), gains) in priors
+            .iter_mut()
+            .zip(&self.latents)
+            .zip(&mut self.stems)
+            .zip(&self.level_gains)
+        {
+            prior.decode_into(z, frames, s)?;
+            for (row, &gain) in s.chunks_exact_mut(frames).zip(gains) {
+                row.iter_mut().for_each(|v| *v *= gain);
+            }
         }
         self.sum.fill(0.0);
         for s in &self.stems {
@@ -258,14 +305,24 @@ impl LatentSearch {
         self.decode_all(priors)?;
         let data_term = kl_divergence(mix_mag, &self.sum);
         kl_cotangent_into(mix_mag, &self.sum, &mut self.cotangent);
+        let frames = self.frames;
         let mut log_prior = 0.0f64;
-        for (((prior, z), s), grad) in priors
+        for (((prior, z), grad), gains) in priors
             .iter_mut()
             .zip(&self.latents)
-            .zip(&mut self.stems)
             .zip(&mut self.grads)
+            .zip(&self.level_gains)
         {
-            log_prior += prior.grad_into(z, &self.cotangent, gamma, self.frames, s, grad)? as f64;
+            for ((out, row), &gain) in self
+                .stem_cotangent
+                .chunks_exact_mut(frames)
+                .zip(self.cotangent.chunks_exact(frames))
+                .zip(gains)
+            {
+                out.iter_mut().zip(row).for_each(|(o, &c)| *o = c * gain);
+            }
+            log_prior += prior.grad_into(z, &self.stem_cotangent, gamma, frames, &mut self.graph_output, grad)?
+                as f64;
         }
         Ok(data_term - gamma as f64 * log_prior)
     }
@@ -395,6 +452,48 @@ mod tests {
         // At z = 0 both see the same data term; MAP subtracts γ·Σ log p, which is nonzero.
         let difference = search.objective_history()[0] - mle.objective_history()[0];
         assert!(difference.abs() > 1.0, "{difference}");
+    }
+
+    #[test]
+    fn level_gains_scale_the_stems_and_their_gradient() {
+        let frames = 4;
+        let (mut priors, mix) = problem(frames);
+        let mut search = LatentSearch::new(2, frames, settings(1));
+        let gains: Vec<f32> = (0..BINS).map(|b| 1.0 + 0.5 * (b as f32 * 0.7).sin()).collect();
+        search.set_level_gains(0, &gains).unwrap();
+        assert!(search.set_level_gains(0, &gains[1..]).is_err());
+        assert!(search.set_level_gains(2, &gains).is_err());
+        search.start_from_zero();
+        for (i, z) in search.latents_mut().iter_mut().enumerate() {
+            for (j, v) in z.iter_mut().enumerate() {
+                *v = 0.3 * ((j as f32) * 0.11 + i as f32).sin();
+            }
+        }
+        let objective = search.evaluate(&mut priors, &mix, 0.0).unwrap();
+        // The stems are gains ⊙ f(z).
+        let mut plain = vec![0.0f32; BINS * frames];
+        priors[0].decode_into(&search.latents()[0], frames, &mut plain).unwrap();
+        for (idx, (&s, &p)) in search.stems()[0].iter().zip(&plain).enumerate() {
+            let expected = p * gains[idx / frames];
+            assert!((s - expected).abs() <= 1e-6 * expected.abs().max(1.0), "stem 0 at {idx}");
+        }
+        // The gradient is that of D(X ‖ Σ gᵢ ⊙ fᵢ(zᵢ)): central differences on a few coordinates.
+        let grads = search.grads.clone();
+        for &(stem, idx) in &[(0usize, 3usize), (0, 700), (0, 1500), (1, 42)] {
+            let h = 1e-2f32;
+            let z0 = search.latents()[stem][idx];
+            search.latents_mut()[stem][idx] = z0 + h;
+            let plus = search.evaluate(&mut priors, &mix, 0.0).unwrap();
+            search.latents_mut()[stem][idx] = z0 - h;
+            let minus = search.evaluate(&mut priors, &mix, 0.0).unwrap();
+            search.latents_mut()[stem][idx] = z0;
+            let fd = (plus - minus) / (2.0 * h as f64);
+            let analytic = grads[stem][idx] as f64;
+            assert!(
+                (fd - analytic).abs() <= 1e-2 * (analytic.abs() + 1e-3 * objective.abs()),
+                "stem {stem} coordinate {idx}: finite difference {fd}, gradient {analytic}"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod audio_file;
 pub mod constants;
 pub mod frames;
 pub mod latent_search;
+pub mod level_calibration;
 pub mod manifest;
 pub mod metrics;
 pub mod objective;

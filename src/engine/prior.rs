@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
-use crate::engine::constants::{BINS, TIME_MULTIPLE};
+use crate::engine::constants::{BINS, FRAMES, TIME_MULTIPLE};
 use crate::engine::manifest::{GraphFile, Manifest, MANIFEST_FILE};
 use crate::engine::runtime::{data_dir, non_empty_env, Backend, Runtime, RuntimeError, SessionOptions};
 
@@ -203,6 +203,9 @@ pub struct Prior {
     decode: Session,
     /// (z, g, gamma) → (s, grad_z, logp).
     grad: Session,
+    /// Per-bin level gains already computed, with the sample count they were computed from, so
+    /// a separator rebuilt with the same priors does not decode them again.
+    level_gains: Option<(usize, Vec<f32>)>,
 }
 
 impl fmt::Debug for Prior {
@@ -245,7 +248,21 @@ impl Prior {
             backend,
             decode,
             grad,
+            level_gains: None,
         })
+    }
+
+    /// The prior's per-bin level gains E[f(z)] / f(0) from `samples` latent samples
+    /// ([`crate::engine::level_calibration::level_gains`]), computed on first use and kept.
+    pub fn level_gains(&mut self, samples: usize) -> Result<Vec<f32>, PriorError> {
+        if let Some((n, gains)) = &self.level_gains {
+            if *n == samples {
+                return Ok(gains.clone());
+            }
+        }
+        let gains = crate::engine::level_calibration::level_gains(self, FRAMES, samples)?;
+        self.level_gains = Some((samples, gains.clone()));
+        Ok(gains)
     }
 
     /// The instrument name.

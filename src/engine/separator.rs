@@ -113,6 +113,23 @@ impl Separator {
         }
         let frame_len = Self::frame_len_at(host_rate);
         let n_stems = priors.len();
+        let mut priors = priors;
+        let mut search = LatentSearch::new(n_stems, FRAMES, settings);
+        for (i, prior) in priors.iter_mut().enumerate() {
+            let strength = settings.calibration_strength;
+            if !(strength.is_finite() && (0.0..=4.0).contains(&strength)) {
+                return Err(SeparationError::Config(format!(
+                    "expected a calibration strength in [0, 4], found {strength}"
+                )));
+            }
+            let gains: Vec<f32> = prior
+                .level_gains(settings.calibration_samples)
+                .map_err(SearchError::from)?
+                .iter()
+                .map(|g| g.powf(strength))
+                .collect();
+            search.set_level_gains(i, &gains)?;
+        }
         Ok(Separator {
             settings,
             host_rate,
@@ -124,7 +141,7 @@ impl Separator {
             stft: Stft::new(N_FFT, HOP),
             spectrum: vec![Complex::new(0.0, 0.0); FRAMES * BINS],
             mix_mag: vec![0.0; BINS * FRAMES],
-            search: LatentSearch::new(n_stems, FRAMES, settings),
+            search,
             silent_stems: vec![vec![0.0; BINS * FRAMES]; n_stems],
             resynth: ResynthPlan::new(host_rate, frame_len, n_stems)?,
             stems: vec![vec![vec![0.0; frame_len]; channels]; n_stems],

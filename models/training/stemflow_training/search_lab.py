@@ -1,0 +1,197 @@
+"""Search lab: screen variants of the latent search on 5-s frames, straight through onnxruntime.
+
+    python -m stemflow_training.search_lab --mixtures DIR --references DIR --priors DIR \
+        [--limit N] [--frames-per-piece 3] \
+        --variant 'init=zero,lr=0.01,it=150' --variant 'init=split,pen=latent,w=1' ...
+
+This is a screening tool: it separates non-overlapping 5-s frames at 22.05 kHz (no crossfades,
+no resampling) with the shipped graphs and scores each frame by SDR (evaluate.py's definition).
+The figures quoted for a setting come from `evaluate.py`, which runs the Rust CLI.
+
+Variant keys (defaults in brackets):
+  init  zero | split | equal   [zero]  start latents: z = 0; encode of the mixture split in the
+                                        proportions of the priors' z = 0 outputs; encode of X/N
+  lr    Adam step [0.01]     it  iterations [150]
+  pen   none | smap | xmap | latent [none]
+        smap: − γ Σ log p(s) (the paper's MAP, density of magnitudes)
+        xmap: − γ Σ log p(x) (density of the flow's data space: the magnitude-map Jacobian
+              −Σ ln s is cancelled by adding −γ/s to the cotangent)
+        latent: + w/2 Σ ‖z‖² (a Gaussian prior on the latents, no Jacobian term)
+  w     weight of the penalty [0]
+  cal   N > 0: scale each prior's output per bin by E[f(z)] / f(0), estimated from N latent
+        samples z ~ N(0, I) (z = 0 decodes to the mode in the log domain, below the mean level,
+        most for sources with a wide level spread such as drums) [0]
+  calp  exponent applied to those gains (1 = the mean level, 0 = none) [1]
+  norm  1: divide the data term by mean(X), so the weight is level-independent [1]
+Every variant is scored with masks sᵢ^p / Σ sⱼ^p for each p of --powers (default 1 and 2).
+"""
+import argparse
+import glob
+import json
+import os
+import time
+
+import numpy as np
+
+from .evaluate import EPS, SILENT_DBFS, istft, read_mono
+from .stft import FRAMES, SEGMENT_SAMPLES, stft
+
+FLOOR = 1e-5
+LATENT_BOUND = 8.0
+
+
+def parse_variant(spec):
+    v = dict(init='zero', lr=0.01, it=150, pen='none', w=0.0, norm=1, cal=0, calp=1.0)
+    if spec:
+        for part in spec.split(','):
+            k, val = part.split('=')
+            if k not in v:
+                raise SystemExit(f'unknown variant key {k!r}')
+            v[k] = type(v[k])(val) if not isinstance(v[k], str) else val
+    return v
+
+
+class Prior:
+    def __init__(self, folder):
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        so.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        so.add_session_config_entry('session.inter_op.allow_spinning', '0')
+        mk = lambda f: ort.InferenceSession(os.path.join(folder, f), so,
+                                            providers=['CPUExecutionProvider'])
+        self.dec, self.grad, self.enc = mk('decode.onnx'), mk('grad.onnx'), mk('encode.onnx')
+
+    def decode(self, z):
+        return self.dec.run(['s'], {'z': z[None]})[0][0]
+
+    def vjp(self, z, g, gamma):
+        s, gz, lp = self.grad.run(['s', 'grad_z', 'logp'],
+                                  {'z': z[None], 'g': g[None].astype(np.float32),
+                                   'gamma': np.array([gamma], np.float32)})
+        return s[0], gz[0], float(lp[0])
+
+    def encode(self, s):
+        return self.enc.run(['z'], {'s': s[None].astype(np.float32)})[0][0]
+
+
+_CAL = {}
+
+
+def calibration(prior, shape, n):
+    key = (id(prior), shape, n)
+    if key not in _CAL:
+        rng = np.random.default_rng(0)
+        zero = prior.decode(np.zeros(shape, np.float32)).astype(np.float64).mean(axis=1)
+        mean = np.mean([prior.decode(rng.standard_normal(shape).astype(np.float32)).astype(np.float64).mean(axis=1)
+                        for _ in range(n)], axis=0)
+        _CAL[key] = (mean / zero)[:, None].astype(np.float32)
+    return _CAL[key]
+
+
+def separate(priors, M, v):
+    n = len(priors)
+    shape = M.shape
+    cal = [calibration(p, shape, v['cal']) ** v['calp'] if v['cal'] else np.ones((shape[0], 1), np.float32) for p in priors]
+    if v['init'] == 'zero':
+        z = [np.zeros(shape, np.float32) for _ in priors]
+    else:
+        if v['init'] == 'split':
+            s0 = [p.decode(np.zeros(shape, np.float32)) for p in priors]
+            tot = sum(s0)
+            targets = [M * s / tot for s in s0]
+        else:
+            targets = [M / n for _ in priors]
+        z = [np.clip(p.encode(t + FLOOR), -LATENT_BOUND, LATENT_BOUND) for p, t in zip(priors, targets)]
+    m = [np.zeros(shape, np.float32) for _ in priors]
+    vv = [np.zeros(shape, np.float32) for _ in priors]
+    b1, b2, lr = 0.9, 0.999, v['lr']
+    scale = M.size / max(float(M.sum()), 1e-12) if v['norm'] else 1.0
+    w, pen = v['w'], v['pen']
+    gamma = w if pen in ('smap', 'xmap') else 0.0
+    for it in range(1, v['it'] + 1):
+        s = [p.decode(zi) * c for p, zi, c in zip(priors, z, cal)]
+        S = sum(s)
+        g = (1.0 - M / (S + 1e-6)) * scale
+        for i, p in enumerate(priors):
+            gi = g - gamma / np.maximum(s[i], 1e-30) if pen == 'xmap' else g
+            gi = gi * cal[i]
+            _, gz, _ = p.vjp(z[i], gi, gamma)
+            if pen == 'latent':
+                gz = gz + w * z[i]
+            m[i] = b1 * m[i] + (1 - b1) * gz
+            vv[i] = b2 * vv[i] + (1 - b2) * gz * gz
+            mh = m[i] / (1 - b1 ** it)
+            vh = vv[i] / (1 - b2 ** it)
+            z[i] = np.clip(z[i] - lr * mh / (np.sqrt(vh) + 1e-8), -LATENT_BOUND, LATENT_BOUND).astype(np.float32)
+    s = [p.decode(zi) * c for p, zi, c in zip(priors, z, cal)]
+    zsq = [float(np.mean(zi ** 2)) for zi in z]
+    return s, zsq
+
+
+def sdr(ref, est):
+    if 10 * np.log10(np.mean(ref ** 2) + 1e-20) < SILENT_DBFS:
+        return None
+    return float(10 * np.log10((np.sum(ref ** 2) + EPS) / (np.sum((ref - est) ** 2) + EPS)))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--mixtures', required=True)
+    ap.add_argument('--references', required=True)
+    ap.add_argument('--priors', required=True)
+    ap.add_argument('--stems', default='bass,drums,guitar,piano')
+    ap.add_argument('--limit', type=int, default=4)
+    ap.add_argument('--skip', type=int, default=0, help='skip the first N pieces')
+    ap.add_argument('--frames-per-piece', type=int, default=3)
+    ap.add_argument('--variant', action='append', default=None)
+    ap.add_argument('--powers', default='1,2', help='mask exponents to score')
+    ap.add_argument('--json', default=None)
+    args = ap.parse_args(argv)
+    stems = args.stems.split(',')
+    priors = [Prior(os.path.join(args.priors, st)) for st in stems]
+    pieces = sorted(glob.glob(os.path.join(args.mixtures, '*.wav')))[args.skip:args.skip + args.limit]
+    variants = args.variant or ['']
+    powers = [float(x) for x in args.powers.split(',')]
+    keys = [f'{spec} p={p:g}' for spec in variants for p in powers]
+    results = {key: {st: [] for st in stems} for key in keys}
+    for path in pieces:
+        name = os.path.splitext(os.path.basename(path))[0]
+        mix = read_mono(path)
+        refs = {st: read_mono(os.path.join(args.references, name, st + '.wav')) for st in stems}
+        for k in range(args.frames_per_piece):
+            a, b = k * SEGMENT_SAMPLES, (k + 1) * SEGMENT_SAMPLES
+            if b > len(mix):
+                break
+            X = stft(mix[a:b], n_frames=FRAMES)
+            M = np.abs(X).astype(np.float32)
+            for spec in variants:
+                v = parse_variant(spec)
+                t0 = time.time()
+                s, zsq = separate(priors, M, v)
+                for power in powers:
+                    key = f'{spec} p={power:g}'
+                    sp = [np.maximum(si.astype(np.float64), 0) ** power for si in s]
+                    tot = sum(sp) + 1e-30
+                    line = []
+                    for st, si in zip(stems, sp):
+                        est = istft(X * (si / tot), SEGMENT_SAMPLES)
+                        val = sdr(refs[st][a:b], est)
+                        if val is not None:
+                            results[key][st].append(val)
+                        line.append(f'{st} {val if val is None else round(val, 2)}')
+                    print(f'{name}#{k} [{key}] {time.time() - t0:.0f}s z²={np.round(zsq, 3).tolist()} '
+                          + ' '.join(line), flush=True)
+    print('\n| variant | ' + ' | '.join(stems) + ' | avg |')
+    print('|---|' + '---|' * (len(stems) + 1))
+    for key in keys:
+        med = [float(np.median(results[key][st])) if results[key][st] else float('nan') for st in stems]
+        print(f'| {key} | ' + ' | '.join(f'{x:.2f}' for x in med) + f' | {np.mean(med):.2f} |')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(results, f)
+
+
+if __name__ == '__main__':
+    main()
