@@ -321,8 +321,14 @@ impl LatentSearch {
             {
                 out.iter_mut().zip(row).for_each(|(o, &c)| *o = c * gain);
             }
-            log_prior += prior.grad_into(z, &self.stem_cotangent, gamma, frames, &mut self.graph_output, grad)?
-                as f64;
+            log_prior += prior.grad_into(
+                z,
+                &self.stem_cotangent,
+                gamma,
+                frames,
+                &mut self.graph_output,
+                grad,
+            )? as f64;
         }
         Ok(data_term - gamma as f64 * log_prior)
     }
@@ -472,10 +478,15 @@ mod tests {
         let objective = search.evaluate(&mut priors, &mix, 0.0).unwrap();
         // The stems are gains ⊙ f(z).
         let mut plain = vec![0.0f32; BINS * frames];
-        priors[0].decode_into(&search.latents()[0], frames, &mut plain).unwrap();
+        priors[0]
+            .decode_into(&search.latents()[0], frames, &mut plain)
+            .unwrap();
         for (idx, (&s, &p)) in search.stems()[0].iter().zip(&plain).enumerate() {
             let expected = p * gains[idx / frames];
-            assert!((s - expected).abs() <= 1e-6 * expected.abs().max(1.0), "stem 0 at {idx}");
+            assert!(
+                (s - expected).abs() <= 1e-6 * expected.abs().max(1.0),
+                "stem 0 at {idx}"
+            );
         }
         // The gradient is that of D(X ‖ Σ gᵢ ⊙ fᵢ(zᵢ)): central differences on a few coordinates.
         let grads = search.grads.clone();

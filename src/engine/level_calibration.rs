@@ -67,7 +67,10 @@ struct Normal {
 
 impl Normal {
     fn new(seed: u64) -> Self {
-        Normal { state: seed, spare: None }
+        Normal {
+            state: seed,
+            spare: None,
+        }
     }
 
     fn next_u64(&mut self) -> u64 {

@@ -295,12 +295,17 @@ def main(argv=None):
     t0 = time.time()
     for mp in mixes:
         pid = os.path.splitext(os.path.basename(mp))[0]
+        # the cache key of this piece's estimates: the source file's bytes (a cropped copy's own
+        # bytes are not stable: libsndfile stamps float WAVs with the time they were written)
+        source_key = file_key(mp)
         mix = read_mono(mp)
         if args.max_seconds:
             # the first --max-seconds of the piece: a cropped copy (22.05 kHz mono) is what Glow separates
             mix = mix[:int(round(args.max_seconds * SAMPLE_RATE))]
             import soundfile as sf
-            mp = os.path.join(args.work, f'crop-{args.max_seconds:g}s', f'{pid}.wav')
+            # keyed by the source file's bytes: two sets with the same piece names (valid and
+            # valid-heldout-sf) evaluated at the same time must not overwrite each other's crops
+            mp = os.path.join(args.work, f'crop-{args.max_seconds:g}s', source_key, f'{pid}.wav')
             os.makedirs(os.path.dirname(mp), exist_ok=True)
             sf.write(mp, mix.astype(np.float32), SAMPLE_RATE, subtype='FLOAT')
         refs = {s: read_mono(os.path.join(args.references, pid, f'{s}.wav')) for s in stems}
@@ -318,7 +323,7 @@ def main(argv=None):
                 out = os.path.join(args.work, f"glow-{priors_key(args.glow, stems)}-{how[1].replace(':', '-')}"
                                    + (f"-first{args.max_seconds:g}s" if args.max_seconds else '')
                                    + (f"-{hashlib.sha256(args.glow_args.encode()).hexdigest()[:8]}" if args.glow_args else ''),
-                                   f"{pid}-{file_key(mp)}")
+                                   f"{pid}-{source_key}")
                 if not all(os.path.exists(os.path.join(out, f'{s}.wav')) for s in stems):
                     run_glow(mp, out, args.glow, how[1], stems, args.glow_args.split())
                 est = {s: read_mono(os.path.join(out, f'{s}.wav')) for s in stems}

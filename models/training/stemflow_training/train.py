@@ -9,7 +9,8 @@ x = (ln(|X| + F) - mu_b) / sigma_b + eps, eps ~ N(0, (noise/sigma_b)^2) (noise i
 nats of log-magnitude, default 0.1), on random crops of `--crop` frames (even).
 Reported in bits per dimension of x: -log p_x(x) / (513 * T * ln 2).
 Checkpoints: models/training/checkpoints/<stem>/ckpt_<step>.pkl (resumed from
-the latest automatically; --fresh ignores them).
+the latest automatically; --fresh deletes them first, so that pruning, which keeps the two
+highest-numbered files, can never prefer an old run's later steps to the new run's).
 """
 import argparse
 import glob
@@ -181,10 +182,15 @@ def main():
     ap.add_argument('--out', required=True)
     ap.add_argument('--ckpt-dir', default=None)
     ap.add_argument('--export-only', action='store_true')
-    ap.add_argument('--fresh', action='store_true', help='ignore existing checkpoints')
+    ap.add_argument('--fresh', action='store_true',
+                    help='start over: delete this stem\'s existing checkpoints first')
     a = ap.parse_args()
     ckdir = a.ckpt_dir or os.path.join(HERE, 'checkpoints', a.stem)
 
+    if a.fresh and not a.export_only:
+        for old in glob.glob(os.path.join(ckdir, 'ckpt_*.pkl')):
+            os.remove(old)
+            print(f"--fresh: removed {old}", flush=True)
     state = None if a.fresh else latest_ckpt(ckdir)
     if a.export_only:
         if state is None:
