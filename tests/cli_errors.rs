@@ -260,8 +260,9 @@ fn level_calibration_out_of_range_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     for bad in ["-1", "5", "NaN"] {
+        let arg = format!("--level-calibration={bad}");
         assert_clean_failure(
-            &separate(&good_mix_in(tmp.path()), &out, &["--level-calibration", bad]),
+            &separate(&good_mix_in(tmp.path()), &out, &[arg.as_str()]),
             "level-calibration",
             &out,
         );
