@@ -124,3 +124,27 @@ def test_dir_source_with_separate_validation_folder(tmp_path):
     tr, va, desc = data.load_source(f'dir:{tmp_path / "train"},{tmp_path / "valid"}', None, None)
     assert tr.shape == (3, 513, 432) and va.shape == (1, 513, 432)
     assert 'valid dir:' in desc
+
+
+def test_crops_of_same_named_pieces_from_two_sets_do_not_collide(tmp_path):
+    """--max-seconds crops (what the Glow CLI separates) live under the source file's hash: two
+    sets with the same piece names, evaluated into one work folder, keep their own crops."""
+    import soundfile as sf
+    work = tmp_path / 'work'
+    sources = {}
+    for seed, name in ((1, 'a'), (2, 'b')):
+        root = tmp_path / name
+        (root / 'mixtures').mkdir(parents=True)
+        (root / 'references' / 'piece').mkdir(parents=True)
+        mix = np.random.default_rng(seed).uniform(-0.5, 0.5, 22050).astype(np.float32)
+        sf.write(root / 'mixtures' / 'piece.wav', mix, 22050, subtype='FLOAT')
+        for stem in ev.STEMS:
+            sf.write(root / 'references' / 'piece' / f'{stem}.wav', mix / 4, 22050, subtype='FLOAT')
+        ev.main(['--mixtures', str(root / 'mixtures'), '--references', str(root / 'references'),
+                 '--max-seconds', '0.5', '--nmf', str(tmp_path / 'none.npz'), '--work', str(work)])
+        sources[ev.file_key(str(root / 'mixtures' / 'piece.wav'))] = mix[:11025]
+    crops = sorted((work / 'crop-0.5s').glob('*/piece.wav'))
+    assert len(crops) == 2
+    for crop in crops:
+        audio, _ = sf.read(crop, dtype='float32')
+        np.testing.assert_array_equal(audio, sources[crop.parent.name])
