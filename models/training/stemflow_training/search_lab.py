@@ -21,6 +21,9 @@ Variant keys (defaults in brackets):
   cal   N > 0: scale each prior's output per bin by E[f(z)] / f(0), estimated from N latent
         samples z ~ N(0, I) (z = 0 decodes to the mode in the log domain, below the mean level,
         most for sources with a wide level spread such as drums) [0]
+  calq  q > 0: a robust level instead of the mean: the mean of each bin's samples below their
+        (1 − q) quantile (a trimmed mean; the mean of a wide level distribution is set by rare
+        loud events) [0]
   calp  exponent applied to those gains (1 = the mean level, 0 = none) [1]
   norm  1: divide the data term by mean(X), so the weight is level-independent [1]
 Every variant is scored with masks sᵢ^p / Σ sⱼ^p for each p of --powers (default 1 and 2).
@@ -41,7 +44,7 @@ LATENT_BOUND = 8.0
 
 
 def parse_variant(spec):
-    v = dict(init='zero', lr=0.01, it=150, pen='none', w=0.0, norm=1, cal=0, calp=1.0)
+    v = dict(init='zero', lr=0.01, it=150, pen='none', w=0.0, norm=1, cal=0, calp=1.0, calq=0.0)
     if spec:
         for part in spec.split(','):
             k, val = part.split('=')
@@ -79,13 +82,19 @@ class Prior:
 _CAL = {}
 
 
-def calibration(prior, shape, n):
-    key = (id(prior), shape, n)
+def calibration(prior, shape, n, q=0.0):
+    key = (id(prior), shape, n, q)
     if key not in _CAL:
         rng = np.random.default_rng(0)
         zero = prior.decode(np.zeros(shape, np.float32)).astype(np.float64).mean(axis=1)
-        mean = np.mean([prior.decode(rng.standard_normal(shape).astype(np.float32)).astype(np.float64).mean(axis=1)
-                        for _ in range(n)], axis=0)
+        samples = np.concatenate([prior.decode(rng.standard_normal(shape).astype(np.float32)).astype(np.float64)
+                                  for _ in range(n)], axis=1)
+        if q > 0:
+            cut = np.quantile(samples, 1.0 - q, axis=1, keepdims=True)
+            mean = np.where(samples <= cut, samples, np.nan)
+            mean = np.nanmean(mean, axis=1)
+        else:
+            mean = samples.mean(axis=1)
         _CAL[key] = (mean / zero)[:, None].astype(np.float32)
     return _CAL[key]
 
@@ -93,7 +102,7 @@ def calibration(prior, shape, n):
 def separate(priors, M, v):
     n = len(priors)
     shape = M.shape
-    cal = [calibration(p, shape, v['cal']) ** v['calp'] if v['cal'] else np.ones((shape[0], 1), np.float32) for p in priors]
+    cal = [calibration(p, shape, v['cal'], v['calq']) ** v['calp'] if v['cal'] else np.ones((shape[0], 1), np.float32) for p in priors]
     if v['init'] == 'zero':
         z = [np.zeros(shape, np.float32) for _ in priors]
     else:
