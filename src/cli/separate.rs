@@ -5,7 +5,7 @@ use super::CliError;
 use crate::engine::audio_file::AudioReader;
 use crate::engine::separate_file::{separate_file, JobProgress, SeparateFileError};
 use crate::engine::separator::Separator;
-use crate::engine::settings::{Objective, OutputMode, Preset, DEFAULT_CALIBRATION_SAMPLES};
+use crate::engine::settings::{check_calibration_strength, Objective, OutputMode, Preset};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -76,17 +76,9 @@ impl SeparateArgs {
             settings.mode = mode;
         }
         if let Some(strength) = self.level_calibration {
-            if !(strength.is_finite() && (0.0..=4.0).contains(&strength)) {
-                return Err(CliError::Usage(format!(
-                    "--level-calibration must be in [0, 4], found {strength}"
-                )));
-            }
+            check_calibration_strength(strength)
+                .map_err(|e| CliError::Usage(format!("--level-calibration: {e}")))?;
             settings.calibration_strength = strength;
-            if strength == 0.0 {
-                settings.calibration_samples = 0;
-            } else if settings.calibration_samples == 0 {
-                settings.calibration_samples = DEFAULT_CALIBRATION_SAMPLES;
-            }
         }
         settings.objective = match (self.objective, self.gamma) {
             (Some(ObjectiveArg::Map), gamma) => {

@@ -179,11 +179,6 @@ impl LatentSearch {
         Ok(())
     }
 
-    /// Each stem's per-bin output gains.
-    pub fn level_gains(&self) -> &[Vec<f32>] {
-        &self.level_gains
-    }
-
     /// The paper's start: every zᵢ = 0 and fresh optimizer state.
     pub fn start_from_zero(&mut self) {
         for (z, adam) in self.latents.iter_mut().zip(&mut self.adams) {

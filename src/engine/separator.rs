@@ -11,7 +11,7 @@ use super::latent_search::{LatentSearch, Progress, SearchError};
 use super::prior::Prior;
 use super::resample::{FrameResampler, ResampleError};
 use super::resynth::{ResynthError, ResynthPlan};
-use super::settings::SeparationSettings;
+use super::settings::{check_calibration_strength, SeparationSettings, CALIBRATION_SAMPLES};
 use super::stft::Stft;
 use realfft::num_complex::Complex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -115,20 +115,18 @@ impl Separator {
         let n_stems = priors.len();
         let mut priors = priors;
         let mut search = LatentSearch::new(n_stems, FRAMES, settings);
-        for (i, prior) in priors.iter_mut().enumerate() {
-            let strength = settings.calibration_strength;
-            if !(strength.is_finite() && (0.0..=4.0).contains(&strength)) {
-                return Err(SeparationError::Config(format!(
-                    "expected a calibration strength in [0, 4], found {strength}"
-                )));
+        let strength = settings.calibration_strength;
+        check_calibration_strength(strength).map_err(SeparationError::Config)?;
+        if strength > 0.0 {
+            for (i, prior) in priors.iter_mut().enumerate() {
+                let gains: Vec<f32> = prior
+                    .level_gains(CALIBRATION_SAMPLES)
+                    .map_err(SearchError::from)?
+                    .iter()
+                    .map(|g| g.powf(strength))
+                    .collect();
+                search.set_level_gains(i, &gains)?;
             }
-            let gains: Vec<f32> = prior
-                .level_gains(settings.calibration_samples)
-                .map_err(SearchError::from)?
-                .iter()
-                .map(|g| g.powf(strength))
-                .collect();
-            search.set_level_gains(i, &gains)?;
         }
         Ok(Separator {
             settings,

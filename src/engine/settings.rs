@@ -77,9 +77,25 @@ impl Default for AdamSettings {
     }
 }
 
-/// Latent samples per prior for the default level calibration: 4 × 432 frames per bin put the
-/// mean's sampling error at a few percent, for 5 decodes per prior at load.
-pub const DEFAULT_CALIBRATION_SAMPLES: usize = 4;
+/// Latent samples per prior for the level calibration: 4 × 432 frames per bin put the mean's
+/// sampling error at a few percent, for 5 decodes per prior at load.
+pub const CALIBRATION_SAMPLES: usize = 4;
+
+/// The range a calibration strength must lie in.
+pub const CALIBRATION_STRENGTH_RANGE: std::ops::RangeInclusive<f32> = 0.0..=4.0;
+
+/// `Ok` if `strength` is a usable calibration strength, else what was expected and found.
+pub fn check_calibration_strength(strength: f32) -> Result<(), String> {
+    if strength.is_finite() && CALIBRATION_STRENGTH_RANGE.contains(&strength) {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected a calibration strength in [{}, {}], found {strength}",
+            CALIBRATION_STRENGTH_RANGE.start(),
+            CALIBRATION_STRENGTH_RANGE.end()
+        ))
+    }
+}
 
 /// The default calibration strength: halfway (in dB) from f(0) to the mean level. On 16
 /// validation frames the full mean level lifted drums but cost bass and guitar; half kept bass
@@ -99,11 +115,9 @@ pub struct SeparationSettings {
     pub mode: OutputMode,
     /// Seconds two neighbouring frames overlap and crossfade over.
     pub overlap_seconds: f64,
-    /// Latent samples used to level-calibrate each prior (scale its output per bin towards its
-    /// mean level, see `level_calibration`); 0 leaves the priors as they are (the paper).
-    pub calibration_samples: usize,
-    /// How far towards the mean level: the gains E[f(z)]/f(0) are raised to this power (0 = none,
-    /// 1 = the full mean level, 0.5 = halfway in dB, the measured best).
+    /// Level calibration (see `level_calibration`): each prior's output is scaled per bin by
+    /// (E[f(z)]/f(0))^strength — 0 leaves the priors as they are (the paper), 1 puts them at their
+    /// mean level, 0.5 halfway in dB (the measured best).
     pub calibration_strength: f32,
 }
 
@@ -117,7 +131,6 @@ impl SeparationSettings {
             objective: Objective::Mle,
             mode: OutputMode::Consistent,
             overlap_seconds: 0.5,
-            calibration_samples: DEFAULT_CALIBRATION_SAMPLES,
             calibration_strength: DEFAULT_CALIBRATION_STRENGTH,
         }
     }
@@ -127,7 +140,7 @@ impl SeparationSettings {
     pub fn paper_preset() -> Self {
         SeparationSettings {
             mode: OutputMode::MixturePhase,
-            calibration_samples: 0,
+            calibration_strength: 0.0,
             ..Self::default_preset()
         }
     }
