@@ -256,16 +256,23 @@ fn gamma_without_map_is_refused() {
 }
 
 #[test]
-fn level_calibration_out_of_range_is_refused() {
+fn level_calibration_options_out_of_range_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    for bad in ["-1", "5", "NaN"] {
-        let arg = format!("--level-calibration={bad}");
-        assert_clean_failure(
-            &separate(&good_mix_in(tmp.path()), &out, &[arg.as_str()]),
-            "level-calibration",
-            &out,
-        );
+    let cases = [
+        ("level-calibration", ["-1", "5", "NaN"]),
+        ("level-trim", ["-0.1", "0.5", "NaN"]),
+    ];
+    for (option, bads) in cases {
+        for bad in bads {
+            // `--option=VALUE`: a negative value is not taken for a flag.
+            let arg = format!("--{option}={bad}");
+            assert_clean_failure(
+                &separate(&good_mix_in(tmp.path()), &out, &[arg.as_str()]),
+                option,
+                &out,
+            );
+        }
     }
 }
 

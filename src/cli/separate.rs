@@ -5,7 +5,9 @@ use super::CliError;
 use crate::engine::audio_file::AudioReader;
 use crate::engine::separate_file::{separate_file, JobProgress, SeparateFileError};
 use crate::engine::separator::Separator;
-use crate::engine::settings::{check_calibration_strength, Objective, OutputMode, Preset};
+use crate::engine::settings::{
+    check_calibration_strength, check_calibration_trim, Objective, OutputMode, Preset,
+};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -52,6 +54,10 @@ pub struct SeparateArgs {
     /// towards its mean level by (E[f(z)]/f(0))^STRENGTH (0 = off, the paper; default 0.5).
     #[arg(long, value_name = "STRENGTH")]
     pub level_calibration: Option<f32>,
+    /// Fraction in [0, 0.5) of each frequency bin's loudest latent samples the level
+    /// calibration leaves out of the prior's level (0 = the mean level).
+    #[arg(long, value_name = "FRACTION")]
+    pub level_trim: Option<f32>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -79,6 +85,10 @@ impl SeparateArgs {
             check_calibration_strength(strength)
                 .map_err(|e| CliError::Usage(format!("--level-calibration: {e}")))?;
             settings.calibration_strength = strength;
+        }
+        if let Some(trim) = self.level_trim {
+            check_calibration_trim(trim).map_err(|e| CliError::Usage(format!("--level-trim: {e}")))?;
+            settings.calibration_trim = trim;
         }
         settings.objective = match (self.objective, self.gamma) {
             (Some(ObjectiveArg::Map), gamma) => {

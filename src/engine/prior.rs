@@ -203,9 +203,9 @@ pub struct Prior {
     decode: Session,
     /// (z, g, gamma) → (s, grad_z, logp).
     grad: Session,
-    /// Per-bin level gains already computed, with the sample count they were computed from, so
-    /// a separator rebuilt with the same priors does not decode them again.
-    level_gains: Option<(usize, Vec<f32>)>,
+    /// Per-bin level gains already computed, with the sample count and trim they were computed
+    /// from, so a separator rebuilt with the same priors does not decode them again.
+    level_gains: Option<((usize, f32), Vec<f32>)>,
 }
 
 impl fmt::Debug for Prior {
@@ -252,16 +252,17 @@ impl Prior {
         })
     }
 
-    /// The prior's per-bin level gains E[f(z)] / f(0) from `samples` latent samples
+    /// The prior's per-bin level gains L[f(z)] / f(0) from `samples` latent samples, L the mean
+    /// with the top fraction `trim` dropped
     /// ([`crate::engine::level_calibration::level_gains`]), computed on first use and kept.
-    pub fn level_gains(&mut self, samples: usize) -> Result<Vec<f32>, PriorError> {
-        if let Some((n, gains)) = &self.level_gains {
-            if *n == samples {
+    pub fn level_gains(&mut self, samples: usize, trim: f32) -> Result<Vec<f32>, PriorError> {
+        if let Some((key, gains)) = &self.level_gains {
+            if *key == (samples, trim) {
                 return Ok(gains.clone());
             }
         }
-        let gains = crate::engine::level_calibration::level_gains(self, FRAMES, samples)?;
-        self.level_gains = Some((samples, gains.clone()));
+        let gains = crate::engine::level_calibration::level_gains(self, FRAMES, samples, trim)?;
+        self.level_gains = Some(((samples, trim), gains.clone()));
         Ok(gains)
     }
 

@@ -11,7 +11,9 @@ use super::latent_search::{LatentSearch, Progress, SearchError};
 use super::prior::Prior;
 use super::resample::{FrameResampler, ResampleError};
 use super::resynth::{ResynthError, ResynthPlan};
-use super::settings::{check_calibration_strength, SeparationSettings, CALIBRATION_SAMPLES};
+use super::settings::{
+    check_calibration_strength, check_calibration_trim, SeparationSettings, CALIBRATION_SAMPLES,
+};
 use super::stft::Stft;
 use realfft::num_complex::Complex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,10 +119,11 @@ impl Separator {
         let mut search = LatentSearch::new(n_stems, FRAMES, settings);
         let strength = settings.calibration_strength;
         check_calibration_strength(strength).map_err(SeparationError::Config)?;
+        check_calibration_trim(settings.calibration_trim).map_err(SeparationError::Config)?;
         if strength > 0.0 {
             for (i, prior) in priors.iter_mut().enumerate() {
                 let gains: Vec<f32> = prior
-                    .level_gains(CALIBRATION_SAMPLES)
+                    .level_gains(CALIBRATION_SAMPLES, settings.calibration_trim)
                     .map_err(SearchError::from)?
                     .iter()
                     .map(|g| g.powf(strength))

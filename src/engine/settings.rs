@@ -97,6 +97,25 @@ pub fn check_calibration_strength(strength: f32) -> Result<(), String> {
     }
 }
 
+/// The range a calibration trim (the fraction of each bin's loudest latent samples left out of
+/// its level) must lie in: below one half, so the level stays above the median.
+pub const CALIBRATION_TRIM_RANGE: std::ops::Range<f32> = 0.0..0.5;
+
+/// `Ok` if `trim` is a usable calibration trim, else what was expected and found.
+pub fn check_calibration_trim(trim: f32) -> Result<(), String> {
+    if trim.is_finite() && CALIBRATION_TRIM_RANGE.contains(&trim) {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected a calibration trim in [{}, {}), found {trim}",
+            CALIBRATION_TRIM_RANGE.start, CALIBRATION_TRIM_RANGE.end
+        ))
+    }
+}
+
+/// The default calibration trim: the plain mean level.
+pub const DEFAULT_CALIBRATION_TRIM: f32 = 0.0;
+
 /// The default calibration strength: halfway (in dB) from f(0) to the mean level. On 16
 /// validation frames the full mean level lifted drums but cost bass and guitar; half kept bass
 /// and lifted drums and piano (models/README.md, "Level calibration").
@@ -119,6 +138,9 @@ pub struct SeparationSettings {
     /// (E[f(z)]/f(0))^strength — 0 leaves the priors as they are (the paper), 1 puts them at their
     /// mean level, 0.5 halfway in dB (the measured best).
     pub calibration_strength: f32,
+    /// The fraction of each bin's loudest latent samples the calibration leaves out of the
+    /// level (0 = the mean level; see `level_calibration::level_gains`).
+    pub calibration_trim: f32,
 }
 
 impl SeparationSettings {
@@ -132,6 +154,7 @@ impl SeparationSettings {
             mode: OutputMode::Consistent,
             overlap_seconds: 0.5,
             calibration_strength: DEFAULT_CALIBRATION_STRENGTH,
+            calibration_trim: DEFAULT_CALIBRATION_TRIM,
         }
     }
 

@@ -26,6 +26,8 @@ Variant keys (defaults in brackets):
         loud events) [0]
   calp  exponent applied to those gains (1 = the mean level, 0 = none) [1]
   norm  1: divide the data term by mean(X), so the weight is level-independent [1]
+  beta  the data term's β-divergence: 1 = generalised KL (the paper), 0 = Itakura–Saito,
+        2 = squared error; its gradient is S^(β−2)·(S − X) [1]
 Every variant is scored with masks sᵢ^p / Σ sⱼ^p for each p of --powers (default 1 and 2).
 """
 import argparse
@@ -44,7 +46,7 @@ LATENT_BOUND = 8.0
 
 
 def parse_variant(spec):
-    v = dict(init='zero', lr=0.01, it=150, pen='none', w=0.0, norm=1, cal=0, calp=1.0, calq=0.0)
+    v = dict(init='zero', lr=0.01, it=150, pen='none', w=0.0, norm=1, cal=0, calp=1.0, calq=0.0, beta=1.0)
     if spec:
         for part in spec.split(','):
             k, val = part.split('=')
@@ -122,7 +124,10 @@ def separate(priors, M, v):
     for it in range(1, v['it'] + 1):
         s = [p.decode(zi) * c for p, zi, c in zip(priors, z, cal)]
         S = sum(s)
-        g = (1.0 - M / (S + 1e-6)) * scale
+        if v['beta'] == 1.0:
+            g = (1.0 - M / (S + 1e-6)) * scale
+        else:
+            g = (S + 1e-6) ** (v['beta'] - 2.0) * (S - M) * scale
         for i, p in enumerate(priors):
             gi = g - gamma / np.maximum(s[i], 1e-30) if pen == 'xmap' else g
             gi = gi * cal[i]
