@@ -51,11 +51,11 @@ pub struct SeparateArgs {
     #[arg(long)]
     pub mode: Option<OutputMode>,
     /// Level calibration strength in [0, 4]: each prior's output is scaled per frequency bin
-    /// towards its mean level by (E[f(z)]/f(0))^STRENGTH (0 = off, the paper; default 0.5).
+    /// towards its level by (L[f(z)]/f(0))^STRENGTH (0 = off, the paper; default 0.5).
     #[arg(long, value_name = "STRENGTH")]
     pub level_calibration: Option<f32>,
     /// Fraction in [0, 0.5) of each frequency bin's loudest latent samples the level
-    /// calibration leaves out of the prior's level (0 = the mean level).
+    /// calibration leaves out of the prior's level (0 = the mean level; default 0.1).
     #[arg(long, value_name = "FRACTION")]
     pub level_trim: Option<f32>,
     /// No progress bar.

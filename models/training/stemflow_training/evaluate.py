@@ -78,18 +78,29 @@ def istft(X, length):
 
 
 # ---------------------------------------------------------------- metrics
-def segment_sdrs(ref, est, seg):
+def scored_segments(ref, est, seg):
+    """The (reference, estimate) pairs of every non-silent `seg`-sample segment."""
     n = min(len(ref), len(est))
     ref, est = ref[:n], est[:n]
-    out = []
     for s in range(0, n, seg):
         r, e = ref[s:s + seg], est[s:s + seg]
         if len(r) < seg // 2:
             break
         if 10 * np.log10(np.mean(r ** 2) + 1e-20) < SILENT_DBFS:
             continue
-        out.append(10 * np.log10((np.sum(r ** 2) + EPS) / (np.sum((r - e) ** 2) + EPS)))
-    return out
+        yield r, e
+
+
+def segment_sdrs(ref, est, seg):
+    return [10 * np.log10((np.sum(r ** 2) + EPS) / (np.sum((r - e) ** 2) + EPS))
+            for r, e in scored_segments(ref, est, seg)]
+
+
+def segment_level_bias(ref, est, seg):
+    """Estimate level minus reference level (dB) per scored segment: which stems a method leaves
+    too quiet or too loud."""
+    return [10 * np.log10((np.sum(e ** 2) + EPS) / (np.sum(r ** 2) + EPS))
+            for r, e in scored_segments(ref, est, seg)]
 
 
 # ---------------------------------------------------------------- KL-NMF
@@ -245,6 +256,8 @@ def main(argv=None):
     ap.add_argument('--estimates', action='append', default=[], metavar='NAME=DIR',
                     help='precomputed estimates DIR/<piece>/<stem>.wav')
     ap.add_argument('--json', default=None, help='write the per-segment SDRs and summary here')
+    ap.add_argument('--level-bias', action='store_true',
+                    help='also print each method\'s estimate level minus the reference level (dB) per stem')
     args = ap.parse_args(argv)
     stems = tuple(args.stems.split(','))
 
@@ -291,6 +304,7 @@ def main(argv=None):
         methods[name] = ('dir', d)
 
     sdrs = {m: {s: [] for s in stems} for m in methods}
+    bias = {m: {s: [] for s in stems} for m in methods}
     per_piece = {m: {} for m in methods}
     t0 = time.time()
     for mp in mixes:
@@ -333,6 +347,7 @@ def main(argv=None):
             for s in stems:
                 v = segment_sdrs(refs[s], est[s], seg)
                 sdrs[name][s] += v
+                bias[name][s] += segment_level_bias(refs[s], est[s], seg)
                 per_piece[name][pid][s] = v
             print(f"evaluate: {pid:32s} {name:30s} " + ' '.join(
                 f"{s} {np.median(per_piece[name][pid][s]) if per_piece[name][pid][s] else float('nan'):6.2f}" for s in stems)
@@ -345,6 +360,12 @@ def main(argv=None):
           + ', '.join(f'{s} {nseg[s]}' for s in stems) + f"); {time.time() - t0:.0f} s")
     print()
     print(markdown(results, stems))
+    if args.level_bias:
+        print()
+        print('Level bias: estimate level − reference level, dB per segment (median / mean; the last column '
+              'is the average of medians)')
+        print()
+        print(markdown({m: summarise(v) for m, v in bias.items()}, stems))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'mixtures': args.mixtures, 'segment_seconds': args.segment_seconds, 'summary': results,

@@ -26,6 +26,9 @@ Variant keys (defaults in brackets):
         loud events) [0]
   calp  exponent applied to those gains (1 = the mean level, 0 = none) [1]
   norm  1: divide the data term by mean(X), so the weight is level-independent [1]
+  opt   adam | gd [adam]: gd = gradient descent with momentum b1, the step lr·g/rms(g) where the
+        RMS is over every latent of every stem, so coordinates move in proportion to their
+        gradient (Adam moves every coordinate by about lr, informative or not)
   beta  the data term's β-divergence: 1 = generalised KL (the paper), 0 = Itakura–Saito,
         2 = squared error; its gradient is S^(β−2)·(S − X) [1]
 Every variant is scored with masks sᵢ^p / Σ sⱼ^p for each p of --powers (default 1 and 2).
@@ -46,7 +49,7 @@ LATENT_BOUND = 8.0
 
 
 def parse_variant(spec):
-    v = dict(init='zero', lr=0.01, it=150, pen='none', w=0.0, norm=1, cal=0, calp=1.0, calq=0.0, beta=1.0)
+    v = dict(init='zero', lr=0.01, it=150, pen='none', w=0.0, norm=1, cal=0, calp=1.0, calq=0.0, beta=1.0, opt='adam')
     if spec:
         for part in spec.split(','):
             k, val = part.split('=')
@@ -128,17 +131,27 @@ def separate(priors, M, v):
             g = (1.0 - M / (S + 1e-6)) * scale
         else:
             g = (S + 1e-6) ** (v['beta'] - 2.0) * (S - M) * scale
+        grads = []
         for i, p in enumerate(priors):
             gi = g - gamma / np.maximum(s[i], 1e-30) if pen == 'xmap' else g
             gi = gi * cal[i]
             _, gz, _ = p.vjp(z[i], gi, gamma)
             if pen == 'latent':
                 gz = gz + w * z[i]
-            m[i] = b1 * m[i] + (1 - b1) * gz
-            vv[i] = b2 * vv[i] + (1 - b2) * gz * gz
-            mh = m[i] / (1 - b1 ** it)
-            vh = vv[i] / (1 - b2 ** it)
-            z[i] = np.clip(z[i] - lr * mh / (np.sqrt(vh) + 1e-8), -LATENT_BOUND, LATENT_BOUND).astype(np.float32)
+            grads.append(gz)
+        if v['opt'] == 'gd':
+            rms = np.sqrt(np.mean([np.mean(gz.astype(np.float64) ** 2) for gz in grads])) + 1e-30
+        for i, gz in enumerate(grads):
+            if v['opt'] == 'gd':
+                m[i] = b1 * m[i] + (1 - b1) * gz / rms
+                step = lr * m[i] / (1 - b1 ** it)
+            else:
+                m[i] = b1 * m[i] + (1 - b1) * gz
+                vv[i] = b2 * vv[i] + (1 - b2) * gz * gz
+                mh = m[i] / (1 - b1 ** it)
+                vh = vv[i] / (1 - b2 ** it)
+                step = lr * mh / (np.sqrt(vh) + 1e-8)
+            z[i] = np.clip(z[i] - step, -LATENT_BOUND, LATENT_BOUND).astype(np.float32)
     s = [p.decode(zi) * c for p, zi, c in zip(priors, z, cal)]
     zsq = [float(np.mean(zi ** 2)) for zi in z]
     return s, zsq

@@ -23,6 +23,9 @@ def test_sdr_definition_and_silence():
     v = ev.segment_sdrs(ref, est, seg)
     assert len(v) == 2                                  # the silent middle segment is skipped
     assert abs(v[0] - 10 * np.log10(1 / 0.25)) < 1e-6   # 6.02 dB
+    bias = ev.segment_level_bias(ref, est, seg)
+    assert len(bias) == 2                               # the same segments are scored
+    assert abs(bias[0] - 10 * np.log10(0.25)) < 1e-6    # half the amplitude: −6.02 dB
 
 
 def test_masks_sum_to_the_mix():
