@@ -22,7 +22,8 @@ const SEED: u64 = 0x5EED_57E4_F10A_0000;
 /// bin's `samples × frames` values after the highest fraction `trim` of them is dropped (0 gives
 /// the plain mean): a level distribution as wide as a drum kit's has a mean set by rare loud
 /// events, and the trimmed mean is the level most of the source sits at. `samples == 0` gives
-/// gains of one (no calibration). Costs `samples + 1` decodes.
+/// gains of one (no calibration). Costs `samples + 1` decodes. Panics if `trim` is outside
+/// [0, 1) (callers check settings with `settings::check_calibration_trim` first).
 pub fn level_gains(
     prior: &mut Prior,
     frames: usize,
@@ -78,12 +79,13 @@ fn trimmed_mean(values: &mut [f32], trim: f32) -> f64 {
     let above = (below + 1).min(values.len() - 1);
     let fraction = position - below as f64;
     let cut = f64::from(values[below]) * (1.0 - fraction) + f64::from(values[above]) * fraction;
-    let kept: Vec<f64> = values
+    // Sorted, so the kept values are a prefix; it holds at least values[below] ≤ cut.
+    let (sum, count) = values
         .iter()
         .map(|&v| f64::from(v))
         .take_while(|&v| v <= cut)
-        .collect();
-    kept.iter().sum::<f64>() / kept.len() as f64
+        .fold((0.0, 0usize), |(sum, count), v| (sum + v, count + 1));
+    sum / count as f64
 }
 
 /// The time average of every bin of a `[513, frames]` bin-major buffer.
