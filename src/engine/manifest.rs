@@ -126,6 +126,11 @@ pub struct Graphs {
     /// s → (z, logp).
     #[serde(default)]
     pub encode: Option<GraphFile>,
+    /// The weights the graphs share (ONNX external data, CONTRACT.md "Shared weights"): stored
+    /// once instead of inside each graph, so a prior can have three times the parameters within
+    /// the size limit. Absent in priors whose graphs embed their weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<GraphFile>,
 }
 
 /// One graph file and its expected content hash.
@@ -266,6 +271,9 @@ impl Manifest {
         }
         if let Some(encode) = &self.graphs.encode {
             verify_graph(dir, &path, "graphs.encode", encode)?;
+        }
+        if let Some(weights) = &self.graphs.weights {
+            verify_graph(dir, &path, "graphs.weights", weights)?;
         }
         Ok(())
     }
@@ -437,6 +445,36 @@ mod tests {
             }
             other => panic!("expected HashMismatch, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_listed_weight_file_is_verified_like_a_graph() {
+        let weights = b"shared weights: any bytes the graphs reference";
+        let sha = {
+            let root = tempfile::tempdir().unwrap();
+            let path = root.path().join("w.bin");
+            fs::write(&path, weights).unwrap();
+            sha256_file(&path).unwrap()
+        };
+        let (_root, dir) = edited_copy(|j| {
+            j["graphs"]["weights"] = serde_json::json!({"file": "weights.bin", "sha256": sha});
+        });
+        // Listed but absent: named.
+        match Manifest::load_verified(&dir) {
+            Err(PriorError::MissingFile { field, .. }) => assert_eq!(field, "graphs.weights"),
+            other => panic!("expected MissingFile, got {other:?}"),
+        }
+        fs::write(dir.join("weights.bin"), weights).unwrap();
+        let manifest = Manifest::load_verified(&dir).unwrap();
+        assert_eq!(manifest.graphs.weights.unwrap().file, "weights.bin");
+        // One changed byte: refused.
+        let mut bytes = weights.to_vec();
+        bytes[3] ^= 1;
+        fs::write(dir.join("weights.bin"), bytes).unwrap();
+        assert!(matches!(
+            Manifest::load_verified(&dir),
+            Err(PriorError::HashMismatch { .. })
+        ));
     }
 
     #[test]

@@ -52,17 +52,66 @@ def sha256(path):
     return h.hexdigest()
 
 
-def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True):
+WEIGHTS_FILE = 'weights.bin'
+# Initializers smaller than this stay inside their graph (biases, ActNorm vectors, scalars).
+EXTERNAL_MIN_BYTES = 4096
+# Offsets in the weight file are multiples of this (ONNX Runtime may memory-map the file).
+EXTERNAL_ALIGN = 64
+
+
+def share_weights(graphs, location=WEIGHTS_FILE):
+    """Moves every large initializer of `graphs` into one byte string, stored once per distinct
+    content: decode, grad and encode use the same coupling weights, so the prior holds them once
+    instead of three times. Each initializer becomes an ONNX external-data reference (location,
+    offset, length) into that file. Returns the file's bytes."""
+    import onnx
+    from onnx import external_data_helper, numpy_helper
+    blob = bytearray()
+    where = {}
+    for model in graphs.values():
+        for tensor in model.graph.initializer:
+            if tensor.data_type != onnx.TensorProto.FLOAT:
+                continue
+            raw = numpy_helper.to_array(tensor).astype('<f4', copy=False).tobytes()
+            if len(raw) < EXTERNAL_MIN_BYTES:
+                continue
+            key = hashlib.sha256(raw).digest()
+            if key not in where:
+                blob += b'\0' * ((-len(blob)) % EXTERNAL_ALIGN)
+                where[key] = (len(blob), len(raw))
+                blob += raw
+            offset, length = where[key]
+            if not tensor.HasField('raw_data'):
+                tensor.raw_data = raw
+                del tensor.float_data[:]
+            external_data_helper.set_external_data(tensor, location, offset=offset, length=length)
+            tensor.ClearField('raw_data')
+    return bytes(blob)
+
+
+def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True, shared_weights=True):
+    """Writes the three graphs and manifest.json to `out_dir`. With `shared_weights` (the default)
+    the large weights go once into `weights.bin`, which the graphs reference (CONTRACT.md,
+    "Shared weights"); without it every graph embeds its own copy (format of the first priors)."""
     import onnx
     os.makedirs(out_dir, exist_ok=True)
     graphs = build_graphs(cfg, params, norm)
     entries = {}
+    weights_path = os.path.join(out_dir, WEIGHTS_FILE)
+    if shared_weights:
+        blob = share_weights(graphs)
+        with open(weights_path, 'wb') as f:
+            f.write(blob)
+    elif os.path.exists(weights_path):
+        os.remove(weights_path)
     for role, model in graphs.items():
-        if check:
-            onnx.checker.check_model(model)
         path = os.path.join(out_dir, f"{role}.onnx")
         onnx.save(model, path)
+        if check:
+            onnx.checker.check_model(path)
         entries[role] = {"file": f"{role}.onnx", "sha256": sha256(path)}
+    if shared_weights:
+        entries['weights'] = {"file": WEIGHTS_FILE, "sha256": sha256(weights_path)}
     manifest = {
         "format": "stemflow-prior",
         "format_version": 1,
@@ -76,7 +125,7 @@ def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True):
                   "group_size": cfg.group_size, "kernel": cfg.kernel,
                   "log_scale_bound": glow.BOUND, "squeeze": 2,
                   "parameters": glow.param_count(params)},
-        "graphs": {"decode": entries['decode'], "grad": entries['grad'], "encode": entries['encode']},
+        "graphs": entries,
         "training": training_info,
     }
     with open(os.path.join(out_dir, 'manifest.json'), 'w') as f:

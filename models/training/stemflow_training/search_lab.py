@@ -31,6 +31,14 @@ Variant keys (defaults in brackets):
         gradient (Adam moves every coordinate by about lr, informative or not)
   beta  the data term's β-divergence: 1 = generalised KL (the paper), 0 = Itakura–Saito,
         2 = squared error; its gradient is S^(β−2)·(S − X) [1]
+  eqb   N > 0: adaptive equalisation — each stem's output is scaled per band by e^θᵢ (N
+        log-spaced bands; 513 = every bin), θ searched with the latents (Adam, step eqlr) from
+        θ = 0, i.e. from the calibration gains; the frame's own time structure decides each
+        stem's level in each band [0]
+  eqlr  Adam step of θ [0.01]    eqw  penalty eqw/2 · Σ θ² per time-frequency cell [0]
+  ratio γ > 0: MAP on a likelihood ratio, − γ Σ [log pᵢ(sᵢ) − log qᵢ(sᵢ)], qᵢ = independent
+        per-bin log-normal fitted to the prior's own latent samples: what the flow knows beyond
+        each bin's level distribution (the quiet-spectrum preference of log p cancels) [0]
 Every variant is scored with masks sᵢ^p / Σ sⱼ^p for each p of --powers (default 1 and 2).
 """
 import argparse
@@ -49,7 +57,7 @@ LATENT_BOUND = 8.0
 
 
 def parse_variant(spec):
-    v = dict(init='zero', lr=0.01, it=150, pen='none', w=0.0, norm=1, cal=0, calp=1.0, calq=0.0, beta=1.0, opt='adam')
+    v = dict(init='zero', lr=0.01, it=150, pen='none', w=0.0, norm=1, cal=0, calp=1.0, calq=0.0, beta=1.0, opt='adam', eqb=0, eqlr=0.01, eqw=0.0, ratio=0.0)
     if spec:
         for part in spec.split(','):
             k, val = part.split('=')
@@ -85,6 +93,26 @@ class Prior:
 
 
 _CAL = {}
+_MARG = {}
+
+
+def marginal(prior, shape, n=4):
+    """Per-bin mean and variance of ln s over n latent samples (the prior's level marginal)."""
+    key = (id(prior), shape, n)
+    if key not in _MARG:
+        rng = np.random.default_rng(0)
+        ls = np.concatenate([np.log(np.maximum(prior.decode(rng.standard_normal(shape).astype(np.float32)), 1e-30)).astype(np.float64)
+                             for _ in range(n)], axis=1)
+        _MARG[key] = (ls.mean(axis=1, keepdims=True).astype(np.float32),
+                      np.maximum(ls.var(axis=1, keepdims=True), 1e-4).astype(np.float32))
+    return _MARG[key]
+
+
+def band_index(bins, n):
+    if n >= bins:
+        return np.arange(bins)
+    edges = np.unique(np.round(np.geomspace(1, bins, n)).astype(int))
+    return np.searchsorted(edges, np.arange(bins), side='right')
 
 
 def calibration(prior, shape, n, q=0.0):
@@ -124,8 +152,24 @@ def separate(priors, M, v):
     scale = M.size / max(float(M.sum()), 1e-12) if v['norm'] else 1.0
     w, pen = v['w'], v['pen']
     gamma = w if pen in ('smap', 'xmap') else 0.0
+    eqb = v['eqb']
+    if eqb:
+        band = band_index(shape[0], eqb)
+        nb = int(band.max()) + 1
+        cells = np.bincount(band, minlength=nb).astype(np.float64) * shape[1]
+        theta = [np.zeros(nb) for _ in priors]
+        tm = [np.zeros(nb) for _ in priors]
+        tv = [np.zeros(nb) for _ in priors]
+    ratio = v['ratio']
+    if ratio:
+        marg = [marginal(p, shape) for p in priors]
+        gamma = ratio
+    base_cal = cal
     for it in range(1, v['it'] + 1):
-        s = [p.decode(zi) * c for p, zi, c in zip(priors, z, cal)]
+        if eqb:
+            cal = [bc * np.exp(th[band])[:, None].astype(np.float32) for bc, th in zip(base_cal, theta)]
+        raw = [p.decode(zi) for p, zi in zip(priors, z)]
+        s = [r * c for r, c in zip(raw, cal)]
         S = sum(s)
         if v['beta'] == 1.0:
             g = (1.0 - M / (S + 1e-6)) * scale
@@ -135,10 +179,21 @@ def separate(priors, M, v):
         for i, p in enumerate(priors):
             gi = g - gamma / np.maximum(s[i], 1e-30) if pen == 'xmap' else g
             gi = gi * cal[i]
+            if ratio:
+                mu, var = marg[i]
+                r = np.maximum(raw[i], 1e-30)
+                gi = gi + ratio * (-(np.log(r) - mu) / (var * r) - 1.0 / r)
             _, gz, _ = p.vjp(z[i], gi, gamma)
             if pen == 'latent':
                 gz = gz + w * z[i]
             grads.append(gz)
+        if eqb:
+            for i in range(n):
+                gth = np.bincount(band, weights=(g * s[i]).sum(axis=1).astype(np.float64), minlength=nb) \
+                    + v['eqw'] * cells * theta[i]
+                tm[i] = b1 * tm[i] + (1 - b1) * gth
+                tv[i] = b2 * tv[i] + (1 - b2) * gth * gth
+                theta[i] = theta[i] - v['eqlr'] * (tm[i] / (1 - b1 ** it)) / (np.sqrt(tv[i] / (1 - b2 ** it)) + 1e-8)
         if v['opt'] == 'gd':
             rms = np.sqrt(np.mean([np.mean(gz.astype(np.float64) ** 2) for gz in grads])) + 1e-30
         for i, gz in enumerate(grads):
@@ -152,6 +207,8 @@ def separate(priors, M, v):
                 vh = vv[i] / (1 - b2 ** it)
                 step = lr * mh / (np.sqrt(vh) + 1e-8)
             z[i] = np.clip(z[i] - step, -LATENT_BOUND, LATENT_BOUND).astype(np.float32)
+    if eqb:
+        cal = [bc * np.exp(th[band])[:, None].astype(np.float32) for bc, th in zip(base_cal, theta)]
     s = [p.decode(zi) * c for p, zi, c in zip(priors, z, cal)]
     zsq = [float(np.mean(zi ** 2)) for zi in z]
     return s, zsq

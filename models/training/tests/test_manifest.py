@@ -25,13 +25,20 @@ def test_manifest(d):
     io = {'decode': (['z'], ['s']), 'grad': (['z', 'g', 'gamma'], ['s', 'grad_z', 'logp']),
           'encode': (['s'], ['z', 'logp'])}
     total = 0
-    for role, (ins, outs) in io.items():
-        e = m['graphs'][role]
+    for role, e in m['graphs'].items():
+        assert role in io or role == 'weights', role
         path = os.path.join(d, e['file'])
         assert hashlib.sha256(open(path, 'rb').read()).hexdigest() == e['sha256'], role
         total += os.path.getsize(path)
-        g = onnx.load(path).graph
+    for role, (ins, outs) in io.items():
+        path = os.path.join(d, m['graphs'][role]['file'])
+        g = onnx.load(path, load_external_data=False).graph
         assert [i.name for i in g.input] == ins and [o.name for o in g.output] == outs
+        # A graph may only read weights from the file the manifest lists (and hashes).
+        for t in g.initializer:
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                location = {kv.key: kv.value for kv in t.external_data}['location']
+                assert location == m['graphs']['weights']['file'], (role, t.name, location)
     assert total <= 20 * 1000 * 1000
 
 
