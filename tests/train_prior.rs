@@ -155,6 +155,10 @@ fn trains_installs_and_loads_a_tiny_prior() {
     let mut prior = Prior::load(&runtime, &installed, &SessionOptions::default()).unwrap();
     assert_eq!(prior.stem(), "tiny-test");
     assert_eq!(prior.manifest().training.steps, Some(20));
+    // The export stores the weights once, in the file the manifest lists; the installed folder
+    // carries it and the graphs read it from there.
+    let weights = prior.manifest().graphs.weights.clone().expect("graphs.weights");
+    assert!(installed.join(&weights.file).is_file());
     let z = vec![0.0f32; BINS * FRAMES];
     let mut s = vec![0.0f32; BINS * FRAMES];
     prior.decode_into(&z, FRAMES, &mut s).unwrap();
