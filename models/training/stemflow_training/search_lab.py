@@ -92,23 +92,29 @@ class Prior:
         return self.enc.run(['z'], {'s': s[None].astype(np.float32)})[0][0]
 
 
-_CAL = {}
-_MARG = {}
+_SAMPLES = {}
+
+
+def latent_samples(prior, shape, n):
+    """f(z) for n latent samples z ~ N(0, I) (seed 0), side by side along time; cached per prior.
+    Both the level calibration and the likelihood-ratio marginal are statistics of these."""
+    key = (id(prior), shape, n)
+    if key not in _SAMPLES:
+        rng = np.random.default_rng(0)
+        _SAMPLES[key] = np.concatenate([prior.decode(rng.standard_normal(shape).astype(np.float32)).astype(np.float64)
+                                        for _ in range(n)], axis=1)
+    return _SAMPLES[key]
 
 
 def marginal(prior, shape, n=4):
     """Per-bin mean and variance of ln s over n latent samples (the prior's level marginal)."""
-    key = (id(prior), shape, n)
-    if key not in _MARG:
-        rng = np.random.default_rng(0)
-        ls = np.concatenate([np.log(np.maximum(prior.decode(rng.standard_normal(shape).astype(np.float32)), 1e-30)).astype(np.float64)
-                             for _ in range(n)], axis=1)
-        _MARG[key] = (ls.mean(axis=1, keepdims=True).astype(np.float32),
-                      np.maximum(ls.var(axis=1, keepdims=True), 1e-4).astype(np.float32))
-    return _MARG[key]
+    ls = np.log(np.maximum(latent_samples(prior, shape, n), 1e-30))
+    return (ls.mean(axis=1, keepdims=True).astype(np.float32),
+            np.maximum(ls.var(axis=1, keepdims=True), 1e-4).astype(np.float32))
 
 
 def band_index(bins, n):
+    """Band of each bin for n log-spaced bands (n ≥ bins: one band per bin)."""
     if n >= bins:
         return np.arange(bins)
     edges = np.unique(np.round(np.geomspace(1, bins, n)).astype(int))
@@ -116,20 +122,19 @@ def band_index(bins, n):
 
 
 def calibration(prior, shape, n, q=0.0):
-    key = (id(prior), shape, n, q)
-    if key not in _CAL:
-        rng = np.random.default_rng(0)
-        zero = prior.decode(np.zeros(shape, np.float32)).astype(np.float64).mean(axis=1)
-        samples = np.concatenate([prior.decode(rng.standard_normal(shape).astype(np.float32)).astype(np.float64)
-                                  for _ in range(n)], axis=1)
-        if q > 0:
-            cut = np.quantile(samples, 1.0 - q, axis=1, keepdims=True)
-            mean = np.where(samples <= cut, samples, np.nan)
-            mean = np.nanmean(mean, axis=1)
-        else:
-            mean = samples.mean(axis=1)
-        _CAL[key] = (mean / zero)[:, None].astype(np.float32)
-    return _CAL[key]
+    zero = prior.decode(np.zeros(shape, np.float32)).astype(np.float64).mean(axis=1)
+    samples = latent_samples(prior, shape, n)
+    if q > 0:
+        cut = np.quantile(samples, 1.0 - q, axis=1, keepdims=True)
+        mean = np.nanmean(np.where(samples <= cut, samples, np.nan), axis=1)
+    else:
+        mean = samples.mean(axis=1)
+    return (mean / zero)[:, None].astype(np.float32)
+
+
+def equalised(base_gains, theta, band):
+    """Each stem's gains with its per-band equalisation e^θ applied."""
+    return [g * np.exp(th[band])[:, None].astype(np.float32) for g, th in zip(base_gains, theta)]
 
 
 def separate(priors, M, v):
@@ -167,7 +172,7 @@ def separate(priors, M, v):
     base_cal = cal
     for it in range(1, v['it'] + 1):
         if eqb:
-            cal = [bc * np.exp(th[band])[:, None].astype(np.float32) for bc, th in zip(base_cal, theta)]
+            cal = equalised(base_cal, theta, band)
         raw = [p.decode(zi) for p, zi in zip(priors, z)]
         s = [r * c for r, c in zip(raw, cal)]
         S = sum(s)
@@ -208,7 +213,7 @@ def separate(priors, M, v):
                 step = lr * mh / (np.sqrt(vh) + 1e-8)
             z[i] = np.clip(z[i] - step, -LATENT_BOUND, LATENT_BOUND).astype(np.float32)
     if eqb:
-        cal = [bc * np.exp(th[band])[:, None].astype(np.float32) for bc, th in zip(base_cal, theta)]
+        cal = equalised(base_cal, theta, band)
     s = [p.decode(zi) * c for p, zi, c in zip(priors, z, cal)]
     zsq = [float(np.mean(zi ** 2)) for zi in z]
     return s, zsq
