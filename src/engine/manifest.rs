@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::engine::constants::{BINS, FRAMES, FRAME_SECONDS, HOP, N_FFT, PRIOR_SAMPLE_RATE, TIME_MULTIPLE};
+use crate::engine::onnx_external_data::external_data_locations;
 use crate::engine::prior::PriorError;
 
 /// The manifest's file name inside a prior folder.
@@ -275,12 +276,42 @@ impl Manifest {
         if let Some(weights) = &self.graphs.weights {
             verify_graph(dir, &path, "graphs.weights", weights)?;
         }
+        // ONNX Runtime loads whatever file a graph names for its tensors: only the hashed
+        // weight file may be named.
+        let listed = self.graphs.weights.as_ref().map(|w| w.file.as_str());
+        let graphs = [&self.graphs.decode, &self.graphs.grad, &self.graphs.encode];
+        for graph in graphs.into_iter().flatten() {
+            check_external_data(&dir.join(&graph.file), listed)?;
+        }
         Ok(())
     }
 
     /// The path of a graph listed in this manifest, inside `dir`.
     pub fn graph_path(dir: &Path, graph: &GraphFile) -> PathBuf {
         dir.join(&graph.file)
+    }
+}
+
+/// Fails when the graph at `file` names an external-data file other than `listed` (the
+/// manifest's `graphs.weights`, already hashed), or any file when nothing is listed.
+fn check_external_data(file: &Path, listed: Option<&str>) -> Result<(), PriorError> {
+    let bytes = std::fs::read(file).map_err(|source| PriorError::Io {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let locations = external_data_locations(&bytes).map_err(|source| PriorError::NotOnnx {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    match locations.into_iter().find(|l| Some(l.as_str()) != listed) {
+        None => Ok(()),
+        Some(location) => Err(PriorError::UnlistedExternalData {
+            file: file.to_path_buf(),
+            location,
+            listed: listed.map_or("no file (`graphs.weights` is absent)".into(), |l| {
+                format!("`{l}`")
+            }),
+        }),
     }
 }
 
@@ -444,6 +475,58 @@ mod tests {
                 assert_eq!(found.len(), 64);
             }
             other => panic!("expected HashMismatch, got {other:?}"),
+        }
+    }
+
+    /// A minimal ONNX model (protobuf) whose one initializer reads from `location`.
+    fn model_reading(location: &str) -> Vec<u8> {
+        let field = |number: u8, payload: &[u8]| {
+            let mut out = vec![number << 3 | 2, payload.len() as u8];
+            out.extend_from_slice(payload);
+            out
+        };
+        let mut entry = field(1, b"location");
+        entry.extend(field(2, location.as_bytes()));
+        let tensor = field(13, &entry);
+        field(7, &field(5, &tensor))
+    }
+
+    #[test]
+    fn a_graph_may_read_external_data_only_from_the_listed_weight_file() {
+        let write = |dir: &Path, bytes: &[u8]| -> String {
+            fs::write(dir.join("decode.onnx"), bytes).unwrap();
+            sha256_file(&dir.join("decode.onnx")).unwrap()
+        };
+        let (_root, dir) = edited_copy(|_| {});
+        fs::write(dir.join("weights.bin"), b"w").unwrap();
+        let weights_sha = sha256_file(&dir.join("weights.bin")).unwrap();
+        let cases = [
+            ("weights.bin", true, true),   // listed and hashed: accepted
+            ("unlisted.bin", true, false), // another file in the folder: refused
+            ("weights.bin", false, false), // nothing listed: refused
+        ];
+        for (location, list_weights, ok) in cases {
+            let sha = write(&dir, &model_reading(location));
+            let text = fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap();
+            let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            json["graphs"]["decode"]["sha256"] = sha.into();
+            json["graphs"]["weights"] = if list_weights {
+                serde_json::json!({"file": "weights.bin", "sha256": weights_sha})
+            } else {
+                serde_json::Value::Null
+            };
+            if !list_weights {
+                json["graphs"].as_object_mut().unwrap().remove("weights");
+            }
+            fs::write(dir.join(MANIFEST_FILE), json.to_string()).unwrap();
+            match Manifest::load_verified(&dir) {
+                Ok(_) => assert!(ok, "{location} accepted"),
+                Err(PriorError::UnlistedExternalData { location: found, .. }) => {
+                    assert!(!ok, "{location} refused");
+                    assert_eq!(found, location);
+                }
+                Err(other) => panic!("unexpected {other:?}"),
+            }
         }
     }
 

@@ -10,6 +10,7 @@ pub mod level_calibration;
 pub mod manifest;
 pub mod metrics;
 pub mod objective;
+pub mod onnx_external_data;
 pub mod optimizer;
 pub mod prior;
 pub mod resample;

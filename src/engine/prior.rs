@@ -72,6 +72,27 @@ pub enum PriorError {
         /// sha256 of the file on disk.
         found: String,
     },
+    /// A graph file is not a readable ONNX model (checked before a session is made).
+    #[error("{}: {source}", .file.display())]
+    NotOnnx {
+        /// The graph file.
+        file: PathBuf,
+        /// Where reading stopped.
+        source: crate::engine::onnx_external_data::OnnxReadError,
+    },
+    /// A graph reads tensor data from a file the manifest does not list and hash.
+    #[error(
+        "{} reads tensor data from `{location}`, but the manifest lists {listed} for the graphs' weights",
+        .file.display()
+    )]
+    UnlistedExternalData {
+        /// The graph file.
+        file: PathBuf,
+        /// The external-data location the graph names.
+        location: String,
+        /// What the manifest's `graphs.weights` lists.
+        listed: String,
+    },
     /// Creating a session failed (runtime missing, corrupt ONNX, ...).
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -741,7 +762,7 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_graph_with_a_matching_hash_is_a_runtime_error() {
+    fn a_corrupt_graph_with_a_matching_hash_is_refused_before_a_session() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("toy");
         fs::create_dir(&dir).unwrap();
@@ -750,6 +771,17 @@ mod tests {
         }
         fs::write(dir.join("decode.onnx"), b"not a protobuf at all").unwrap();
         let mut manifest = Manifest::load(&fixture("toy")).unwrap();
+        manifest.graphs.decode.as_mut().unwrap().sha256 =
+            crate::engine::manifest::sha256_file(&dir.join("decode.onnx")).unwrap();
+        fs::write(dir.join(MANIFEST_FILE), serde_json::to_string(&manifest).unwrap()).unwrap();
+        let result = Prior::load(&runtime(), &dir, &SessionOptions::default());
+        match result {
+            Err(PriorError::NotOnnx { file, .. }) => assert_eq!(file, dir.join("decode.onnx")),
+            other => panic!("expected NotOnnx, got {other:?}"),
+        }
+        // A protobuf that parses but is no model is the runtime's to refuse.
+        fs::write(dir.join("decode.onnx"), b"\x08\x07").unwrap(); // ir_version 7, no graph
+        let mut manifest = Manifest::load(&dir).unwrap();
         manifest.graphs.decode.as_mut().unwrap().sha256 =
             crate::engine::manifest::sha256_file(&dir.join("decode.onnx")).unwrap();
         fs::write(dir.join(MANIFEST_FILE), serde_json::to_string(&manifest).unwrap()).unwrap();

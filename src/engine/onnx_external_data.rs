@@ -1,0 +1,259 @@
+//! Which files an ONNX graph reads its tensors from (ONNX "external data"), found by walking the
+//! model's protobuf without a protobuf library.
+//!
+//! A prior's manifest lists and hashes every file it ships (CONTRACT.md "Shared weights"); ONNX
+//! Runtime would load any file a graph names, so the engine checks that the graphs name no file
+//! the manifest does not hash. Only the messages that can hold a tensor are walked (schema of
+//! onnx.proto3): ModelProto.graph (7) and .functions (25); GraphProto.node (1), .initializer (5),
+//! .sparse_initializer (15); FunctionProto.node (7); NodeProto.attribute (5); AttributeProto.t (5),
+//! .g (6), .graphs (10), .tensors (11), .sparse_tensor (22), .sparse_tensors (23);
+//! SparseTensorProto.values (1), .indices (2); TensorProto.external_data (13), whose
+//! StringStringEntryProto key (1) `location` has the file name in value (2).
+
+use std::collections::BTreeSet;
+
+/// Why a graph's bytes could not be walked: the offset and what was wrong there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a readable ONNX model (byte {offset}: {reason})")]
+pub struct OnnxReadError {
+    /// Byte offset into the file where reading failed.
+    pub offset: usize,
+    /// What was expected there.
+    pub reason: &'static str,
+}
+
+/// The message types walked (see the module doc for their field numbers).
+#[derive(Clone, Copy)]
+enum Message {
+    Model,
+    Graph,
+    Function,
+    Node,
+    Attribute,
+    SparseTensor,
+    Tensor,
+    StringEntry,
+}
+
+/// Nested messages deeper than this are refused (a graph of graphs of graphs … is not a prior).
+const MAX_DEPTH: usize = 64;
+
+/// Every distinct `location` of external data named by any tensor of the model in `bytes`.
+pub fn external_data_locations(bytes: &[u8]) -> Result<BTreeSet<String>, OnnxReadError> {
+    let mut found = BTreeSet::new();
+    walk(bytes, 0, Message::Model, 0, &mut found)?;
+    Ok(found)
+}
+
+/// One protobuf field: its number and, for length-delimited fields, the payload's range.
+struct Field {
+    number: u64,
+    payload: Option<(usize, usize)>,
+}
+
+fn walk(
+    bytes: &[u8],
+    base: usize,
+    message: Message,
+    depth: usize,
+    found: &mut BTreeSet<String>,
+) -> Result<(), OnnxReadError> {
+    if depth > MAX_DEPTH {
+        return Err(OnnxReadError {
+            offset: base,
+            reason: "messages nested too deeply",
+        });
+    }
+    let mut entry_key: Option<&[u8]> = None;
+    let mut entry_value: Option<&[u8]> = None;
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let field = next_field(bytes, &mut pos, base)?;
+        let Some((start, end)) = field.payload else {
+            continue;
+        };
+        let payload = &bytes[start..end];
+        let child = match (message, field.number) {
+            (Message::Model, 7) => Some(Message::Graph),
+            (Message::Model, 25) => Some(Message::Function),
+            (Message::Graph, 1) | (Message::Function, 7) => Some(Message::Node),
+            (Message::Graph, 5) => Some(Message::Tensor),
+            (Message::Graph, 15) => Some(Message::SparseTensor),
+            (Message::Node, 5) => Some(Message::Attribute),
+            (Message::Attribute, 5 | 11) => Some(Message::Tensor),
+            (Message::Attribute, 6 | 10) => Some(Message::Graph),
+            (Message::Attribute, 22 | 23) => Some(Message::SparseTensor),
+            (Message::SparseTensor, 1 | 2) => Some(Message::Tensor),
+            (Message::Tensor, 13) => Some(Message::StringEntry),
+            (Message::StringEntry, 1) => {
+                entry_key = Some(payload);
+                None
+            }
+            (Message::StringEntry, 2) => {
+                entry_value = Some(payload);
+                None
+            }
+            _ => None,
+        };
+        if let Some(child) = child {
+            walk(payload, base + start, child, depth + 1, found)?;
+        }
+    }
+    if let (Message::StringEntry, Some(b"location")) = (message, entry_key) {
+        let value = entry_value.unwrap_or_default();
+        found.insert(String::from_utf8_lossy(value).into_owned());
+    }
+    Ok(())
+}
+
+/// Reads one field's tag and skips or delimits its value.
+fn next_field(bytes: &[u8], pos: &mut usize, base: usize) -> Result<Field, OnnxReadError> {
+    let at = base + *pos;
+    let tag = varint(bytes, pos).ok_or(OnnxReadError {
+        offset: at,
+        reason: "a truncated field tag",
+    })?;
+    let number = tag >> 3;
+    let truncated = OnnxReadError {
+        offset: at,
+        reason: "a field running past the end of its message",
+    };
+    let payload = match tag & 7 {
+        0 => {
+            varint(bytes, pos).ok_or(truncated)?;
+            None
+        }
+        1 | 5 => {
+            let width = if tag & 7 == 1 { 8 } else { 4 };
+            *pos = pos
+                .checked_add(width)
+                .filter(|&p| p <= bytes.len())
+                .ok_or(truncated)?;
+            None
+        }
+        2 => {
+            let len = varint(bytes, pos).ok_or(truncated.clone())?;
+            let start = *pos;
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|len| start.checked_add(len))
+                .filter(|&end| end <= bytes.len())
+                .ok_or(truncated)?;
+            *pos = end;
+            Some((start, end))
+        }
+        _ => {
+            return Err(OnnxReadError {
+                offset: at,
+                reason: "a protobuf wire type ONNX does not use",
+            })
+        }
+    };
+    if number == 0 {
+        return Err(OnnxReadError {
+            offset: at,
+            reason: "field number 0",
+        });
+    }
+    Ok(Field { number, payload })
+}
+
+/// A base-128 varint at `pos` (advanced past it), or None when truncated or longer than 64 bits.
+fn varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*pos)?;
+        *pos += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Protobuf encoding helpers for hand-built models.
+    fn varint_bytes(mut v: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    fn field(number: u64, payload: &[u8]) -> Vec<u8> {
+        let mut out = varint_bytes(number << 3 | 2);
+        out.extend(varint_bytes(payload.len() as u64));
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn external_tensor(location: &str) -> Vec<u8> {
+        let mut entry = field(1, b"location");
+        entry.extend(field(2, location.as_bytes()));
+        let mut offset = field(1, b"offset");
+        offset.extend(field(2, b"0"));
+        let mut tensor = field(8, b"w"); // name
+        tensor.extend(varint_bytes(14 << 3)); // data_location = EXTERNAL (varint field)
+        tensor.push(1);
+        tensor.extend(field(13, &offset));
+        tensor.extend(field(13, &entry));
+        tensor
+    }
+
+    fn model(graph: &[u8]) -> Vec<u8> {
+        let mut out = varint_bytes(1 << 3); // ir_version
+        out.push(8);
+        out.extend(field(7, graph));
+        out
+    }
+
+    #[test]
+    fn initializers_and_constant_attributes_are_found() {
+        let mut graph = field(5, &external_tensor("weights.bin"));
+        let attribute = field(5, &external_tensor("other.bin"));
+        graph.extend(field(1, &field(5, &attribute))); // node { attribute { t } }
+        let locations = external_data_locations(&model(&graph)).unwrap();
+        assert_eq!(
+            locations.into_iter().collect::<Vec<_>>(),
+            ["other.bin", "weights.bin"]
+        );
+    }
+
+    #[test]
+    fn subgraphs_and_sparse_initializers_are_found() {
+        let inner = field(5, &external_tensor("inner.bin"));
+        let node = field(5, &field(6, &inner)); // node { attribute { g { initializer } } }
+        let mut graph = field(1, &node);
+        graph.extend(field(15, &field(1, &external_tensor("sparse.bin"))));
+        let locations = external_data_locations(&model(&graph)).unwrap();
+        assert!(locations.contains("inner.bin") && locations.contains("sparse.bin"));
+    }
+
+    #[test]
+    fn embedded_weights_name_no_file() {
+        let mut tensor = field(8, b"w");
+        tensor.extend(field(9, &[0u8; 16])); // raw_data
+        assert!(external_data_locations(&model(&field(5, &tensor)))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn truncated_or_foreign_bytes_are_errors() {
+        let good = model(&field(5, &external_tensor("weights.bin")));
+        let error = external_data_locations(&good[..good.len() - 3]).unwrap_err();
+        assert_eq!(error.reason, "a field running past the end of its message");
+        assert!(external_data_locations(b"\x0b\x00").is_err()); // wire type 3 (group)
+        assert!(external_data_locations(&[0xff; 11]).is_err()); // varint too long
+    }
+}
