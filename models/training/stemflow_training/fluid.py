@@ -99,8 +99,9 @@ class Synth:
             pos += k
         return 0.5 * (left + right)
 
-    def render(self, notes, program, drums=False, reverb=False, chorus=False, cc=None, tail=1.5):
-        """notes: (start_s, dur_s, pitch, vel).  Returns mono float32 audio."""
+    def render(self, notes, program, drums=False, reverb=False, chorus=False, cc=None, tail=1.5, bank=None):
+        """notes: (start_s, dur_s, pitch, vel).  Returns mono float32 audio.  `bank` defaults to 128
+        for drums (GM percussion) and 0 otherwise; a drum-kit-only soundfont keeps its kit in bank 0."""
         L = lib()
         chan = DRUM_CHANNEL if drums else 0
         synth = L.new_fluid_synth(self.settings)
@@ -109,18 +110,19 @@ class Synth:
             L.delete_fluid_synth(synth)
             raise RuntimeError("FluidSynth could not share a loaded soundfont")
         try:
-            return self._render(synth, sfid, chan, notes, program, drums, reverb, chorus, cc, tail)
+            bank = (128 if drums else 0) if bank is None else bank
+            return self._render(synth, sfid, chan, notes, program, bank, reverb, chorus, cc, tail)
         finally:
             L.fluid_synth_all_sounds_off(synth, -1)
             self._write(256, synth)
             L.fluid_synth_remove_sfont(synth, self.sfont)
             L.delete_fluid_synth(synth)
 
-    def _render(self, synth, sfid, chan, notes, program, drums, reverb, chorus, cc, tail):
+    def _render(self, synth, sfid, chan, notes, program, bank, reverb, chorus, cc, tail):
         L = lib()
         L.fluid_synth_reverb_on(synth, -1, int(bool(reverb)))
         L.fluid_synth_chorus_on(synth, -1, int(bool(chorus)))
-        L.fluid_synth_program_select(synth, chan, sfid, 128 if drums else 0, int(program))
+        L.fluid_synth_program_select(synth, chan, sfid, int(bank), int(program))
         for num, val in (cc or {}).items():
             L.fluid_synth_cc(synth, chan, int(num), int(val))
         self._write(256, synth)  # settle; discarded

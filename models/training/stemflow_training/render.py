@@ -2,7 +2,7 @@
 lists with FluidSynth: the data for the instrument priors (issue 3).
 
     python -m stemflow_training.render --out models/training/.cache/data
-        [--manifest models/data-manifest.json] [--no-install] [--quick]
+        [--manifest models/data-manifest.json] [--no-install] [--quick] [--extra-train]
 
 Material: real composed music from the music21 corpus (Bach chorales, Haydn / Mozart
 string quartets, Palestrina, fiddle tunes from Ryan's Mammoth Collection) with its
@@ -11,6 +11,11 @@ songs (progressions, bass lines, drum grooves, comping voicings, arpeggios, melo
 for coverage.  Each piece gets a random tempo, transposition, velocity level,
 articulation, program (piano 0-7, guitar 24-31, bass 32-39, drums: channel 10 kits)
 and soundfont.  Everything derives from fixed seeds; the split is BY PIECE.
+
+Extra training pieces (`--extra-train`: EXTRA_TRAIN, 300 more; the shipped priors do not use them): the next
+pieces of each family's shuffle and more generated seeds, rendered with a wider timbre palette
+(also MuseScore General Full, and for drums the two AVL acoustic kits).  They only add training
+data: the base pieces and both validation sets come out sample-identical with or without them.
 
 Output (a cache; this command regenerates it):
   OUT/train/<stem>/<piece>_<k>.wav          5-s training segments (silence-trimmed)
@@ -56,11 +61,38 @@ SOUNDFONTS = {
     'timgm6mb': ('/usr/share/sounds/sf2/TimGM6mb.sf2', 'timgm6mb-soundfont', 0.0),
 }
 TRAIN_SOUNDFONTS = ('fluidr3', 'musescore', 'opl3')
+# The wider palette of the extra training pieces (EXTRA_TRAIN): also MuseScore's full General
+# font (other samples than the Lite one) and, for drums only, the two AVL acoustic kits (each a
+# single GM-mapped kit in bank 0).  The base pieces and both validation sets are unchanged.
+WIDE_SOUNDFONTS = {
+    'fluidr3': ('/usr/share/sounds/sf2/FluidR3_GM.sf2', 'fluid-soundfont-gm', 0.3),
+    'musescore': ('/usr/share/sounds/sf3/MuseScore_General_Lite.sf3', 'musescore-general-soundfont-small', 0.2),
+    'musescore-full': ('/usr/share/sounds/sf3/MuseScore_General_Full.sf3', 'musescore-general-soundfont', 0.35),
+    'opl3': ('/usr/share/sounds/sf2/OPL-3_FM_128M.sf2', 'opl3-soundfont', 0.15),
+}
+DRUM_KIT_SOUNDFONTS = {   # name -> (path, package); chosen for an extra piece's drums with DRUM_KIT_SHARE
+    'avl-black-pearl': ('/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2', 'avldrums.lv2-soundfont'),
+    'avl-red-zeppelin': ('/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2', 'avldrums.lv2-soundfont'),
+}
+DRUM_KIT_SHARE = 0.35
 HELDOUT_SOUNDFONT = 'timgm6mb'   # never in training (nor csound's sf_GMbank, near-identical to it)
-PACKAGES = ('fluidsynth',) + tuple(v[1] for v in SOUNDFONTS.values())
+BASE_SOUNDFONTS = {n: v[:2] for n, v in SOUNDFONTS.items()}    # name -> (path, package)
+ALL_SOUNDFONTS = {**BASE_SOUNDFONTS, **{n: v[:2] for n, v in WIDE_SOUNDFONTS.items()}, **DRUM_KIT_SOUNDFONTS}
+
+
+def packages(wide=False):
+    """The Debian packages a render needs (`wide`: also those of the extra pieces' palette)."""
+    fonts = ALL_SOUNDFONTS if wide else BASE_SOUNDFONTS
+    return ('fluidsynth',) + tuple(dict.fromkeys(v[1] for v in fonts.values()))
+
+
+PACKAGES = packages()
 
 # pieces per family: (train, valid).  Valid pieces come first in each seeded shuffle.
 COUNTS = {'chorale': (44, 4), 'quartet': (10, 2), 'palestrina': (16, 3), 'folk': (24, 3), 'generated': (36, 4)}
+# extra training pieces per family, appended after the base plan with their own random stream and
+# the wider timbre palette (more pieces and more timbres than a prior can memorise)
+EXTRA_TRAIN = {'chorale': 100, 'quartet': 10, 'palestrina': 40, 'folk': 60, 'generated': 90}
 QUICK_COUNTS = {'chorale': (3, 1), 'quartet': (1, 1), 'palestrina': (1, 1), 'folk': (2, 1), 'generated': (2, 1)}
 SPLIT_SEED = 20261122
 GEN_SEED_BASE = {'train': 100000, 'valid': 900000}
@@ -70,9 +102,9 @@ MIN_ACTIVE = 0.3         # ... or with fewer than 30 % of its 100-ms frames abov
 
 
 # ---------------------------------------------------------------- packages
-def check_packages(install=True):
+def check_packages(install=True, wide=False):
     missing = []
-    for pkg in PACKAGES:
+    for pkg in packages(wide):
         r = subprocess.run(['dpkg-query', '-W', '-f=${Status}', pkg], capture_output=True, text=True)
         if 'install ok installed' not in r.stdout:
             missing.append(pkg)
@@ -85,16 +117,16 @@ def check_packages(install=True):
         if r.returncode != 0:
             sys.exit(f"render: could not install {' '.join(missing)}: run "
                      f"`apt-get install {' '.join(missing)}` as root")
-        return check_packages(install=False)
+        return check_packages(install=False, wide=wide)
     if missing:
         sys.exit(f"render: missing Debian packages: {' '.join(missing)} (apt-get install {' '.join(missing)})")
     if load_library() is None:
         sys.exit("render: libfluidsynth.so.3 not loadable (package fluidsynth)")
-    for name, (path, pkg, _) in SOUNDFONTS.items():
+    for name, (path, pkg) in (ALL_SOUNDFONTS if wide else BASE_SOUNDFONTS).items():
         if not os.path.exists(path):
             sys.exit(f"render: soundfont {path} missing (package {pkg})")
     versions = {}
-    for pkg in PACKAGES:
+    for pkg in packages(wide):
         r = subprocess.run(['dpkg-query', '-W', '-f=${Version}', pkg], capture_output=True, text=True)
         versions[pkg] = r.stdout.strip()
     return versions
@@ -109,9 +141,14 @@ def sha256(path):
 
 
 # ---------------------------------------------------------------- planning
-def plan(counts):
-    """The list of pieces of each split: {id, family, source, seed}."""
+def plan(counts, extra_train=None):
+    """The list of pieces of each split: {id, family, source, seed}.  `extra_train` ({family: n})
+    appends n more training pieces per family (marked palette 'wide'): the next paths of the same
+    shuffle, seeds from a separate stream, so the base plan and validation are unchanged."""
     rng = np.random.default_rng(SPLIT_SEED)
+    xrng = np.random.default_rng([SPLIT_SEED, 1])
+    extra_train = extra_train or {}
+    wide = []
     splits = {'train': [], 'valid': []}
     for family, (n_train, n_valid) in counts.items():
         if family == 'generated':
@@ -119,6 +156,10 @@ def plan(counts):
                 for i in range(n):
                     seed = GEN_SEED_BASE[split] + i
                     splits[split].append({'id': f'gen{seed}', 'family': 'generated', 'source': f'seed:{seed}', 'seed': seed})
+            for i in range(n_train, n_train + extra_train.get(family, 0)):
+                seed = GEN_SEED_BASE['train'] + i
+                wide.append({'id': f'gen{seed}', 'family': 'generated', 'source': f'seed:{seed}', 'seed': seed,
+                             'palette': 'wide'})
             continue
         paths = corpus.list_family(family)
         order = rng.permutation(len(paths))
@@ -129,12 +170,25 @@ def plan(counts):
             parts = os.path.splitext(p)[0].split('/')[1:]   # drop the composer folder
             pid = family[:4] + '-' + '_'.join(parts).replace('.', '_')
             splits[split].append({'id': pid, 'family': family, 'source': p, 'seed': seed})
+        more = [paths[i] for i in order[n_valid + n_train:n_valid + n_train + extra_train.get(family, 0)]]
+        for p in more:
+            parts = os.path.splitext(p)[0].split('/')[1:]
+            pid = family[:4] + '-' + '_'.join(parts).replace('.', '_')
+            wide.append({'id': pid, 'family': family, 'source': p, 'seed': int(xrng.integers(1 << 30)),
+                         'palette': 'wide'})
+    splits['train'] += wide   # after the base pieces
     return splits
 
 
-def _choose_sf(rng, heldout):
+def _choose_sf(rng, heldout, palette=None, stem=None):
     if heldout:
         return HELDOUT_SOUNDFONT
+    if palette == 'wide':
+        if stem == 'drums' and rng.random() < DRUM_KIT_SHARE:
+            return sorted(DRUM_KIT_SOUNDFONTS)[int(rng.integers(len(DRUM_KIT_SOUNDFONTS)))]
+        names = sorted(WIDE_SOUNDFONTS)
+        w = np.array([WIDE_SOUNDFONTS[n][2] for n in names])
+        return names[int(rng.choice(len(w), p=w / w.sum()))]
     w = np.array([SOUNDFONTS[n][2] for n in TRAIN_SOUNDFONTS])
     return TRAIN_SOUNDFONTS[int(rng.choice(len(w), p=w / w.sum()))]
 
@@ -277,12 +331,17 @@ def render_piece(piece, synths, cache_dir, heldout, split, extra=None, sr=SR):
     rng = np.random.default_rng(piece['seed'] + (7 if heldout else 0) + 1)
     spec = {'id': piece['id'], 'family': piece['family'], 'source': piece['source'], 'seed': piece['seed'],
             'bpm': round(bpm, 2), 'swing': swing, 'material': desc, 'stems': {}}
+    if piece.get('palette'):
+        spec['palette'] = piece['palette']
     audio = {}
     max_len = int(MAX_SECONDS[split] * sr)
     for stem in STEMS:
-        sf = _choose_sf(rng, heldout)
+        sf = _choose_sf(rng, heldout, piece.get('palette'), stem)
         synth = synths(sf)
-        if stem == 'drums':
+        bank = 0 if sf in DRUM_KIT_SOUNDFONTS else None
+        if sf in DRUM_KIT_SOUNDFONTS:
+            program, notes, art, hum = 0, parts['drums'], {'velocity': 'groove'}, 0.0
+        elif stem == 'drums':
             kits = [k for k in DRUM_KITS if synth.has_preset(128, k)] or [0]
             if desc['drums'] == 'jazz' and any(k in kits for k in (32, 40)):
                 kits = [k for k in (32, 40) if k in kits]
@@ -296,10 +355,10 @@ def render_piece(piece, synths, cache_dir, heldout, split, extra=None, sr=SR):
         secs = gen.to_seconds(notes, bpm, swing=swing, rng=rng, humanize=hum)
         reverb = bool(rng.random() < 0.35)
         chorus = bool(rng.random() < 0.15)
-        y = synth.render(secs, program, drums=(stem == 'drums'), reverb=reverb, chorus=chorus)
+        y = synth.render(secs, program, drums=(stem == 'drums'), reverb=reverb, chorus=chorus, bank=bank)
         gain_db = float(rng.uniform(-30.0, -18.0))   # target RMS of the active part, dBFS
         audio[stem] = (y, gain_db)
-        spec['stems'][stem] = {'soundfont': sf, 'bank': 128 if stem == 'drums' else 0, 'program': program,
+        spec['stems'][stem] = {'soundfont': sf, 'bank': (128 if stem == 'drums' else 0) if bank is None else bank, 'program': program,
                                'notes': len(secs), 'reverb': reverb, 'chorus': chorus, 'target_rms_dbfs': round(gain_db, 2),
                                'articulation': art}
     # common start (first sound of any stem) and length
@@ -381,26 +440,30 @@ def main(argv=None):
                     'else models/data-manifest.json)')
     ap.add_argument('--no-install', action='store_true', help='only check the Debian packages')
     ap.add_argument('--quick', action='store_true', help='a few pieces only (smoke test)')
+    ap.add_argument('--extra-train', action='store_true',
+                    help='also render the 300 extra training pieces with the wider timbre palette (EXTRA_TRAIN; '
+                         'not used by the shipped priors, see models/README.md)')
     ap.add_argument('--extra-stem', choices=sorted(EXTRA_STEMS), default=None,
                     help='also render a fifth stem: train/<it>/, valid/<it>/ and 5-stem validation '
                          'mixtures in valid-5stem/ (the four-stem data are unchanged)')
     args = ap.parse_args(argv)
     import soundfile as sf
     t_start = time.time()
-    versions = check_packages(install=not args.no_install)
+    versions = check_packages(install=not args.no_install, wide=args.extra_train)
     repo_models = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     manifest_path = args.manifest or (None if args.quick else os.path.join(repo_models, 'data-manifest.json'))
     counts = QUICK_COUNTS if args.quick else COUNTS
+    extra = EXTRA_TRAIN if (args.extra_train and not args.quick) else {}
     out = args.out
     if os.path.exists(out):
         shutil.rmtree(out)
     cache_dir = os.path.join(os.path.dirname(os.path.abspath(out)), 'music21-notes')
-    pieces = plan(counts)
+    pieces = plan(counts, extra)
     loaded = {}
 
     def synths(name):
         if name not in loaded:
-            loaded[name] = Synth(SOUNDFONTS[name][0], SR)
+            loaded[name] = Synth(ALL_SOUNDFONTS[name][0], SR)
         return loaded[name]
 
     all_stems = STEMS + ((args.extra_stem,) if args.extra_stem else ())
@@ -421,6 +484,16 @@ def main(argv=None):
                 'programs': {**{k: v for k, v in PROGRAMS.items()}, 'drums': 'channel 10, bank 128, kits ' + str(DRUM_KITS) + ' where present'},
                 'counts': {f: {'train': c[0], 'valid': c[1]} for f, c in counts.items()},
                 'splits': {}}
+    if extra:
+        manifest['extra_train'] = {
+            'counts': extra,
+            'rule': 'extra training pieces ("palette": "wide"): the next paths of each family\'s shuffle (generated: '
+                    'the next train seeds), piece seeds from a stream seeded [%d, 1]; soundfonts drawn from '
+                    'wide_soundfonts, drums with share %g from drum_kits (a bank-0 kit)' % (SPLIT_SEED, DRUM_KIT_SHARE),
+            'wide_soundfonts': {n: {'path': p, 'package': pkg, 'sha256': sha256(p), 'weight': w}
+                                for n, (p, pkg, w) in WIDE_SOUNDFONTS.items()},
+            'drum_kits': {n: {'path': p, 'package': pkg, 'sha256': sha256(p)}
+                          for n, (p, pkg) in DRUM_KIT_SOUNDFONTS.items()}}
     if args.extra_stem:
         manifest['extra_stem'] = {'stem': args.extra_stem, **EXTRA_STEMS[args.extra_stem],
                                   'outputs': f'train/{args.extra_stem}, valid/{args.extra_stem}, valid-5stem/, '

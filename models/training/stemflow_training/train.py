@@ -8,6 +8,8 @@ Objective: negative log-likelihood of dequantised standardised log-magnitudes
 x = (ln(|X| + F) - mu_b) / sigma_b + eps, eps ~ N(0, (noise/sigma_b)^2) (noise in
 nats of log-magnitude, default 0.1), on random crops of `--crop` frames (even).
 Reported in bits per dimension of x: -log p_x(x) / (513 * T * ln 2).
+--augment S (default 0) passes each training crop through a random smooth equaliser and level
+change first (timbre augmentation, see random_equaliser); the validation figures never are.
 Checkpoints: models/training/checkpoints/<stem>/ckpt_<step>.pkl (resumed from
 the latest automatically; --fresh deletes them first, so that pruning, which keeps the two
 highest-numbered files, can never prefer an old run's later steps to the new run's).
@@ -36,16 +38,55 @@ def log(msg):
     print(time.strftime('%H:%M:%S'), msg, flush=True)
 
 
+CHUNK = 64   # segments per step of the statistics / standardisation (bounds float64 temporaries)
+
+
 def standardise(mag, norm, floor):
-    y = np.log(mag.astype(np.float64) + floor)
-    return ((y - norm['mu'][None, :, None]) / norm['sigma'][None, :, None]).astype(np.float32)
+    out = np.empty(mag.shape, dtype=np.float32)
+    for i in range(0, len(mag), CHUNK):
+        y = np.log(mag[i:i + CHUNK].astype(np.float64) + floor)
+        out[i:i + CHUNK] = (y - norm['mu'][None, :, None]) / norm['sigma'][None, :, None]
+    return out
 
 
 def compute_norm(mag, floor):
-    y = np.log(mag.astype(np.float64) + floor)
-    mu = y.mean(axis=(0, 2))
-    sigma = np.maximum(y.std(axis=(0, 2)), SIGMA_MIN)
+    s1 = np.zeros(mag.shape[1])
+    s2 = np.zeros(mag.shape[1])
+    for i in range(0, len(mag), CHUNK):
+        y = np.log(mag[i:i + CHUNK].astype(np.float64) + floor)
+        s1 += y.sum(axis=(0, 2))
+        s2 += (y * y).sum(axis=(0, 2))
+    n = mag.shape[0] * mag.shape[2]
+    mu = s1 / n
+    sigma = np.maximum(np.sqrt(np.maximum(s2 / n - mu * mu, 0.0)), SIGMA_MIN)
     return {'mu': mu.astype(np.float32), 'sigma': sigma.astype(np.float32)}
+
+
+def random_equaliser(rng, n, strength):
+    """Per-example gains in nats of magnitude, [n, BINS]: a smooth random equaliser (a tilt around
+    1 kHz, three bell bands on a log-frequency axis) and a level offset.  `strength` 1 = tilt
+    ±0.75 dB/octave, bells of N(0, 3 dB) gain and 0.3-1.5 octave width, level ±3 dB; each example is
+    left unchanged with probability 1/4.  Timbre augmentation: the prior cannot memorise the few
+    soundfonts' exact spectral envelopes, so it has to model the instrument rather than the font."""
+    freqs = np.arange(BINS) * (22050.0 / 2) / (BINS - 1)
+    octave = np.log2(np.maximum(freqs, 40.0) / 1000.0)[None, :]          # -4.6 .. +3.5
+    db = rng.uniform(-0.75, 0.75, (n, 1)) * strength * octave
+    for _ in range(3):
+        centre = rng.uniform(-4.0, 3.3, (n, 1))
+        width = rng.uniform(0.3, 1.5, (n, 1))
+        db += rng.normal(0.0, 3.0 * strength, (n, 1)) * np.exp(-0.5 * ((octave - centre) / width) ** 2)
+    db += rng.uniform(-3.0, 3.0, (n, 1)) * strength
+    db *= (rng.random((n, 1)) < 0.75)
+    return db * (math.log(10.0) / 20.0)
+
+
+def augment(xb, rng, norm, floor, strength):
+    """Applies random_equaliser exactly to standardised crops xb [n, BINS, T]: back to magnitudes,
+    scale, and standardise again (the floor makes it not a plain shift of x)."""
+    mu, sigma = norm['mu'][None, :, None], norm['sigma'][None, :, None]
+    mag = np.exp(xb.astype(np.float64) * sigma + mu) - floor
+    gain = np.exp(random_equaliser(rng, len(xb), strength))[:, :, None]
+    return ((np.log(np.maximum(mag, 0.0) * gain + floor) - mu) / sigma).astype(np.float32)
 
 
 def save_ckpt(ckdir, state):
@@ -127,11 +168,14 @@ def build_fns(cfg, lr, total_steps, clip, warmup=200):
     return train_step, eval_fn
 
 
-def sample_batch(rng, X, batch, crop, noise_x):
+def sample_batch(rng, X, batch, crop, noise_x, aug=None):
+    """`aug` = (norm, floor, strength) applies `augment` before the dequantisation noise."""
     N, C, T = X.shape
     idx = rng.integers(0, N, batch)
     st = 2 * rng.integers(0, (T - crop) // 2 + 1, batch)
     xb = np.stack([X[i, :, s:s + crop] for i, s in zip(idx, st)])
+    if aug is not None and aug[2] > 0:
+        xb = augment(xb, rng, *aug)
     return xb + noise_x[None, :, None] * rng.standard_normal(xb.shape).astype(np.float32)
 
 
@@ -172,6 +216,9 @@ def main():
     ap.add_argument('--lr', type=float, default=1e-3)
     ap.add_argument('--clip', type=float, default=5.0)
     ap.add_argument('--noise', type=float, default=0.1, help='dequantisation noise, nats of log-magnitude')
+    ap.add_argument('--augment', type=float, default=0.0,
+                    help='timbre augmentation strength (random smooth equaliser and level on each training '
+                         'crop, see random_equaliser; 0 = off, 1 = tilt ±0.75 dB/oct, bells N(0, 3 dB), level ±3 dB)')
     ap.add_argument('--flow-steps', type=int, default=8)
     ap.add_argument('--hidden', type=int, default=32)
     ap.add_argument('--group-size', type=int, default=38)
@@ -207,6 +254,7 @@ def main():
     source = a.source or state['info']['source']
     cfg = glow.Config(steps=a.flow_steps, hidden=a.hidden, group_size=a.group_size) if state is None \
         else glow.Config.from_dict(state['cfg'])
+    augment_strength = a.augment if state is None else state['info'].get('augment', 0.0)
     mag_tr, mag_va, desc = data.load_source(source, a.seconds_of_audio, a.valid_seconds)
     log(f"data: {desc}; train {mag_tr.shape}, valid {mag_va.shape} ({time.time() - t0:.1f} s)")
     if state is None:
@@ -215,6 +263,8 @@ def main():
         norm = state['norm']
     Xtr = standardise(mag_tr, norm, cfg.floor)
     Xva = standardise(mag_va, norm, cfg.floor)
+    del mag_tr, mag_va
+    aug = (norm, cfg.floor, augment_strength)
     noise_x = (a.noise / norm['sigma']).astype(np.float32)
     Xtr_eval = Xtr[:len(Xva)]
 
@@ -227,6 +277,7 @@ def main():
                  'cfg': cfg.to_dict(), 'hist': {'train': [], 'valid': []},
                  'info': {'source': source, 'data': desc, 'batch': a.batch, 'crop_frames': a.crop,
                           'lr': a.lr, 'dequantisation_noise_nats': a.noise, 'sigma_min': SIGMA_MIN,
+                          'augment': augment_strength,
                           'bits_per_dim_of': 'dequantised standardised log-magnitude x'}}
         log(f"new model: {glow.param_count(params)} parameters, cfg {cfg.to_dict()}")
     else:
@@ -250,7 +301,7 @@ def main():
         return evaluate(eval_fn, Xva, noise_x), evaluate(eval_fn, Xtr_eval, noise_x)
 
     while step < a.steps:
-        xb = sample_batch(rng, Xtr, a.batch, a.crop, noise_x)
+        xb = sample_batch(rng, Xtr, a.batch, a.crop, noise_x, aug)
         params, m, v, loss, gn = train_step(params, m, v, jnp.float32(step), xb)
         step += 1
         if t_first is None:

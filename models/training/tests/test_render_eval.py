@@ -82,6 +82,43 @@ def test_split_is_by_piece():
     assert render.plan(render.QUICK_COUNTS) == splits          # fixed seeds
 
 
+def test_extra_training_pieces_leave_the_base_plan_and_validation_alone():
+    pytest.importorskip('music21')
+    from stemflow_training import render
+    extra = {'chorale': 2, 'folk': 1, 'generated': 2}
+    base, wide = render.plan(render.QUICK_COUNTS), render.plan(render.QUICK_COUNTS, extra)
+    assert wide['valid'] == base['valid']
+    n = len(base['train'])
+    assert wide['train'][:n] == base['train']                  # base pieces first, unchanged
+    more = wide['train'][n:]
+    assert len(more) == sum(extra.values()) and all(p['palette'] == 'wide' for p in more)
+    ids = [p['id'] for p in wide['train'] + wide['valid']]
+    assert len(ids) == len(set(ids))
+    sources = {p['source'] for p in wide['valid']}
+    assert not sources & {p['source'] for p in more}
+
+
+def test_wide_palette_draws_only_training_soundfonts_and_kits_only_for_drums():
+    from stemflow_training import render
+    rng = np.random.default_rng(0)
+    drums = {render._choose_sf(rng, False, 'wide', 'drums') for _ in range(400)}
+    others = {render._choose_sf(rng, False, 'wide', 'bass') for _ in range(400)}
+    assert render.HELDOUT_SOUNDFONT not in drums | others
+    assert set(render.DRUM_KIT_SOUNDFONTS) <= drums and not others & set(render.DRUM_KIT_SOUNDFONTS)
+    assert others == set(render.WIDE_SOUNDFONTS)
+
+
+def test_drum_kit_soundfont_renders_from_bank_0():
+    from stemflow_training import fluid, render
+    path = render.DRUM_KIT_SOUNDFONTS['avl-black-pearl'][0]
+    if fluid.load_library() is None or not os.path.exists(path):
+        pytest.skip('fluidsynth / avldrums.lv2-soundfont not installed (the renderer installs them)')
+    synth = fluid.Synth(path)
+    assert synth.has_preset(0, 0) and not synth.has_preset(128, 0)
+    kick = synth.render([(0.0, 0.1, 36, 110), (0.5, 0.1, 38, 110)], 0, drums=True, bank=0)
+    assert np.sqrt(np.mean(kick ** 2)) > 1e-4
+
+
 def test_fluidsynth_renders_a_note():
     from stemflow_training import fluid, render
     path = render.SOUNDFONTS['timgm6mb'][0]
