@@ -166,7 +166,12 @@ pub fn sha256_file(path: &Path) -> Result<String, PriorError> {
         }
         hasher.update(&buffer[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Lower-case hex of a digest.
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Manifest {
@@ -259,29 +264,22 @@ impl Manifest {
             ));
         }
 
-        let required = [
+        if let Some(weights) = &self.graphs.weights {
+            verify_file(dir, &path, "graphs.weights", weights)?;
+        }
+        let listed = self.graphs.weights.as_ref().map(|w| w.file.as_str());
+        for (field, graph) in [
             ("graphs.decode", &self.graphs.decode),
             ("graphs.grad", &self.graphs.grad),
-        ];
-        for (field, graph) in required {
+        ] {
             let graph = graph.as_ref().ok_or(PriorError::MissingField {
                 path: path.clone(),
                 field,
             })?;
-            verify_graph(dir, &path, field, graph)?;
+            verify_graph(dir, &path, field, graph, listed)?;
         }
         if let Some(encode) = &self.graphs.encode {
-            verify_graph(dir, &path, "graphs.encode", encode)?;
-        }
-        if let Some(weights) = &self.graphs.weights {
-            verify_graph(dir, &path, "graphs.weights", weights)?;
-        }
-        // ONNX Runtime loads whatever file a graph names for its tensors: only the hashed
-        // weight file may be named.
-        let listed = self.graphs.weights.as_ref().map(|w| w.file.as_str());
-        let graphs = [&self.graphs.decode, &self.graphs.grad, &self.graphs.encode];
-        for graph in graphs.into_iter().flatten() {
-            check_external_data(&dir.join(&graph.file), listed)?;
+            verify_graph(dir, &path, "graphs.encode", encode, listed)?;
         }
         Ok(())
     }
@@ -292,21 +290,25 @@ impl Manifest {
     }
 }
 
-/// Fails when the graph at `file` names an external-data file other than `listed` (the
-/// manifest's `graphs.weights`, already hashed), or any file when nothing is listed.
-fn check_external_data(file: &Path, listed: Option<&str>) -> Result<(), PriorError> {
-    let bytes = std::fs::read(file).map_err(|source| PriorError::Io {
-        path: file.to_path_buf(),
-        source,
-    })?;
+/// [`verify_file`] for a graph, which must also name no external-data file other than `listed`
+/// (the manifest's `graphs.weights`, hashed) and none when nothing is listed: ONNX Runtime loads
+/// whatever file a graph names for its tensors. The file is read once for both checks.
+fn verify_graph(
+    dir: &Path,
+    manifest: &Path,
+    field: &'static str,
+    graph: &GraphFile,
+    listed: Option<&str>,
+) -> Result<(), PriorError> {
+    let (file, bytes) = verify_file(dir, manifest, field, graph)?;
     let locations = external_data_locations(&bytes).map_err(|source| PriorError::NotOnnx {
-        file: file.to_path_buf(),
+        file: file.clone(),
         source,
     })?;
     match locations.into_iter().find(|l| Some(l.as_str()) != listed) {
         None => Ok(()),
         Some(location) => Err(PriorError::UnlistedExternalData {
-            file: file.to_path_buf(),
+            file,
             location,
             listed: listed.map_or("no file (`graphs.weights` is absent)".into(), |l| {
                 format!("`{l}`")
@@ -321,12 +323,14 @@ fn folder_name(dir: &Path) -> Option<String> {
     resolved.file_name().map(|n| n.to_string_lossy().into_owned())
 }
 
-fn verify_graph(
+/// Checks that the file a manifest field names is a plain name inside `dir`, exists, and has the
+/// listed sha256; returns its path and content.
+fn verify_file(
     dir: &Path,
     manifest: &Path,
     field: &'static str,
     graph: &GraphFile,
-) -> Result<(), PriorError> {
+) -> Result<(PathBuf, Vec<u8>), PriorError> {
     let plain_name = {
         let mut components = Path::new(&graph.file).components();
         matches!(components.next(), Some(Component::Normal(_))) && components.next().is_none()
@@ -343,7 +347,11 @@ fn verify_graph(
     if !file.is_file() {
         return Err(PriorError::MissingFile { field, file });
     }
-    let found = sha256_file(&file)?;
+    let bytes = std::fs::read(&file).map_err(|source| PriorError::Io {
+        path: file.clone(),
+        source,
+    })?;
+    let found = hex(&Sha256::digest(&bytes));
     let expected = graph.sha256.to_ascii_lowercase();
     if found != expected {
         return Err(PriorError::HashMismatch {
@@ -352,7 +360,7 @@ fn verify_graph(
             found,
         });
     }
-    Ok(())
+    Ok((file, bytes))
 }
 
 #[cfg(test)]

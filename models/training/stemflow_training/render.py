@@ -61,15 +61,13 @@ SOUNDFONTS = {
     'timgm6mb': ('/usr/share/sounds/sf2/TimGM6mb.sf2', 'timgm6mb-soundfont', 0.0),
 }
 TRAIN_SOUNDFONTS = ('fluidr3', 'musescore', 'opl3')
-# The wider palette of the extra training pieces (EXTRA_TRAIN): also MuseScore's full General
-# font (other samples than the Lite one) and, for drums only, the two AVL acoustic kits (each a
-# single GM-mapped kit in bank 0).  The base pieces and both validation sets are unchanged.
-WIDE_SOUNDFONTS = {
-    'fluidr3': ('/usr/share/sounds/sf2/FluidR3_GM.sf2', 'fluid-soundfont-gm', 0.3),
-    'musescore': ('/usr/share/sounds/sf3/MuseScore_General_Lite.sf3', 'musescore-general-soundfont-small', 0.2),
-    'musescore-full': ('/usr/share/sounds/sf3/MuseScore_General_Full.sf3', 'musescore-general-soundfont', 0.35),
-    'opl3': ('/usr/share/sounds/sf2/OPL-3_FM_128M.sf2', 'opl3-soundfont', 0.15),
+# The wider palette of the extra training pieces (EXTRA_TRAIN): the training fonts plus MuseScore's
+# full General font (other samples than the Lite one) and, for drums only, the two AVL acoustic
+# kits (each a single GM-mapped kit in bank 0).  The base pieces and both validation sets are unchanged.
+WIDE_ONLY_SOUNDFONTS = {   # name -> (path, package)
+    'musescore-full': ('/usr/share/sounds/sf3/MuseScore_General_Full.sf3', 'musescore-general-soundfont'),
 }
+WIDE_WEIGHTS = {'fluidr3': 0.3, 'musescore': 0.2, 'musescore-full': 0.35, 'opl3': 0.15}
 DRUM_KIT_SOUNDFONTS = {   # name -> (path, package); chosen for an extra piece's drums with DRUM_KIT_SHARE
     'avl-black-pearl': ('/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2', 'avldrums.lv2-soundfont'),
     'avl-red-zeppelin': ('/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2', 'avldrums.lv2-soundfont'),
@@ -77,16 +75,13 @@ DRUM_KIT_SOUNDFONTS = {   # name -> (path, package); chosen for an extra piece's
 DRUM_KIT_SHARE = 0.35
 HELDOUT_SOUNDFONT = 'timgm6mb'   # never in training (nor csound's sf_GMbank, near-identical to it)
 BASE_SOUNDFONTS = {n: v[:2] for n, v in SOUNDFONTS.items()}    # name -> (path, package)
-ALL_SOUNDFONTS = {**BASE_SOUNDFONTS, **{n: v[:2] for n, v in WIDE_SOUNDFONTS.items()}, **DRUM_KIT_SOUNDFONTS}
+ALL_SOUNDFONTS = {**BASE_SOUNDFONTS, **WIDE_ONLY_SOUNDFONTS, **DRUM_KIT_SOUNDFONTS}
 
 
 def packages(wide=False):
     """The Debian packages a render needs (`wide`: also those of the extra pieces' palette)."""
     fonts = ALL_SOUNDFONTS if wide else BASE_SOUNDFONTS
     return ('fluidsynth',) + tuple(dict.fromkeys(v[1] for v in fonts.values()))
-
-
-PACKAGES = packages()
 
 # pieces per family: (train, valid).  Valid pieces come first in each seeded shuffle.
 COUNTS = {'chorale': (44, 4), 'quartet': (10, 2), 'palestrina': (16, 3), 'folk': (24, 3), 'generated': (36, 4)}
@@ -141,6 +136,11 @@ def sha256(path):
 
 
 # ---------------------------------------------------------------- planning
+def _piece_id(family, path):
+    parts = os.path.splitext(path)[0].split('/')[1:]   # drop the composer folder
+    return family[:4] + '-' + '_'.join(parts).replace('.', '_')
+
+
 def plan(counts, extra_train=None):
     """The list of pieces of each split: {id, family, source, seed}.  `extra_train` ({family: n})
     appends n more training pieces per family (marked palette 'wide'): the next paths of the same
@@ -167,14 +167,10 @@ def plan(counts, extra_train=None):
         for j, p in enumerate(chosen):
             split = 'valid' if j < n_valid else 'train'
             seed = int(rng.integers(1 << 30))
-            parts = os.path.splitext(p)[0].split('/')[1:]   # drop the composer folder
-            pid = family[:4] + '-' + '_'.join(parts).replace('.', '_')
-            splits[split].append({'id': pid, 'family': family, 'source': p, 'seed': seed})
+            splits[split].append({'id': _piece_id(family, p), 'family': family, 'source': p, 'seed': seed})
         more = [paths[i] for i in order[n_valid + n_train:n_valid + n_train + extra_train.get(family, 0)]]
         for p in more:
-            parts = os.path.splitext(p)[0].split('/')[1:]
-            pid = family[:4] + '-' + '_'.join(parts).replace('.', '_')
-            wide.append({'id': pid, 'family': family, 'source': p, 'seed': int(xrng.integers(1 << 30)),
+            wide.append({'id': _piece_id(family, p), 'family': family, 'source': p, 'seed': int(xrng.integers(1 << 30)),
                          'palette': 'wide'})
     splits['train'] += wide   # after the base pieces
     return splits
@@ -186,8 +182,8 @@ def _choose_sf(rng, heldout, palette=None, stem=None):
     if palette == 'wide':
         if stem == 'drums' and rng.random() < DRUM_KIT_SHARE:
             return sorted(DRUM_KIT_SOUNDFONTS)[int(rng.integers(len(DRUM_KIT_SOUNDFONTS)))]
-        names = sorted(WIDE_SOUNDFONTS)
-        w = np.array([WIDE_SOUNDFONTS[n][2] for n in names])
+        names = sorted(WIDE_WEIGHTS)
+        w = np.array([WIDE_WEIGHTS[n] for n in names])
         return names[int(rng.choice(len(w), p=w / w.sum()))]
     w = np.array([SOUNDFONTS[n][2] for n in TRAIN_SOUNDFONTS])
     return TRAIN_SOUNDFONTS[int(rng.choice(len(w), p=w / w.sum()))]
@@ -338,7 +334,7 @@ def render_piece(piece, synths, cache_dir, heldout, split, extra=None, sr=SR):
     for stem in STEMS:
         sf = _choose_sf(rng, heldout, piece.get('palette'), stem)
         synth = synths(sf)
-        bank = 0 if sf in DRUM_KIT_SOUNDFONTS else None
+        bank = 0 if sf in DRUM_KIT_SOUNDFONTS or stem != 'drums' else 128   # a kit-only font: bank 0
         if sf in DRUM_KIT_SOUNDFONTS:
             program, notes, art, hum = 0, parts['drums'], {'velocity': 'groove'}, 0.0
         elif stem == 'drums':
@@ -358,7 +354,7 @@ def render_piece(piece, synths, cache_dir, heldout, split, extra=None, sr=SR):
         y = synth.render(secs, program, drums=(stem == 'drums'), reverb=reverb, chorus=chorus, bank=bank)
         gain_db = float(rng.uniform(-30.0, -18.0))   # target RMS of the active part, dBFS
         audio[stem] = (y, gain_db)
-        spec['stems'][stem] = {'soundfont': sf, 'bank': (128 if stem == 'drums' else 0) if bank is None else bank, 'program': program,
+        spec['stems'][stem] = {'soundfont': sf, 'bank': bank, 'program': program,
                                'notes': len(secs), 'reverb': reverb, 'chorus': chorus, 'target_rms_dbfs': round(gain_db, 2),
                                'articulation': art}
     # common start (first sound of any stem) and length
@@ -490,8 +486,9 @@ def main(argv=None):
             'rule': 'extra training pieces ("palette": "wide"): the next paths of each family\'s shuffle (generated: '
                     'the next train seeds), piece seeds from a stream seeded [%d, 1]; soundfonts drawn from '
                     'wide_soundfonts, drums with share %g from drum_kits (a bank-0 kit)' % (SPLIT_SEED, DRUM_KIT_SHARE),
-            'wide_soundfonts': {n: {'path': p, 'package': pkg, 'sha256': sha256(p), 'weight': w}
-                                for n, (p, pkg, w) in WIDE_SOUNDFONTS.items()},
+            'wide_soundfonts': {n: {'path': ALL_SOUNDFONTS[n][0], 'package': ALL_SOUNDFONTS[n][1],
+                                    'sha256': sha256(ALL_SOUNDFONTS[n][0]), 'weight': w}
+                                for n, w in WIDE_WEIGHTS.items()},
             'drum_kits': {n: {'path': p, 'package': pkg, 'sha256': sha256(p)}
                           for n, (p, pkg) in DRUM_KIT_SOUNDFONTS.items()}}
     if args.extra_stem:

@@ -93,6 +93,7 @@ class Prior:
 
 
 _SAMPLES = {}
+_CAL = {}
 
 
 def latent_samples(prior, shape, n):
@@ -122,6 +123,13 @@ def band_index(bins, n):
 
 
 def calibration(prior, shape, n, q=0.0):
+    key = (id(prior), shape, n, q)
+    if key not in _CAL:
+        _CAL[key] = _calibration(prior, shape, n, q)
+    return _CAL[key]
+
+
+def _calibration(prior, shape, n, q):
     zero = prior.decode(np.zeros(shape, np.float32)).astype(np.float64).mean(axis=1)
     samples = latent_samples(prior, shape, n)
     if q > 0:

@@ -105,7 +105,7 @@ def test_wide_palette_draws_only_training_soundfonts_and_kits_only_for_drums():
     others = {render._choose_sf(rng, False, 'wide', 'bass') for _ in range(400)}
     assert render.HELDOUT_SOUNDFONT not in drums | others
     assert set(render.DRUM_KIT_SOUNDFONTS) <= drums and not others & set(render.DRUM_KIT_SOUNDFONTS)
-    assert others == set(render.WIDE_SOUNDFONTS)
+    assert others == set(render.WIDE_WEIGHTS) and set(render.WIDE_WEIGHTS) <= set(render.ALL_SOUNDFONTS)
 
 
 def test_drum_kit_soundfont_renders_from_bank_0():
