@@ -9,7 +9,7 @@ no resampling) with the shipped graphs and scores each frame by SDR (evaluate.py
 The figures quoted for a setting come from `evaluate.py`, which runs the Rust CLI.
 
 Variant keys (defaults in brackets):
-  init  zero | split | equal   [zero]  start latents: z = 0; encode of the mixture split in the
+  init  zero | split | equal | noise [zero] (noise: z = z0·ε, ε ~ N(0, I) with seed `seed`)  start latents: z = 0; encode of the mixture split in the
                                         proportions of the priors' z = 0 outputs; encode of X/N
   lr    Adam step [0.01]     it  iterations [150]
   pen   none | smap | xmap | latent [none]
@@ -39,6 +39,11 @@ Variant keys (defaults in brackets):
   ratio γ > 0: MAP on a likelihood ratio, − γ Σ [log pᵢ(sᵢ) − log qᵢ(sᵢ)], qᵢ = independent
         per-bin log-normal fitted to the prior's own latent samples: what the flow knows beyond
         each bin's level distribution (the quiet-spectrum preference of log p cancels) [0]
+  restarts  R > 1: R searches, the first from `init`, the others from z0·ε (seeds 1 … R−1);
+        the stems are the mean of the R estimates [1]
+  post  K > 0: output each stem as the mean of K decodes of z* + τ·ε around the search's end
+        point (a local posterior mean instead of the point estimate) [0]
+  tau   the spread τ of those latents [0.5]    postcal  exponent on the gains at the output [1]
 Every variant is scored with masks sᵢ^p / Σ sⱼ^p for each p of --powers (default 1 and 2).
 """
 import argparse
@@ -57,7 +62,7 @@ LATENT_BOUND = 8.0
 
 
 def parse_variant(spec):
-    v = dict(init='zero', lr=0.01, it=150, pen='none', w=0.0, norm=1, cal=0, calp=1.0, calq=0.0, beta=1.0, opt='adam', eqb=0, eqlr=0.01, eqw=0.0, ratio=0.0)
+    v = dict(init='zero', lr=0.01, it=150, pen='none', w=0.0, norm=1, cal=0, calp=1.0, calq=0.0, beta=1.0, opt='adam', eqb=0, eqlr=0.01, eqw=0.0, ratio=0.0, post=0, tau=0.5, postcal=1.0, z0=0.0, seed=0, restarts=1)
     if spec:
         for part in spec.split(','):
             k, val = part.split('=')
@@ -146,11 +151,22 @@ def equalised(base_gains, theta, band):
 
 
 def separate(priors, M, v):
+    if v['restarts'] > 1:
+        # an ensemble: the search from v's own start, then from z0·ε with seeds 1 … R−1; the
+        # stems' estimates are averaged (the masks are made from the averages)
+        runs = [separate(priors, M, dict(v, restarts=1))]
+        runs += [separate(priors, M, dict(v, restarts=1, init='noise', seed=r)) for r in range(1, v['restarts'])]
+        s = [np.mean([run[0][i].astype(np.float64) for run in runs], axis=0).astype(np.float32)
+             for i in range(len(priors))]
+        return s, runs[0][1], runs[0][2], runs[0][3]
     n = len(priors)
     shape = M.shape
     cal = [calibration(p, shape, v['cal'], v['calq']) ** v['calp'] if v['cal'] else np.ones((shape[0], 1), np.float32) for p in priors]
     if v['init'] == 'zero':
         z = [np.zeros(shape, np.float32) for _ in priors]
+    elif v['init'] == 'noise':
+        rng = np.random.default_rng(v['seed'])
+        z = [(v['z0'] * rng.standard_normal(shape)).astype(np.float32) for _ in priors]
     else:
         if v['init'] == 'split':
             s0 = [p.decode(np.zeros(shape, np.float32)) for p in priors]
@@ -222,9 +238,20 @@ def separate(priors, M, v):
             z[i] = np.clip(z[i] - step, -LATENT_BOUND, LATENT_BOUND).astype(np.float32)
     if eqb:
         cal = equalised(base_cal, theta, band)
-    s = [p.decode(zi) * c for p, zi, c in zip(priors, z, cal)]
+    if v['post']:
+        # a local posterior-mean estimate: each stem's output averaged over K latents drawn
+        # around the search's end point, z* + τ·ε (seed 1); the gains are raised to postcal
+        rng = np.random.default_rng(1)
+        s = []
+        for p, zi, c in zip(priors, z, cal):
+            acc = np.zeros(shape, np.float64)
+            for _ in range(v['post']):
+                acc += p.decode((zi + v['tau'] * rng.standard_normal(shape)).astype(np.float32))
+            s.append((acc / v['post']).astype(np.float32) * c ** v['postcal'])
+    else:
+        s = [p.decode(zi) * c for p, zi, c in zip(priors, z, cal)]
     zsq = [float(np.mean(zi ** 2)) for zi in z]
-    return s, zsq
+    return s, zsq, z, cal
 
 
 def sdr(ref, est):
@@ -266,7 +293,7 @@ def main(argv=None):
             for spec in variants:
                 v = parse_variant(spec)
                 t0 = time.time()
-                s, zsq = separate(priors, M, v)
+                s, zsq, _, _ = separate(priors, M, v)
                 for power in powers:
                     key = f'{spec} p={power:g}'
                     sp = [np.maximum(si.astype(np.float64), 0) ** power for si in s]
