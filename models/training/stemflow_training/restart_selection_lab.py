@@ -97,16 +97,13 @@ def main(argv=None):
         for r, run in enumerate(runs):
             print(name, r, [None if x is None else round(x, 2) for x in run['sdr']], flush=True)
         frames.append({'name': name, 'runs': runs})
-    print('\n| choice | ' + ' | '.join(stems) + ' | avg |')
-    print('|---|' + '---|' * (len(stems) + 1))
+    results = {rule: {st: [] for st in stems} for rule in RULES}
     for rule in RULES:
-        per_stem = {st: [] for st in stems}
         for fr in frames:
             for st, x in zip(stems, fr['runs'][choose(fr['runs'], rule)]['sdr']):
                 if x is not None:
-                    per_stem[st].append(x)
-        med = [float(np.median(per_stem[st])) for st in stems]
-        print(f'| {rule} | ' + ' | '.join(f'{x:.2f}' for x in med) + f' | {np.mean(med):.2f} |')
+                    results[rule][st].append(x)
+    lab.print_medians('choice', results, stems)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(frames, f)

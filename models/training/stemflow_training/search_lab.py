@@ -260,6 +260,16 @@ def sdr(ref, est):
     return float(10 * np.log10((np.sum(ref ** 2) + EPS) / (np.sum((ref - est) ** 2) + EPS)))
 
 
+def print_medians(title, results, stems):
+    """A markdown table: one row per key of `results` ({stem: [SDR, ...]}), median per stem and
+    their average."""
+    print(f'\n| {title} | ' + ' | '.join(stems) + ' | avg |')
+    print('|---|' + '---|' * (len(stems) + 1))
+    for key, per_stem in results.items():
+        med = [float(np.median(per_stem[st])) if per_stem[st] else float('nan') for st in stems]
+        print(f'| {key} | ' + ' | '.join(f'{x:.2f}' for x in med) + f' | {np.mean(med):.2f} |')
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--mixtures', required=True)
@@ -307,11 +317,7 @@ def main(argv=None):
                         line.append(f'{st} {val if val is None else round(val, 2)}')
                     print(f'{name}#{k} [{key}] {time.time() - t0:.0f}s z²={np.round(zsq, 3).tolist()} '
                           + ' '.join(line), flush=True)
-    print('\n| variant | ' + ' | '.join(stems) + ' | avg |')
-    print('|---|' + '---|' * (len(stems) + 1))
-    for key in keys:
-        med = [float(np.median(results[key][st])) if results[key][st] else float('nan') for st in stems]
-        print(f'| {key} | ' + ' | '.join(f'{x:.2f}' for x in med) + f' | {np.mean(med):.2f} |')
+    print_medians('variant', results, stems)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f)
