@@ -262,6 +262,7 @@ fn level_calibration_options_out_of_range_are_refused() {
     let cases = [
         ("level-calibration", ["-1", "5", "NaN"]),
         ("level-trim", ["-0.1", "0.5", "NaN"]),
+        ("mask-exponent", ["0", "4.5", "NaN"]),
     ];
     for (option, bads) in cases {
         for bad in bads {

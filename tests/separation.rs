@@ -221,3 +221,22 @@ fn silent_input_gives_silent_finite_stems() {
         }
     }
 }
+
+#[test]
+fn out_of_range_mask_exponents_are_config_errors() {
+    for bad in [0.0f32, 0.2, 4.5, f32::NAN] {
+        let settings = SeparationSettings {
+            mask_exponent: bad,
+            ..SeparationSettings::default()
+        };
+        match Separator::new(priors(&["sine", "noise"]), settings, 44_100, 2) {
+            Err(SeparationError::Config(message)) => {
+                assert!(message.contains("mask exponent"), "{message}")
+            }
+            other => panic!(
+                "mask exponent {bad}: expected a config error, got {:?}",
+                other.err()
+            ),
+        }
+    }
+}

@@ -6,7 +6,7 @@ use crate::engine::audio_file::AudioReader;
 use crate::engine::separate_file::{separate_file, JobProgress, SeparateFileError};
 use crate::engine::separator::Separator;
 use crate::engine::settings::{
-    check_calibration_strength, check_calibration_trim, Objective, OutputMode, Preset,
+    check_calibration_strength, check_calibration_trim, check_mask_exponent, Objective, OutputMode, Preset,
 };
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -58,6 +58,10 @@ pub struct SeparateArgs {
     /// calibration leaves out of the prior's level (0 = the mean level; default 0.1).
     #[arg(long, value_name = "FRACTION")]
     pub level_trim: Option<f32>,
+    /// Exponent p in [0.25, 4] of the consistent masks sᵢ^p / Σ sⱼ^p (1 = magnitude ratio,
+    /// 2 = Wiener; below 1 softer).
+    #[arg(long, value_name = "P")]
+    pub mask_exponent: Option<f32>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -89,6 +93,10 @@ impl SeparateArgs {
         if let Some(trim) = self.level_trim {
             check_calibration_trim(trim).map_err(|e| CliError::Usage(format!("--level-trim: {e}")))?;
             settings.calibration_trim = trim;
+        }
+        if let Some(p) = self.mask_exponent {
+            check_mask_exponent(p).map_err(|e| CliError::Usage(format!("--mask-exponent: {e}")))?;
+            settings.mask_exponent = p;
         }
         settings.objective = match (self.objective, self.gamma) {
             (Some(ObjectiveArg::Map), gamma) => {

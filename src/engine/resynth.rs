@@ -209,6 +209,7 @@ impl ResynthPlan {
         mix_mag: &[f32],
         stems: &[&[f32]],
         mode: OutputMode,
+        mask_exponent: f32,
         input: &[&[f32]],
         output: &mut [Vec<Vec<f32>>],
     ) {
@@ -235,7 +236,7 @@ impl ResynthPlan {
             "input channels need host_len"
         );
 
-        self.prior_masks_from(mix_mag, stems, mode);
+        self.prior_masks_from(mix_mag, stems, mode, mask_exponent);
         self.interpolate_masks();
         for (c, channel) in input.iter().enumerate() {
             self.stft
@@ -256,15 +257,17 @@ impl ResynthPlan {
         mix_mag: &[f32],
         stems: &[&[f32]],
         mode: OutputMode,
+        mask_exponent: f32,
         input: &[&[f32]],
     ) -> Vec<Vec<Vec<f32>>> {
         let mut out = vec![vec![vec![0.0; self.host_len]; input.len()]; self.n_stems];
-        self.process_into(mix_mag, stems, mode, input, &mut out);
+        self.process_into(mix_mag, stems, mode, mask_exponent, input, &mut out);
         out
     }
 
-    /// Fills `prior_masks` for `mode` and `high_share` (always from consistent masks).
-    fn prior_masks_from(&mut self, mix_mag: &[f32], stems: &[&[f32]], mode: OutputMode) {
+    /// Fills `prior_masks` for `mode` and `high_share` (always from consistent masks
+    /// sᵢ^p / Σⱼ sⱼ^p, p = `mask_exponent`; p = 1 is computed as sᵢ / Σⱼ sⱼ exactly).
+    fn prior_masks_from(&mut self, mix_mag: &[f32], stems: &[&[f32]], mode: OutputMode, mask_exponent: f32) {
         let n = self.n_stems as f32;
         let clean = |x: f32| if x.is_finite() && x > 0.0 { x } else { 0.0 };
         self.high_energy.fill(0.0);
@@ -274,7 +277,18 @@ impl ResynthPlan {
         for b in 0..BINS {
             for t in 0..FRAMES {
                 let idx = b * FRAMES + t;
-                let sum: f32 = stems.iter().map(|s| clean(s[idx])).sum();
+                // Powers are taken of sᵢ / maxⱼ sⱼ ∈ [0, 1], so no exponent can overflow.
+                let peak = stems.iter().map(|s| clean(s[idx])).fold(0.0f32, f32::max);
+                let weight = |v: f32| {
+                    if mask_exponent == 1.0 {
+                        v
+                    } else if peak > 0.0 {
+                        (v / peak).powf(mask_exponent)
+                    } else {
+                        0.0
+                    }
+                };
+                let sum: f32 = stems.iter().map(|s| weight(clean(s[idx]))).sum();
                 let x = clean(mix_mag[idx]);
                 let energy = (x as f64) * (x as f64);
                 if b >= TOP_OCTAVE_FIRST_BIN {
@@ -283,7 +297,7 @@ impl ResynthPlan {
                 for (i, s) in stems.iter().enumerate() {
                     let s = clean(s[idx]);
                     let consistent = if sum > 0.0 && sum.is_finite() {
-                        s / sum
+                        weight(s) / sum
                     } else {
                         1.0 / n
                     };
@@ -381,16 +395,52 @@ mod tests {
                 let mut plan = ResynthPlan::new(rate, len, 3).unwrap();
                 let in_refs: Vec<&[f32]> = input.iter().map(|c| c.as_slice()).collect();
                 let s_refs: Vec<&[f32]> = stems.iter().map(|c| c.as_slice()).collect();
-                let out = plan.process(&mix, &s_refs, OutputMode::Consistent, &in_refs);
-                for c in 0..channels {
-                    let sum: Vec<f32> = (0..len).map(|n| out.iter().map(|s| s[c][n]).sum()).collect();
-                    let db = error_db(&sum, &input[c]);
-                    assert!(db < -60.0, "rate {rate}, channel {c}: {db} dB");
-                    // Each stem really is a part, not a copy.
-                    assert!(error_db(&out[0][c], &input[c]) > -20.0);
+                for p in [1.0f32, 0.5, 2.0] {
+                    let out = plan.process(&mix, &s_refs, OutputMode::Consistent, p, &in_refs);
+                    for c in 0..channels {
+                        let sum: Vec<f32> = (0..len).map(|n| out.iter().map(|s| s[c][n]).sum()).collect();
+                        let db = error_db(&sum, &input[c]);
+                        assert!(db < -60.0, "rate {rate}, channel {c}, p {p}: {db} dB");
+                        // Each stem really is a part, not a copy.
+                        assert!(error_db(&out[0][c], &input[c]) > -20.0);
+                    }
                 }
             }
         }
+    }
+
+    #[test]
+    fn mask_exponent_shapes_the_consistent_masks() {
+        let len = host_len(22_050);
+        let x = vec![0.1f32; len];
+        let mix = vec![1.0f32; BINS * FRAMES];
+        let mut plan = ResynthPlan::new(22_050, len, 2).unwrap();
+        // Stem b explains three times as much as stem a everywhere; at 1e30 a fourth power
+        // would overflow f32 if it were taken of the magnitudes themselves.
+        for scale in [1.0f32, 1e30] {
+            let a = vec![scale; BINS * FRAMES];
+            let b = vec![3.0 * scale; BINS * FRAMES];
+            for (p, share_a) in [
+                (1.0f32, 0.25f32),
+                (2.0, 0.1),
+                (0.5, 1.0 / (1.0 + 3f32.sqrt())),
+                (4.0, 1.0 / 82.0),
+            ] {
+                plan.process(&mix, &[&a, &b], OutputMode::Consistent, p, &[&x]);
+                for idx in [0, BINS * FRAMES / 2, BINS * FRAMES - 1] {
+                    let (ma, mb) = (plan.prior_masks[0][idx], plan.prior_masks[1][idx]);
+                    assert!(
+                        (ma - share_a).abs() < 1e-6,
+                        "scale {scale}, p {p}: {ma} vs {share_a}"
+                    );
+                    assert!((ma + mb - 1.0).abs() < 1e-6);
+                }
+            }
+        }
+        // Mixture-phase output is sᵢ/|X| whatever the exponent.
+        let a = vec![0.5f32; BINS * FRAMES];
+        plan.process(&mix, &[&a, &a], OutputMode::MixturePhase, 2.0, &[&x]);
+        assert_eq!(plan.prior_masks[0][7], 0.5);
     }
 
     /// Magnitudes of `x` on the prior grid (22.05 kHz), 513 × 432 bin-major.
@@ -412,7 +462,7 @@ mod tests {
             .collect();
         let s_refs: Vec<&[f32]> = stems.iter().map(|c| c.as_slice()).collect();
         let mut plan = ResynthPlan::new(22_050, len, 2).unwrap();
-        plan.process(&mix, &s_refs, OutputMode::MixturePhase, &[&x]);
+        plan.process(&mix, &s_refs, OutputMode::MixturePhase, 1.0, &[&x]);
         // The masked host spectrum (before the inverse STFT) is sᵢ·e^{j∠X}.
         let bins = plan.host_bins;
         let mut checked = 0;
@@ -447,7 +497,7 @@ mod tests {
             .collect();
         let s_refs: Vec<&[f32]> = stems.iter().map(|c| c.as_slice()).collect();
         let mut plan = ResynthPlan::new(22_050, len, 2).unwrap();
-        let out = plan.process(&mix, &s_refs, OutputMode::MixturePhase, &[&x]);
+        let out = plan.process(&mix, &s_refs, OutputMode::MixturePhase, 1.0, &[&x]);
         for (i, g) in gains.iter().enumerate() {
             let want: Vec<f32> = x.iter().map(|v| v * g).collect();
             assert!(error_db(&out[i][0], &want) < -60.0);
@@ -484,7 +534,7 @@ mod tests {
             .collect();
         for mode in [OutputMode::Consistent, OutputMode::MixturePhase] {
             let mut plan = ResynthPlan::new(rate, len, 2).unwrap();
-            let out = plan.process(&mix, &[&low_owner, &high_owner], mode, &[&x]);
+            let out = plan.process(&mix, &[&low_owner, &high_owner], mode, 1.0, &[&x]);
             let share0: Vec<f32> = x.iter().map(|v| v * 0.25).collect();
             let share1: Vec<f32> = x.iter().map(|v| v * 0.75).collect();
             let db0 = error_db(&out[0][0], &share0);
@@ -510,14 +560,14 @@ mod tests {
                     (&zero_mag, &nan_mag, &inf_mag),
                     (&nan_mag, &inf_mag, &zero_mag),
                 ] {
-                    let out = plan.process(mix, &[a, b], mode, &[&zeros, &zeros]);
+                    let out = plan.process(mix, &[a, b], mode, 1.0, &[&zeros, &zeros]);
                     assert!(out.iter().flatten().flatten().all(|v| *v == 0.0), "{mode}");
                 }
             }
             // Non-silent input with silent stems stays finite too.
             let x: Vec<f32> = (0..len).map(|n| ((n % 17) as f32 - 8.0) / 8.0).collect();
             for mode in [OutputMode::Consistent, OutputMode::MixturePhase] {
-                let out = plan.process(&zero_mag, &[&nan_mag, &inf_mag], mode, &[&x]);
+                let out = plan.process(&zero_mag, &[&nan_mag, &inf_mag], mode, 1.0, &[&x]);
                 assert!(out.iter().flatten().flatten().all(|v| v.is_finite()));
             }
         }

@@ -12,7 +12,8 @@ use super::prior::Prior;
 use super::resample::{FrameResampler, ResampleError};
 use super::resynth::{ResynthError, ResynthPlan};
 use super::settings::{
-    check_calibration_strength, check_calibration_trim, SeparationSettings, CALIBRATION_SAMPLES,
+    check_calibration_strength, check_calibration_trim, check_mask_exponent, SeparationSettings,
+    CALIBRATION_SAMPLES,
 };
 use super::stft::Stft;
 use realfft::num_complex::Complex;
@@ -120,6 +121,7 @@ impl Separator {
         let strength = settings.calibration_strength;
         check_calibration_strength(strength).map_err(SeparationError::Config)?;
         check_calibration_trim(settings.calibration_trim).map_err(SeparationError::Config)?;
+        check_mask_exponent(settings.mask_exponent).map_err(SeparationError::Config)?;
         if strength > 0.0 {
             for (i, prior) in priors.iter_mut().enumerate() {
                 let gains: Vec<f32> = prior
@@ -241,8 +243,14 @@ impl Separator {
                 .run(&mut self.priors, &self.mix_mag, &self.progress, &self.cancel)?;
             self.search.stems().iter().map(Vec::as_slice).collect()
         };
-        self.resynth
-            .process_into(&self.mix_mag, &stems, self.settings.mode, frame, &mut self.stems);
+        self.resynth.process_into(
+            &self.mix_mag,
+            &stems,
+            self.settings.mode,
+            self.settings.mask_exponent,
+            frame,
+            &mut self.stems,
+        );
         Ok(())
     }
 

@@ -174,11 +174,32 @@ def oracle_separate(mix, refs, stems, power):
 
 
 # ---------------------------------------------------------------- Glow (Rust CLI)
+STEMFLOW_EXE = os.path.join(REPO, 'target', 'release', 'stemflow')
+
+
 def stemflow_cmd():
-    exe = os.path.join(REPO, 'target', 'release', 'stemflow')
-    if os.path.exists(exe):
-        return [exe]
-    return ['cargo', 'run', '--release', '--quiet', '--manifest-path', os.path.join(REPO, 'Cargo.toml'), '--']
+    """The release CLI, built first if it is missing."""
+    if not os.path.exists(STEMFLOW_EXE):
+        subprocess.run(['cargo', 'build', '--release', '--quiet', '--bin', 'stemflow',
+                        '--manifest-path', os.path.join(REPO, 'Cargo.toml')], check=True)
+    return [STEMFLOW_EXE]
+
+
+_ENGINE_KEY = []
+
+
+def engine_key():
+    """Short hash of the CLI binary that makes the Glow estimates: the cache never serves
+    estimates made by another build (a changed default would otherwise be invisible in the key,
+    which holds only the options given). Any rebuild starts a new cache."""
+    if not _ENGINE_KEY:
+        stemflow_cmd()
+        h = hashlib.sha256()
+        with open(STEMFLOW_EXE, 'rb') as f:
+            for block in iter(lambda: f.read(1 << 20), b''):
+                h.update(block)
+        _ENGINE_KEY.append(h.hexdigest()[:8])
+    return _ENGINE_KEY[0]
 
 
 def file_key(path):
@@ -334,7 +355,7 @@ def main(argv=None):
             elif how[0] == 'nmf':
                 est = nmf_separate(mix, how[1], args.nmf_iters, np.random.default_rng(0))
             elif how[0] == 'glow':
-                out = os.path.join(args.work, f"glow-{priors_key(args.glow, stems)}-{how[1].replace(':', '-')}"
+                out = os.path.join(args.work, f"glow-{priors_key(args.glow, stems)}-{engine_key()}-{how[1].replace(':', '-')}"
                                    + (f"-first{args.max_seconds:g}s" if args.max_seconds else '')
                                    + (f"-{hashlib.sha256(args.glow_args.encode()).hexdigest()[:8]}" if args.glow_args else ''),
                                    f"{pid}-{source_key}")
