@@ -108,6 +108,8 @@ pub struct ResynthPlan {
     high_share: Vec<Vec<f32>>,
     /// Top-octave energy per prior frame (denominator of `high_share`), f64 for accuracy.
     high_energy: Vec<f64>,
+    /// Each stem's mask weight sᵢ^p (of sᵢ / maxⱼ sⱼ) in the cell being shared, computed once.
+    cell_weights: Vec<f32>,
     /// Masks on the host grid, per stem, frame-major `[t*host_bins + k]` like the spectra.
     host_masks: Vec<Vec<f32>>,
     /// The host STFT of the current channel.
@@ -171,6 +173,7 @@ impl ResynthPlan {
             prior_masks: vec![vec![0.0; BINS * FRAMES]; n_stems],
             high_share: vec![vec![0.0; FRAMES]; n_stems],
             high_energy: vec![0.0; FRAMES],
+            cell_weights: vec![0.0; n_stems],
             host_masks: vec![vec![0.0; host_frames * host_bins]; n_stems],
             mix_spec: vec![Complex::new(0.0, 0.0); host_frames * host_bins],
             stem_spec: vec![Complex::new(0.0, 0.0); host_frames * host_bins],
@@ -279,16 +282,17 @@ impl ResynthPlan {
                 let idx = b * FRAMES + t;
                 // Powers are taken of sᵢ / maxⱼ sⱼ ∈ [0, 1], so no exponent can overflow.
                 let peak = stems.iter().map(|s| clean(s[idx])).fold(0.0f32, f32::max);
-                let weight = |v: f32| {
-                    if mask_exponent == 1.0 {
+                for (w, s) in self.cell_weights.iter_mut().zip(stems) {
+                    let v = clean(s[idx]);
+                    *w = if mask_exponent == 1.0 {
                         v
                     } else if peak > 0.0 {
                         (v / peak).powf(mask_exponent)
                     } else {
                         0.0
-                    }
-                };
-                let sum: f32 = stems.iter().map(|s| weight(clean(s[idx]))).sum();
+                    };
+                }
+                let sum: f32 = self.cell_weights.iter().sum();
                 let x = clean(mix_mag[idx]);
                 let energy = (x as f64) * (x as f64);
                 if b >= TOP_OCTAVE_FIRST_BIN {
@@ -297,7 +301,7 @@ impl ResynthPlan {
                 for (i, s) in stems.iter().enumerate() {
                     let s = clean(s[idx]);
                     let consistent = if sum > 0.0 && sum.is_finite() {
-                        weight(s) / sum
+                        self.cell_weights[i] / sum
                     } else {
                         1.0 / n
                     };

@@ -75,12 +75,7 @@ def choose(runs, rule):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--mixtures', required=True)
-    ap.add_argument('--references', required=True)
-    ap.add_argument('--priors', required=True)
-    ap.add_argument('--stems', default='bass,drums,guitar,piano')
-    ap.add_argument('--limit', type=int, default=8)
-    ap.add_argument('--skip', type=int, default=0)
+    lab.add_set_args(ap, limit=8)
     ap.add_argument('--variant', default='cal=4,calp=0.5,calq=0.1')
     ap.add_argument('--restarts', type=int, default=3)
     ap.add_argument('--z0', type=float, default=0.3)

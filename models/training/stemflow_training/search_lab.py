@@ -270,14 +270,19 @@ def print_medians(title, results, stems):
         print(f'| {key} | ' + ' | '.join(f'{x:.2f}' for x in med) + f' | {np.mean(med):.2f} |')
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_set_args(ap, limit):
+    """The options every lab shares: which pieces, references, priors and stems."""
     ap.add_argument('--mixtures', required=True)
     ap.add_argument('--references', required=True)
     ap.add_argument('--priors', required=True)
     ap.add_argument('--stems', default='bass,drums,guitar,piano')
-    ap.add_argument('--limit', type=int, default=4)
+    ap.add_argument('--limit', type=int, default=limit)
     ap.add_argument('--skip', type=int, default=0, help='skip the first N pieces')
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_set_args(ap, limit=4)
     ap.add_argument('--frames-per-piece', type=int, default=3)
     ap.add_argument('--variant', action='append', default=None)
     ap.add_argument('--powers', default='1,2', help='mask exponents to score')
