@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use stemflow::engine::manifest::Manifest;
-use stemflow::engine::prior::Prior;
-use stemflow::engine::runtime::{Runtime, RuntimeOptions, SessionOptions};
+use stemflow::engine::priors::manifest::Manifest;
+use stemflow::engine::priors::prior::Prior;
+use stemflow::engine::priors::runtime::{Runtime, RuntimeOptions, SessionOptions};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grad_reference")

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use stemflow::engine::constants::{BINS, FRAMES};
-use stemflow::engine::latent_search::{LatentSearch, Progress};
-use stemflow::engine::objective::kl_divergence;
-use stemflow::engine::prior::{shipped_priors_dir, Prior, PriorCatalog};
-use stemflow::engine::runtime::{Runtime, RuntimeOptions, SessionOptions};
-use stemflow::engine::settings::SeparationSettings;
+use stemflow::engine::priors::prior::{shipped_priors_dir, Prior, PriorCatalog};
+use stemflow::engine::priors::runtime::{Runtime, RuntimeOptions, SessionOptions};
+use stemflow::engine::search::latent_search::{LatentSearch, Progress};
+use stemflow::engine::search::objective::kl_divergence;
+use stemflow::engine::search::settings::SeparationSettings;
 
 fn shipped() -> Vec<PathBuf> {
     let Some(dir) = shipped_priors_dir() else {

@@ -4,13 +4,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use stemflow::engine::audio_file::read_all;
+use stemflow::engine::files::audio_file::read_all;
+use stemflow::engine::files::separate_file::separate_file;
 use stemflow::engine::metrics::{median, segment_sdrs};
-use stemflow::engine::prior::Prior;
-use stemflow::engine::runtime::{Runtime, RuntimeOptions, SessionOptions};
-use stemflow::engine::separate_file::separate_file;
-use stemflow::engine::separator::{SeparationError, Separator};
-use stemflow::engine::settings::SeparationSettings;
+use stemflow::engine::priors::prior::Prior;
+use stemflow::engine::priors::runtime::{Runtime, RuntimeOptions, SessionOptions};
+use stemflow::engine::search::separator::{SeparationError, Separator};
+use stemflow::engine::search::settings::SeparationSettings;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -230,8 +230,8 @@ fn out_of_range_mask_exponents_are_config_errors() {
             ..SeparationSettings::default()
         };
         match Separator::new(priors(&["sine", "noise"]), settings, 44_100, 2) {
-            Err(SeparationError::Config(message)) => {
-                assert!(message.contains("mask exponent"), "{message}")
+            Err(SeparationError::Settings(error)) => {
+                assert_eq!(error.field, "mask_exponent", "{error}")
             }
             other => panic!(
                 "mask exponent {bad}: expected a config error, got {:?}",

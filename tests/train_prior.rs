@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use stemflow::engine::constants::{BINS, FRAMES};
-use stemflow::engine::prior::Prior;
-use stemflow::engine::runtime::{Runtime, RuntimeOptions, SessionOptions};
+use stemflow::engine::priors::prior::Prior;
+use stemflow::engine::priors::runtime::{Runtime, RuntimeOptions, SessionOptions};
 
 const RATE: u32 = 44_100;
 

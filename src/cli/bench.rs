@@ -3,10 +3,11 @@
 
 use super::shared::SharedArgs;
 use super::CliError;
-use crate::engine::audio_file::read_all;
+use crate::engine::files::audio_file::read_all;
 use crate::engine::metrics::median;
-use crate::engine::separator::Separator;
-use crate::engine::settings::Preset;
+use crate::engine::search::separator::Separator;
+use crate::engine::search::settings::Preset;
+use crate::engine::signal::frames::frame_len_at;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -39,7 +40,7 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
     let audio = read_all(&input)?;
     let runtime = shared.runtime()?;
     let mut priors = shared.load_priors(&runtime, &args.stems)?;
-    let frame_len = Separator::frame_len_at(audio.sample_rate);
+    let frame_len = frame_len_at(audio.sample_rate);
     let frame: Vec<Vec<f32>> = audio
         .channels
         .iter()

@@ -1,11 +1,12 @@
 //! The command line's error: one variant per engine boundary, each printed as one line.
 
-use super::train_prior::TrainError;
-use crate::engine::audio_file::AudioError;
-use crate::engine::prior::PriorError;
-use crate::engine::runtime::RuntimeError;
-use crate::engine::separate_file::SeparateFileError;
-use crate::engine::separator::SeparationError;
+use super::train_error::TrainError;
+use crate::engine::files::audio_file::AudioError;
+use crate::engine::files::separate_file::SeparateFileError;
+use crate::engine::priors::catalog::CatalogError;
+use crate::engine::priors::prior::PriorError;
+use crate::engine::priors::runtime::RuntimeError;
+use crate::engine::search::separator::SeparationError;
 use thiserror::Error;
 
 /// Everything that can stop a command.
@@ -17,6 +18,9 @@ pub enum CliError {
     /// A prior is missing, corrupt or unknown.
     #[error(transparent)]
     Prior(#[from] PriorError),
+    /// A stem was asked for that no installed prior offers.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     /// The input could not be read or the output could not be written.
     #[error(transparent)]
     Audio(#[from] AudioError),

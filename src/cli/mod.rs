@@ -9,11 +9,12 @@ mod error;
 mod priors;
 mod separate;
 mod shared;
+mod train_error;
 mod train_prior;
 mod trainer;
 
 pub use error::CliError;
-pub use train_prior::TrainError;
+pub use train_error::TrainError;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

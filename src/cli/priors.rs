@@ -2,7 +2,7 @@
 
 use super::shared::SharedArgs;
 use super::CliError;
-use crate::engine::manifest::Manifest;
+use crate::engine::priors::manifest::Manifest;
 use clap::Args;
 
 /// Arguments of `priors`.

@@ -2,11 +2,13 @@
 
 use super::shared::SharedArgs;
 use super::CliError;
-use crate::engine::audio_file::AudioReader;
-use crate::engine::separate_file::{separate_file, JobProgress, SeparateFileError};
-use crate::engine::separator::Separator;
-use crate::engine::settings::{
-    check_calibration_strength, check_calibration_trim, check_mask_exponent, Objective, OutputMode, Preset,
+use crate::engine::bounds::Bounds;
+use crate::engine::files::audio_file::AudioReader;
+use crate::engine::files::separate_file::{separate_file, JobProgress};
+use crate::engine::search::separator::{SeparationError, Separator};
+use crate::engine::search::settings::{
+    Objective, OutputMode, Preset, SeparationSettings, SettingsError, CALIBRATION_STRENGTH, CALIBRATION_TRIM,
+    ITERATIONS, LEARNING_RATE, MASK_EXPONENT,
 };
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -36,10 +38,10 @@ pub struct SeparateArgs {
     #[arg(long, default_value = "default")]
     pub preset: Preset,
     /// Adam iterations per 5-s frame.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(ITERATIONS.min as i64..=ITERATIONS.max as i64))]
     pub iterations: Option<u32>,
     /// Adam learning rate.
-    #[arg(long)]
+    #[arg(long, value_parser = within(LEARNING_RATE))]
     pub learning_rate: Option<f32>,
     /// Separation objective.
     #[arg(long, value_enum)]
@@ -52,62 +54,81 @@ pub struct SeparateArgs {
     pub mode: Option<OutputMode>,
     /// Level calibration strength in [0, 4]: each prior's output is scaled per frequency bin
     /// towards its level by (L[f(z)]/f(0))^STRENGTH (0 = off, the paper; default 0.5).
-    #[arg(long, value_name = "STRENGTH")]
+    #[arg(long, value_name = "STRENGTH", value_parser = within(CALIBRATION_STRENGTH))]
     pub level_calibration: Option<f32>,
     /// Fraction in [0, 0.5) of each frequency bin's loudest latent samples the level
     /// calibration leaves out of the prior's level (0 = the mean level; default 0.1).
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_name = "FRACTION", value_parser = within(CALIBRATION_TRIM))]
     pub level_trim: Option<f32>,
     /// Exponent p in [0.25, 4] of the consistent masks sᵢ^p / Σ sⱼ^p (1 = magnitude ratio,
     /// 2 = Wiener; below 1 softer).
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", value_parser = within(MASK_EXPONENT))]
     pub mask_exponent: Option<f32>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
 }
 
+/// A parser for a number that must lie in `bounds` (the engine's range for that setting).
+fn within(bounds: Bounds) -> impl Fn(&str) -> Result<f32, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let value: f32 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("expected a number in {bounds}, found `{text}`"))?;
+        if bounds.contains(f64::from(value)) {
+            Ok(value)
+        } else {
+            Err(format!("expected a number in {bounds}, found {value}"))
+        }
+    }
+}
+
+/// The option that sets a field of [`SeparationSettings`] (for the engine's range errors).
+fn option_for(field: &str) -> &'static str {
+    match field {
+        "iterations" => "--iterations",
+        "adam.learning_rate" => "--learning-rate",
+        "objective.gamma" => "--gamma",
+        "mask_exponent" => "--mask-exponent",
+        "calibration_strength" => "--level-calibration",
+        "calibration_trim" => "--level-trim",
+        _ => "--preset",
+    }
+}
+
+/// The engine's refusal of a setting, said in terms of the option that set it.
+fn usage_error(error: SettingsError) -> CliError {
+    CliError::Usage(format!("{}: {error}", option_for(error.field)))
+}
+
 impl SeparateArgs {
-    /// The preset with every option given applied, or why the combination is invalid.
-    fn settings(&self) -> Result<crate::engine::settings::SeparationSettings, CliError> {
+    /// The preset with every option given applied, or why the options contradict each other
+    /// (each value's range is the engine's, checked when the separator is built).
+    fn settings(&self) -> Result<SeparationSettings, CliError> {
         let mut settings = self.preset.settings();
         if let Some(iterations) = self.iterations {
             settings.iterations = iterations as usize;
         }
         if let Some(lr) = self.learning_rate {
-            if !(lr.is_finite() && lr > 0.0) {
-                return Err(CliError::Usage(format!(
-                    "--learning-rate must be a positive number, found {lr}"
-                )));
-            }
             settings.adam.learning_rate = lr;
         }
         if let Some(mode) = self.mode {
             settings.mode = mode;
         }
         if let Some(strength) = self.level_calibration {
-            check_calibration_strength(strength)
-                .map_err(|e| CliError::Usage(format!("--level-calibration: {e}")))?;
             settings.calibration_strength = strength;
         }
         if let Some(trim) = self.level_trim {
-            check_calibration_trim(trim).map_err(|e| CliError::Usage(format!("--level-trim: {e}")))?;
             settings.calibration_trim = trim;
         }
         if let Some(p) = self.mask_exponent {
-            check_mask_exponent(p).map_err(|e| CliError::Usage(format!("--mask-exponent: {e}")))?;
             settings.mask_exponent = p;
         }
         settings.objective = match (self.objective, self.gamma) {
-            (Some(ObjectiveArg::Map), gamma) => {
-                let gamma = gamma.unwrap_or(1.0);
-                if !(gamma > 0.0 && gamma <= 1.0) {
-                    return Err(CliError::Usage(format!(
-                        "--gamma must be in (0, 1], found {gamma}"
-                    )));
-                }
-                Objective::Map { gamma }
-            }
+            (Some(ObjectiveArg::Map), gamma) => Objective::Map {
+                gamma: gamma.unwrap_or(1.0),
+            },
             (Some(ObjectiveArg::Mle), Some(gamma)) if gamma != 0.0 => {
                 return Err(CliError::Usage(format!(
                     "--gamma {gamma} needs --objective map (MLE means γ = 0)"
@@ -121,14 +142,17 @@ impl SeparateArgs {
     }
 }
 
-/// Run `separate`: check the input, load runtime and priors, stream the file through the engine.
+/// Run `separate`: open the input, load runtime and priors, stream the file through the engine.
 pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
     let settings = args.settings()?;
     let reader = AudioReader::open(&args.input)?;
     let runtime = shared.runtime()?;
     let priors = shared.load_priors(&runtime, &args.stems)?;
-    let mut separator = Separator::new(priors, settings, reader.sample_rate(), reader.channels())
-        .map_err(SeparateFileError::from)?;
+    let mut separator =
+        Separator::new(priors, settings, reader.sample_rate(), reader.channels()).map_err(|e| match e {
+            SeparationError::Settings(e) => usage_error(e),
+            other => CliError::from(other),
+        })?;
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
@@ -139,7 +163,7 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let summary = separate_file(&args.input, &args.output, &mut separator, |p: JobProgress| {
+    let summary = separate_file(reader, &args.output, &mut separator, |p: JobProgress| {
         bar.set_length((p.frames * p.iterations_per_frame).max(1) as u64);
         bar.set_position((p.frame * p.iterations_per_frame + p.iteration) as u64);
         bar.set_message(format!("{}/{}", (p.frame + 1).min(p.frames), p.frames));

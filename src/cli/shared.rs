@@ -1,8 +1,9 @@
 //! Options every command shares, and the steps they share: logging, runtime, priors.
 
 use super::CliError;
-use crate::engine::prior::{default_search_dirs, Prior, PriorCatalog};
-use crate::engine::runtime::{Device, Runtime, RuntimeOptions, SessionOptions};
+use crate::engine::priors::catalog::{default_search_dirs, PriorCatalog};
+use crate::engine::priors::prior::Prior;
+use crate::engine::priors::runtime::{Device, Runtime, RuntimeOptions, SessionOptions};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;

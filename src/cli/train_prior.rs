@@ -6,12 +6,15 @@
 
 use super::priors::describe;
 use super::shared::SharedArgs;
+use super::train_error::TrainError;
 use super::trainer::{self, RunEnd};
 use super::CliError;
 use crate::engine::constants::{BINS, FRAMES};
-use crate::engine::manifest::{is_valid_stem_name, Manifest};
-use crate::engine::prior::{user_priors_dir, Prior, PriorError};
-use crate::engine::runtime::{data_dir, Runtime};
+use crate::engine::priors::catalog::user_priors_dir;
+use crate::engine::priors::data_dir::data_dir;
+use crate::engine::priors::manifest::{is_valid_stem_name, Manifest};
+use crate::engine::priors::prior::Prior;
+use crate::engine::priors::runtime::Runtime;
 use clap::Args;
 use std::ffi::OsString;
 use std::fs;
@@ -64,123 +67,6 @@ pub struct TrainPriorArgs {
     /// Training batch (random 64-frame crops).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch: u32,
-}
-
-/// Everything that can stop `train-prior`, each one line.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// The stem name would not be accepted by the manifest check (or is a path).
-    #[error(
-        "`{name}` is not a valid stem name: use lowercase letters, digits, `-` and `_`, starting with a letter or digit"
-    )]
-    BadStemName {
-        /// The name given.
-        name: String,
-    },
-    /// The recordings folder is missing or is not a folder.
-    #[error("recordings folder {} {problem}", .path.display())]
-    Recordings {
-        /// The path given.
-        path: PathBuf,
-        /// "does not exist", "is not a folder", ...
-        problem: String,
-    },
-    /// Nothing the trainer can read under the recordings folder.
-    #[error("no audio files (.wav, .flac, .ogg, .aif, .aiff) under {}", .path.display())]
-    NoAudio {
-        /// The recordings folder.
-        path: PathBuf,
-    },
-    /// The trainer reads `dir:A,B` as a training and a validation folder.
-    #[error("the recordings folder's path {} contains `,`, which the trainer cannot take; rename or link it", .path.display())]
-    CommaInPath {
-        /// The recordings folder.
-        path: PathBuf,
-    },
-    /// The destination already holds a prior (or anything else) of that name.
-    #[error("{} already exists; pass --force to replace it", .dir.display())]
-    AlreadyInstalled {
-        /// DEST/<stem>.
-        dir: PathBuf,
-    },
-    /// None of the variables that give the data folder is set.
-    #[error("cannot find a data directory for {what}: set STEMFLOW_DATA_DIR or HOME")]
-    NoDataDir {
-        /// What it was needed for.
-        what: &'static str,
-    },
-    /// This stem's checkpoints come from another recordings folder.
-    #[error(
-        "the checkpoints in {} were trained on {other}, not {}; pass --fresh to start over",
-        .ckpt_dir.display(), .recordings.display()
-    )]
-    OtherRecordings {
-        /// The checkpoint folder.
-        ckpt_dir: PathBuf,
-        /// The folder they were trained on.
-        other: String,
-        /// The folder given now.
-        recordings: PathBuf,
-    },
-    /// No Python interpreter where one was looked for.
-    #[error("Python interpreter not found; tried: {tried}")]
-    PythonNotFound {
-        /// Every place looked at, with where the name came from.
-        tried: String,
-    },
-    /// The trainer package is not where it was looked for.
-    #[error("trainer not found: {} does not exist (looked in {from})", .script.display())]
-    TrainerNotFound {
-        /// `<dir>/stemflow_training/train.py`.
-        script: PathBuf,
-        /// Which rule gave `<dir>`.
-        from: String,
-    },
-    /// The interpreter cannot import the trainer or its requirements.
-    #[error(
-        "{} cannot import the trainer from {}: {reason} (pass --python with the requirements of models/training/requirements.txt installed)",
-        .python.display(), .trainer_dir.display()
-    )]
-    TrainerImport {
-        /// The interpreter.
-        python: PathBuf,
-        /// The folder holding `stemflow_training`.
-        trainer_dir: PathBuf,
-        /// Python's last error line.
-        reason: String,
-    },
-    /// A file operation failed.
-    #[error("cannot {action} {}: {source}", .path.display())]
-    Io {
-        /// What was being done, e.g. "create".
-        action: &'static str,
-        /// The file or folder.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The trainer exited with an error.
-    #[error("the trainer failed ({status}): {message}; nothing installed, checkpoints kept in {}", .ckpt_dir.display())]
-    TrainerFailed {
-        /// Its exit status.
-        status: String,
-        /// Its last line on stderr.
-        message: String,
-        /// Where its checkpoints are.
-        ckpt_dir: PathBuf,
-    },
-    /// Ctrl-C (or SIGTERM/SIGHUP) during training.
-    #[error(
-        "interrupted: nothing installed; checkpoints (written every 250 steps) are kept in {}: run the same command again to resume",
-        .ckpt_dir.display()
-    )]
-    Interrupted {
-        /// Where the checkpoints are.
-        ckpt_dir: PathBuf,
-    },
-    /// The exported prior did not load or run in the engine.
-    #[error("the trained prior failed validation, nothing installed: {0}")]
-    Invalid(#[source] PriorError),
 }
 
 /// Where the run reads, keeps checkpoints and installs; all checked before Python starts.

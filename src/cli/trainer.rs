@@ -2,8 +2,8 @@
 //! `stemflow_training` package, and running it with its log streamed, Ctrl-C turned into a clean
 //! stop of the child.
 
-use super::train_prior::TrainError;
-use crate::engine::runtime::non_empty_env;
+use super::train_error::TrainError;
+use crate::engine::priors::data_dir::non_empty_env;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

@@ -1,22 +1,14 @@
-//! The separation engine: audio in → frames → spectrograms → priors + optimizer → masks → stems out.
+//! The separation engine: audio in → frames → spectrograms → priors + search → masks → stems out.
 //!
-//! Nothing in here knows about plugins or command lines.
+//! Nothing in here knows about plugins or command lines. The folders depend on each other in one
+//! direction only: [`signal`] and [`priors`] need nothing but the leaf modules below;
+//! [`search`] uses both; [`files`] drives a whole file through [`search`].
 
-pub mod audio_file;
+pub mod bounds;
 pub mod constants;
-pub mod frames;
-pub mod latent_search;
-pub mod level_calibration;
-pub mod manifest;
+pub mod files;
+pub mod limits;
 pub mod metrics;
-pub mod objective;
-pub mod onnx_external_data;
-pub mod optimizer;
-pub mod prior;
-pub mod resample;
-pub mod resynth;
-pub mod runtime;
-pub mod separate_file;
-pub mod separator;
-pub mod settings;
-pub mod stft;
+pub mod priors;
+pub mod search;
+pub mod signal;

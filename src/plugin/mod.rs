@@ -5,7 +5,7 @@
 //! - [`framing`]: frames, hop and the fixed latency (identical to the CLI's framing).
 //! - [`queues`]: input frames and output segments passed through lock-free queues.
 //! - [`stream`]: the audio thread's half (no allocation, lock or wait in realtime mode).
-//! - [`worker`]: the thread that owns the priors and the [`Separator`](crate::engine::separator::Separator).
+//! - [`worker`]: the thread that owns the priors and the [`Separator`](crate::engine::search::separator::Separator).
 //! - [`status`]: atomics the editor reads; [`editor`]: the egui editor.
 //! - [`locate`]: the plugin binary's own folder, where the bundle keeps the runtime and priors.
 
@@ -19,6 +19,7 @@ pub mod status;
 pub mod stream;
 pub mod worker;
 
+use crate::engine::limits::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATES};
 use nice_plug::prelude::*;
 use nice_plug_egui::EguiEditorState;
 use params::StemflowParams;
@@ -62,10 +63,6 @@ impl Stemflow {
         }
     }
 }
-
-/// Sample rates the engine separates at; the plugin passes other rates through.
-const MIN_RATE: f32 = 8_000.0;
-const MAX_RATE: f32 = 384_000.0;
 
 const STEREO_AUX: [NonZeroU32; SLOT_COUNT] = [new_nonzero_u32(2); SLOT_COUNT];
 
@@ -133,12 +130,12 @@ impl Plugin for Stemflow {
         context: &mut impl ActivateContext<Self>,
     ) -> bool {
         let rate = buffer_config.sample_rate.round();
-        if !(MIN_RATE..=MAX_RATE).contains(&rate) {
-            // Outside what the engine resamples from: activate anyway and pass the mix through.
+        if !SAMPLE_RATES.contains(f64::from(rate)) {
+            // Outside what the engine separates at: activate anyway and pass the mix through.
             self.close_stream();
             context.set_latency_samples(0);
             self.status.set_message(format!(
-                "sample rate {rate} Hz is outside {MIN_RATE}–{MAX_RATE} Hz: passing audio through"
+                "sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz: passing audio through"
             ));
             return true;
         }

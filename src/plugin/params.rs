@@ -2,11 +2,18 @@
 //! settings (quality, objective, output mode, device), plus state migration.
 
 use super::slots::{SLOT_COUNT, SLOT_NAMES};
-use crate::engine::runtime::Device;
-use crate::engine::settings::{Objective, OutputMode, SeparationSettings};
+use crate::engine::priors::runtime::Device;
+use crate::engine::search::settings::{Objective, OutputMode, SeparationSettings, GAMMA, ITERATIONS};
 use nice_plug::plugin::ParamValue;
 use nice_plug::prelude::*;
 use std::sync::Arc;
+
+/// The most iterations the quality knob offers (the engine's range, [`ITERATIONS`], goes
+/// further than a realtime worker can use).
+const ITERATIONS_KNOB_MAX: i32 = 500;
+/// The smallest γ the MAP knob offers: the engine's range, [`GAMMA`], is open at 0, which a
+/// linear knob cannot reach.
+const GAMMA_KNOB_MIN: f32 = 0.01;
 
 /// Highest and lowest gain of a stem strip, in dB.
 const GAIN_MAX_DB: f32 = 12.0;
@@ -125,10 +132,24 @@ impl Default for StemflowParams {
     fn default() -> Self {
         StemflowParams {
             strips: std::array::from_fn(StripParams::new),
-            iterations: IntParam::new("Quality (iterations)", 150, IntRange::Linear { min: 1, max: 500 }),
+            iterations: IntParam::new(
+                "Quality (iterations)",
+                SeparationSettings::default_preset().iterations as i32,
+                IntRange::Linear {
+                    min: ITERATIONS.min as i32,
+                    max: ITERATIONS_KNOB_MAX,
+                },
+            ),
             objective: choice("Objective", OBJECTIVES, 0),
-            gamma: FloatParam::new("MAP gamma", 1.0, FloatRange::Linear { min: 0.01, max: 1.0 })
-                .with_step_size(0.01),
+            gamma: FloatParam::new(
+                "MAP gamma",
+                GAMMA.max as f32,
+                FloatRange::Linear {
+                    min: GAMMA_KNOB_MIN,
+                    max: GAMMA.max as f32,
+                },
+            )
+            .with_step_size(0.01),
             mode: choice("Output mode", MODES, 0),
             device: choice("Device", DEVICES, 0),
         }
@@ -145,14 +166,15 @@ impl StemflowParams {
         }
     }
 
-    /// The separation settings these parameters ask for (the CLI's default preset otherwise).
+    /// The separation settings these parameters ask for (the CLI's default preset otherwise);
+    /// the engine validates them when it builds the separator.
     pub fn settings(&self) -> SeparationSettings {
         let mut settings = SeparationSettings::default_preset();
-        settings.iterations = self.iterations.value().max(1) as usize;
+        settings.iterations = self.iterations.value().max(0) as usize;
         settings.objective = match chosen(&self.objective) {
             0 => Objective::Mle,
             _ => Objective::Map {
-                gamma: self.gamma.value().clamp(0.01, 1.0),
+                gamma: self.gamma.value(),
             },
         };
         settings.mode = match chosen(&self.mode) {

@@ -3,7 +3,7 @@
 //! worker and read by the editor, never touched by the audio thread.
 
 use super::slots::SLOT_COUNT;
-use crate::engine::latent_search::Progress;
+use crate::engine::search::latent_search::Progress;
 use atomic_float::AtomicF32;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

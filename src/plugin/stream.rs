@@ -241,31 +241,50 @@ impl Stream {
     }
 
     /// Processes one block in place: `main` is the main input and output, `aux` the stem outputs.
+    /// Each sample goes through the stages below in order: input framing, the dry delay, the
+    /// gains, then (once the latency has passed) the wet/dry ramp and the mix.
     pub fn process(&mut self, main: &mut [&mut [f32]], aux: &mut [Buffer], params: &StemflowParams) {
         let samples = main.first().map_or(0, |c| c.len());
         let ch = self.channels.min(main.len());
         if ch == 0 {
             return;
         }
-        let Framing {
-            frame_len,
-            step,
-            latency,
-            ramp,
-            ..
-        } = self.framing;
-        let (step64, latency64) = (step as u64, latency as u64);
-
-        // Mute/solo targets, once per block.
-        let any_solo = params.strips.iter().any(|s| is_on(&s.solo));
-        let mut targets = [0.0f32; SLOT_COUNT];
-        for (t, strip) in targets.iter_mut().zip(&params.strips) {
-            let on = !is_on(&strip.mute) && (!any_solo || is_on(&strip.solo));
-            *t = if on { 1.0 } else { 0.0 };
-        }
+        let (step64, latency64) = (self.framing.step as u64, self.framing.latency as u64);
+        let targets = mute_solo_targets(params);
         self.peaks = [0.0; SLOT_COUNT];
         let mut main_peak = 0.0f32;
         let mut looked_ahead = false;
+        self.begin_block(latency64, step64);
+
+        for i in 0..samples {
+            let p = self.pos;
+            let x = input_sample(main, i, ch);
+            self.feed_frames(p, &x, ch);
+            let dry = self.delay_dry(&x, ch);
+            self.pos += 1;
+            // Gains advance every sample so their smoothers stay in time.
+            let gains = self.advance_gains(params, &targets);
+            if p < latency64 {
+                silence_sample(main, aux, i);
+                continue;
+            }
+            // Output side: stems of input sample n = p − latency.
+            let n = p - latency64;
+            let (index, k) = (n / step64, (n % step64) as usize);
+            if k == 0 {
+                self.enter_segment(index);
+            }
+            let have = self.current.as_ref().is_some_and(|s| s.valid && s.index == index);
+            let target = self.wet_target(have, index, k, &mut looked_ahead);
+            let wet = self.ramp_wet(target);
+            let mix = self.write_stems(aux, i, ch, have, k, wet, &dry, &gains);
+            main_peak = main_peak.max(write_main(main, i, ch, &mix));
+        }
+        self.publish_meters(main_peak);
+    }
+
+    /// Before a block: the dry fallback's layout, and the segment playing if none is held yet.
+    fn begin_block(&mut self, latency64: u64, step64: u64) {
         if self.current.is_none() {
             // The dry fallback's shares follow the loaded priors until a segment says otherwise.
             self.layout_stems = self.status.stem_count.load(Ordering::Acquire).min(SLOT_COUNT);
@@ -277,161 +296,162 @@ impl Stream {
             let index = (self.pos - latency64) / step64;
             self.fetch(index);
         }
+    }
 
-        for i in 0..samples {
-            let p = self.pos;
-            let mut x = [0.0f32; MAX_CHANNELS];
-            for (c, xc) in x.iter_mut().enumerate().take(ch) {
-                *xc = clean(main[c][i]);
-            }
-            if ch == 1 {
-                x[1] = x[0];
-            }
-
-            // Input side: frames for the worker.
-            if p.is_multiple_of(step64) {
-                self.start_frame(p / step64);
-            }
-            for slot in 0..2 {
-                let full = match self.filling[slot].as_mut() {
-                    Some(frame) => {
-                        let at = frame.filled;
-                        for (c, data) in frame.channels.iter_mut().enumerate() {
-                            data[at] = x[c.min(ch - 1)];
-                        }
-                        frame.filled += 1;
-                        frame.filled >= frame_len
+    /// Input framing: starts a frame every step and appends sample `x` (stream position `p`) to
+    /// the frames being filled, handing each full one to the worker.
+    fn feed_frames(&mut self, p: u64, x: &[f32; MAX_CHANNELS], ch: usize) {
+        let step64 = self.framing.step as u64;
+        if p.is_multiple_of(step64) {
+            self.start_frame(p / step64);
+        }
+        let frame_len = self.framing.frame_len;
+        for slot in 0..2 {
+            let full = match self.filling[slot].as_mut() {
+                Some(frame) => {
+                    let at = frame.filled;
+                    for (c, data) in frame.channels.iter_mut().enumerate() {
+                        data[at] = x[c.min(ch - 1)];
                     }
-                    None => false,
-                };
-                if full {
-                    if let Some(frame) = self.filling[slot].take() {
-                        if let Err(frame) = self.link.work.push(frame) {
-                            give(&self.link.free_inputs, frame);
-                        }
-                    }
+                    frame.filled += 1;
+                    frame.filled >= frame_len
                 }
-            }
-
-            // Dry delay line: read the sample `latency` ago, then write this one.
-            let mut dry = [0.0f32; MAX_CHANNELS];
-            for c in 0..ch {
-                dry[c] = self.dry[c][self.dry_pos];
-                self.dry[c][self.dry_pos] = x[c];
-            }
-            self.dry_pos += 1;
-            if self.dry_pos >= latency {
-                self.dry_pos = 0;
-            }
-            self.pos += 1;
-
-            // Gains advance every sample so their smoothers stay in time.
-            let mut gains = [0.0f32; SLOT_COUNT];
-            for (slot, g) in gains.iter_mut().enumerate() {
-                let db = params.strips[slot].gain.smoothed.next();
-                let f = &mut self.mix_factor[slot];
-                if *f < targets[slot] {
-                    *f = (*f + self.ramp_step).min(targets[slot]);
-                } else if *f > targets[slot] {
-                    *f = (*f - self.ramp_step).max(targets[slot]);
-                }
-                *g = util::db_to_gain(db) * *f;
-            }
-
-            if p < latency64 {
-                for channel in main.iter_mut() {
-                    channel[i] = 0.0;
-                }
-                for port in aux.iter_mut() {
-                    for channel in port.as_slice().iter_mut() {
-                        channel[i] = 0.0;
-                    }
-                }
-                continue;
-            }
-
-            // Output side: stems of input sample n = p − latency.
-            let n = p - latency64;
-            let index = n / step64;
-            let k = (n % step64) as usize;
-            if k == 0 {
-                self.enter_segment(index);
-            }
-            let have = self.current.as_ref().is_some_and(|s| s.valid && s.index == index);
-            let target = if !have {
-                0.0
-            } else if !self.offline && k + ramp >= step {
-                if !looked_ahead || k + ramp == step {
-                    looked_ahead = true;
-                    if self.peek_next(index + 1) {
-                        1.0
-                    } else {
-                        0.0
-                    }
-                } else if self
-                    .pending
-                    .as_ref()
-                    .is_some_and(|s| s.index == index + 1 && s.valid)
-                {
-                    1.0
-                } else {
-                    0.0
-                }
-            } else {
-                1.0
+                None => false,
             };
-            if self.wet < target {
-                self.wet = (self.wet + self.ramp_step).min(1.0);
-            } else if self.wet > target {
-                self.wet = (self.wet - self.ramp_step).max(0.0);
-            }
-            let wet = self.wet;
-
-            let (stems, slots) = match self.current.as_ref().filter(|_| have) {
-                Some(seg) => (seg.stems, seg.slot_of_stem),
-                None => (self.layout_stems, self.layout_slots),
-            };
-            let mut mix = [0.0f32; MAX_CHANNELS];
-            let mut used = [false; SLOT_COUNT];
-            if stems == 0 {
-                mix = dry;
-            } else {
-                let share = 1.0 / stems as f32;
-                for (s, &slot) in slots.iter().enumerate().take(stems) {
-                    let slot = slot.min(SLOT_COUNT - 1);
-                    used[slot] = true;
-                    let mut v = [0.0f32; MAX_CHANNELS];
-                    for c in 0..ch {
-                        let wet_part = match self.current.as_ref() {
-                            Some(seg) if have && c < seg.channels => seg.sample(s, c, k),
-                            _ => 0.0,
-                        };
-                        v[c] = clean(wet * wet_part + (1.0 - wet) * dry[c] * share);
-                        mix[c] += gains[slot] * v[c];
-                    }
-                    if let Some(port) = aux.get_mut(slot) {
-                        for (c, channel) in port.as_slice().iter_mut().enumerate() {
-                            let value = v[c.min(ch - 1)];
-                            channel[i] = value;
-                            self.peaks[slot] = self.peaks[slot].max(value.abs());
-                        }
+            if full {
+                if let Some(frame) = self.filling[slot].take() {
+                    if let Err(frame) = self.link.work.push(frame) {
+                        give(&self.link.free_inputs, frame);
                     }
                 }
-            }
-            for (slot, port) in aux.iter_mut().enumerate() {
-                if slot >= SLOT_COUNT || !used[slot] {
-                    for channel in port.as_slice().iter_mut() {
-                        channel[i] = 0.0;
-                    }
-                }
-            }
-            for (c, channel) in main.iter_mut().enumerate() {
-                let value = clean(mix[c.min(ch - 1)]);
-                channel[i] = value;
-                main_peak = main_peak.max(value.abs());
             }
         }
+    }
 
+    /// Dry delay line: returns the sample `latency` ago and stores `x`.
+    fn delay_dry(&mut self, x: &[f32; MAX_CHANNELS], ch: usize) -> [f32; MAX_CHANNELS] {
+        let mut dry = [0.0f32; MAX_CHANNELS];
+        for c in 0..ch {
+            dry[c] = self.dry[c][self.dry_pos];
+            self.dry[c][self.dry_pos] = x[c];
+        }
+        self.dry_pos += 1;
+        if self.dry_pos >= self.framing.latency {
+            self.dry_pos = 0;
+        }
+        dry
+    }
+
+    /// Each slot's gain for this sample: its smoothed dB gain times its mute/solo factor, which
+    /// ramps towards `targets` over the ramp length.
+    fn advance_gains(&mut self, params: &StemflowParams, targets: &[f32; SLOT_COUNT]) -> [f32; SLOT_COUNT] {
+        let mut gains = [0.0f32; SLOT_COUNT];
+        for (slot, g) in gains.iter_mut().enumerate() {
+            let db = params.strips[slot].gain.smoothed.next();
+            let f = &mut self.mix_factor[slot];
+            if *f < targets[slot] {
+                *f = (*f + self.ramp_step).min(targets[slot]);
+            } else if *f > targets[slot] {
+                *f = (*f - self.ramp_step).max(targets[slot]);
+            }
+            *g = util::db_to_gain(db) * *f;
+        }
+        gains
+    }
+
+    /// Where the wet/dry ramp heads at offset `k` of segment `index`: wet while the segment is
+    /// here, and in realtime mode, over the ramp before its end, only if the next one is ready.
+    fn wet_target(&mut self, have: bool, index: u64, k: usize, looked_ahead: &mut bool) -> f32 {
+        let (step, ramp) = (self.framing.step, self.framing.ramp);
+        if !have {
+            return 0.0;
+        }
+        if self.offline || k + ramp < step {
+            return 1.0;
+        }
+        let next_ready = if !*looked_ahead || k + ramp == step {
+            *looked_ahead = true;
+            self.peek_next(index + 1)
+        } else {
+            self.pending
+                .as_ref()
+                .is_some_and(|s| s.index == index + 1 && s.valid)
+        };
+        if next_ready {
+            1.0
+        } else {
+            0.0
+        }
+    }
+
+    /// Moves the wet amount one ramp step towards `target` and returns it.
+    fn ramp_wet(&mut self, target: f32) -> f32 {
+        if self.wet < target {
+            self.wet = (self.wet + self.ramp_step).min(1.0);
+        } else if self.wet > target {
+            self.wet = (self.wet - self.ramp_step).max(0.0);
+        }
+        self.wet
+    }
+
+    /// Writes sample `i` of every stem output (offset `k` of the current segment, blended with
+    /// its share of the dry mix by `wet`), zeroes the unused ones, and returns the main mix
+    /// Σ gainᵢ·stemᵢ.
+    #[allow(clippy::too_many_arguments)]
+    fn write_stems(
+        &mut self,
+        aux: &mut [Buffer],
+        i: usize,
+        ch: usize,
+        have: bool,
+        k: usize,
+        wet: f32,
+        dry: &[f32; MAX_CHANNELS],
+        gains: &[f32; SLOT_COUNT],
+    ) -> [f32; MAX_CHANNELS] {
+        let (stems, slots) = match self.current.as_ref().filter(|_| have) {
+            Some(seg) => (seg.stems, seg.slot_of_stem),
+            None => (self.layout_stems, self.layout_slots),
+        };
+        let mut mix = [0.0f32; MAX_CHANNELS];
+        let mut used = [false; SLOT_COUNT];
+        if stems == 0 {
+            mix = *dry;
+        } else {
+            let share = 1.0 / stems as f32;
+            for (s, &slot) in slots.iter().enumerate().take(stems) {
+                let slot = slot.min(SLOT_COUNT - 1);
+                used[slot] = true;
+                let mut v = [0.0f32; MAX_CHANNELS];
+                for c in 0..ch {
+                    let wet_part = match self.current.as_ref() {
+                        Some(seg) if have && c < seg.channels => seg.sample(s, c, k),
+                        _ => 0.0,
+                    };
+                    v[c] = clean(wet * wet_part + (1.0 - wet) * dry[c] * share);
+                    mix[c] += gains[slot] * v[c];
+                }
+                if let Some(port) = aux.get_mut(slot) {
+                    for (c, channel) in port.as_slice().iter_mut().enumerate() {
+                        let value = v[c.min(ch - 1)];
+                        channel[i] = value;
+                        self.peaks[slot] = self.peaks[slot].max(value.abs());
+                    }
+                }
+            }
+        }
+        for (slot, port) in aux.iter_mut().enumerate() {
+            if slot >= SLOT_COUNT || !used[slot] {
+                for channel in port.as_slice().iter_mut() {
+                    channel[i] = 0.0;
+                }
+            }
+        }
+        mix
+    }
+
+    /// After a block: the stem meters (peak with decay) and the main output's level history.
+    fn publish_meters(&self, main_peak: f32) {
         for (meter, &peak) in self.status.meters.iter().zip(&self.peaks) {
             let old = meter.load(Ordering::Relaxed);
             meter.store(peak.max(old * METER_DECAY), Ordering::Relaxed);
@@ -439,4 +459,50 @@ impl Stream {
         let at = self.status.history_pos.fetch_add(1, Ordering::Relaxed) % HISTORY;
         self.status.history[at].store(main_peak, Ordering::Relaxed);
     }
+}
+
+/// Mute/solo target per slot for this block: 1 if the slot is heard in the main mix, else 0.
+fn mute_solo_targets(params: &StemflowParams) -> [f32; SLOT_COUNT] {
+    let any_solo = params.strips.iter().any(|s| is_on(&s.solo));
+    let mut targets = [0.0f32; SLOT_COUNT];
+    for (t, strip) in targets.iter_mut().zip(&params.strips) {
+        let on = !is_on(&strip.mute) && (!any_solo || is_on(&strip.solo));
+        *t = if on { 1.0 } else { 0.0 };
+    }
+    targets
+}
+
+/// Sample `i` of the main input, cleaned, a mono input doubled to both channels.
+fn input_sample(main: &[&mut [f32]], i: usize, ch: usize) -> [f32; MAX_CHANNELS] {
+    let mut x = [0.0f32; MAX_CHANNELS];
+    for (c, xc) in x.iter_mut().enumerate().take(ch) {
+        *xc = clean(main[c][i]);
+    }
+    if ch == 1 {
+        x[1] = x[0];
+    }
+    x
+}
+
+/// Silence on every output at sample `i` (before the first segment is due).
+fn silence_sample(main: &mut [&mut [f32]], aux: &mut [Buffer], i: usize) {
+    for channel in main.iter_mut() {
+        channel[i] = 0.0;
+    }
+    for port in aux.iter_mut() {
+        for channel in port.as_slice().iter_mut() {
+            channel[i] = 0.0;
+        }
+    }
+}
+
+/// Writes the main mix at sample `i` of every main channel; returns its peak.
+fn write_main(main: &mut [&mut [f32]], i: usize, ch: usize, mix: &[f32; MAX_CHANNELS]) -> f32 {
+    let mut peak = 0.0f32;
+    for (c, channel) in main.iter_mut().enumerate() {
+        let value = clean(mix[c.min(ch - 1)]);
+        channel[i] = value;
+        peak = peak.max(value.abs());
+    }
+    peak
 }

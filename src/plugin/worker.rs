@@ -1,6 +1,7 @@
 //! The worker thread: owns the ONNX Runtime sessions (priors) and a [`Separator`], takes full
 //! input frames from the audio thread's queue, separates them, crossfades each frame with the
-//! previous one's tail exactly as the CLI's overlap-add does, and hands finished segments back.
+//! previous one through the engine's [`OverlapAdd`] (the command line's), and hands finished
+//! segments back.
 //!
 //! Loading happens here, never on the audio or main thread. In realtime mode a worker that falls
 //! behind separates only the newest waiting frame (older ones are dropped: the audio thread plays
@@ -10,10 +11,12 @@ use super::params::StemflowParams;
 use super::queues::{InputFrame, Link, Segment, SEGMENTS};
 use super::slots::{assign_slots, SLOT_COUNT, SLOT_NAMES};
 use super::status::{Status, WorkerState};
-use crate::engine::prior::{default_search_dirs, Prior, PriorCatalog};
-use crate::engine::runtime::{Device, Runtime, RuntimeOptions, SessionOptions};
-use crate::engine::separator::Separator;
-use crate::engine::settings::SeparationSettings;
+use crate::engine::priors::catalog::{default_search_dirs, PriorCatalog};
+use crate::engine::priors::prior::Prior;
+use crate::engine::priors::runtime::{Device, Runtime, RuntimeOptions, SessionOptions};
+use crate::engine::search::separator::Separator;
+use crate::engine::search::settings::SeparationSettings;
+use crate::engine::signal::frames::{FrameSpan, OverlapAdd};
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,7 +63,7 @@ impl WorkerHandle {
             slot_of_stem: Vec::new(),
             loaded_device: None,
             attempted_device: None,
-            tail: Tail::default(),
+            crossfade: None,
         };
         let thread = std::thread::Builder::new()
             .name("stemflow-worker".into())
@@ -98,16 +101,13 @@ impl Drop for WorkerHandle {
     }
 }
 
-/// The unweighted last `overlap` samples of the previous frame's stems.
-#[derive(Default)]
-struct Tail {
-    valid: bool,
-    epoch: u64,
-    index: u64,
-    stems: usize,
-    channels: usize,
-    len: usize,
-    data: Vec<f32>,
+/// The crossfade of the stream being separated: the engine's overlap-add over every stem and
+/// channel, and the stream epoch its pending tail belongs to.
+struct Crossfade {
+    /// Holds the previous frame's faded-out tail until the next frame is added.
+    overlap_add: OverlapAdd,
+    /// Epoch of the frames added; a frame of another epoch starts afresh.
+    epoch: Option<u64>,
 }
 
 struct Worker {
@@ -128,7 +128,8 @@ struct Worker {
     loaded_device: Option<Device>,
     /// Device of the last load attempt (a failed load is not retried until something changes).
     attempted_device: Option<Device>,
-    tail: Tail,
+    /// The crossfade for the current separator's format (made with it).
+    crossfade: Option<Crossfade>,
 }
 
 impl Worker {
@@ -162,7 +163,7 @@ impl Worker {
             Command::Attach(link) => {
                 self.link = Some(link);
                 self.segments_made = 0;
-                self.tail.valid = false;
+                self.forget_tail();
                 self.status.late_segments.store(0, Ordering::Relaxed);
                 self.status.frames_done.store(0, Ordering::Relaxed);
                 if self.status.state() == WorkerState::Failed {
@@ -304,7 +305,11 @@ impl Worker {
                     .frame_progress
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = Some(sep.progress());
-                self.tail.valid = false;
+                let stems = sep.stem_count().min(SLOT_COUNT);
+                self.crossfade = Some(Crossfade {
+                    overlap_add: OverlapAdd::new(link.framing.geometry, stems * link.channels),
+                    epoch: None,
+                });
                 self.separator = Some(sep);
             }
             Err(e) => {
@@ -358,13 +363,14 @@ impl Worker {
         true
     }
 
+    /// Separates `frame`, crossfades it into a segment and hands the segment to the audio thread.
     fn separate(&mut self, link: &Arc<Link>, frame: Box<InputFrame>) {
         let Some(mut segment) = self.free_segment(link) else {
             recycle_input(link, frame);
-            self.tail.valid = false;
+            self.forget_tail();
             return;
         };
-        let Some(sep) = self.separator.as_mut() else {
+        let (Some(sep), Some(crossfade)) = (self.separator.as_mut(), self.crossfade.as_mut()) else {
             recycle_input(link, frame);
             let _ = link.free_segments.push(segment);
             return;
@@ -379,62 +385,19 @@ impl Worker {
         if let Err(e) = &result {
             log::warn!("Stemflow: frame {index} not separated: {e}");
         }
-        let framing = link.framing;
-        let (step, overlap, frame_len) = (framing.step, framing.overlap, framing.frame_len);
+        let step = link.framing.step;
         let stems = sep.stem_count().min(SLOT_COUNT);
-        let channels = link.channels;
         segment.epoch = epoch;
         segment.index = index;
         segment.valid = result.is_ok();
-        segment.shape(stems, channels, step);
+        segment.shape(stems, link.channels, step);
         for (s, &slot) in self.slot_of_stem.iter().take(stems).enumerate() {
             segment.slot_of_stem[s] = slot;
         }
         if segment.valid {
-            let tail = &mut self.tail;
-            let tail_ok = tail.valid
-                && tail.epoch == epoch
-                && tail.index + 1 == index
-                && tail.stems == stems
-                && tail.channels == channels
-                && tail.len == overlap;
-            tail.data.resize(stems * channels * overlap, 0.0);
-            for (s, stem) in sep.stems().iter().take(stems).enumerate() {
-                for (c, x) in stem.iter().enumerate().take(channels) {
-                    let at = (s * channels + c) * step;
-                    let out = &mut segment.data[at..at + step];
-                    let t_at = (s * channels + c) * overlap;
-                    let t = &mut tail.data[t_at..t_at + overlap];
-                    for (k, o) in out.iter_mut().enumerate() {
-                        // The CLI's overlap-add: the previous frame's weighted tail first, then
-                        // this frame's weighted head, summed in f32 in that order.
-                        let mut acc = 0.0f32;
-                        let w = if k < overlap && tail_ok {
-                            acc += framing.weight(index - 1, step + k) * t[k];
-                            framing.weight(index, k)
-                        } else if k < overlap && index > 0 {
-                            // No previous frame (dropped): this frame alone, unweighted.
-                            1.0
-                        } else {
-                            framing.weight(index, k)
-                        };
-                        acc += w * x[k];
-                        *o = acc;
-                    }
-                    t.copy_from_slice(&x[step..frame_len]);
-                }
-            }
-            *tail = Tail {
-                valid: true,
-                epoch,
-                index,
-                stems,
-                channels,
-                len: overlap,
-                data: std::mem::take(&mut tail.data),
-            };
+            crossfade.add(sep, link, epoch, index, stems, &mut segment.data);
         } else {
-            self.tail.valid = false;
+            crossfade.epoch = None;
         }
         if let Err(segment) = link.done.push(segment) {
             drop(segment);
@@ -443,6 +406,13 @@ impl Worker {
         let rtf = started.elapsed().as_secs_f64() / hop_seconds;
         self.status.real_time_factor.store(rtf as f32, Ordering::Relaxed);
         self.status.frames_done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The next frame does not continue the last one: it starts a new crossfade.
+    fn forget_tail(&mut self) {
+        if let Some(crossfade) = self.crossfade.as_mut() {
+            crossfade.epoch = None;
+        }
     }
 
     /// A segment to fill: a recycled one, a new one while fewer than [`SEGMENTS`] exist, or (in
@@ -462,6 +432,36 @@ impl Worker {
             }
             std::thread::sleep(Duration::from_micros(500));
         }
+    }
+}
+
+impl Crossfade {
+    /// Adds the separator's stems for frame `index` of stream `epoch` and writes the segment it
+    /// completes into `out` (`(stem · channels + channel) · step + k`, the segment's layout). A
+    /// frame that does not follow the last one added (a dropped frame, a new epoch) plays alone.
+    fn add(&mut self, sep: &Separator, link: &Link, epoch: u64, index: u64, stems: usize, out: &mut [f32]) {
+        let geometry = link.framing.geometry;
+        let follows = self.epoch == Some(epoch) && self.overlap_add.continues_with(index);
+        let span = FrameSpan {
+            index,
+            start: geometry.start(index),
+            len: geometry.frame_len(),
+            first: !follows,
+            last: false,
+        };
+        if !follows {
+            self.overlap_add.restart_at(span.start);
+        }
+        let channels: Vec<&[f32]> = sep
+            .stems()
+            .iter()
+            .take(stems)
+            .flat_map(|stem| stem.iter().take(link.channels).map(Vec::as_slice))
+            .collect();
+        self.overlap_add.add_frame(span, &channels);
+        let mut outs: Vec<&mut [f32]> = out.chunks_mut(geometry.step()).collect();
+        self.overlap_add.drain_ready_into(&mut outs);
+        self.epoch = Some(epoch);
     }
 }
 

@@ -71,7 +71,7 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Where set-up installs the runtime; must agree with `engine::runtime::data_dir`.
+/// Where set-up installs the runtime; must agree with `engine::priors::data_dir::data_dir`.
 fn data_dir() -> Result<PathBuf, String> {
     if let Some(dir) = env::var_os("STEMFLOW_DATA_DIR") {
         return Ok(PathBuf::from(dir));
@@ -209,18 +209,91 @@ fn setup(python: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Every test: the Rust workspace, then the Python training package.
+/// The Debian packages the Python tests render with: FluidSynth (libfluidsynth, which
+/// `stemflow_training/fluid.py` loads) and the soundfonts `models/training/tests/test_render.py`
+/// plays (paths and packages in `stemflow_training/render.py`).
+const TEST_DEBIAN_PACKAGES: &[&str] = &["fluidsynth", "timgm6mb-soundfont", "avldrums.lv2-soundfont"];
+
+/// Whether `dpkg` has a package installed.
+fn debian_package_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// `apt-get` as root, else through `sudo -n` (never prompting).
+fn apt_get(args: &[&str]) -> Command {
+    let mut command = if is_root() {
+        Command::new("apt-get")
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.args(["-n", "apt-get"]);
+        sudo
+    };
+    command.env("DEBIAN_FRONTEND", "noninteractive").args(args);
+    command
+}
+
+/// Installs the missing `TEST_DEBIAN_PACKAGES` with apt-get (idempotent: nothing runs when all
+/// are installed); fails naming the packages when they cannot be installed.
+fn setup_debian_packages() -> Result<(), String> {
+    let missing: Vec<&str> = TEST_DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| !debian_package_installed(package))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = missing.join(" ");
+    println!("installing the Debian packages the tests need: {list}");
+    let installed = run(&mut apt_get(&["update", "-qq"]))
+        .and_then(|()| run(apt_get(&["install", "-y", "-qq"]).args(&missing)));
+    let still_missing: Vec<&str> = missing
+        .into_iter()
+        .filter(|package| !debian_package_installed(package))
+        .collect();
+    if still_missing.is_empty() {
+        return Ok(());
+    }
+    let reason = installed
+        .err()
+        .unwrap_or_else(|| "apt-get reported success".into());
+    let packages = still_missing.join(" ");
+    Err(format!(
+        "the Python tests need the Debian packages {packages}, which could not be installed \
+         ({reason}): run `apt-get install {packages}` as root"
+    ))
+}
+
+/// Every test: the Rust workspace, then the Python packages (trainer and research tools), after
+/// installing what they need (the venv, and the Debian packages of the renderer's tests).
 fn test() -> Result<(), String> {
     setup_runtime()?;
     let python = setup_python()?;
+    setup_debian_packages()?;
     let root = repo_root();
     run(Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&root)
         .args(["test", "--workspace"]))?;
-    run(Command::new(python)
-        .current_dir(&root)
-        .env("OMP_NUM_THREADS", "1")
-        .args(["-m", "pytest", "-q", "models/training/tests"]))
+    for suite in ["models/training/tests", "models/research/tests"] {
+        run(Command::new(&python)
+            .current_dir(&root)
+            .env("OMP_NUM_THREADS", "1")
+            .args(["-m", "pytest", "-q", suite]))?;
+    }
+    Ok(())
 }
 
 /// The plugin bundles (CLAP and VST3) with the runtime and the shipped priors inside.

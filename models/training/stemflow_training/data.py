@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from . import synth
+from .audio_io import read_mono
 from .stft import SAMPLE_RATE, SEGMENT_SAMPLES, segment_magnitude
 
 AUDIO_EXT = ('.wav', '.flac', '.ogg', '.aif', '.aiff')
@@ -26,17 +27,6 @@ def synthetic_segments(kind, seconds, valid=False):
     n = max(1, int(math.ceil(seconds / 5.0)))
     base = synth.KIND_OFFSET[kind] + (synth.VALID_BASE if valid else 0)
     return np.stack([segment_magnitude(synth.render(kind, base + i, 5.0, SAMPLE_RATE)) for i in range(n)])
-
-
-def load_audio(path):
-    import soundfile as sf
-    from scipy.signal import resample_poly
-    y, sr = sf.read(path, dtype='float64', always_2d=True)
-    y = y.mean(axis=1)
-    if sr != SAMPLE_RATE:
-        g = math.gcd(int(sr), SAMPLE_RATE)
-        y = resample_poly(y, SAMPLE_RATE // g, int(sr) // g)
-    return y
 
 
 def file_segments(y):
@@ -65,7 +55,7 @@ def dir_segments(path, seconds=None, valid=False, whole=False):
         chosen = [files[i] for i in np.random.default_rng(0).permutation(len(files))]
     segs = []
     for f in chosen:
-        segs += file_segments(load_audio(f))
+        segs += file_segments(read_mono(f))
         if seconds and len(segs) * 5.0 >= seconds:
             break
     if not segs:

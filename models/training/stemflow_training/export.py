@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from . import glow
+from .files import sha256
 from .ops import OnnxOps
 from .stft import SAMPLE_RATE, N_FFT, HOP, FRAME_SECONDS, FRAMES, BINS
 
@@ -42,14 +43,6 @@ def build_graphs(cfg, params, norm):
     out['encode'] = ops.build('stemflow_encode', [('s', 's', _shape(C))],
                               [('z', z, _shape(C)), ('logp', lp, ['B'])], doc)
     return out
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 WEIGHTS_FILE = 'weights.bin'

@@ -1,4 +1,4 @@
-"""Generated musical parts for the instrument data (issue 3): harmony, bass lines,
+"""Generated musical parts for the instrument data: harmony, bass lines,
 drum grooves, comping voicings, arpeggios, melodies.
 
 Everything is a function of a numpy Generator, so a (generator, seed) pair in the

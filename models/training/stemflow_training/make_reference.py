@@ -9,11 +9,12 @@ through glow.decode_logp in float64 (JAX autodiff, not the hand-written adjoint 
 not onnxruntime), and stored as little-endian float32.
 """
 import argparse
-import hashlib
 import json
 import os
 
 import numpy as np
+
+from .files import sha256
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
 T = 8
@@ -81,7 +82,7 @@ def main():
         path = os.path.join(a.out, f'{name}.bin')
         arr.astype('<f4').tofile(path)
         files[name] = {'file': f'{name}.bin', 'shape': list(arr.shape), 'dtype': 'float32-le',
-                       'sha256': hashlib.sha256(open(path, 'rb').read()).hexdigest()}
+                       'sha256': sha256(path)}
     ref = {
         'prior': os.path.relpath(a.prior, ROOT),
         'stem': man['stem'],

@@ -1,5 +1,5 @@
 """Render isolated instrument stems (bass, drums, guitar, piano) from MIDI-like note
-lists with FluidSynth: the data for the instrument priors (issue 3).
+lists with FluidSynth: the data for the instrument priors.
 
     python -m stemflow_training.render --out models/training/.cache/data
         [--manifest models/data-manifest.json] [--no-install] [--quick] [--extra-train]
@@ -28,7 +28,6 @@ All mono float32 WAV at 22050 Hz.  The committed manifest lists every piece (cor
 path or generator seed), program, soundfont, style and gain of both splits.
 """
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -39,6 +38,7 @@ import time
 import numpy as np
 
 from . import corpus, generators as gen
+from .files import sha256
 from .fluid import Synth, load_library
 
 SR = 22050
@@ -125,14 +125,6 @@ def check_packages(install=True, wide=False):
         r = subprocess.run(['dpkg-query', '-W', '-f=${Version}', pkg], capture_output=True, text=True)
         versions[pkg] = r.stdout.strip()
     return versions
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- planning
@@ -429,7 +421,8 @@ def write_segments(y, dirpath, pid):
     return k
 
 
-def main(argv=None):
+def parse_args(argv):
+    """The command line (see the module doc)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--out', default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '.cache', 'data'))
     ap.add_argument('--manifest', default=None, help='where to write the data manifest (default: none with --quick, '
@@ -438,32 +431,16 @@ def main(argv=None):
     ap.add_argument('--quick', action='store_true', help='a few pieces only (smoke test)')
     ap.add_argument('--extra-train', action='store_true',
                     help='also render the 300 extra training pieces with the wider timbre palette (EXTRA_TRAIN; '
-                         'not used by the shipped priors, see models/README.md)')
+                         'not used by the shipped priors, see models/EXPERIMENTS.md)')
     ap.add_argument('--extra-stem', choices=sorted(EXTRA_STEMS), default=None,
                     help='also render a fifth stem: train/<it>/, valid/<it>/ and 5-stem validation '
                          'mixtures in valid-5stem/ (the four-stem data are unchanged)')
-    args = ap.parse_args(argv)
-    import soundfile as sf
-    t_start = time.time()
-    versions = check_packages(install=not args.no_install, wide=args.extra_train)
-    repo_models = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    manifest_path = args.manifest or (None if args.quick else os.path.join(repo_models, 'data-manifest.json'))
-    counts = QUICK_COUNTS if args.quick else COUNTS
-    extra = EXTRA_TRAIN if (args.extra_train and not args.quick) else {}
-    out = args.out
-    if os.path.exists(out):
-        shutil.rmtree(out)
-    cache_dir = os.path.join(os.path.dirname(os.path.abspath(out)), 'music21-notes')
-    pieces = plan(counts, extra)
-    loaded = {}
+    return ap.parse_args(argv)
 
-    def synths(name):
-        if name not in loaded:
-            loaded[name] = Synth(ALL_SOUNDFONTS[name][0], SR)
-        return loaded[name]
 
-    all_stems = STEMS + ((args.extra_stem,) if args.extra_stem else ())
-    stats = {s: {'train_segments': 0, 'valid_segments': 0} for s in all_stems}
+def data_manifest(versions, counts, extra, extra_stem):
+    """The data manifest's fixed part: rules, seeds, packages, soundfonts (with their sha256),
+    programs and counts; `splits` is filled piece by piece."""
     manifest = {'format': 'stemflow-data-manifest', 'format_version': 1,
                 'command': 'python -m stemflow_training.render --out models/training/.cache/data',
                 'sample_rate': SR, 'segment_seconds': 5.0,
@@ -491,72 +468,91 @@ def main(argv=None):
                                 for n, w in WIDE_WEIGHTS.items()},
             'drum_kits': {n: {'path': p, 'package': pkg, 'sha256': sha256(p)}
                           for n, (p, pkg) in DRUM_KIT_SOUNDFONTS.items()}}
-    if args.extra_stem:
-        manifest['extra_stem'] = {'stem': args.extra_stem, **EXTRA_STEMS[args.extra_stem],
-                                  'outputs': f'train/{args.extra_stem}, valid/{args.extra_stem}, valid-5stem/, '
+    if extra_stem:
+        manifest['extra_stem'] = {'stem': extra_stem, **EXTRA_STEMS[extra_stem],
+                                  'outputs': f'train/{extra_stem}, valid/{extra_stem}, valid-5stem/, '
                                              'valid-heldout-sf-5stem/'}
     try:
         import music21
         manifest['music21'] = music21.__version__
     except Exception:  # noqa: BLE001
         pass
-    for split_name, split, heldout in (('train', 'train', False), ('valid', 'valid', False), ('valid-heldout-sf', 'valid', True)):
-        t0 = time.time()
-        specs = []
-        for piece in pieces[split]:
-            spec, stems = render_piece(piece, synths, cache_dir, heldout, split, args.extra_stem)
-            if args.extra_stem:
-                y5 = stems.pop(args.extra_stem)
-                if split_name == 'train':
-                    k = write_segments(y5, os.path.join(out, 'train', args.extra_stem), piece['id'])
-                    stats[args.extra_stem]['train_segments'] += k
-                else:
-                    base5 = os.path.join(out, split_name + '-5stem')
-                    mix5 = sum(stems.values()) + y5
-                    peak = float(np.max(np.abs(mix5)))
-                    scale5 = 0.98 / peak if peak > 0.98 else 1.0
-                    refdir = os.path.join(base5, 'references', piece['id'])
-                    os.makedirs(refdir, exist_ok=True)
-                    os.makedirs(os.path.join(base5, 'mixtures'), exist_ok=True)
-                    for stem, y in list(stems.items()) + [(args.extra_stem, y5)]:
-                        sf.write(os.path.join(refdir, f'{stem}.wav'), (y * scale5).astype(np.float32), SR, subtype='FLOAT')
-                    sf.write(os.path.join(base5, 'mixtures', f"{piece['id']}.wav"), (mix5 * scale5).astype(np.float32), SR,
-                             subtype='FLOAT')
-                    k = write_segments(y5, os.path.join(out, split_name, args.extra_stem), piece['id'])
-                    if split_name == 'valid':
-                        stats[args.extra_stem]['valid_segments'] += k
-                    spec['extra']['mix_scale_5stem'] = round(scale5, 4)
-                spec['extra']['segments'] = k
-            if split_name == 'train':
-                for stem, y in stems.items():
-                    k = write_segments(y, os.path.join(out, 'train', stem), piece['id'])
-                    spec['stems'][stem]['segments'] = k
-                    stats[stem]['train_segments'] += k
-            else:
-                base = os.path.join(out, split_name)
-                mix = sum(stems.values())
-                peak = float(np.max(np.abs(mix)))
-                scale = 0.98 / peak if peak > 0.98 else 1.0
-                refdir = os.path.join(base, 'references', piece['id'])
-                os.makedirs(refdir, exist_ok=True)
-                os.makedirs(os.path.join(base, 'mixtures'), exist_ok=True)
-                for stem, y in stems.items():
-                    sf.write(os.path.join(refdir, f'{stem}.wav'), (y * scale).astype(np.float32), SR, subtype='FLOAT')
-                    k = write_segments(y * scale, os.path.join(base, stem), piece['id'])
-                    spec['stems'][stem]['segments'] = k
-                    if split_name == 'valid':
-                        stats[stem]['valid_segments'] += k
-                sf.write(os.path.join(base, 'mixtures', f"{piece['id']}.wav"), (mix * scale).astype(np.float32), SR, subtype='FLOAT')
-                spec['seconds'] = round(len(mix) / SR, 2)
-                spec['mix_scale'] = round(scale, 4)
-            specs.append(spec)
-            print(f"{split_name:16s} {piece['id']:28s} " + ' '.join(
-                f"{s}:{spec['stems'][s]['soundfont']}/{spec['stems'][s]['program']}" for s in STEMS)
-                + (f" {args.extra_stem}:{spec['extra']['soundfont']}/{spec['extra']['program']}" if args.extra_stem else ''),
-                flush=True)
-        manifest['splits'][split_name] = specs
-        print(f"render: {split_name}: {len(specs)} pieces in {time.time() - t0:.1f} s", flush=True)
-    elapsed = time.time() - t_start
+    return manifest
+
+
+def write_mixture(base, pid, stems):
+    """BASE/mixtures/<pid>.wav (the plain sum of `stems`) and BASE/references/<pid>/<stem>.wav,
+    all scaled together if the sum would peak above 0.98; returns the scale."""
+    import soundfile as sf
+    mix = sum(stems.values())
+    peak = float(np.max(np.abs(mix)))
+    scale = 0.98 / peak if peak > 0.98 else 1.0
+    refdir = os.path.join(base, 'references', pid)
+    os.makedirs(refdir, exist_ok=True)
+    os.makedirs(os.path.join(base, 'mixtures'), exist_ok=True)
+    for stem, y in stems.items():
+        sf.write(os.path.join(refdir, f'{stem}.wav'), (y * scale).astype(np.float32), SR, subtype='FLOAT')
+    sf.write(os.path.join(base, 'mixtures', f'{pid}.wav'), (mix * scale).astype(np.float32), SR, subtype='FLOAT')
+    return scale
+
+
+def write_extra_stem(out, split_name, pid, spec, stems, extra_stem, y5, stats):
+    """The fifth stem of one piece: training segments, or (validation splits) its segments and the
+    5-stem mixture and references in <split>-5stem/."""
+    if split_name == 'train':
+        k = write_segments(y5, os.path.join(out, 'train', extra_stem), pid)
+        stats[extra_stem]['train_segments'] += k
+    else:
+        scale5 = write_mixture(os.path.join(out, split_name + '-5stem'), pid, {**stems, extra_stem: y5})
+        k = write_segments(y5, os.path.join(out, split_name, extra_stem), pid)
+        if split_name == 'valid':
+            stats[extra_stem]['valid_segments'] += k
+        spec['extra']['mix_scale_5stem'] = round(scale5, 4)
+    spec['extra']['segments'] = k
+
+
+def write_piece(out, split_name, pid, spec, stems, stats):
+    """The four stems of one piece: training segments, or (validation splits) the mixture, the
+    references and the validation segments; the counts go into `spec` and `stats`."""
+    if split_name == 'train':
+        for stem, y in stems.items():
+            k = write_segments(y, os.path.join(out, 'train', stem), pid)
+            spec['stems'][stem]['segments'] = k
+            stats[stem]['train_segments'] += k
+        return
+    base = os.path.join(out, split_name)
+    scale = write_mixture(base, pid, stems)
+    for stem, y in stems.items():
+        k = write_segments(y * scale, os.path.join(base, stem), pid)
+        spec['stems'][stem]['segments'] = k
+        if split_name == 'valid':
+            stats[stem]['valid_segments'] += k
+    spec['seconds'] = round(len(next(iter(stems.values()))) / SR, 2)
+    spec['mix_scale'] = round(scale, 4)
+
+
+def render_split(out, split_name, pieces, synths, cache_dir, heldout, split, extra_stem, stats):
+    """Render and write every piece of one output split; returns the pieces' manifest specs."""
+    t0 = time.time()
+    specs = []
+    for piece in pieces:
+        spec, stems = render_piece(piece, synths, cache_dir, heldout, split, extra_stem)
+        if extra_stem:
+            y5 = stems.pop(extra_stem)
+            write_extra_stem(out, split_name, piece['id'], spec, stems, extra_stem, y5, stats)
+        write_piece(out, split_name, piece['id'], spec, stems, stats)
+        specs.append(spec)
+        print(f"{split_name:16s} {piece['id']:28s} " + ' '.join(
+            f"{s}:{spec['stems'][s]['soundfont']}/{spec['stems'][s]['program']}" for s in STEMS)
+            + (f" {extra_stem}:{spec['extra']['soundfont']}/{spec['extra']['program']}" if extra_stem else ''),
+            flush=True)
+    print(f"render: {split_name}: {len(specs)} pieces in {time.time() - t0:.1f} s", flush=True)
+    return specs
+
+
+def finish(manifest, stats, out, manifest_path, elapsed):
+    """Add the statistics to the manifest, write it (OUT/manifest.json and the committed copy) and
+    print the minutes per stem."""
     manifest['statistics'] = {s: {'train_minutes': round(v['train_segments'] * 5 / 60, 1),
                                   'valid_minutes': round(v['valid_segments'] * 5 / 60, 1), **v} for s, v in stats.items()}
     manifest['render_seconds'] = round(elapsed, 1)
@@ -566,10 +562,43 @@ def main(argv=None):
         with open(manifest_path, 'w') as f:
             json.dump(manifest, f, indent=1)
             f.write('\n')
-    for s in all_stems:
-        print(f"render: {s:6s} train {stats[s]['train_segments'] * 5 / 60:5.1f} min ({stats[s]['train_segments']} segments), "
-              f"valid {stats[s]['valid_segments'] * 5 / 60:4.1f} min")
+    for s, v in stats.items():
+        print(f"render: {s:6s} train {v['train_segments'] * 5 / 60:5.1f} min ({v['train_segments']} segments), "
+              f"valid {v['valid_segments'] * 5 / 60:4.1f} min")
     print(f"render: done in {elapsed:.0f} s -> {out}" + (f"; manifest {manifest_path}" if manifest_path else ''))
+
+
+def main(argv=None):
+    """Render the whole data cache (train, valid, valid-heldout-sf) and write the manifest."""
+    args = parse_args(argv)
+    # libsndfile is loaded before libfluidsynth, as it always was: in the other order some parts
+    # render with different low bits (~1e-5), and the data would no longer be sample-identical
+    import soundfile  # noqa: F401
+    t_start = time.time()
+    versions = check_packages(install=not args.no_install, wide=args.extra_train)
+    repo_models = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    manifest_path = args.manifest or (None if args.quick else os.path.join(repo_models, 'data-manifest.json'))
+    counts = QUICK_COUNTS if args.quick else COUNTS
+    extra = EXTRA_TRAIN if (args.extra_train and not args.quick) else {}
+    out = args.out
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    cache_dir = os.path.join(os.path.dirname(os.path.abspath(out)), 'music21-notes')
+    pieces = plan(counts, extra)
+    loaded = {}
+
+    def synths(name):
+        if name not in loaded:
+            loaded[name] = Synth(ALL_SOUNDFONTS[name][0], SR)
+        return loaded[name]
+
+    all_stems = STEMS + ((args.extra_stem,) if args.extra_stem else ())
+    stats = {s: {'train_segments': 0, 'valid_segments': 0} for s in all_stems}
+    manifest = data_manifest(versions, counts, extra, args.extra_stem)
+    for split_name, split, heldout in (('train', 'train', False), ('valid', 'valid', False), ('valid-heldout-sf', 'valid', True)):
+        manifest['splits'][split_name] = render_split(out, split_name, pieces[split], synths, cache_dir, heldout,
+                                                      split, args.extra_stem, stats)
+    finish(manifest, stats, out, manifest_path, time.time() - t_start)
 
 
 if __name__ == '__main__':

@@ -1,9 +1,10 @@
-"""STFT exactly as in models/CONTRACT.md.
+"""STFT exactly as in models/CONTRACT.md, and its inverse.
 
 periodic Hann (1024), hop 256, centred frames with ZERO padding, unscaled rfft.
 Frame t is centred on sample t*hop.  A segment of n samples gives 1 + n // hop
 frames (110250 -> 431); `magnitude_frames` appends frames (centred past the end)
-until the requested count (432 for a 5-s segment).
+until the requested count (432 for a 5-s segment).  `istft` inverts `stft` exactly
+(weighted overlap-add with the same window).
 """
 import numpy as np
 
@@ -50,3 +51,20 @@ def segment_magnitude(x):
     n = min(len(x), SEGMENT_SAMPLES)
     seg[:n] = x[:n]
     return magnitude(seg, n_frames=FRAMES)
+
+
+def istft(X, length):
+    """Inverse of stft (weighted overlap-add with the same window, exact)."""
+    w = hann_periodic(N_FFT)
+    frames = np.fft.irfft(X.T, n=N_FFT, axis=1) * w[None, :]
+    n_frames = X.shape[1]
+    total = (n_frames - 1) * HOP + N_FFT
+    y = np.zeros(total)
+    norm = np.zeros(total)
+    for t in range(n_frames):
+        y[t * HOP:t * HOP + N_FFT] += frames[t]
+        norm[t * HOP:t * HOP + N_FFT] += w ** 2
+    half = N_FFT // 2
+    y = y[half:half + length]
+    norm = norm[half:half + length]
+    return y / np.maximum(norm, 1e-8)

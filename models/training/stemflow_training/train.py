@@ -204,7 +204,8 @@ def do_export(state, out, stem):
                                          for k, v in m['graphs'].items()))
 
 
-def main():
+def parse_args(argv=None):
+    """The command line (see the module doc)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--stem', required=True)
     ap.add_argument('--source', help='synthetic:KIND or dir:PATH')
@@ -231,30 +232,22 @@ def main():
     ap.add_argument('--export-only', action='store_true')
     ap.add_argument('--fresh', action='store_true',
                     help='start over: delete this stem\'s existing checkpoints first')
-    a = ap.parse_args()
-    ckdir = a.ckpt_dir or os.path.join(HERE, 'checkpoints', a.stem)
+    return ap.parse_args(argv)
 
+
+def resume(a, ckdir):
+    """The checkpoint to resume from (None for a new model); --fresh deletes the old ones first."""
     if a.fresh and not a.export_only:
         for old in glob.glob(os.path.join(ckdir, 'ckpt_*.pkl')):
             os.remove(old)
             print(f"--fresh: removed {old}", flush=True)
-    state = None if a.fresh else latest_ckpt(ckdir)
-    if a.export_only:
-        if state is None:
-            raise SystemExit(f"no checkpoint in {ckdir}")
-        state_params_holder[0] = state['params']
-        do_export(state, a.out, a.stem)
-        return
-    if not a.source and state is None:
-        raise SystemExit("--source is required")
+    return None if a.fresh else latest_ckpt(ckdir)
 
-    import jax
-    import jax.numpy as jnp
-    t0 = time.time()
-    source = a.source or state['info']['source']
-    cfg = glow.Config(steps=a.flow_steps, hidden=a.hidden, group_size=a.group_size) if state is None \
-        else glow.Config.from_dict(state['cfg'])
-    augment_strength = a.augment if state is None else state['info'].get('augment', 0.0)
+
+def prepare_data(a, state, cfg, source, t0):
+    """Load the source's magnitudes and standardise them (the norm of a resumed model is kept):
+    (norm, training x, validation x, the training subset evaluated, dequantisation noise in x,
+    description of the data)."""
     mag_tr, mag_va, desc = data.load_source(source, a.seconds_of_audio, a.valid_seconds)
     log(f"data: {desc}; train {mag_tr.shape}, valid {mag_va.shape} ({time.time() - t0:.1f} s)")
     if state is None:
@@ -264,41 +257,52 @@ def main():
     Xtr = standardise(mag_tr, norm, cfg.floor)
     Xva = standardise(mag_va, norm, cfg.floor)
     del mag_tr, mag_va
-    aug = (norm, cfg.floor, augment_strength)
     noise_x = (a.noise / norm['sigma']).astype(np.float32)
-    Xtr_eval = Xtr[:len(Xva)]
+    return norm, Xtr, Xva, Xtr[:len(Xva)], noise_x, desc
 
-    if state is None:
-        rng = np.random.default_rng(a.seed)
-        params = glow.init_params(cfg, rng)
-        params = glow.jax_actnorm_init(cfg, params, sample_batch(rng, Xtr, 64, a.crop, noise_x))
-        zeros = lambda p: jax.tree_util.tree_map(lambda q: np.zeros_like(q), p)
-        state = {'step': 0, 'params': params, 'm': zeros(params), 'v': zeros(params), 'norm': norm,
-                 'cfg': cfg.to_dict(), 'hist': {'train': [], 'valid': []},
-                 'info': {'source': source, 'data': desc, 'batch': a.batch, 'crop_frames': a.crop,
-                          'lr': a.lr, 'dequantisation_noise_nats': a.noise, 'sigma_min': SIGMA_MIN,
-                          'augment': augment_strength,
-                          'bits_per_dim_of': 'dequantised standardised log-magnitude x'}}
-        log(f"new model: {glow.param_count(params)} parameters, cfg {cfg.to_dict()}")
-    else:
-        log(f"resumed from step {state['step']}")
 
+def new_state(a, cfg, norm, Xtr, noise_x, source, desc, augment_strength):
+    """A new model's training state: seeded initial weights (ActNorm initialised on a batch),
+    zero Adam moments, empty history, and the run's settings in `info`."""
+    import jax
+    rng = np.random.default_rng(a.seed)
+    params = glow.init_params(cfg, rng)
+    params = glow.jax_actnorm_init(cfg, params, sample_batch(rng, Xtr, 64, a.crop, noise_x))
+    zeros = lambda p: jax.tree_util.tree_map(lambda q: np.zeros_like(q), p)
+    state = {'step': 0, 'params': params, 'm': zeros(params), 'v': zeros(params), 'norm': norm,
+             'cfg': cfg.to_dict(), 'hist': {'train': [], 'valid': []},
+             'info': {'source': source, 'data': desc, 'batch': a.batch, 'crop_frames': a.crop,
+                      'lr': a.lr, 'dequantisation_noise_nats': a.noise, 'sigma_min': SIGMA_MIN,
+                      'augment': augment_strength,
+                      'bits_per_dim_of': 'dequantised standardised log-magnitude x'}}
+    log(f"new model: {glow.param_count(params)} parameters, cfg {cfg.to_dict()}")
+    return state
+
+
+def run_eval(eval_fn, params, Xva, Xtr_eval, noise_x):
+    """(validation, training) bits/dim of the current weights."""
+    state_params_holder[0] = params
+    return evaluate(eval_fn, Xva, noise_x), evaluate(eval_fn, Xtr_eval, noise_x)
+
+
+def train_loop(a, state, cfg, Xtr, Xva, Xtr_eval, noise_x, aug, ckdir, t0):
+    """Adam steps from the state's step to --steps (or --max-minutes): logs every 50 steps,
+    evaluates every --eval-every, checkpoints every --ckpt-every; the state holds the end point.
+    Returns (final weights, eval_fn)."""
+    import jax
+    import jax.numpy as jnp
     train_step, eval_fn = build_fns(cfg, a.lr, a.steps, a.clip)
     params = jax.tree_util.tree_map(jnp.asarray, state['params'])
     m = jax.tree_util.tree_map(jnp.asarray, state['m'])
     v = jax.tree_util.tree_map(jnp.asarray, state['v'])
     step = state['step']
     rng = np.random.default_rng([a.seed, step])
-    run, n_run, t_start, steps_at_start = 0.0, 0, time.time(), step
+    run, n_run = 0.0, 0
     t_first = None
 
     def snapshot():
         state.update(step=step, params=jax.tree_util.tree_map(np.asarray, params),
                      m=jax.tree_util.tree_map(np.asarray, m), v=jax.tree_util.tree_map(np.asarray, v))
-
-    def run_eval():
-        state_params_holder[0] = params
-        return evaluate(eval_fn, Xva, noise_x), evaluate(eval_fn, Xtr_eval, noise_x)
 
     while step < a.steps:
         xb = sample_batch(rng, Xtr, a.batch, a.crop, noise_x, aug)
@@ -320,7 +324,7 @@ def main():
             run, n_run = 0.0, 0
         out_of_time = a.max_minutes is not None and (time.time() - t0) / 60 > a.max_minutes
         if step % a.eval_every == 0 or step == a.steps or out_of_time:
-            va, tr = run_eval()
+            va, tr = run_eval(eval_fn, params, Xva, Xtr_eval, noise_x)
             state['hist']['valid'].append((step, va))
             state['info']['train_bits_per_dim'] = round(tr, 4)
             state['info']['valid_bits_per_dim'] = round(va, 4)
@@ -332,8 +336,40 @@ def main():
             log(f"--max-minutes reached at step {step}")
             break
     snapshot()
+    return params, eval_fn
+
+
+def main(argv=None):
+    """Train (new or resumed) and export; --export-only exports the latest checkpoint."""
+    a = parse_args(argv)
+    ckdir = a.ckpt_dir or os.path.join(HERE, 'checkpoints', a.stem)
+    state = resume(a, ckdir)
+    if a.export_only:
+        if state is None:
+            raise SystemExit(f"no checkpoint in {ckdir}")
+        state_params_holder[0] = state['params']
+        do_export(state, a.out, a.stem)
+        return
+    if not a.source and state is None:
+        raise SystemExit("--source is required")
+
+    import jax  # noqa: F401  (JAX loads before the wall clock of the run starts)
+    import jax.numpy  # noqa: F401
+    t0 = time.time()
+    source = a.source or state['info']['source']
+    cfg = glow.Config(steps=a.flow_steps, hidden=a.hidden, group_size=a.group_size) if state is None \
+        else glow.Config.from_dict(state['cfg'])
+    augment_strength = a.augment if state is None else state['info'].get('augment', 0.0)
+    norm, Xtr, Xva, Xtr_eval, noise_x, desc = prepare_data(a, state, cfg, source, t0)
+    aug = (norm, cfg.floor, augment_strength)
+    if state is None:
+        state = new_state(a, cfg, norm, Xtr, noise_x, source, desc, augment_strength)
+    else:
+        log(f"resumed from step {state['step']}")
+
+    params, eval_fn = train_loop(a, state, cfg, Xtr, Xva, Xtr_eval, noise_x, aug, ckdir, t0)
     if 'train_bits_per_dim' not in state['info']:
-        va, tr = run_eval()
+        va, tr = run_eval(eval_fn, params, Xva, Xtr_eval, noise_x)
         state['info']['train_bits_per_dim'] = round(tr, 4)
         state['info']['valid_bits_per_dim'] = round(va, 4)
     state['info']['wall_minutes'] = round((time.time() - t0) / 60, 2)

@@ -6,9 +6,11 @@
 //! `cargo xtask setup`. ort panics when the library is older than the API level it was compiled
 //! for, so [`probe_library`] opens the file itself and reads its version before ort ever sees it.
 
-use std::ffi::{c_char, CStr, OsString};
+use std::ffi::{c_char, CStr};
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use crate::engine::priors::data_dir::{data_dir, non_empty_env};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
@@ -18,8 +20,6 @@ use ort::session::Session;
 
 /// Environment variable naming the ONNX Runtime library (a file, or a folder holding it).
 pub const ORT_LIB_ENV: &str = "STEMFLOW_ORT_LIB";
-/// Environment variable overriding [`data_dir`].
-pub const DATA_DIR_ENV: &str = "STEMFLOW_DATA_DIR";
 /// The ONNX Runtime API level ort is compiled for (`api-22`): an older library cannot work.
 pub const MIN_MINOR_VERSION: u32 = 22;
 /// The ONNX Runtime release Stemflow is tested with and `cargo xtask setup` installs.
@@ -100,44 +100,6 @@ fn display_paths(paths: &[PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Stemflow's per-user data folder: `$STEMFLOW_DATA_DIR`, else `$XDG_DATA_HOME/stemflow`, else
-/// `$HOME/.local/share/stemflow` (on Windows `%LOCALAPPDATA%\stemflow`). The runtime lives in
-/// `data_dir()/runtime/`, user-trained priors in `data_dir()/priors/`. `None` when none of
-/// those variables is set.
-pub fn data_dir() -> Option<PathBuf> {
-    data_dir_from(
-        non_empty_env(DATA_DIR_ENV),
-        non_empty_env("XDG_DATA_HOME"),
-        non_empty_env("HOME"),
-        non_empty_env("LOCALAPPDATA"),
-    )
-}
-
-/// [`data_dir`] from explicit variable values, so the rule can be tested without touching the
-/// process environment.
-pub fn data_dir_from(
-    stemflow_data_dir: Option<OsString>,
-    xdg_data_home: Option<OsString>,
-    home: Option<OsString>,
-    local_app_data: Option<OsString>,
-) -> Option<PathBuf> {
-    if let Some(dir) = stemflow_data_dir {
-        return Some(PathBuf::from(dir));
-    }
-    if let Some(dir) = xdg_data_home {
-        return Some(PathBuf::from(dir).join("stemflow"));
-    }
-    if let Some(home) = home {
-        return Some(PathBuf::from(home).join(".local").join("share").join("stemflow"));
-    }
-    local_app_data.map(|dir| PathBuf::from(dir).join("stemflow"))
-}
-
-/// An environment variable's value, treating an empty value as unset.
-pub(crate) fn non_empty_env(name: &str) -> Option<OsString> {
-    std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
 /// Where the caller wants the runtime looked for, besides the environment.
@@ -479,6 +441,7 @@ impl Runtime {
     }
 
     /// The library file in use.
+    #[cfg(test)]
     pub fn library_path(&self) -> &Path {
         &self.library
     }
@@ -794,24 +757,6 @@ mod tests {
             }
             other => panic!("expected NotFound, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn data_dir_prefers_the_override_then_xdg_then_home() {
-        let some = |s: &str| Some(OsString::from(s));
-        assert_eq!(
-            data_dir_from(some("/d"), some("/x"), some("/h"), None),
-            Some("/d".into())
-        );
-        assert_eq!(
-            data_dir_from(None, some("/x"), some("/h"), None),
-            Some("/x/stemflow".into())
-        );
-        assert_eq!(
-            data_dir_from(None, None, some("/h"), None),
-            Some("/h/.local/share/stemflow".into())
-        );
-        assert_eq!(data_dir_from(None, None, None, None), None);
     }
 
     #[test]

@@ -8,10 +8,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use crate::engine::constants::BINS;
-use crate::engine::objective::{kl_cotangent_into, kl_divergence};
-use crate::engine::optimizer::Adam;
-use crate::engine::prior::{Prior, PriorError};
-use crate::engine::settings::SeparationSettings;
+use crate::engine::priors::prior::{Prior, PriorError};
+use crate::engine::search::objective::{kl_cotangent_into, kl_divergence};
+use crate::engine::search::optimizer::Adam;
+use crate::engine::search::settings::SeparationSettings;
 
 /// Every latent coordinate is kept within ±`LATENT_BOUND` after each update. A latent of a
 /// trained flow is N(0, 1): |z| > 8 has probability ~1e-15, so the bound never constrains a
@@ -116,7 +116,9 @@ pub struct LatentSearch {
     stem_cotangent: Vec<f32>,
     /// Where the gradient graph writes its (uncalibrated) f(z), which the search does not need.
     graph_output: Vec<f32>,
-    /// The objective at every iteration of the last run, then after the final decode.
+    /// The objective at every iteration of the last run, then after the final decode (kept for
+    /// the tests that check the search descends).
+    #[cfg(test)]
     history: Vec<f64>,
 }
 
@@ -137,6 +139,7 @@ impl LatentSearch {
             level_gains: vec![vec![1.0; BINS]; n_stems],
             stem_cotangent: vec![0.0; len],
             graph_output: vec![0.0; len],
+            #[cfg(test)]
             history: Vec::with_capacity(settings.iterations + 1),
         }
     }
@@ -157,7 +160,7 @@ impl LatentSearch {
     }
 
     /// Sets stem `stem`'s per-bin output gains (513 values, positive and finite), e.g. from
-    /// [`crate::engine::level_calibration::level_gains`].
+    /// [`crate::engine::priors::calibration::level_gains`].
     pub fn set_level_gains(&mut self, stem: usize, gains: &[f32]) -> Result<(), SearchError> {
         if gains.len() != BINS {
             return Err(SearchError::Shape {
@@ -215,6 +218,7 @@ impl LatentSearch {
         let total = self.settings.iterations;
         let gamma = self.settings.objective.gamma();
         progress.start(total);
+        #[cfg(test)]
         self.history.clear();
         for iteration in 0..total {
             if cancel.load(Ordering::Relaxed) {
@@ -222,11 +226,13 @@ impl LatentSearch {
             }
             let objective = self.evaluate(priors, mix_mag, gamma)?;
             self.update();
+            #[cfg(test)]
             self.history.push(objective);
             progress.record(iteration + 1, objective);
         }
         self.decode_all(priors)?;
         let objective = kl_divergence(mix_mag, &self.sum);
+        #[cfg(test)]
         self.history.push(objective);
         progress.record(total, objective);
         Ok(())
@@ -248,6 +254,7 @@ impl LatentSearch {
         &mut self.latents
     }
 
+    #[cfg(test)]
     /// The objective before each update of the last run, then the data term after the final
     /// decode (the prior term is not evaluated there).
     pub fn objective_history(&self) -> &[f64] {
@@ -343,8 +350,8 @@ impl LatentSearch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::runtime::{Runtime, RuntimeOptions, SessionOptions};
-    use crate::engine::settings::Objective;
+    use crate::engine::priors::runtime::{Runtime, RuntimeOptions, SessionOptions};
+    use crate::engine::search::settings::Objective;
     use std::path::Path;
     use std::sync::Arc;
 

@@ -1,7 +1,8 @@
 """Does each prior prefer its own instrument?  Log-density matrix of priors x stems.
 
-    python -m stemflow_training.prior_check --priors ../priors --stems bass,drums,guitar,piano \
-        --data .cache/data/valid-heldout-sf [--max-segments 20]
+    cd models/research && PYTHONPATH=../training python -m stemflow_research.prior_check \
+        --priors ../priors --stems bass,drums,guitar,piano \
+        --data ../training/.cache/data/valid-heldout-sf [--max-segments 20]
 
 For every stem folder DATA/<stem>/*.wav (5-s segments at 22.05 kHz, as written by
 render.py) and every prior PRIORS/<name>/encode.onnx, the mean log p(s) per dimension
@@ -17,11 +18,13 @@ import sys
 
 import numpy as np
 
-from .stft import BINS, FRAMES, segment_magnitude
+from stemflow_training.audio_io import read_audio
+from stemflow_training.stft import BINS, FRAMES, segment_magnitude
 
 
 def load_segments(folder, max_segments):
-    import soundfile as sf
+    """Contract-STFT magnitudes [N, 513, 432] of (at most `max_segments`, evenly spaced) 5-s
+    22.05-kHz segments FOLDER/*.wav."""
     files = sorted(glob.glob(os.path.join(folder, '*.wav')))
     if not files:
         sys.exit(f"prior_check: no wav files in {folder}")
@@ -30,10 +33,10 @@ def load_segments(folder, max_segments):
         files = [files[i] for i in idx]
     mags = []
     for f in files:
-        y, sr = sf.read(f, dtype='float64', always_2d=True)
+        y, sr = read_audio(f)
         if sr != 22050:
             sys.exit(f"prior_check: {f} is {sr} Hz, expected 22050")
-        mags.append(segment_magnitude(y.mean(axis=1)))
+        mags.append(segment_magnitude(y))
     return np.stack(mags).astype(np.float32)
 
 

@@ -5,10 +5,7 @@ use rubato::audioadapter_buffers::direct::SequentialSlice;
 use rubato::{Fft, FixedSync, Resampler, WindowFunction};
 use thiserror::Error;
 
-/// Lowest sample rate the engine accepts, in Hz.
-pub const MIN_RATE: u32 = 8_000;
-/// Highest sample rate the engine accepts, in Hz.
-pub const MAX_RATE: u32 = 192_000;
+use crate::engine::limits::{check_sample_rate, FormatError};
 
 /// Wanted FFT block size on the input side, in frames (rubato rounds it to a multiple of the
 /// rate pair's minimum block); longer blocks give a longer, sharper anti-aliasing filter.
@@ -18,11 +15,8 @@ const TARGET_BLOCK: usize = 1024;
 #[derive(Debug, Error)]
 pub enum ResampleError {
     /// A rate outside what the engine supports (e.g. 0 Hz from a broken file header).
-    #[error("expected a sample rate between {MIN_RATE} and {MAX_RATE} Hz, found {rate} Hz")]
-    UnsupportedRate {
-        /// The rate that was asked for.
-        rate: u32,
-    },
+    #[error(transparent)]
+    UnsupportedRate(#[from] FormatError),
     /// rubato refused the configuration.
     #[error("could not build a {in_rate} Hz → {out_rate} Hz resampler: {message}")]
     Construction {
@@ -69,11 +63,8 @@ impl std::fmt::Debug for FrameResampler {
 impl FrameResampler {
     /// Plans a resampler for frames of at most `max_input_len` samples.
     pub fn new(in_rate: u32, out_rate: u32, max_input_len: usize) -> Result<Self, ResampleError> {
-        for rate in [in_rate, out_rate] {
-            if !(MIN_RATE..=MAX_RATE).contains(&rate) {
-                return Err(ResampleError::UnsupportedRate { rate });
-            }
-        }
+        check_sample_rate(in_rate)?;
+        check_sample_rate(out_rate)?;
         if in_rate == out_rate {
             return Ok(FrameResampler {
                 in_rate,
@@ -213,7 +204,9 @@ mod tests {
 
     #[test]
     fn downsampled_tones_match_direct_generation() {
-        for rate in [44_100u32, 48_000, 96_000, 44_056, 192_000, 8_000] {
+        for rate in [
+            44_100u32, 48_000, 96_000, 44_056, 192_000, 352_800, 384_000, 8_000,
+        ] {
             let len = rate as usize * 5;
             let mut rs = FrameResampler::new(rate, 22_050, len).unwrap();
             let out = rs.process(&tones(rate, len)).unwrap();
@@ -264,7 +257,9 @@ mod tests {
     fn rejects_bad_rates() {
         assert!(matches!(
             FrameResampler::new(0, 22_050, 10),
-            Err(ResampleError::UnsupportedRate { rate: 0 })
+            Err(ResampleError::UnsupportedRate(FormatError::SampleRate {
+                found: 0
+            }))
         ));
         assert!(FrameResampler::new(400_000, 22_050, 10).is_err());
     }

@@ -1,98 +1,22 @@
-//! A loaded prior (its `decode` and `grad` sessions, checked against the contract), and the
-//! catalog of prior folders the engine can find.
+//! A loaded prior: its `decode` and `grad` sessions, checked against the contract, and the calls
+//! that run them into caller buffers.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
-use crate::engine::constants::{BINS, FRAMES, TIME_MULTIPLE};
-use crate::engine::manifest::{GraphFile, Manifest, MANIFEST_FILE};
-use crate::engine::runtime::{data_dir, non_empty_env, Backend, Runtime, RuntimeError, SessionOptions};
+use crate::engine::constants::{BINS, TIME_MULTIPLE};
+use crate::engine::priors::manifest::{GraphFile, Manifest, ManifestError, MANIFEST_FILE};
+use crate::engine::priors::runtime::{Backend, Runtime, RuntimeError, SessionOptions};
 
-/// Environment variable listing extra prior folders (path-list syntax, like `PATH`).
-pub const PRIORS_ENV: &str = "STEMFLOW_PRIORS";
-
-/// Everything that can be wrong with a prior: its folder, manifest, graphs, or a call into it.
+/// Everything that can go wrong loading a prior or running its graphs.
 #[derive(Debug, thiserror::Error)]
 pub enum PriorError {
-    /// A file could not be read.
-    #[error("could not read {}: {source}", .path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// `manifest.json` is not valid JSON or lacks a required field.
-    #[error("{} is not a valid prior manifest: {message}", .path.display())]
-    Parse {
-        /// The manifest file.
-        path: PathBuf,
-        /// serde's message (names the field and line).
-        message: String,
-    },
-    /// A manifest field has a value the engine cannot use.
-    #[error("{}: field `{field}` must be {expected}, found {found}", .path.display())]
-    FieldMismatch {
-        /// The manifest file.
-        path: PathBuf,
-        /// The field, dotted for nested ones (`graphs.decode`).
-        field: &'static str,
-        /// What the engine needs.
-        expected: String,
-        /// What the manifest says.
-        found: String,
-    },
-    /// A field the engine needs is absent.
-    #[error("{}: required field `{field}` is missing", .path.display())]
-    MissingField {
-        /// The manifest file.
-        path: PathBuf,
-        /// The field.
-        field: &'static str,
-    },
-    /// A graph named by the manifest does not exist.
-    #[error("`{field}` names {}, which does not exist", .file.display())]
-    MissingFile {
-        /// The manifest field naming it.
-        field: &'static str,
-        /// The missing file.
-        file: PathBuf,
-    },
-    /// A graph's content differs from the sha256 in the manifest.
-    #[error("{} has sha256 {found}, but the manifest expects {expected}", .file.display())]
-    HashMismatch {
-        /// The graph file.
-        file: PathBuf,
-        /// sha256 from the manifest.
-        expected: String,
-        /// sha256 of the file on disk.
-        found: String,
-    },
-    /// A graph file is not a readable ONNX model (checked before a session is made).
-    #[error("{}: {source}", .file.display())]
-    NotOnnx {
-        /// The graph file.
-        file: PathBuf,
-        /// Where reading stopped.
-        source: crate::engine::onnx_external_data::OnnxReadError,
-    },
-    /// A graph reads tensor data from a file the manifest does not list and hash.
-    #[error(
-        "{} reads tensor data from `{location}`, but the manifest lists {listed} for the graphs' weights",
-        .file.display()
-    )]
-    UnlistedExternalData {
-        /// The graph file.
-        file: PathBuf,
-        /// The external-data location the graph names.
-        location: String,
-        /// What the manifest's `graphs.weights` lists.
-        listed: String,
-    },
+    /// The manifest or a file it lists fails verification.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     /// Creating a session failed (runtime missing, corrupt ONNX, ...).
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -154,22 +78,6 @@ pub enum PriorError {
         /// The contract's `time_multiple`.
         multiple: usize,
     },
-    /// A requested stem has no prior folder in any search directory.
-    #[error("no prior for stem `{stem}`; available: {}", display_list(.available))]
-    UnknownStem {
-        /// The name asked for.
-        stem: String,
-        /// Every stem the catalog found.
-        available: Vec<String>,
-    },
-}
-
-fn display_list(items: &[String]) -> String {
-    if items.is_empty() {
-        "(none)".to_string()
-    } else {
-        items.join(", ")
-    }
 }
 
 /// Which graph of a prior (for error messages and contract checks).
@@ -212,6 +120,18 @@ impl fmt::Display for Role {
     }
 }
 
+/// Per-bin level gains of one prior and what they were computed from (see
+/// `priors::calibration`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedLevelGains {
+    /// Latent samples drawn.
+    pub samples: usize,
+    /// Fraction of each bin's loudest samples left out.
+    pub trim: f32,
+    /// One gain per frequency bin.
+    pub gains: Vec<f32>,
+}
+
 /// One instrument's prior, ready to decode and differentiate. Not `Sync`: one per worker thread.
 pub struct Prior {
     /// The verified manifest (shown in UIs, and the source of `stem`).
@@ -224,9 +144,9 @@ pub struct Prior {
     decode: Session,
     /// (z, g, gamma) → (s, grad_z, logp).
     grad: Session,
-    /// Per-bin level gains already computed, with the sample count and trim they were computed
-    /// from, so a separator rebuilt with the same priors does not decode them again.
-    level_gains: Option<((usize, f32), Vec<f32>)>,
+    /// Per-bin level gains already computed, so a separator rebuilt with the same priors does
+    /// not decode them again.
+    level_gains: Option<CachedLevelGains>,
 }
 
 impl fmt::Debug for Prior {
@@ -249,10 +169,11 @@ impl Prior {
         let (Some(decode_path), Some(grad_path)) =
             (graph(&manifest.graphs.decode), graph(&manifest.graphs.grad))
         else {
-            return Err(PriorError::MissingField {
+            return Err(ManifestError::MissingField {
                 path: dir.join(MANIFEST_FILE),
                 field: "graphs.decode",
-            });
+            }
+            .into());
         };
         let (decode, decode_backend) = runtime.session(&decode_path, options)?;
         let (grad, grad_backend) = runtime.session(&grad_path, options)?;
@@ -273,18 +194,15 @@ impl Prior {
         })
     }
 
-    /// The prior's per-bin level gains L[f(z)] / f(0) from `samples` latent samples, L the mean
-    /// with the top fraction `trim` dropped
-    /// ([`crate::engine::level_calibration::level_gains`]), computed on first use and kept.
-    pub fn level_gains(&mut self, samples: usize, trim: f32) -> Result<Vec<f32>, PriorError> {
-        if let Some((key, gains)) = &self.level_gains {
-            if *key == (samples, trim) {
-                return Ok(gains.clone());
-            }
-        }
-        let gains = crate::engine::level_calibration::level_gains(self, FRAMES, samples, trim)?;
-        self.level_gains = Some(((samples, trim), gains.clone()));
-        Ok(gains)
+    /// The level gains computed for this prior so far, if any (see `priors::calibration`).
+    pub fn cached_level_gains(&self) -> Option<&CachedLevelGains> {
+        self.level_gains.as_ref()
+    }
+
+    /// Keeps level gains computed for this prior, so a separator rebuilt with it does not decode
+    /// them again.
+    pub fn cache_level_gains(&mut self, gains: CachedLevelGains) {
+        self.level_gains = Some(gains);
     }
 
     /// The instrument name.
@@ -478,156 +396,10 @@ fn check_interface(role: Role, session: &Session) -> Result<(), PriorError> {
     Ok(())
 }
 
-/// A prior folder found on disk (not yet verified: that happens in [`Prior::load`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PriorEntry {
-    /// The folder name, which is the stem name.
-    pub stem: String,
-    /// The prior folder.
-    pub dir: PathBuf,
-    /// The search directory it was found in (so a UI can say "user-trained" or "shipped").
-    pub search_dir: PathBuf,
-}
-
-/// Every prior folder in a list of search directories; the first directory wins a name clash.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PriorCatalog {
-    /// Usable priors, sorted by stem.
-    entries: Vec<PriorEntry>,
-    /// Priors hidden by one of the same name in an earlier search directory.
-    shadowed: Vec<PriorEntry>,
-}
-
-impl PriorCatalog {
-    /// Lists every `<dir>/<stem>/manifest.json` in `search_dirs`, in order. Missing or
-    /// unreadable directories are skipped: discovery never fails.
-    pub fn discover(search_dirs: &[PathBuf]) -> PriorCatalog {
-        let mut found: BTreeMap<String, PriorEntry> = BTreeMap::new();
-        let mut shadowed = Vec::new();
-        for search_dir in search_dirs {
-            let Ok(read_dir) = std::fs::read_dir(search_dir) else {
-                continue;
-            };
-            let mut here: Vec<PriorEntry> = read_dir
-                .filter_map(Result::ok)
-                .filter(|entry| entry.path().join(MANIFEST_FILE).is_file())
-                .filter_map(|entry| {
-                    let stem = entry.file_name().to_str()?.to_string();
-                    Some(PriorEntry {
-                        stem,
-                        dir: entry.path(),
-                        search_dir: search_dir.clone(),
-                    })
-                })
-                .collect();
-            here.sort_by(|a, b| a.stem.cmp(&b.stem));
-            for entry in here {
-                if found.contains_key(&entry.stem) {
-                    shadowed.push(entry);
-                } else {
-                    found.insert(entry.stem.clone(), entry);
-                }
-            }
-        }
-        PriorCatalog {
-            entries: found.into_values().collect(),
-            shadowed,
-        }
-    }
-
-    /// Usable priors, sorted by stem.
-    pub fn entries(&self) -> &[PriorEntry] {
-        &self.entries
-    }
-
-    /// Priors hidden by an earlier search directory's prior of the same name.
-    pub fn shadowed(&self) -> &[PriorEntry] {
-        &self.shadowed
-    }
-
-    /// The stem names available.
-    pub fn stems(&self) -> Vec<String> {
-        self.entries.iter().map(|e| e.stem.clone()).collect()
-    }
-
-    /// The entry for `stem`, if any.
-    pub fn get(&self, stem: &str) -> Option<&PriorEntry> {
-        self.entries.iter().find(|e| e.stem == stem)
-    }
-
-    /// The folders of `stems`, in the order asked, or the first unknown one with the list of
-    /// available stems.
-    pub fn select<S: AsRef<str>>(&self, stems: &[S]) -> Result<Vec<PathBuf>, PriorError> {
-        stems
-            .iter()
-            .map(|stem| {
-                let stem = stem.as_ref();
-                self.get(stem)
-                    .map(|e| e.dir.clone())
-                    .ok_or_else(|| PriorError::UnknownStem {
-                        stem: stem.to_string(),
-                        available: self.stems(),
-                    })
-            })
-            .collect()
-    }
-}
-
-/// The repository's shipped priors, when running from a checkout.
-pub fn shipped_priors_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models/priors"));
-    dir.is_dir().then_some(dir)
-}
-
-/// Where user-trained priors are installed (`stemflow train-prior`) and searched:
-/// `data_dir()/priors`.
-pub fn user_priors_dir() -> Option<PathBuf> {
-    data_dir().map(|d| d.join("priors"))
-}
-
-/// Where priors are looked for, first wins: `explicit`, `$STEMFLOW_PRIORS` (a path list),
-/// `data_dir()/priors` (user-trained), `<beside>/priors` for each beside dir, and the
-/// repository's `models/priors` when it exists.
-pub fn default_search_dirs(explicit: Option<&Path>, beside: &[PathBuf]) -> Vec<PathBuf> {
-    let env: Vec<PathBuf> = non_empty_env(PRIORS_ENV)
-        .map(|v| std::env::split_paths(&v).collect())
-        .unwrap_or_default();
-    search_dirs_from(
-        explicit,
-        &env,
-        user_priors_dir().as_deref(),
-        beside,
-        shipped_priors_dir().as_deref(),
-    )
-}
-
-/// [`default_search_dirs`] from explicit inputs, so the order is testable without the environment.
-pub fn search_dirs_from(
-    explicit: Option<&Path>,
-    env: &[PathBuf],
-    user_priors: Option<&Path>,
-    beside: &[PathBuf],
-    shipped: Option<&Path>,
-) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    dirs.extend(explicit.map(Path::to_path_buf));
-    dirs.extend(env.iter().cloned());
-    dirs.extend(user_priors.map(Path::to_path_buf));
-    dirs.extend(beside.iter().map(|d| d.join("priors")));
-    dirs.extend(shipped.map(Path::to_path_buf));
-    let mut unique = Vec::with_capacity(dirs.len());
-    for dir in dirs {
-        if !unique.contains(&dir) {
-            unique.push(dir);
-        }
-    }
-    unique
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::runtime::RuntimeOptions;
+    use crate::engine::priors::runtime::RuntimeOptions;
     use std::fs;
     use std::sync::Arc;
 
@@ -772,18 +544,20 @@ mod tests {
         fs::write(dir.join("decode.onnx"), b"not a protobuf at all").unwrap();
         let mut manifest = Manifest::load(&fixture("toy")).unwrap();
         manifest.graphs.decode.as_mut().unwrap().sha256 =
-            crate::engine::manifest::sha256_file(&dir.join("decode.onnx")).unwrap();
+            crate::engine::priors::manifest::sha256_file(&dir.join("decode.onnx")).unwrap();
         fs::write(dir.join(MANIFEST_FILE), serde_json::to_string(&manifest).unwrap()).unwrap();
         let result = Prior::load(&runtime(), &dir, &SessionOptions::default());
         match result {
-            Err(PriorError::NotOnnx { file, .. }) => assert_eq!(file, dir.join("decode.onnx")),
+            Err(PriorError::Manifest(ManifestError::NotOnnx { file, .. })) => {
+                assert_eq!(file, dir.join("decode.onnx"))
+            }
             other => panic!("expected NotOnnx, got {other:?}"),
         }
         // A protobuf that parses but is no model is the runtime's to refuse.
         fs::write(dir.join("decode.onnx"), b"\x08\x07").unwrap(); // ir_version 7, no graph
         let mut manifest = Manifest::load(&dir).unwrap();
         manifest.graphs.decode.as_mut().unwrap().sha256 =
-            crate::engine::manifest::sha256_file(&dir.join("decode.onnx")).unwrap();
+            crate::engine::priors::manifest::sha256_file(&dir.join("decode.onnx")).unwrap();
         fs::write(dir.join(MANIFEST_FILE), serde_json::to_string(&manifest).unwrap()).unwrap();
         let result = Prior::load(&runtime(), &dir, &SessionOptions::default());
         assert!(
@@ -792,72 +566,11 @@ mod tests {
         );
     }
 
-    #[test]
-    fn discovery_prefers_earlier_dirs_and_records_shadowed() {
-        let root = tempfile::tempdir().unwrap();
-        let first = root.path().join("first");
-        let second = root.path().join("second");
-        for (dir, stem) in [
-            (&first, "bass"),
-            (&second, "bass"),
-            (&second, "drums"),
-            (&second, "not_a_prior"),
-        ] {
-            fs::create_dir_all(dir.join(stem)).unwrap();
-            if stem != "not_a_prior" {
-                fs::write(dir.join(stem).join(MANIFEST_FILE), "{}").unwrap();
-            }
-        }
-        let missing = root.path().join("missing");
-        let catalog = PriorCatalog::discover(&[missing, first.clone(), second.clone()]);
-        assert_eq!(catalog.stems(), vec!["bass", "drums"]);
-        assert_eq!(catalog.get("bass").unwrap().dir, first.join("bass"));
-        assert_eq!(catalog.shadowed().len(), 1);
-        assert_eq!(catalog.shadowed()[0].dir, second.join("bass"));
-        assert_eq!(
-            catalog.select(&["drums", "bass"]).unwrap(),
-            vec![second.join("drums"), first.join("bass")]
-        );
-        match catalog.select(&["piano"]) {
-            Err(PriorError::UnknownStem { stem, available }) => {
-                assert_eq!(stem, "piano");
-                assert_eq!(available, vec!["bass", "drums"]);
-            }
-            other => panic!("expected UnknownStem, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn search_dirs_come_in_the_documented_order() {
-        let dirs = search_dirs_from(
-            Some(Path::new("/explicit")),
-            &[PathBuf::from("/env1"), PathBuf::from("/env2")],
-            Some(Path::new("/data/priors")),
-            &[PathBuf::from("/exe")],
-            Some(Path::new("/repo/models/priors")),
-        );
-        let expected: Vec<PathBuf> = [
-            "/explicit",
-            "/env1",
-            "/env2",
-            "/data/priors",
-            "/exe/priors",
-            "/repo/models/priors",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .collect();
-        assert_eq!(dirs, expected);
-        assert_eq!(
-            search_dirs_from(None, &[], None, &[], None),
-            Vec::<PathBuf>::new()
-        );
-    }
-
     /// Real priors shipped in `models/priors/` (from the training side), when present: each must
     /// load, decode to positive finite magnitudes, and give a finite gradient.
     #[test]
     fn shipped_priors_load_when_present() {
+        use crate::engine::priors::catalog::{shipped_priors_dir, PriorCatalog};
         let Some(shipped) = shipped_priors_dir() else {
             return;
         };

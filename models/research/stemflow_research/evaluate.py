@@ -1,7 +1,8 @@
 """Evaluate source separation on validation mixtures: per-stem median / mean SDR.
 
-    python -m stemflow_training.evaluate --mixtures DIR --references DIR \
-        [--nmf models/training/nmf-dictionaries.npz [--nmf-train DIR]] \
+    cd models/research && PYTHONPATH=../training python -m stemflow_research.evaluate \
+        --mixtures DIR --references DIR \
+        [--nmf ../training/nmf-dictionaries.npz [--nmf-train DIR]] \
         [--glow PRIORS_DIR [--glow-variant mle --glow-variant map:0.5 ...]] \
         [--estimates NAME=DIR ...] [--segment-seconds 5] [--json OUT.json]
 
@@ -21,7 +22,7 @@ Methods:
                    oracle Wiener mask |S_i|^2 / sum_j |S_j|^2
   KL-NMF           source-only supervised NMF: per-stem KL-NMF dictionaries (--nmf-atoms
                    atoms) learned from isolated training stems (--nmf-train, e.g.
-                   .cache/data/train), fixed; activations fitted on the mixture magnitude
+                   ../training/.cache/data/train), fixed; activations fitted on the mixture magnitude
                    by multiplicative updates; Wiener masks V_i^2 / sum_j V_j^2 with the
                    mixture phase.  The dictionaries are saved to / loaded from --nmf (npz).
   Glow             the Rust CLI: `stemflow separate MIX -o OUT --stems ... --priors DIR
@@ -32,7 +33,6 @@ import argparse
 import hashlib
 import glob
 import json
-import math
 import os
 import subprocess
 import sys
@@ -40,41 +40,14 @@ import time
 
 import numpy as np
 
-from .stft import HOP, N_FFT, SAMPLE_RATE, hann_periodic, stft
+from stemflow_training.audio_io import read_mono
+from stemflow_training.files import sha256
+from stemflow_training.stft import SAMPLE_RATE, istft, stft
 
 STEMS = ('bass', 'drums', 'guitar', 'piano')
 EPS = 1e-7
 SILENT_DBFS = -60.0
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-
-# ---------------------------------------------------------------- audio / STFT
-def read_mono(path, rate=SAMPLE_RATE):
-    import soundfile as sf
-    from scipy.signal import resample_poly
-    y, sr = sf.read(path, dtype='float64', always_2d=True)
-    y = y.mean(axis=1)
-    if sr != rate:
-        g = math.gcd(int(sr), rate)
-        y = resample_poly(y, rate // g, int(sr) // g)
-    return y
-
-
-def istft(X, length):
-    """Inverse of stft.stft (weighted overlap-add with the same window, exact)."""
-    w = hann_periodic(N_FFT)
-    frames = np.fft.irfft(X.T, n=N_FFT, axis=1) * w[None, :]
-    n_frames = X.shape[1]
-    total = (n_frames - 1) * HOP + N_FFT
-    y = np.zeros(total)
-    norm = np.zeros(total)
-    for t in range(n_frames):
-        y[t * HOP:t * HOP + N_FFT] += frames[t]
-        norm[t * HOP:t * HOP + N_FFT] += w ** 2
-    half = N_FFT // 2
-    y = y[half:half + length]
-    norm = norm[half:half + length]
-    return y / np.maximum(norm, 1e-8)
 
 
 # ---------------------------------------------------------------- metrics
@@ -194,19 +167,14 @@ def engine_key():
     which holds only the options given). Any rebuild starts a new cache."""
     if not _ENGINE_KEY:
         stemflow_cmd()
-        h = hashlib.sha256()
-        with open(STEMFLOW_EXE, 'rb') as f:
-            for block in iter(lambda: f.read(1 << 20), b''):
-                h.update(block)
-        _ENGINE_KEY.append(h.hexdigest()[:8])
+        _ENGINE_KEY.append(sha256(STEMFLOW_EXE)[:8])
     return _ENGINE_KEY[0]
 
 
 def file_key(path):
     """Short hash of a mixture file's bytes: two sets with the same piece names (e.g. valid and
     valid-heldout-sf) never share cached estimates."""
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()[:8]
+    return sha256(path)[:8]
 
 
 def priors_key(priors, stems):
@@ -248,7 +216,8 @@ def markdown(results, stems):
     return '\n'.join(lines)
 
 
-def main(argv=None):
+def parse_args(argv):
+    """The command line (see the module doc)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--mixtures', required=True)
     ap.add_argument('--references', required=True)
@@ -279,9 +248,11 @@ def main(argv=None):
     ap.add_argument('--json', default=None, help='write the per-segment SDRs and summary here')
     ap.add_argument('--level-bias', action='store_true',
                     help='also print each method\'s estimate level minus the reference level (dB) per stem')
-    args = ap.parse_args(argv)
-    stems = tuple(args.stems.split(','))
+    return ap.parse_args(argv)
 
+
+def select_mixtures(args):
+    """The mixture files to score: sorted by name, then --limit, then --shard."""
     mixes = sorted(glob.glob(os.path.join(args.mixtures, '*.wav')))
     if args.limit:
         mixes = mixes[:args.limit]
@@ -290,28 +261,38 @@ def main(argv=None):
         mixes = mixes[int(k)::int(n)]
     if not mixes:
         sys.exit(f"evaluate: no mixtures in {args.mixtures}")
-    seg = int(round(args.segment_seconds * SAMPLE_RATE))
+    return mixes
 
+
+def nmf_dictionaries(args, stems):
+    """The KL-NMF dictionaries: loaded from --nmf, else learned from --nmf-train and saved there,
+    else None (NMF skipped)."""
+    if os.path.exists(args.nmf):
+        z = np.load(args.nmf)
+        print(f"evaluate: NMF dictionaries from {args.nmf}", flush=True)
+        return {s: z[s] for s in z.files if s != 'info'}
+    if args.nmf_train:
+        dicts, info = learn_dictionaries(args.nmf_train, stems, args.nmf_atoms, args.nmf_learn_iters,
+                                         args.nmf_max_frames, seed=3)
+        np.savez_compressed(args.nmf, **dicts, info=json.dumps({
+            'train_dir': os.path.relpath(os.path.abspath(args.nmf_train), REPO), 'atoms': args.nmf_atoms,
+            'learn_iters': args.nmf_learn_iters, 'max_frames': args.nmf_max_frames, 'seed': 3,
+            'stft': 'contract STFT (hann-periodic 1024 / 256, 22.05 kHz), magnitudes', 'per_stem': info}))
+        print(f"evaluate: saved NMF dictionaries to {args.nmf}", flush=True)
+        return dicts
+    print("evaluate: no NMF dictionaries (--nmf file missing, no --nmf-train): NMF skipped", flush=True)
+    return None
+
+
+def methods_to_run(args, stems):
+    """{table row name: how to make its estimates}, in the table's order: the baselines, the Glow
+    variants, then the precomputed estimate folders."""
     methods = {}
     if not args.no_baselines:
         methods[f'mixture/{len(stems)}'] = 'mix'
         methods['oracle IRM (magnitude ratio)'] = 'irm1'
         methods['oracle Wiener (power ratio)'] = 'irm2'
-        dicts = None
-        if os.path.exists(args.nmf):
-            z = np.load(args.nmf)
-            dicts = {s: z[s] for s in z.files if s != 'info'}
-            print(f"evaluate: NMF dictionaries from {args.nmf}", flush=True)
-        elif args.nmf_train:
-            dicts, info = learn_dictionaries(args.nmf_train, stems, args.nmf_atoms, args.nmf_learn_iters,
-                                             args.nmf_max_frames, seed=3)
-            np.savez_compressed(args.nmf, **dicts, info=json.dumps({
-                'train_dir': os.path.relpath(os.path.abspath(args.nmf_train), REPO), 'atoms': args.nmf_atoms,
-                'learn_iters': args.nmf_learn_iters, 'max_frames': args.nmf_max_frames, 'seed': 3,
-                'stft': 'contract STFT (hann-periodic 1024 / 256, 22.05 kHz), magnitudes', 'per_stem': info}))
-            print(f"evaluate: saved NMF dictionaries to {args.nmf}", flush=True)
-        else:
-            print("evaluate: no NMF dictionaries (--nmf file missing, no --nmf-train): NMF skipped", flush=True)
+        dicts = nmf_dictionaries(args, stems)
         if dicts is not None:
             if not set(stems) <= set(dicts):
                 print(f"evaluate: {args.nmf} has no dictionary for some of {','.join(stems)}: NMF skipped", flush=True)
@@ -323,47 +304,71 @@ def main(argv=None):
     for item in args.estimates:
         name, _, d = item.partition('=')
         methods[name] = ('dir', d)
+    return methods
 
+
+def load_piece(args, mp, stems):
+    """One piece: (mixture path the CLI separates, its cache key, mixture, references), the mixture
+    cropped to --max-seconds (a cropped copy written under --work) and the references padded or
+    cut to its length."""
+    pid = os.path.splitext(os.path.basename(mp))[0]
+    # the cache key of this piece's estimates: the source file's bytes (a cropped copy's own
+    # bytes are not stable: libsndfile stamps float WAVs with the time they were written)
+    source_key = file_key(mp)
+    mix = read_mono(mp)
+    if args.max_seconds:
+        # the first --max-seconds of the piece: a cropped copy (22.05 kHz mono) is what Glow separates
+        mix = mix[:int(round(args.max_seconds * SAMPLE_RATE))]
+        import soundfile as sf
+        # keyed by the source file's bytes: two sets with the same piece names (valid and
+        # valid-heldout-sf) evaluated at the same time must not overwrite each other's crops
+        mp = os.path.join(args.work, f'crop-{args.max_seconds:g}s', source_key, f'{pid}.wav')
+        os.makedirs(os.path.dirname(mp), exist_ok=True)
+        sf.write(mp, mix.astype(np.float32), SAMPLE_RATE, subtype='FLOAT')
+    refs = {s: read_mono(os.path.join(args.references, pid, f'{s}.wav')) for s in stems}
+    n = len(mix)
+    refs = {s: np.pad(r, (0, max(0, n - len(r))))[:n] for s, r in refs.items()}
+    return mp, source_key, mix, refs
+
+
+def glow_out_dir(args, stems, variant, pid, source_key):
+    """The cache folder of one piece's Glow estimates: keyed by the priors, the CLI binary, the
+    variant, the crop, the extra CLI arguments and the mixture's bytes."""
+    return os.path.join(args.work, f"glow-{priors_key(args.glow, stems)}-{engine_key()}-{variant.replace(':', '-')}"
+                        + (f"-first{args.max_seconds:g}s" if args.max_seconds else '')
+                        + (f"-{hashlib.sha256(args.glow_args.encode()).hexdigest()[:8]}" if args.glow_args else ''),
+                        f"{pid}-{source_key}")
+
+
+def estimate(args, how, stems, pid, mp, source_key, mix, refs):
+    """One method's estimates {stem: samples} of one piece."""
+    if how == 'mix':
+        return {s: mix / len(stems) for s in stems}
+    if how in ('irm1', 'irm2'):
+        return oracle_separate(mix, refs, stems, 1.0 if how == 'irm1' else 2.0)
+    if how[0] == 'nmf':
+        return nmf_separate(mix, how[1], args.nmf_iters, np.random.default_rng(0))
+    if how[0] == 'glow':
+        out = glow_out_dir(args, stems, how[1], pid, source_key)
+        if not all(os.path.exists(os.path.join(out, f'{s}.wav')) for s in stems):
+            run_glow(mp, out, args.glow, how[1], stems, args.glow_args.split())
+        return {s: read_mono(os.path.join(out, f'{s}.wav')) for s in stems}
+    return {s: read_mono(os.path.join(how[1], pid, f'{s}.wav')) for s in stems}
+
+
+def score_all(args, mixes, methods, stems):
+    """Every method on every piece: per-segment SDRs and level biases per method and stem, and the
+    SDRs per piece; one progress line per piece and method."""
+    seg = int(round(args.segment_seconds * SAMPLE_RATE))
     sdrs = {m: {s: [] for s in stems} for m in methods}
     bias = {m: {s: [] for s in stems} for m in methods}
     per_piece = {m: {} for m in methods}
-    t0 = time.time()
-    for mp in mixes:
-        pid = os.path.splitext(os.path.basename(mp))[0]
-        # the cache key of this piece's estimates: the source file's bytes (a cropped copy's own
-        # bytes are not stable: libsndfile stamps float WAVs with the time they were written)
-        source_key = file_key(mp)
-        mix = read_mono(mp)
-        if args.max_seconds:
-            # the first --max-seconds of the piece: a cropped copy (22.05 kHz mono) is what Glow separates
-            mix = mix[:int(round(args.max_seconds * SAMPLE_RATE))]
-            import soundfile as sf
-            # keyed by the source file's bytes: two sets with the same piece names (valid and
-            # valid-heldout-sf) evaluated at the same time must not overwrite each other's crops
-            mp = os.path.join(args.work, f'crop-{args.max_seconds:g}s', source_key, f'{pid}.wav')
-            os.makedirs(os.path.dirname(mp), exist_ok=True)
-            sf.write(mp, mix.astype(np.float32), SAMPLE_RATE, subtype='FLOAT')
-        refs = {s: read_mono(os.path.join(args.references, pid, f'{s}.wav')) for s in stems}
-        n = len(mix)
-        refs = {s: np.pad(r, (0, max(0, n - len(r))))[:n] for s, r in refs.items()}
+    for path in mixes:
+        pid = os.path.splitext(os.path.basename(path))[0]
+        mp, source_key, mix, refs = load_piece(args, path, stems)
         for name, how in methods.items():
             tm = time.time()
-            if how == 'mix':
-                est = {s: mix / len(stems) for s in stems}
-            elif how in ('irm1', 'irm2'):
-                est = oracle_separate(mix, refs, stems, 1.0 if how == 'irm1' else 2.0)
-            elif how[0] == 'nmf':
-                est = nmf_separate(mix, how[1], args.nmf_iters, np.random.default_rng(0))
-            elif how[0] == 'glow':
-                out = os.path.join(args.work, f"glow-{priors_key(args.glow, stems)}-{engine_key()}-{how[1].replace(':', '-')}"
-                                   + (f"-first{args.max_seconds:g}s" if args.max_seconds else '')
-                                   + (f"-{hashlib.sha256(args.glow_args.encode()).hexdigest()[:8]}" if args.glow_args else ''),
-                                   f"{pid}-{source_key}")
-                if not all(os.path.exists(os.path.join(out, f'{s}.wav')) for s in stems):
-                    run_glow(mp, out, args.glow, how[1], stems, args.glow_args.split())
-                est = {s: read_mono(os.path.join(out, f'{s}.wav')) for s in stems}
-            else:
-                est = {s: read_mono(os.path.join(how[1], pid, f'{s}.wav')) for s in stems}
+            est = estimate(args, how, stems, pid, mp, source_key, mix, refs)
             per_piece[name][pid] = {}
             for s in stems:
                 v = segment_sdrs(refs[s], est[s], seg)
@@ -373,12 +378,17 @@ def main(argv=None):
             print(f"evaluate: {pid:32s} {name:30s} " + ' '.join(
                 f"{s} {np.median(per_piece[name][pid][s]) if per_piece[name][pid][s] else float('nan'):6.2f}" for s in stems)
                 + f"  ({time.time() - tm:.1f} s)", flush=True)
+    return sdrs, bias, per_piece
+
+
+def report(args, mixes, stems, sdrs, bias, per_piece, seconds):
+    """Print the tables (and the level bias with --level-bias), write --json; the summary."""
     results = {m: summarise(v) for m, v in sdrs.items()}
-    nseg = {s: len(sdrs[next(iter(methods))][s]) for s in stems}
+    nseg = {s: len(sdrs[next(iter(sdrs))][s]) for s in stems}
     print()
     print(f"{len(mixes)} mixtures from {args.mixtures}; SDR in dB per {args.segment_seconds:g}-s segment "
           f"(median / mean; silent reference segments skipped; segments per stem: "
-          + ', '.join(f'{s} {nseg[s]}' for s in stems) + f"); {time.time() - t0:.0f} s")
+          + ', '.join(f'{s} {nseg[s]}' for s in stems) + f"); {seconds:.0f} s")
     print()
     print(markdown(results, stems))
     if args.level_bias:
@@ -392,6 +402,17 @@ def main(argv=None):
             json.dump({'mixtures': args.mixtures, 'segment_seconds': args.segment_seconds, 'summary': results,
                        'per_piece': per_piece}, f, indent=1)
     return results
+
+
+def main(argv=None):
+    """Score every method on every selected mixture and print the table."""
+    args = parse_args(argv)
+    stems = tuple(args.stems.split(','))
+    mixes = select_mixtures(args)
+    methods = methods_to_run(args, stems)
+    t0 = time.time()
+    sdrs, bias, per_piece = score_all(args, mixes, methods, stems)
+    return report(args, mixes, stems, sdrs, bias, per_piece, time.time() - t0)
 
 
 if __name__ == '__main__':

@@ -8,8 +8,10 @@ use realfft::num_complex::Complex;
 use thiserror::Error;
 
 use crate::engine::constants::{BINS, FRAMES, HOP, N_FFT, PRIOR_SAMPLE_RATE};
-use crate::engine::settings::OutputMode;
-use crate::engine::stft::Stft;
+use crate::engine::limits::{check_sample_rate, FormatError};
+use crate::engine::signal::stft::Stft;
+use std::fmt;
+use std::str::FromStr;
 
 /// Mixture magnitudes at or below this count as silent: mixture-phase masks are 0 there.
 pub const MIN_MIX_MAGNITUDE: f32 = 1e-8;
@@ -19,20 +21,44 @@ pub const MAX_MIXTURE_PHASE_GAIN: f32 = 1000.0;
 /// First prior bin of the top octave (5512.5 Hz); the top octave ends at bin 512 (11025 Hz).
 const TOP_OCTAVE_FIRST_BIN: usize = BINS / 2;
 
-/// Lowest host rate accepted, in Hz.
-const MIN_RATE: u32 = 8_000;
-/// Highest host rate accepted, in Hz.
-const MAX_RATE: u32 = 192_000;
+/// How the separated magnitudes become audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Soft masks sᵢ^p / Σ sⱼ^p on the mix STFT (p the mask exponent): stems
+    /// sum to the input (the default).
+    Consistent,
+    /// The paper's output: each stem's decoded magnitude with the mixture phase.
+    MixturePhase,
+}
+
+impl FromStr for OutputMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "consistent" => Ok(OutputMode::Consistent),
+            "mixture-phase" => Ok(OutputMode::MixturePhase),
+            other => Err(format!(
+                "expected `consistent` or `mixture-phase`, found `{other}`"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for OutputMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OutputMode::Consistent => "consistent",
+            OutputMode::MixturePhase => "mixture-phase",
+        })
+    }
+}
 
 /// Why a [`ResynthPlan`] cannot be made.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ResynthError {
     /// A host rate outside the supported range.
-    #[error("expected a host sample rate between {MIN_RATE} and {MAX_RATE} Hz, found {rate} Hz")]
-    UnsupportedRate {
-        /// The rate asked for.
-        rate: u32,
-    },
+    #[error(transparent)]
+    UnsupportedRate(#[from] FormatError),
     /// Nothing to separate into.
     #[error("expected at least one stem, found 0")]
     NoStems,
@@ -133,9 +159,7 @@ impl ResynthPlan {
     /// Plans resynthesis of `n_stems` stems from host frames of `host_len` samples at
     /// `host_rate`.
     pub fn new(host_rate: u32, host_len: usize, n_stems: usize) -> Result<Self, ResynthError> {
-        if !(MIN_RATE..=MAX_RATE).contains(&host_rate) {
-            return Err(ResynthError::UnsupportedRate { rate: host_rate });
-        }
+        check_sample_rate(host_rate)?;
         if n_stems == 0 {
             return Err(ResynthError::NoStems);
         }
@@ -385,7 +409,7 @@ mod tests {
 
     #[test]
     fn consistent_stems_sum_to_the_input() {
-        for rate in [22_050u32, 44_100, 48_000, 96_000] {
+        for rate in [22_050u32, 44_100, 48_000, 96_000, 384_000] {
             for channels in [1usize, 2] {
                 let len = host_len(rate);
                 let mut rng = Rng(rate as u64 + channels as u64);
@@ -581,7 +605,7 @@ mod tests {
     fn bad_plans_are_errors() {
         assert_eq!(
             ResynthPlan::new(0, 10, 1).unwrap_err(),
-            ResynthError::UnsupportedRate { rate: 0 }
+            ResynthError::UnsupportedRate(FormatError::SampleRate { found: 0 })
         );
         assert_eq!(
             ResynthPlan::new(44_100, 10, 0).unwrap_err(),

@@ -1,6 +1,7 @@
 """Search lab: screen variants of the latent search on 5-s frames, straight through onnxruntime.
 
-    python -m stemflow_training.search_lab --mixtures DIR --references DIR --priors DIR \
+    cd models/research && PYTHONPATH=../training python -m stemflow_research.search_lab \
+        --mixtures DIR --references DIR --priors DIR \
         [--limit N] [--frames-per-piece 3] \
         --variant 'init=zero,lr=0.01,it=150' --variant 'init=split,pen=latent,w=1' ...
 
@@ -54,8 +55,10 @@ import time
 
 import numpy as np
 
-from .evaluate import EPS, SILENT_DBFS, istft, read_mono
-from .stft import FRAMES, SEGMENT_SAMPLES, stft
+from stemflow_training.audio_io import read_mono
+from stemflow_training.stft import FRAMES, SEGMENT_SAMPLES, istft, stft
+
+from .evaluate import EPS, SILENT_DBFS
 
 FLOOR = 1e-5
 LATENT_BOUND = 8.0

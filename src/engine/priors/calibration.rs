@@ -11,11 +11,28 @@
 //! sᵢ = gᵢ ⊙ fᵢ(zᵢ) with the same graphs (the cotangent is scaled by gᵢ), and log p changes only
 //! by the constant −Σ ln g.
 
-use crate::engine::constants::BINS;
-use crate::engine::prior::{Prior, PriorError};
+use crate::engine::constants::{BINS, FRAMES};
+use crate::engine::priors::prior::{CachedLevelGains, Prior, PriorError};
 
 /// The seed of the latent samples, fixed so a prior always gets the same calibration.
 const SEED: u64 = 0x5EED_57E4_F10A_0000;
+
+/// [`level_gains`] of `prior` over whole 5-s frames, computed on first use and kept in the prior
+/// (so a separator rebuilt with the same priors does not decode them again).
+pub fn frame_level_gains(prior: &mut Prior, samples: usize, trim: f32) -> Result<Vec<f32>, PriorError> {
+    if let Some(cached) = prior.cached_level_gains() {
+        if (cached.samples, cached.trim) == (samples, trim) {
+            return Ok(cached.gains.clone());
+        }
+    }
+    let gains = level_gains(prior, FRAMES, samples, trim)?;
+    prior.cache_level_gains(CachedLevelGains {
+        samples,
+        trim,
+        gains: gains.clone(),
+    });
+    Ok(gains)
+}
 
 /// Per-bin gains L[f(z)] / f(0) of `prior`, where L is each bin's level over `samples` latents
 /// z ~ N(0, I) of `frames` STFT frames and f(0) its time average at z = 0. L is the mean of the
@@ -23,7 +40,7 @@ const SEED: u64 = 0x5EED_57E4_F10A_0000;
 /// the plain mean): a level distribution as wide as a drum kit's has a mean set by rare loud
 /// events, and the trimmed mean is the level most of the source sits at. `samples == 0` gives
 /// gains of one (no calibration). Costs `samples + 1` decodes. Panics if `trim` is outside
-/// [0, 1) (callers check settings with `settings::check_calibration_trim` first).
+/// [0, 1) (callers validate their settings first).
 pub fn level_gains(
     prior: &mut Prior,
     frames: usize,
@@ -138,7 +155,7 @@ impl Normal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::runtime::{Runtime, RuntimeOptions, SessionOptions};
+    use crate::engine::priors::runtime::{Runtime, RuntimeOptions, SessionOptions};
     use std::path::Path;
 
     #[test]

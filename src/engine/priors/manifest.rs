@@ -1,16 +1,13 @@
 //! `manifest.json`: what a prior folder claims to be, checked against the engine's constants and
 //! the files on disk (see `models/CONTRACT.md`).
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::engine::constants::{BINS, FRAMES, FRAME_SECONDS, HOP, N_FFT, PRIOR_SAMPLE_RATE, TIME_MULTIPLE};
-use crate::engine::onnx_external_data::external_data_locations;
-use crate::engine::prior::PriorError;
+use crate::engine::priors::onnx_checks::external_data_locations;
 
 /// The manifest's file name inside a prior folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -22,6 +19,86 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const WINDOW: &str = "hann-periodic";
 /// The STFT framing every prior is trained on.
 pub const CENTER: &str = "zero";
+
+/// Everything that can be wrong with a prior's manifest or the files it lists.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// A file could not be read.
+    #[error("could not read {}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `manifest.json` is not valid JSON or lacks a required field.
+    #[error("{} is not a valid prior manifest: {message}", .path.display())]
+    Parse {
+        /// The manifest file.
+        path: PathBuf,
+        /// serde's message (names the field and line).
+        message: String,
+    },
+    /// A manifest field has a value the engine cannot use.
+    #[error("{}: field `{field}` must be {expected}, found {found}", .path.display())]
+    FieldMismatch {
+        /// The manifest file.
+        path: PathBuf,
+        /// The field, dotted for nested ones (`graphs.decode`).
+        field: &'static str,
+        /// What the engine needs.
+        expected: String,
+        /// What the manifest says.
+        found: String,
+    },
+    /// A field the engine needs is absent.
+    #[error("{}: required field `{field}` is missing", .path.display())]
+    MissingField {
+        /// The manifest file.
+        path: PathBuf,
+        /// The field.
+        field: &'static str,
+    },
+    /// A graph named by the manifest does not exist.
+    #[error("`{field}` names {}, which does not exist", .file.display())]
+    MissingFile {
+        /// The manifest field naming it.
+        field: &'static str,
+        /// The missing file.
+        file: PathBuf,
+    },
+    /// A graph's content differs from the sha256 in the manifest.
+    #[error("{} has sha256 {found}, but the manifest expects {expected}", .file.display())]
+    HashMismatch {
+        /// The graph file.
+        file: PathBuf,
+        /// sha256 from the manifest.
+        expected: String,
+        /// sha256 of the file on disk.
+        found: String,
+    },
+    /// A graph file is not a readable ONNX model (checked before a session is made).
+    #[error("{}: {source}", .file.display())]
+    NotOnnx {
+        /// The graph file.
+        file: PathBuf,
+        /// Where reading stopped.
+        source: crate::engine::priors::onnx_checks::OnnxReadError,
+    },
+    /// A graph reads tensor data from a file the manifest does not list and hash.
+    #[error(
+        "{} reads tensor data from `{location}`, but the manifest lists {listed} for the graphs' weights",
+        .file.display()
+    )]
+    UnlistedExternalData {
+        /// The graph file.
+        file: PathBuf,
+        /// The external-data location the graph names.
+        location: String,
+        /// What the manifest's `graphs.weights` lists.
+        listed: String,
+    },
+}
 
 /// A prior's `manifest.json`. Unknown extra fields are ignored so newer trainers can add
 /// descriptive data without breaking older engines.
@@ -150,9 +227,12 @@ pub fn is_valid_stem_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-/// Lower-case hex sha256 of a file's content.
-pub fn sha256_file(path: &Path) -> Result<String, PriorError> {
-    let io_error = |source| PriorError::Io {
+/// Lower-case hex sha256 of a file's content (tests make manifests with it).
+#[cfg(test)]
+pub(crate) fn sha256_file(path: &Path) -> Result<String, ManifestError> {
+    use std::fs::File;
+    use std::io::Read;
+    let io_error = |source| ManifestError::Io {
         path: path.to_path_buf(),
         source,
     };
@@ -176,13 +256,13 @@ fn hex(digest: &[u8]) -> String {
 
 impl Manifest {
     /// Parses `dir/manifest.json` without checking it against anything.
-    pub fn load(dir: &Path) -> Result<Manifest, PriorError> {
+    pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| PriorError::Io {
+        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Io {
             path: path.clone(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|e| PriorError::Parse {
+        serde_json::from_str(&text).map_err(|e| ManifestError::Parse {
             path,
             message: e.to_string(),
         })
@@ -192,16 +272,16 @@ impl Manifest {
     /// version, every signal field against the engine's constants, the stem name against the
     /// folder name, and that the `decode` and `grad` graphs (and `encode`, when listed) exist with
     /// the listed sha256.
-    pub fn load_verified(dir: &Path) -> Result<Manifest, PriorError> {
+    pub fn load_verified(dir: &Path) -> Result<Manifest, ManifestError> {
         let manifest = Manifest::load(dir)?;
         manifest.verify(dir)?;
         Ok(manifest)
     }
 
     /// The checks of [`Manifest::load_verified`] on an already parsed manifest.
-    pub fn verify(&self, dir: &Path) -> Result<(), PriorError> {
+    pub fn verify(&self, dir: &Path) -> Result<(), ManifestError> {
         let path = dir.join(MANIFEST_FILE);
-        let mismatch = |field: &'static str, expected: String, found: String| PriorError::FieldMismatch {
+        let mismatch = |field: &'static str, expected: String, found: String| ManifestError::FieldMismatch {
             path: path.clone(),
             field,
             expected,
@@ -272,7 +352,7 @@ impl Manifest {
             ("graphs.decode", &self.graphs.decode),
             ("graphs.grad", &self.graphs.grad),
         ] {
-            let graph = graph.as_ref().ok_or(PriorError::MissingField {
+            let graph = graph.as_ref().ok_or(ManifestError::MissingField {
                 path: path.clone(),
                 field,
             })?;
@@ -299,15 +379,15 @@ fn verify_graph(
     field: &'static str,
     graph: &GraphFile,
     listed: Option<&str>,
-) -> Result<(), PriorError> {
+) -> Result<(), ManifestError> {
     let (file, bytes) = verify_file(dir, manifest, field, graph)?;
-    let locations = external_data_locations(&bytes).map_err(|source| PriorError::NotOnnx {
+    let locations = external_data_locations(&bytes).map_err(|source| ManifestError::NotOnnx {
         file: file.clone(),
         source,
     })?;
     match locations.into_iter().find(|l| Some(l.as_str()) != listed) {
         None => Ok(()),
-        Some(location) => Err(PriorError::UnlistedExternalData {
+        Some(location) => Err(ManifestError::UnlistedExternalData {
             file,
             location,
             listed: listed.map_or("no file (`graphs.weights` is absent)".into(), |l| {
@@ -330,13 +410,13 @@ fn verify_file(
     manifest: &Path,
     field: &'static str,
     graph: &GraphFile,
-) -> Result<(PathBuf, Vec<u8>), PriorError> {
+) -> Result<(PathBuf, Vec<u8>), ManifestError> {
     let plain_name = {
         let mut components = Path::new(&graph.file).components();
         matches!(components.next(), Some(Component::Normal(_))) && components.next().is_none()
     };
     if !plain_name {
-        return Err(PriorError::FieldMismatch {
+        return Err(ManifestError::FieldMismatch {
             path: manifest.to_path_buf(),
             field,
             expected: "a file name inside the prior folder".into(),
@@ -345,16 +425,16 @@ fn verify_file(
     }
     let file = dir.join(&graph.file);
     if !file.is_file() {
-        return Err(PriorError::MissingFile { field, file });
+        return Err(ManifestError::MissingFile { field, file });
     }
-    let bytes = std::fs::read(&file).map_err(|source| PriorError::Io {
+    let bytes = std::fs::read(&file).map_err(|source| ManifestError::Io {
         path: file.clone(),
         source,
     })?;
     let found = hex(&Sha256::digest(&bytes));
     let expected = graph.sha256.to_ascii_lowercase();
     if found != expected {
-        return Err(PriorError::HashMismatch {
+        return Err(ManifestError::HashMismatch {
             file,
             expected,
             found,
@@ -392,9 +472,11 @@ mod tests {
         (root, dir)
     }
 
-    fn field_of(result: Result<Manifest, PriorError>) -> &'static str {
+    fn field_of(result: Result<Manifest, ManifestError>) -> &'static str {
         match result {
-            Err(PriorError::FieldMismatch { field, .. } | PriorError::MissingField { field, .. }) => field,
+            Err(ManifestError::FieldMismatch { field, .. } | ManifestError::MissingField { field, .. }) => {
+                field
+            }
             other => panic!("expected a field error, got {other:?}"),
         }
     }
@@ -456,7 +538,7 @@ mod tests {
             j.as_object_mut().unwrap().remove("hop");
         });
         match Manifest::load_verified(&dir) {
-            Err(PriorError::Parse { path, message }) => {
+            Err(ManifestError::Parse { path, message }) => {
                 assert!(path.ends_with("toy/manifest.json"));
                 assert!(message.contains("hop"), "{message}");
             }
@@ -473,7 +555,7 @@ mod tests {
         bytes[last] ^= 1;
         fs::write(&graph, bytes).unwrap();
         match Manifest::load_verified(&dir) {
-            Err(PriorError::HashMismatch {
+            Err(ManifestError::HashMismatch {
                 file,
                 expected,
                 found,
@@ -529,7 +611,7 @@ mod tests {
             fs::write(dir.join(MANIFEST_FILE), json.to_string()).unwrap();
             match Manifest::load_verified(&dir) {
                 Ok(_) => assert!(ok, "{location} accepted"),
-                Err(PriorError::UnlistedExternalData { location: found, .. }) => {
+                Err(ManifestError::UnlistedExternalData { location: found, .. }) => {
                     assert!(!ok, "{location} refused");
                     assert_eq!(found, location);
                 }
@@ -552,7 +634,7 @@ mod tests {
         });
         // Listed but absent: named.
         match Manifest::load_verified(&dir) {
-            Err(PriorError::MissingFile { field, .. }) => assert_eq!(field, "graphs.weights"),
+            Err(ManifestError::MissingFile { field, .. }) => assert_eq!(field, "graphs.weights"),
             other => panic!("expected MissingFile, got {other:?}"),
         }
         fs::write(dir.join("weights.bin"), weights).unwrap();
@@ -564,7 +646,7 @@ mod tests {
         fs::write(dir.join("weights.bin"), bytes).unwrap();
         assert!(matches!(
             Manifest::load_verified(&dir),
-            Err(PriorError::HashMismatch { .. })
+            Err(ManifestError::HashMismatch { .. })
         ));
     }
 
@@ -573,7 +655,7 @@ mod tests {
         let (_root, dir) = edited_copy(|_| {});
         fs::remove_file(dir.join("decode.onnx")).unwrap();
         match Manifest::load_verified(&dir) {
-            Err(PriorError::MissingFile { field, file }) => {
+            Err(ManifestError::MissingFile { field, file }) => {
                 assert_eq!(field, "graphs.decode");
                 assert_eq!(file, dir.join("decode.onnx"));
             }
@@ -586,13 +668,13 @@ mod tests {
         let (_root, dir) = edited_copy(|_| {});
         fs::write(dir.join(MANIFEST_FILE), "{ \"format\": ").unwrap();
         match Manifest::load_verified(&dir) {
-            Err(e @ PriorError::Parse { .. }) => assert!(e.to_string().contains("manifest.json")),
+            Err(e @ ManifestError::Parse { .. }) => assert!(e.to_string().contains("manifest.json")),
             other => panic!("expected Parse, got {other:?}"),
         }
         fs::remove_file(dir.join(MANIFEST_FILE)).unwrap();
         assert!(matches!(
             Manifest::load_verified(&dir),
-            Err(PriorError::Io { .. })
+            Err(ManifestError::Io { .. })
         ));
     }
 

@@ -6,16 +6,16 @@
 //! result into per-stem audio at the host rate and channel count ([`Separator::stems`]). Progress
 //! and cancellation travel through atomics that another thread may hold.
 
-use super::constants::{BINS, FRAMES, FRAME_SAMPLES, FRAME_SECONDS, HOP, N_FFT, PRIOR_SAMPLE_RATE};
-use super::latent_search::{LatentSearch, Progress, SearchError};
-use super::prior::Prior;
-use super::resample::{FrameResampler, ResampleError};
-use super::resynth::{ResynthError, ResynthPlan};
-use super::settings::{
-    check_calibration_strength, check_calibration_trim, check_mask_exponent, SeparationSettings,
-    CALIBRATION_SAMPLES,
-};
-use super::stft::Stft;
+use crate::engine::constants::{BINS, FRAMES, FRAME_SAMPLES, HOP, N_FFT, PRIOR_SAMPLE_RATE};
+use crate::engine::limits::{check_format, FormatError};
+use crate::engine::priors::calibration::frame_level_gains;
+use crate::engine::priors::prior::Prior;
+use crate::engine::search::latent_search::{LatentSearch, Progress, SearchError};
+use crate::engine::search::settings::{SeparationSettings, SettingsError, CALIBRATION_SAMPLES};
+use crate::engine::signal::frames::frame_len_at;
+use crate::engine::signal::resample::{FrameResampler, ResampleError};
+use crate::engine::signal::resynth::{ResynthError, ResynthPlan};
+use crate::engine::signal::stft::Stft;
 use realfft::num_complex::Complex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -45,9 +45,15 @@ pub enum SeparationError {
     /// The output stage cannot be built for this format.
     #[error(transparent)]
     Resynth(#[from] ResynthError),
-    /// The separator cannot be built for these settings.
+    /// A setting lies outside its range.
     #[error("cannot separate: {0}")]
-    Config(String),
+    Settings(#[from] SettingsError),
+    /// The audio's format is outside what the engine supports.
+    #[error("cannot separate: {0}")]
+    Format(#[from] FormatError),
+    /// A separator needs at least one prior.
+    #[error("cannot separate: expected at least one prior, found none")]
+    NoPriors,
 }
 
 /// Peak below which a frame counts as silent (−120 dBFS) and skips the search.
@@ -100,36 +106,23 @@ impl Separator {
         channels: usize,
     ) -> Result<Self, SeparationError> {
         if priors.is_empty() {
-            return Err(SeparationError::Config(
-                "expected at least one prior, found none".into(),
-            ));
+            return Err(SeparationError::NoPriors);
         }
-        if channels == 0 {
-            return Err(SeparationError::Config(
-                "expected at least one channel, found 0".into(),
-            ));
-        }
-        if !(8_000..=384_000).contains(&host_rate) {
-            return Err(SeparationError::Config(format!(
-                "expected a sample rate between 8000 and 384000 Hz, found {host_rate} Hz"
-            )));
-        }
-        let frame_len = Self::frame_len_at(host_rate);
+        check_format(host_rate, channels)?;
+        settings.validate()?;
+        let frame_len = frame_len_at(host_rate);
         let n_stems = priors.len();
         let mut priors = priors;
         let mut search = LatentSearch::new(n_stems, FRAMES, settings);
         let strength = settings.calibration_strength;
-        check_calibration_strength(strength).map_err(SeparationError::Config)?;
-        check_calibration_trim(settings.calibration_trim).map_err(SeparationError::Config)?;
-        check_mask_exponent(settings.mask_exponent).map_err(SeparationError::Config)?;
         if strength > 0.0 {
             for (i, prior) in priors.iter_mut().enumerate() {
-                let gains: Vec<f32> = prior
-                    .level_gains(CALIBRATION_SAMPLES, settings.calibration_trim)
-                    .map_err(SearchError::from)?
-                    .iter()
-                    .map(|g| g.powf(strength))
-                    .collect();
+                let gains: Vec<f32> =
+                    frame_level_gains(prior, CALIBRATION_SAMPLES, settings.calibration_trim)
+                        .map_err(SearchError::from)?
+                        .iter()
+                        .map(|g| g.powf(strength))
+                        .collect();
                 search.set_level_gains(i, &gains)?;
             }
         }
@@ -152,11 +145,6 @@ impl Separator {
             cancel: Arc::new(AtomicBool::new(false)),
             priors,
         })
-    }
-
-    /// Samples of one 5-s frame at `host_rate`.
-    pub fn frame_len_at(host_rate: u32) -> usize {
-        (FRAME_SECONDS * f64::from(host_rate)).round() as usize
     }
 
     /// Samples per channel of one frame at the host rate.

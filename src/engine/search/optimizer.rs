@@ -1,6 +1,6 @@
 //! Adam, the optimizer the paper runs over each prior's latent.
 
-use crate::engine::settings::AdamSettings;
+use crate::engine::search::settings::AdamSettings;
 
 /// Adam's state for one parameter vector (one prior's latent z). Allocated once per frame size;
 /// [`Adam::reset`] starts a new frame without reallocating.

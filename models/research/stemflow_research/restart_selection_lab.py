@@ -1,7 +1,7 @@
 """Restart-selection lab: can the priors' own likelihood pick the better of several searches?
 
-    python -m stemflow_training.restart_selection_lab --mixtures DIR --references DIR \
-        --priors DIR [--limit 8] [--skip 0] [--variant cal=4,calp=0.5,calq=0.1] \
+    cd models/research && PYTHONPATH=../training python -m stemflow_research.restart_selection_lab \
+        --mixtures DIR --references DIR --priors DIR [--limit 8] [--skip 0] [--variant cal=4,calp=0.5,calq=0.1] \
         [--restarts 3] [--z0 0.3] [--json OUT]
 
 For the first 5-s frame of each piece, runs the search lab's search R times (from the variant's
@@ -20,9 +20,10 @@ import os
 
 import numpy as np
 
+from stemflow_training.audio_io import read_mono
+from stemflow_training.stft import FRAMES, SEGMENT_SAMPLES, istft, stft
+
 from . import search_lab as lab
-from .evaluate import istft, read_mono
-from .stft import FRAMES, SEGMENT_SAMPLES, stft
 
 RULES = ('first', 'loglik', 'loglik-raw', 'own-posterior', 'oracle', 'worst')
 

@@ -1,0 +1,66 @@
+//! The formats the engine supports, written once: the command line, the plugin, the resampler
+//! and the resynthesis all check against these.
+
+use super::bounds::Bounds;
+use thiserror::Error;
+
+/// Lowest host sample rate the engine separates, in Hz.
+pub const MIN_SAMPLE_RATE: u32 = 8_000;
+/// Highest host sample rate the engine separates, in Hz (352.8 and 384 kHz included).
+pub const MAX_SAMPLE_RATE: u32 = 384_000;
+/// The supported host sample rates, as an interval.
+pub const SAMPLE_RATES: Bounds = Bounds::closed(MIN_SAMPLE_RATE as f64, MAX_SAMPLE_RATE as f64);
+
+/// A format outside what the engine supports.
+#[derive(Debug, Clone, Copy, Error, PartialEq, Eq)]
+pub enum FormatError {
+    /// A sample rate outside [`SAMPLE_RATES`] (e.g. 0 Hz from a broken header).
+    #[error("expected a sample rate between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, found {found} Hz")]
+    SampleRate {
+        /// The rate asked for.
+        found: u32,
+    },
+    /// No channels.
+    #[error("expected at least one channel, found 0")]
+    NoChannels,
+}
+
+/// `Ok` if the engine separates audio at `rate`.
+pub fn check_sample_rate(rate: u32) -> Result<(), FormatError> {
+    if (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate) {
+        Ok(())
+    } else {
+        Err(FormatError::SampleRate { found: rate })
+    }
+}
+
+/// `Ok` if the engine separates audio at `rate` with `channels` channels.
+pub fn check_format(rate: u32, channels: usize) -> Result<(), FormatError> {
+    check_sample_rate(rate)?;
+    if channels == 0 {
+        return Err(FormatError::NoChannels);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_range_is_inclusive_and_channels_are_needed() {
+        for rate in [8_000, 22_050, 44_100, 352_800, 384_000] {
+            assert_eq!(check_format(rate, 2), Ok(()));
+        }
+        assert_eq!(
+            check_sample_rate(7_999),
+            Err(FormatError::SampleRate { found: 7_999 })
+        );
+        assert_eq!(
+            check_sample_rate(384_001),
+            Err(FormatError::SampleRate { found: 384_001 })
+        );
+        assert_eq!(check_format(44_100, 0), Err(FormatError::NoChannels));
+        assert!(SAMPLE_RATES.contains(384_000.0) && !SAMPLE_RATES.contains(0.0));
+    }
+}

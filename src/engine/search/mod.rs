@@ -1,0 +1,9 @@
+//! Separating one frame: the settings a run is asked for (validated here, once), the data term
+//! and its cotangent, Adam, the latent search over every prior, and the [`separator::Separator`]
+//! that takes a host-rate frame to per-stem audio. Imports `signal` and `priors`, never `files`.
+
+pub mod latent_search;
+pub mod objective;
+pub mod optimizer;
+pub mod separator;
+pub mod settings;

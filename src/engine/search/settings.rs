@@ -1,0 +1,320 @@
+//! What a separation run is asked to do: optimizer, objective, output mode and presets, and the
+//! one range each setting must lie in ([`SeparationSettings::validate`]).
+
+use crate::engine::bounds::Bounds;
+use crate::engine::constants::FRAME_SECONDS;
+pub use crate::engine::signal::resynth::OutputMode;
+use std::str::FromStr;
+use thiserror::Error;
+
+/// The separation objective: the data term alone (MLE) or with the weighted prior term (MAP).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Objective {
+    /// Generalised KL divergence D(X ‖ Σ sᵢ) only (γ = 0); the paper's best scorer.
+    Mle,
+    /// D(X ‖ Σ sᵢ) − γ Σ log p(sᵢ), with γ in (0, 1].
+    Map { gamma: f32 },
+}
+
+impl Objective {
+    /// Weight of the prior term: 0 for MLE.
+    pub fn gamma(self) -> f32 {
+        match self {
+            Objective::Mle => 0.0,
+            Objective::Map { gamma } => gamma,
+        }
+    }
+}
+
+/// Adam over the latents: the paper's defaults are lr 0.01, 150 iterations, betas (0.9, 0.999).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamSettings {
+    /// Step size.
+    pub learning_rate: f32,
+    /// Decay of the first-moment estimate.
+    pub beta1: f32,
+    /// Decay of the second-moment estimate.
+    pub beta2: f32,
+    /// Added to the square root of the second moment so the step stays finite.
+    pub epsilon: f32,
+}
+
+impl Default for AdamSettings {
+    fn default() -> Self {
+        AdamSettings {
+            learning_rate: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+        }
+    }
+}
+
+/// Latent samples per prior for the level calibration: 4 × 432 frames per bin put the mean's
+/// sampling error at a few percent, for 5 decodes per prior at load.
+pub const CALIBRATION_SAMPLES: usize = 4;
+
+/// Adam iterations per frame a run may ask for.
+pub const ITERATIONS: Bounds = Bounds::closed(1.0, 100_000.0);
+/// Adam step sizes a run may ask for.
+pub const LEARNING_RATE: Bounds = Bounds::above(0.0, 10.0);
+/// Adam's moment decays: below one, or the moments never forget.
+pub const ADAM_BETA: Bounds = Bounds::below(0.0, 1.0);
+/// Adam's denominator guard: positive, so a step stays finite.
+pub const ADAM_EPSILON: Bounds = Bounds::above(0.0, 1.0);
+/// Weights γ of the prior term under MAP (0 is MLE).
+pub const GAMMA: Bounds = Bounds::above(0.0, 1.0);
+/// Calibration strengths: 0 leaves the priors as they are, 1 puts them at their level.
+pub const CALIBRATION_STRENGTH: Bounds = Bounds::closed(0.0, 4.0);
+/// Calibration trims (the fraction of each bin's loudest latent samples left out of its level):
+/// below one half, so the level stays above the median.
+pub const CALIBRATION_TRIM: Bounds = Bounds::below(0.0, 0.5);
+/// Mask exponents p of the consistent masks sᵢ^p / Σⱼ sⱼ^p: 1 is the ratio of magnitudes, 2 the
+/// Wiener (power) mask, below 1 softer masks that share more of each cell.
+pub const MASK_EXPONENT: Bounds = Bounds::closed(0.25, 4.0);
+/// Seconds neighbouring frames may overlap: at most half a frame, so a sample is shared by at
+/// most two frames.
+pub const OVERLAP_SECONDS: Bounds = Bounds::closed(0.0, FRAME_SECONDS / 2.0);
+
+/// The default calibration trim: each bin's loudest 10 % of latent samples are left out of its
+/// level, because the mean of a wide level distribution is set by rare loud events that do not
+/// carry to other timbres (measurements: models/EXPERIMENTS.md).
+pub const DEFAULT_CALIBRATION_TRIM: f32 = 0.1;
+
+/// The default mask exponent: softer than the magnitude ratio, which hedges a split the search
+/// is unsure of (measurements: models/EXPERIMENTS.md). 1 restores s / Σ s exactly.
+pub const DEFAULT_MASK_EXPONENT: f32 = 0.5;
+
+/// The default calibration strength: halfway (in dB) from f(0) to the level (measurements:
+/// models/EXPERIMENTS.md).
+pub const DEFAULT_CALIBRATION_STRENGTH: f32 = 0.5;
+
+/// A setting outside the range the engine accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Error)]
+#[error("setting `{field}`: expected a value in {expected}, found {found}")]
+pub struct SettingsError {
+    /// The field of [`SeparationSettings`] (dotted for nested ones: `adam.learning_rate`).
+    pub field: &'static str,
+    /// The range it must lie in.
+    pub expected: Bounds,
+    /// The value it has.
+    pub found: f64,
+}
+
+/// `Ok` if `value` lies in `bounds`, else a [`SettingsError`] naming `field`.
+fn check(field: &'static str, value: f64, bounds: Bounds) -> Result<(), SettingsError> {
+    if bounds.contains(value) {
+        Ok(())
+    } else {
+        Err(SettingsError {
+            field,
+            expected: bounds,
+            found: value,
+        })
+    }
+}
+
+/// Everything one separation run needs to know besides the priors and the audio.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeparationSettings {
+    /// Adam hyper-parameters.
+    pub adam: AdamSettings,
+    /// Adam iterations per frame.
+    pub iterations: usize,
+    /// MLE or MAP.
+    pub objective: Objective,
+    /// Mask or mixture-phase output.
+    pub mode: OutputMode,
+    /// Exponent p of the consistent masks sᵢ^p / Σⱼ sⱼ^p: how sharply each time-frequency cell
+    /// is given to the stem that explains most of it (no effect on mixture-phase output).
+    pub mask_exponent: f32,
+    /// Seconds two neighbouring frames overlap and crossfade over.
+    pub overlap_seconds: f64,
+    /// Level calibration (see `priors::calibration`): each prior's output is scaled per bin by
+    /// (L[f(z)]/f(0))^strength, L the (trimmed) mean level — 0 leaves the priors as they are
+    /// (the paper), 1 puts them at that level, 0.5 halfway in dB.
+    pub calibration_strength: f32,
+    /// The fraction of each bin's loudest latent samples the calibration leaves out of the
+    /// level (0 = the mean level; see `priors::calibration::level_gains`).
+    pub calibration_trim: f32,
+}
+
+impl SeparationSettings {
+    /// The shipped defaults: the paper's optimizer (z = 0, Adam 0.01, 150 iterations, MLE) with
+    /// mixture-consistent masks, so the stems sum to the input.
+    pub fn default_preset() -> Self {
+        SeparationSettings {
+            adam: AdamSettings::default(),
+            iterations: 150,
+            objective: Objective::Mle,
+            mode: OutputMode::Consistent,
+            mask_exponent: DEFAULT_MASK_EXPONENT,
+            overlap_seconds: 0.5,
+            calibration_strength: DEFAULT_CALIBRATION_STRENGTH,
+            calibration_trim: DEFAULT_CALIBRATION_TRIM,
+        }
+    }
+
+    /// `Ok` if every field lies in its range (the constants above), else the first that does not,
+    /// with its range and value. The engine calls this once, when a separator is built.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        check("iterations", self.iterations as f64, ITERATIONS)?;
+        check(
+            "adam.learning_rate",
+            f64::from(self.adam.learning_rate),
+            LEARNING_RATE,
+        )?;
+        check("adam.beta1", f64::from(self.adam.beta1), ADAM_BETA)?;
+        check("adam.beta2", f64::from(self.adam.beta2), ADAM_BETA)?;
+        check("adam.epsilon", f64::from(self.adam.epsilon), ADAM_EPSILON)?;
+        if let Objective::Map { gamma } = self.objective {
+            check("objective.gamma", f64::from(gamma), GAMMA)?;
+        }
+        check("mask_exponent", f64::from(self.mask_exponent), MASK_EXPONENT)?;
+        check("overlap_seconds", self.overlap_seconds, OVERLAP_SECONDS)?;
+        check(
+            "calibration_strength",
+            f64::from(self.calibration_strength),
+            CALIBRATION_STRENGTH,
+        )?;
+        check(
+            "calibration_trim",
+            f64::from(self.calibration_trim),
+            CALIBRATION_TRIM,
+        )
+    }
+
+    /// Exactly the paper's settings: z = 0, Adam 0.01, 150 iterations, MLE, mixture phase, and
+    /// the priors' outputs as they are (no level calibration).
+    pub fn paper_preset() -> Self {
+        SeparationSettings {
+            mode: OutputMode::MixturePhase,
+            calibration_strength: 0.0,
+            ..Self::default_preset()
+        }
+    }
+}
+
+impl Default for SeparationSettings {
+    fn default() -> Self {
+        Self::default_preset()
+    }
+}
+
+/// The named presets of `--preset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// [`SeparationSettings::default_preset`].
+    Default,
+    /// [`SeparationSettings::paper_preset`].
+    Paper,
+}
+
+impl Preset {
+    /// The settings this preset stands for.
+    pub fn settings(self) -> SeparationSettings {
+        match self {
+            Preset::Default => SeparationSettings::default_preset(),
+            Preset::Paper => SeparationSettings::paper_preset(),
+        }
+    }
+}
+
+impl FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "default" => Ok(Preset::Default),
+            "paper" => Ok(Preset::Paper),
+            other => Err(format!("expected `default` or `paper`, found `{other}`")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_presets_are_valid() {
+        assert_eq!(SeparationSettings::default_preset().validate(), Ok(()));
+        assert_eq!(SeparationSettings::paper_preset().validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_field_out_of_range_is_named_with_its_range_and_value() {
+        let base = SeparationSettings::default_preset();
+        let cases: Vec<(SeparationSettings, &str, f64)> = vec![
+            (
+                SeparationSettings {
+                    iterations: 0,
+                    ..base
+                },
+                "iterations",
+                0.0,
+            ),
+            (
+                SeparationSettings {
+                    adam: AdamSettings {
+                        learning_rate: -0.5,
+                        ..base.adam
+                    },
+                    ..base
+                },
+                "adam.learning_rate",
+                -0.5,
+            ),
+            (
+                SeparationSettings {
+                    objective: Objective::Map { gamma: 1.5 },
+                    ..base
+                },
+                "objective.gamma",
+                1.5,
+            ),
+            (
+                SeparationSettings {
+                    mask_exponent: 0.2,
+                    ..base
+                },
+                "mask_exponent",
+                0.20000000298023224,
+            ),
+            (
+                SeparationSettings {
+                    overlap_seconds: 3.0,
+                    ..base
+                },
+                "overlap_seconds",
+                3.0,
+            ),
+            (
+                SeparationSettings {
+                    calibration_strength: 5.0,
+                    ..base
+                },
+                "calibration_strength",
+                5.0,
+            ),
+            (
+                SeparationSettings {
+                    calibration_trim: 0.5,
+                    ..base
+                },
+                "calibration_trim",
+                0.5,
+            ),
+        ];
+        for (settings, field, found) in cases {
+            let err = settings.validate().unwrap_err();
+            assert_eq!((err.field, err.found), (field, found));
+            assert!(!err.expected.contains(found));
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        let nan = SeparationSettings {
+            calibration_trim: f32::NAN,
+            ..base
+        };
+        assert_eq!(nan.validate().unwrap_err().field, "calibration_trim");
+    }
+}
