@@ -153,7 +153,7 @@ fn built_library() -> PathBuf {
 fn set_up_runtime() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        stemflow::engine::priors::runtime::data_dir()
+        stemflow::engine::priors::data_dir::data_dir()
             .expect("a data dir")
             .join("runtime")
     })

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use stemflow::engine::files::audio_file::read_all;
+use stemflow::engine::files::audio_file::{read_all, AudioReader};
 use stemflow::engine::files::separate_file::separate_file;
 use stemflow::engine::metrics::{median, segment_sdrs};
 use stemflow::engine::priors::prior::Prior;
@@ -42,7 +42,13 @@ fn two_source_mix_beats_half_mixture_by_6_db() {
     )
     .unwrap();
     let out = tempfile::tempdir().unwrap();
-    separate_file(&fixture.join("mix.wav"), out.path(), &mut separator, |_| {}).unwrap();
+    separate_file(
+        AudioReader::open(fixture.join("mix.wav")).unwrap(),
+        out.path(),
+        &mut separator,
+        |_| {},
+    )
+    .unwrap();
     let segment = mix.sample_rate as usize; // 1-s segments
     for stem in stems {
         let reference = read_all(fixture.join(format!("{stem}.wav"))).unwrap();
@@ -119,7 +125,7 @@ fn consistent_stems_sum_to_the_input_at_any_rate() {
         writer.finalize().unwrap();
         let mut separator = Separator::new(pool, settings, rate, 2).unwrap();
         let out = dir.path().join("out");
-        let summary = separate_file(&path, &out, &mut separator, |_| {}).unwrap();
+        let summary = separate_file(AudioReader::open(&path).unwrap(), &out, &mut separator, |_| {}).unwrap();
         assert_eq!(summary.outputs.len(), 2);
         let stems: Vec<_> = summary.outputs.iter().map(|p| read_all(p).unwrap()).collect();
         let mut signal = 0.0f64;

@@ -50,12 +50,13 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
     let names: Vec<String> = priors.iter().map(|p| p.stem().to_string()).collect();
     let threads = shared.threads;
     println!(
-        "bench: {} stems ({}), one 5-s frame of {} at {} Hz × {} ch, {} thread(s) per session, device {:?}, median of {}",
+        "bench: {} stems ({}), one 5-s frame of {} at {} Hz × {} ch, stems on {} thread(s), {} thread(s) per session, device {:?}, median of {}",
         names.len(),
         names.join(", "),
         input.display(),
         audio.sample_rate,
         audio.channels.len(),
+        shared.with_threads(Preset::Default.settings()).stem_threads,
         threads,
         shared.device,
         args.repeat
@@ -66,7 +67,7 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
     );
     let mut frame_seconds = Vec::new();
     for preset in [Preset::Default, Preset::Paper] {
-        let mut settings = preset.settings();
+        let mut settings = shared.with_threads(preset.settings());
         if let Some(iterations) = args.iterations {
             settings.iterations = iterations as usize;
         }

@@ -41,9 +41,35 @@ enum Command {
     TrainPrior(train_prior::TrainPriorArgs),
 }
 
+/// Help and version as clap prints them; any other argument error as one `stemflow: error:`
+/// line (like every other failure), exit status 2.
+fn usage_failure(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
+    }
+    let rendered = error.render().to_string();
+    let message = rendered
+        .lines()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ");
+    eprintln!("stemflow: error: {message} (see --help)");
+    ExitCode::from(2)
+}
+
 /// Parse the arguments, run the command, and turn any error into one line and an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_failure(error),
+    };
     shared::init_logging(cli.shared.verbose);
     let result = match cli.command {
         Command::Separate(args) => separate::run(&cli.shared, args),

@@ -93,6 +93,7 @@ fn option_for(field: &str) -> &'static str {
         "mask_exponent" => "--mask-exponent",
         "calibration_strength" => "--level-calibration",
         "calibration_trim" => "--level-trim",
+        "stem_threads" => "--stem-threads",
         _ => "--preset",
     }
 }
@@ -144,7 +145,7 @@ impl SeparateArgs {
 
 /// Run `separate`: open the input, load runtime and priors, stream the file through the engine.
 pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
-    let settings = args.settings()?;
+    let settings = shared.with_threads(args.settings()?);
     let reader = AudioReader::open(&args.input)?;
     let runtime = shared.runtime()?;
     let priors = shared.load_priors(&runtime, &args.stems)?;

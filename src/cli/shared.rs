@@ -4,6 +4,7 @@ use super::CliError;
 use crate::engine::priors::catalog::{default_search_dirs, PriorCatalog};
 use crate::engine::priors::prior::Prior;
 use crate::engine::priors::runtime::{Device, Runtime, RuntimeOptions, SessionOptions};
+use crate::engine::search::settings::{SeparationSettings, STEM_THREADS};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +24,10 @@ pub struct SharedArgs {
     /// Threads per ONNX Runtime session.
     #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: u16,
+    /// Threads the search runs the stems' graphs on, side by side (default: one per core; the
+    /// stems do not depend on it).
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(STEM_THREADS.min as i64..=STEM_THREADS.max as i64))]
+    pub stem_threads: Option<u16>,
     /// More log output (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -69,6 +74,14 @@ impl SharedArgs {
             beside: beside_executable(),
         };
         Ok(Runtime::load(&options)?)
+    }
+
+    /// `settings` with the thread options applied.
+    pub fn with_threads(&self, mut settings: SeparationSettings) -> SeparationSettings {
+        if let Some(threads) = self.stem_threads {
+            settings.stem_threads = usize::from(threads);
+        }
+        settings
     }
 
     /// How sessions are made.

@@ -440,8 +440,7 @@ impl Runtime {
         Ok(runtime)
     }
 
-    /// The library file in use.
-    #[cfg(test)]
+    /// The library file in use (tests hand it to child processes).
     pub fn library_path(&self) -> &Path {
         &self.library
     }

@@ -12,6 +12,7 @@ use crate::engine::priors::prior::{Prior, PriorError};
 use crate::engine::search::objective::{kl_cotangent_into, kl_divergence};
 use crate::engine::search::optimizer::Adam;
 use crate::engine::search::settings::SeparationSettings;
+use crate::engine::search::spread::spread;
 
 /// Every latent coordinate is kept within ±`LATENT_BOUND` after each update. A latent of a
 /// trained flow is N(0, 1): |z| > 8 has probability ~1e-15, so the bound never constrains a
@@ -112,10 +113,11 @@ pub struct LatentSearch {
     /// Each stem's per-bin output gain (see `level_calibration`): sᵢ = gᵢ ⊙ fᵢ(zᵢ). Ones unless
     /// [`LatentSearch::set_level_gains`] was called.
     level_gains: Vec<Vec<f32>>,
-    /// The cotangent scaled by one stem's gains, ∂D/∂fᵢ(zᵢ) = gᵢ ⊙ ∂D/∂sᵢ.
-    stem_cotangent: Vec<f32>,
-    /// Where the gradient graph writes its (uncalibrated) f(z), which the search does not need.
-    graph_output: Vec<f32>,
+    /// Each stem's cotangent scaled by its gains, ∂D/∂fᵢ(zᵢ) = gᵢ ⊙ ∂D/∂sᵢ.
+    stem_cotangents: Vec<Vec<f32>>,
+    /// Where each stem's gradient graph writes its (uncalibrated) f(z), which the search does
+    /// not need.
+    graph_outputs: Vec<Vec<f32>>,
     /// The objective at every iteration of the last run, then after the final decode (kept for
     /// the tests that check the search descends).
     #[cfg(test)]
@@ -137,8 +139,8 @@ impl LatentSearch {
             sum: vec![0.0; len],
             cotangent: vec![0.0; len],
             level_gains: vec![vec![1.0; BINS]; n_stems],
-            stem_cotangent: vec![0.0; len],
-            graph_output: vec![0.0; len],
+            stem_cotangents: buffers(),
+            graph_outputs: buffers(),
             #[cfg(test)]
             history: Vec::with_capacity(settings.iterations + 1),
         }
@@ -279,20 +281,23 @@ impl LatentSearch {
         Ok(())
     }
 
-    /// sᵢ = gᵢ ⊙ fᵢ(zᵢ) for every stem, and Σs.
+    /// sᵢ = gᵢ ⊙ fᵢ(zᵢ) for every stem (the stems side by side on the settings' threads), and
+    /// Σs (summed in stem order).
     fn decode_all(&mut self, priors: &mut [Prior]) -> Result<(), SearchError> {
         let frames = self.frames;
-        for (((prior, z), s), gains) in priors
+        let items: Vec<_> = priors
             .iter_mut()
             .zip(&self.latents)
             .zip(&mut self.stems)
             .zip(&self.level_gains)
-        {
+            .collect();
+        spread(self.settings.stem_threads, items, &|(((prior, z), s), gains)| {
             prior.decode_into(z, frames, s)?;
             for (row, &gain) in s.chunks_exact_mut(frames).zip(gains) {
                 row.iter_mut().for_each(|v| *v *= gain);
             }
-        }
+            Ok::<(), PriorError>(())
+        })?;
         self.sum.fill(0.0);
         for s in &self.stems {
             for (sum, &v) in self.sum.iter_mut().zip(s) {
@@ -302,36 +307,35 @@ impl LatentSearch {
         Ok(())
     }
 
-    /// The objective at the current latents and its gradient for every stem (into `grads`).
+    /// The objective at the current latents and its gradient for every stem (into `grads`; the
+    /// stems side by side on the settings' threads, log p summed in stem order).
     fn evaluate(&mut self, priors: &mut [Prior], mix_mag: &[f32], gamma: f32) -> Result<f64, SearchError> {
         self.decode_all(priors)?;
         let data_term = kl_divergence(mix_mag, &self.sum);
         kl_cotangent_into(mix_mag, &self.sum, &mut self.cotangent);
         let frames = self.frames;
-        let mut log_prior = 0.0f64;
-        for (((prior, z), grad), gains) in priors
+        let cotangent = &self.cotangent;
+        let items: Vec<_> = priors
             .iter_mut()
             .zip(&self.latents)
             .zip(&mut self.grads)
             .zip(&self.level_gains)
-        {
-            for ((out, row), &gain) in self
-                .stem_cotangent
+            .zip(self.stem_cotangents.iter_mut().zip(&mut self.graph_outputs))
+            .collect();
+        let log_priors = spread(self.settings.stem_threads, items, &|(
+            (((prior, z), grad), gains),
+            (stem_cotangent, graph_output),
+        )| {
+            for ((out, row), &gain) in stem_cotangent
                 .chunks_exact_mut(frames)
-                .zip(self.cotangent.chunks_exact(frames))
+                .zip(cotangent.chunks_exact(frames))
                 .zip(gains)
             {
                 out.iter_mut().zip(row).for_each(|(o, &c)| *o = c * gain);
             }
-            log_prior += prior.grad_into(
-                z,
-                &self.stem_cotangent,
-                gamma,
-                frames,
-                &mut self.graph_output,
-                grad,
-            )? as f64;
-        }
+            prior.grad_into(z, stem_cotangent, gamma, frames, graph_output, grad)
+        })?;
+        let log_prior: f64 = log_priors.iter().map(|&l| l as f64).fold(0.0, |a, l| a + l);
         Ok(data_term - gamma as f64 * log_prior)
     }
 

@@ -7,3 +7,4 @@ pub mod objective;
 pub mod optimizer;
 pub mod separator;
 pub mod settings;
+pub mod spread;

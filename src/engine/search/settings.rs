@@ -3,6 +3,7 @@
 
 use crate::engine::bounds::Bounds;
 use crate::engine::constants::FRAME_SECONDS;
+use crate::engine::search::spread::default_threads;
 pub use crate::engine::signal::resynth::OutputMode;
 use std::str::FromStr;
 use thiserror::Error;
@@ -72,6 +73,8 @@ pub const CALIBRATION_TRIM: Bounds = Bounds::below(0.0, 0.5);
 /// Mask exponents p of the consistent masks sᵢ^p / Σⱼ sⱼ^p: 1 is the ratio of magnitudes, 2 the
 /// Wiener (power) mask, below 1 softer masks that share more of each cell.
 pub const MASK_EXPONENT: Bounds = Bounds::closed(0.25, 4.0);
+/// Threads the search may run the stems on.
+pub const STEM_THREADS: Bounds = Bounds::closed(1.0, 64.0);
 /// Seconds neighbouring frames may overlap: at most half a frame, so a sample is shared by at
 /// most two frames.
 pub const OVERLAP_SECONDS: Bounds = Bounds::closed(0.0, FRAME_SECONDS / 2.0);
@@ -134,6 +137,9 @@ pub struct SeparationSettings {
     /// (L[f(z)]/f(0))^strength, L the (trimmed) mean level — 0 leaves the priors as they are
     /// (the paper), 1 puts them at that level, 0.5 halfway in dB.
     pub calibration_strength: f32,
+    /// Threads the latent search runs the stems' graphs on, side by side (the result does not
+    /// depend on it).
+    pub stem_threads: usize,
     /// The fraction of each bin's loudest latent samples the calibration leaves out of the
     /// level (0 = the mean level; see `priors::calibration::level_gains`).
     pub calibration_trim: f32,
@@ -152,6 +158,7 @@ impl SeparationSettings {
             overlap_seconds: 0.5,
             calibration_strength: DEFAULT_CALIBRATION_STRENGTH,
             calibration_trim: DEFAULT_CALIBRATION_TRIM,
+            stem_threads: default_threads().min(STEM_THREADS.max as usize),
         }
     }
 
@@ -159,6 +166,7 @@ impl SeparationSettings {
     /// with its range and value. The engine calls this once, when a separator is built.
     pub fn validate(&self) -> Result<(), SettingsError> {
         check("iterations", self.iterations as f64, ITERATIONS)?;
+        check("stem_threads", self.stem_threads as f64, STEM_THREADS)?;
         check(
             "adam.learning_rate",
             f64::from(self.adam.learning_rate),
