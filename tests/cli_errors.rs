@@ -389,3 +389,73 @@ fn train_prior_trainer_not_found() {
         &dest,
     );
 }
+
+#[test]
+fn a_stem_named_twice_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let output = separate(
+        &good_mix_in(tmp.path()),
+        &out,
+        &[
+            "--priors",
+            copy_priors(tmp.path()).to_str().unwrap(),
+            "--stems",
+            "sine,sine",
+        ],
+    );
+    assert_clean_failure(&output, "twice", &out);
+}
+
+#[test]
+fn an_output_folder_that_would_replace_the_input_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let input = tmp.path().join("sine.wav");
+    fs::rename(good_mix_in(tmp.path()), &input).unwrap();
+    let before = fs::read(&input).unwrap();
+    let output = separate(&input, tmp.path(), &["--priors", priors.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("would replace the input"), "{stderr}");
+    assert_eq!(fs::read(&input).unwrap(), before, "the input is untouched");
+    assert!(!tmp.path().join("noise.wav").exists(), "no stem was written");
+}
+
+/// Ctrl-C mid-separation: the command stops, says so, and leaves no stem or partial file.
+#[cfg(unix)]
+#[test]
+fn an_interrupt_leaves_no_partial_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let child = stemflow()
+        .arg("separate")
+        .arg(good_mix_in(tmp.path()))
+        .arg("-o")
+        .arg(&out)
+        .args(["--priors", copy_priors(tmp.path()).to_str().unwrap()])
+        .args(["--iterations", "100000", "--quiet"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    // The hidden partial stems appear once the priors are loaded and the first frame starts.
+    while fs::read_dir(&out).map_or(0, |d| d.count()) == 0 {
+        assert!(started.elapsed().as_secs() < 60, "no partial stems appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: sending SIGINT to the child we started.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopped before the end"), "{stderr}");
+    let left: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -3,7 +3,7 @@
 //! the `Separator` API reports progress and can be cancelled.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use stemflow::engine::files::audio_file::{read_all, AudioReader};
 use stemflow::engine::files::separate_file::separate_file;
 use stemflow::engine::metrics::{median, segment_sdrs};
@@ -46,6 +46,7 @@ fn two_source_mix_beats_half_mixture_by_6_db() {
         AudioReader::open(fixture.join("mix.wav")).unwrap(),
         out.path(),
         &mut separator,
+        &AtomicBool::new(false),
         |_| {},
     )
     .unwrap();
@@ -107,7 +108,7 @@ fn consistent_stems_sum_to_the_input_at_any_rate() {
         ..SeparationSettings::default()
     };
     let mut pool = priors(&["sine", "noise"]);
-    for rate in [22_050, 44_100, 48_000, 96_000] {
+    for rate in [22_050, 44_100, 48_000, 96_000, 352_800, 384_000] {
         let input = stereo_signal(rate, 7.3);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.wav");
@@ -125,7 +126,14 @@ fn consistent_stems_sum_to_the_input_at_any_rate() {
         writer.finalize().unwrap();
         let mut separator = Separator::new(pool, settings, rate, 2).unwrap();
         let out = dir.path().join("out");
-        let summary = separate_file(AudioReader::open(&path).unwrap(), &out, &mut separator, |_| {}).unwrap();
+        let summary = separate_file(
+            AudioReader::open(&path).unwrap(),
+            &out,
+            &mut separator,
+            &AtomicBool::new(false),
+            |_| {},
+        )
+        .unwrap();
         assert_eq!(summary.outputs.len(), 2);
         let stems: Vec<_> = summary.outputs.iter().map(|p| read_all(p).unwrap()).collect();
         let mut signal = 0.0f64;
@@ -208,6 +216,19 @@ fn separator_reports_progress_and_can_be_cancelled() {
         separator.separate_frame(&[&short]),
         Err(SeparationError::FrameShape { .. })
     ));
+    // NaN or infinity in a frame is a typed error naming where, never NaN on the outputs.
+    for bad in [f32::NAN, f32::INFINITY] {
+        let mut poisoned = frame.clone();
+        poisoned[1234] = bad;
+        match separator.separate_frame(&[&poisoned]) {
+            Err(SeparationError::NonFiniteInput {
+                channel: 0,
+                sample: 1234,
+                ..
+            }) => {}
+            other => panic!("expected NonFiniteInput for {bad}, got {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 mod bench;
 mod error;
+mod interrupt;
 mod priors;
 mod separate;
 mod shared;
@@ -16,6 +17,7 @@ mod trainer;
 pub use error::CliError;
 pub use train_error::TrainError;
 
+use crate::engine::files::separate_file::SeparateFileError;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -87,6 +89,10 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("stemflow: error: {error}");
+            if matches!(error, CliError::Separate(SeparateFileError::Stopped)) {
+                // The shell's convention for a command ended by Ctrl-C.
+                return ExitCode::from(130);
+            }
             ExitCode::FAILURE
         }
     }

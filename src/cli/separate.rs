@@ -1,5 +1,6 @@
 //! `stemflow separate`: one WAV per stem, a progress bar, and a summary line.
 
+use super::interrupt;
 use super::shared::SharedArgs;
 use super::CliError;
 use crate::engine::bounds::Bounds;
@@ -12,7 +13,7 @@ use crate::engine::search::settings::{
 };
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The objective named on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -143,9 +144,44 @@ impl SeparateArgs {
     }
 }
 
+/// `--stems` naming a stem twice would write one file twice.
+fn refuse_repeated_stems(stems: &[String]) -> Result<(), CliError> {
+    for (i, stem) in stems.iter().enumerate() {
+        if stems[..i].contains(stem) {
+            return Err(CliError::Usage(format!(
+                "--stems names `{stem}` twice; expected each stem once"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A stem file that would be the input itself (`-o` its folder, the input named like a stem).
+fn refuse_replacing_the_input<'a>(
+    input: &Path,
+    out_dir: &Path,
+    stems: impl Iterator<Item = &'a str>,
+) -> Result<(), CliError> {
+    let Ok(input) = input.canonicalize() else {
+        return Ok(());
+    };
+    for stem in stems {
+        let target = out_dir.join(format!("{stem}.wav"));
+        if target.canonicalize().is_ok_and(|t| t == input) {
+            return Err(CliError::Usage(format!(
+                "-o {} would replace the input {} with its `{stem}` stem; choose another folder",
+                out_dir.display(),
+                input.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Run `separate`: open the input, load runtime and priors, stream the file through the engine.
 pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
     let settings = shared.with_threads(args.settings()?);
+    refuse_repeated_stems(&args.stems)?;
     let reader = AudioReader::open(&args.input)?;
     let runtime = shared.runtime()?;
     let priors = shared.load_priors(&runtime, &args.stems)?;
@@ -164,11 +200,19 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let summary = separate_file(reader, &args.output, &mut separator, |p: JobProgress| {
-        bar.set_length((p.frames * p.iterations_per_frame).max(1) as u64);
-        bar.set_position((p.frame * p.iterations_per_frame + p.iteration) as u64);
-        bar.set_message(format!("{}/{}", (p.frame + 1).min(p.frames), p.frames));
-    })?;
+    refuse_replacing_the_input(&args.input, &args.output, separator.stem_names())?;
+    interrupt::install();
+    let summary = separate_file(
+        reader,
+        &args.output,
+        &mut separator,
+        interrupt::flag(),
+        |p: JobProgress| {
+            bar.set_length((p.frames * p.iterations_per_frame).max(1) as u64);
+            bar.set_position((p.frame * p.iterations_per_frame + p.iteration) as u64);
+            bar.set_message(format!("{}/{}", (p.frame + 1).min(p.frames), p.frames));
+        },
+    )?;
     bar.finish_and_clear();
     println!(
         "separated {:.1} s of audio into {} stems in {:.1} s, real-time factor {:.2} (wall time / audio time) -> {}",

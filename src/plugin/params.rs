@@ -209,7 +209,7 @@ pub fn filter_state(state: &mut PluginState) {
         }
     };
     if !state_is_compatible(&state.version) {
-        log::warn!(
+        nice_warn!(
             "Stemflow: state from version `{}` is not compatible with {}; loading defaults",
             state.version,
             env!("CARGO_PKG_VERSION")
@@ -232,12 +232,115 @@ pub fn filter_state(state: &mut PluginState) {
         };
         if !valid {
             if state.params.contains_key(id) {
-                log::warn!("Stemflow: invalid saved value for `{id}`; using its default");
+                nice_warn!("Stemflow: invalid saved value for `{id}`; using its default");
             }
             state.params.insert(id.clone(), default_of(ptr));
+            continue;
         }
+        if let Some(value) = state.params.get_mut(id) {
+            clamp_to_range(id, ptr, value);
+        }
+    }
+}
+
+/// Puts a restored plain value inside its parameter's range (hosts hand back whatever was
+/// saved, and the wrapper does not clamp plain values), with a log line when it moves.
+fn clamp_to_range(id: &str, ptr: &ParamPtr, value: &mut ParamValue) {
+    // SAFETY: the pointers come from the caller's `defaults`, alive while it runs.
+    let moved = unsafe {
+        match (ptr, &mut *value) {
+            (ParamPtr::FloatParam(p), ParamValue::F32(v)) => {
+                let (lo, hi) = ((**p).preview_plain(0.0), (**p).preview_plain(1.0));
+                let clamped = v.clamp(lo.min(hi), lo.max(hi));
+                std::mem::replace(v, clamped) != clamped
+            }
+            (ParamPtr::IntParam(p), ParamValue::I32(v)) => {
+                let (lo, hi) = ((**p).preview_plain(0.0), (**p).preview_plain(1.0));
+                let clamped = (*v).clamp(lo.min(hi), lo.max(hi));
+                std::mem::replace(v, clamped) != clamped
+            }
+            _ => false,
+        }
+    };
+    if moved {
+        nice_warn!("Stemflow: saved value for `{id}` was outside its range; clamped");
     }
 }
 
 /// A shared handle, as the plugin and its worker hold it.
 pub type SharedParams = Arc<StemflowParams>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state holding every parameter at its default, as this build saves it.
+    fn saved_state() -> PluginState {
+        let defaults = StemflowParams::default();
+        let params = defaults
+            .param_map()
+            .iter()
+            .map(|(id, ptr, _)| {
+                // SAFETY: `defaults` outlives the map.
+                let value = unsafe {
+                    match ptr {
+                        ParamPtr::FloatParam(p) => ParamValue::F32((**p).default_plain_value()),
+                        ParamPtr::IntParam(p) => ParamValue::I32((**p).default_plain_value()),
+                        ParamPtr::BoolParam(p) => ParamValue::Bool((**p).default_plain_value()),
+                        ParamPtr::EnumParam(p) => ParamValue::I32((**p).default_plain_value()),
+                    }
+                };
+                (id.clone(), value)
+            })
+            .collect();
+        PluginState {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            params,
+            fields: Default::default(),
+        }
+    }
+
+    #[test]
+    fn restored_values_outside_their_range_are_clamped() {
+        let mut state = saved_state();
+        state
+            .params
+            .insert("iterations".into(), ParamValue::I32(i32::MAX));
+        state.params.insert("gain_1".into(), ParamValue::F32(1e30));
+        state.params.insert("gain_2".into(), ParamValue::F32(-1e30));
+        state.params.insert("gamma".into(), ParamValue::F32(0.0));
+        state.params.insert("objective".into(), ParamValue::F32(7.0));
+        filter_state(&mut state);
+        let get = |id: &str| state.params.get(id).cloned();
+        assert!(matches!(
+            get("iterations"),
+            Some(ParamValue::I32(ITERATIONS_KNOB_MAX))
+        ));
+        assert!(matches!(get("gain_1"), Some(ParamValue::F32(v)) if v == GAIN_MAX_DB));
+        assert!(matches!(get("gain_2"), Some(ParamValue::F32(v)) if v == GAIN_MIN_DB));
+        assert!(matches!(get("gamma"), Some(ParamValue::F32(v)) if v == GAMMA_KNOB_MIN));
+        assert!(matches!(get("objective"), Some(ParamValue::F32(v)) if v == (OBJECTIVES.len() - 1) as f32));
+        let mut negative = saved_state();
+        negative
+            .params
+            .insert("iterations".into(), ParamValue::I32(i32::MIN));
+        filter_state(&mut negative);
+        assert!(matches!(
+            negative.params.get("iterations"),
+            Some(ParamValue::I32(1))
+        ));
+    }
+
+    #[test]
+    fn values_inside_their_range_are_kept() {
+        let mut state = saved_state();
+        state.params.insert("iterations".into(), ParamValue::I32(42));
+        state.params.insert("gain_3".into(), ParamValue::F32(-6.5));
+        filter_state(&mut state);
+        assert!(matches!(
+            state.params.get("iterations"),
+            Some(ParamValue::I32(42))
+        ));
+        assert!(matches!(state.params.get("gain_3"), Some(ParamValue::F32(v)) if *v == -6.5));
+    }
+}

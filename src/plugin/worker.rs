@@ -18,6 +18,7 @@ use crate::engine::search::separator::Separator;
 use crate::engine::search::settings::SeparationSettings;
 use crate::engine::signal::frames::{FrameSpan, OverlapAdd};
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
+use nice_plug::prelude::{nice_error, nice_warn};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -133,28 +134,71 @@ struct Worker {
 }
 
 impl Worker {
+    /// The worker's life: commands, loading, and one frame at a time, until shutdown. A panic
+    /// anywhere in loading or separating is caught here: it is reported on the status line and
+    /// in the host's log, the plugin passes audio through (so an offline bounce stops waiting),
+    /// and the worker goes on serving commands; the next activation tries again.
     fn run(mut self) {
         loop {
-            while let Ok(command) = self.commands.try_recv() {
-                if !self.handle(command) {
-                    return;
-                }
-            }
-            self.ensure_loaded();
-            self.ensure_separator();
-            if self.step() {
-                continue;
-            }
-            match self.commands.recv_timeout(POLL) {
-                Ok(command) => {
-                    if !self.handle(command) {
-                        return;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+            let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.turn()));
+            match turn {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(panic) => self.recover(panic.as_ref()),
             }
         }
+    }
+
+    /// One turn of the loop: pending commands, loading, at most one frame, then a short wait
+    /// (or, with nothing attached, a wait for the next command). False on shutdown.
+    fn turn(&mut self) -> bool {
+        #[cfg(test)]
+        if tests::PANIC_NEXT_TURN.swap(false, Ordering::Relaxed) {
+            panic!("injected by a test");
+        }
+        while let Ok(command) = self.commands.try_recv() {
+            if !self.handle(command) {
+                return false;
+            }
+        }
+        self.ensure_loaded();
+        self.ensure_separator();
+        if self.step() {
+            return true;
+        }
+        let next = if self.link.is_none() {
+            // Nothing to separate: sleep until the plugin says something.
+            self.commands.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            self.commands.recv_timeout(POLL)
+        };
+        match next {
+            Ok(command) => self.handle(command),
+            Err(RecvTimeoutError::Timeout) => true,
+            Err(RecvTimeoutError::Disconnected) => false,
+        }
+    }
+
+    /// After a caught panic: drop everything that may be half-updated, say why on the status
+    /// line and in the host's log, and pass audio through until the next activation.
+    fn recover(&mut self, panic: &(dyn std::any::Any + Send)) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "an internal error".into());
+        let message = format!(
+            "the separation worker stopped ({what}); passing audio through until the plugin is re-activated"
+        );
+        nice_error!("Stemflow: {message}");
+        self.separator = None;
+        self.priors = None;
+        self.crossfade = None;
+        self.loaded_device = None;
+        self.attempted_device = Some(self.params.device());
+        self.status.stem_count.store(0, Ordering::Release);
+        self.status.set_message(message);
+        self.status.set_state(WorkerState::Failed);
     }
 
     /// Applies a command; false on shutdown.
@@ -221,7 +265,7 @@ impl Worker {
             }
             Err(reason) => {
                 self.status.stem_count.store(0, Ordering::Release);
-                log::warn!("Stemflow passes audio through: {reason}");
+                nice_warn!("Stemflow passes audio through: {reason}");
                 self.status.set_message(reason);
                 self.status.set_state(WorkerState::Failed);
             }
@@ -383,7 +427,9 @@ impl Worker {
         let (epoch, index) = (frame.epoch, frame.index);
         recycle_input(link, frame);
         if let Err(e) = &result {
-            log::warn!("Stemflow: frame {index} not separated: {e}");
+            let message = format!("frame {index} not separated ({e}); played dry");
+            nice_warn!("Stemflow: {message}");
+            self.status.set_message(message);
         }
         let step = link.framing.step;
         let stems = sep.stem_count().min(SLOT_COUNT);
@@ -468,4 +514,39 @@ impl Crossfade {
 fn recycle_input(link: &Link, mut frame: Box<InputFrame>) {
     frame.filled = 0;
     let _ = link.free_inputs.push(frame);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// Makes the worker's next turn panic (fault injection for the test below).
+    pub(super) static PANIC_NEXT_TURN: AtomicBool = AtomicBool::new(false);
+
+    #[test]
+    fn a_panic_in_the_worker_is_reported_and_the_worker_keeps_serving_commands() {
+        let status = Arc::new(Status::default());
+        status.set_state(WorkerState::Loading);
+        PANIC_NEXT_TURN.store(true, Ordering::Relaxed);
+        let handle = WorkerHandle::spawn(Arc::new(StemflowParams::default()), status.clone(), Vec::new())
+            .expect("the worker starts");
+        let started = Instant::now();
+        while status.state() != WorkerState::Failed {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the panic was not reported"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let message = status.message();
+        assert!(
+            message.contains("worker stopped (injected by a test)"),
+            "{message}"
+        );
+        // Dropping the handle joins the thread: it is alive and still answers Shutdown.
+        let dropped = Instant::now();
+        drop(handle);
+        assert!(dropped.elapsed() < Duration::from_secs(10));
+    }
 }

@@ -75,6 +75,21 @@ pub enum AudioError {
         /// Why it is unusable.
         reason: String,
     },
+    /// A stem longer than a WAV file can hold (its sizes are 32-bit: 4 GiB).
+    #[error(
+        "cannot write `{path}`: a 32-bit float WAV holds at most {max_frames} sample frames \
+         ({max_hours:.1} h) at this rate and channel count, found {found_frames}"
+    )]
+    TooLongForWav {
+        /// The stem file.
+        path: PathBuf,
+        /// The most frames it can hold.
+        max_frames: u64,
+        /// The same in hours.
+        max_hours: f64,
+        /// The frames asked for.
+        found_frames: u64,
+    },
     /// A stem name that cannot be a file name.
     #[error("expected a stem name usable as a file name, found `{name}`")]
     InvalidStemName {
@@ -383,6 +398,15 @@ pub fn read_all(path: impl AsRef<Path>) -> Result<AudioBuffer, AudioError> {
     })
 }
 
+/// Bytes of sample data a WAV file can hold: its chunk sizes are 32-bit, and the RIFF size also
+/// counts the header (hound's float header is under 100 bytes; 4 KiB leaves room).
+const WAV_MAX_DATA_BYTES: u64 = u32::MAX as u64 - 4096;
+
+/// Sample frames of `channels` channels of 32-bit float a WAV stem can hold.
+pub fn wav_max_frames(channels: usize) -> u64 {
+    WAV_MAX_DATA_BYTES / (4 * channels.max(1) as u64)
+}
+
 /// One stem being written: its hound writer on a hidden temporary file and where it goes.
 struct StemWriter {
     /// Where the finished file is renamed to: `<out_dir>/<stem>.wav`.
@@ -391,6 +415,8 @@ struct StemWriter {
     writer: Option<hound::WavWriter<BufWriter<File>>>,
     /// The temporary file; deleted when dropped unless persisted.
     temp: TempPath,
+    /// Sample frames written so far.
+    frames: u64,
 }
 
 /// One 32-bit float WAV writer per stem, all in the same output directory, that either all
@@ -402,6 +428,11 @@ pub struct StemWriterSet {
     stems: Vec<StemWriter>,
     /// Channels every write must supply.
     channels: usize,
+    /// Sample rate, for the size limit's message.
+    sample_rate: u32,
+    /// Most sample frames a stem may hold ([`wav_max_frames`]); a longer stem is an error, never
+    /// a WAV whose header wrapped around.
+    max_frames: u64,
 }
 
 impl std::fmt::Debug for StemWriterSet {
@@ -482,13 +513,40 @@ impl StemWriterSet {
                 final_path: wav_path(name),
                 writer: Some(writer),
                 temp,
+                frames: 0,
             });
         }
         Ok(StemWriterSet {
             out_dir,
             stems,
             channels,
+            sample_rate,
+            max_frames: wav_max_frames(channels),
         })
+    }
+
+    /// `Ok` if a stem of `frames` sample frames fits a WAV file, else the error a write of that
+    /// length would give (so a caller that knows the length can refuse before any work).
+    pub fn check_length(&self, frames: u64) -> Result<(), AudioError> {
+        if frames <= self.max_frames {
+            return Ok(());
+        }
+        let path = self
+            .stems
+            .first()
+            .map_or_else(|| self.out_dir.clone(), |s| s.final_path.clone());
+        Err(AudioError::TooLongForWav {
+            path,
+            max_frames: self.max_frames,
+            max_hours: self.max_frames as f64 / f64::from(self.sample_rate) / 3600.0,
+            found_frames: frames,
+        })
+    }
+
+    /// Lowers the size limit, so tests can reach it without writing 4 GiB.
+    #[cfg(test)]
+    fn limit_frames(&mut self, max_frames: u64) {
+        self.max_frames = max_frames;
     }
 
     /// Appends deinterleaved frames (one slice per channel, all the same length) to stem
@@ -506,7 +564,9 @@ impl StemWriterSet {
             channels.iter().all(|c| c.len() == frames),
             "write: channel lengths differ"
         );
+        self.check_length(self.stems[stem_index].frames + frames as u64)?;
         let stem = &mut self.stems[stem_index];
+        stem.frames += frames as u64;
         let writer = stem.writer.as_mut().expect("writer present until finish");
         for i in 0..frames {
             for c in channels {
@@ -518,25 +578,98 @@ impl StemWriterSet {
         Ok(())
     }
 
-    /// Finalises every stem and renames each into place as `<stem>.wav` (replacing an existing
-    /// file); returns the final paths in stem order. On error, the temporary files are removed.
+    /// Finalises every stem, flushes each to disk, and renames each into place as `<stem>.wav`
+    /// (replacing an existing file); returns the final paths in stem order. Either every stem is
+    /// replaced or none: should a rename fail, the stems already moved are put back as they
+    /// were. On error, the temporary files are removed.
     pub fn finish(mut self) -> Result<Vec<PathBuf>, AudioError> {
         for stem in &mut self.stems {
             if let Some(writer) = stem.writer.take() {
                 writer.finalize().map_err(|e| hound_error(&stem.temp, e))?;
             }
+            sync_file(&stem.temp)?;
         }
-        let mut paths = Vec::with_capacity(self.stems.len());
+        let mut moved: Vec<(PathBuf, Option<TempPath>)> = Vec::with_capacity(self.stems.len());
         for stem in self.stems.drain(..) {
             let StemWriter { final_path, temp, .. } = stem;
-            temp.persist(&final_path).map_err(|e| AudioError::Io {
-                path: final_path.clone(),
-                source: e.error,
-            })?;
-            paths.push(final_path);
+            match replace_keeping_backup(temp, &final_path, &self.out_dir) {
+                Ok(backup) => moved.push((final_path, backup)),
+                Err(error) => {
+                    restore(moved);
+                    return Err(error);
+                }
+            }
         }
-        Ok(paths)
+        sync_dir(&self.out_dir);
+        Ok(moved.into_iter().map(|(path, _backup)| path).collect())
     }
+}
+
+/// Moves `temp` to `final_path`; an existing file there is first moved aside to a hidden backup
+/// in `dir` (deleted when the returned path is dropped, or put back by [`restore`]).
+fn replace_keeping_backup(
+    temp: TempPath,
+    final_path: &Path,
+    dir: &Path,
+) -> Result<Option<TempPath>, AudioError> {
+    let io_error = |source| AudioError::Io {
+        path: final_path.to_path_buf(),
+        source,
+    };
+    let backup = if final_path.exists() {
+        let name = final_path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let backup = tempfile::Builder::new()
+            .prefix(&format!(".{name}.old-"))
+            .tempfile_in(dir)
+            .map_err(io_error)?
+            .into_temp_path();
+        std::fs::rename(final_path, &backup).map_err(io_error)?;
+        Some(backup)
+    } else {
+        None
+    };
+    match temp.persist(final_path) {
+        Ok(()) => Ok(backup),
+        Err(e) => {
+            if let Some(backup) = backup {
+                let _ = backup.persist(final_path);
+            }
+            Err(io_error(e.error))
+        }
+    }
+}
+
+/// Puts back what [`replace_keeping_backup`] replaced: each new stem is removed and its backup,
+/// if any, renamed to where it was.
+fn restore(moved: Vec<(PathBuf, Option<TempPath>)>) {
+    for (final_path, backup) in moved.into_iter().rev() {
+        let _ = std::fs::remove_file(&final_path);
+        if let Some(backup) = backup {
+            let _ = backup.persist(&final_path);
+        }
+    }
+}
+
+/// Flushes a written file's data to disk before it is renamed into place.
+fn sync_file(path: &Path) -> Result<(), AudioError> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|source| AudioError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Flushes a folder's entries (the renames) to disk where the platform allows; best effort.
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 /// Maps a hound error on the temporary file `temp` to an [`AudioError`].
@@ -785,6 +918,57 @@ mod tests {
             set.write(0, &[&[0.5; 100]]).unwrap();
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_stem_longer_than_a_wav_can_hold_is_an_error_not_a_wrapped_file() {
+        // 3.1 h at 48 kHz stereo is the real limit; the test lowers it to 250 frames.
+        assert_eq!(wav_max_frames(2), (u32::MAX as u64 - 4096) / 8);
+        assert!(wav_max_frames(2) as f64 / 48_000.0 / 3600.0 > 3.1);
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut set = StemWriterSet::create(dir.path(), &["bass"], 48_000, 2).unwrap();
+            set.limit_frames(250);
+            assert!(set.check_length(250).is_ok());
+            set.write(0, &[&[0.1; 200], &[0.1; 200]]).unwrap();
+            match set.write(0, &[&[0.1; 100], &[0.1; 100]]) {
+                Err(AudioError::TooLongForWav {
+                    max_frames: 250,
+                    found_frames: 300,
+                    ..
+                }) => {}
+                other => panic!("expected TooLongForWav, got {other:?}"),
+            }
+            let message = set.check_length(300).unwrap_err().to_string();
+            assert!(message.contains("at most 250 sample frames"), "{message}");
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing left behind"
+        );
+    }
+
+    #[test]
+    fn a_failed_rename_puts_back_the_stems_already_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bass.wav"), b"the old bass").unwrap();
+        // `other.wav` is a folder with something in it: no file can be renamed onto it.
+        std::fs::create_dir_all(dir.path().join("other.wav").join("keep")).unwrap();
+        let mut set = StemWriterSet::create(dir.path(), &["bass", "other"], 44_100, 1).unwrap();
+        set.write(0, &[&[0.5; 100]]).unwrap();
+        set.write(1, &[&[0.25; 100]]).unwrap();
+        assert!(set.finish().is_err());
+        assert_eq!(
+            std::fs::read(dir.path().join("bass.wav")).unwrap(),
+            b"the old bass"
+        );
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["bass.wav", "other.wav"], "no backups or partials left");
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub enum SeparateFileError {
         /// What the framing said.
         source: FrameError,
     },
+    /// The caller asked the job to stop (e.g. Ctrl-C) before it finished.
+    #[error("stopped before the end; nothing was written")]
+    Stopped,
     /// The separator was built for another format than the file has.
     #[error("{path}: expected {expected_rate} Hz × {expected_channels} channels (the separator's format), found {found_rate} Hz × {found_channels}")]
     FormatMismatch {
@@ -86,11 +89,13 @@ impl Drop for SetOnDrop<'_> {
 
 /// Separate what `reader` decodes into `out_dir/<stem>.wav` with `separator` (built for the
 /// file's rate and channel count). `on_progress` is called from a helper thread about ten times
-/// a second.
+/// a second. Setting `stop` (from any thread, or a signal handler) ends the job within about
+/// one iteration with [`SeparateFileError::Stopped`], leaving nothing in `out_dir`.
 pub fn separate_file(
     mut reader: AudioReader,
     out_dir: &Path,
     separator: &mut Separator,
+    stop: &AtomicBool,
     on_progress: impl FnMut(JobProgress) + Send,
 ) -> Result<JobSummary, SeparateFileError> {
     let started = Instant::now();
@@ -113,18 +118,27 @@ pub fn separate_file(
     })?;
     let names: Vec<String> = separator.stem_names().map(str::to_string).collect();
     let mut writers = StemWriterSet::create(out_dir, &names, rate, channels)?;
+    if let Some(total) = reader.total_frames() {
+        // Refuse a file whose stems cannot be written before hours of separation, not after.
+        writers.check_length(total)?;
+    }
     let frames = reader
         .total_frames()
         .map_or(0, |total| geometry.count_for(total) as usize);
     let frame_in_work = AtomicUsize::new(0);
     let done = AtomicBool::new(false);
     let progress = separator.progress();
+    let cancel = separator.cancel_flag();
     let iterations = separator.settings().iterations;
     let total = std::thread::scope(|scope| {
         let mut on_progress = on_progress;
-        let (progress, frame_in_work, done) = (&progress, &frame_in_work, &done);
+        let (progress, frame_in_work, done, cancel) = (&progress, &frame_in_work, &done, &cancel);
         scope.spawn(move || {
             while !done.load(Ordering::Acquire) {
+                if stop.load(Ordering::Relaxed) {
+                    // The separator clears its flag when a frame starts: keep it set.
+                    cancel.store(true, Ordering::Relaxed);
+                }
                 let frame = frame_in_work.load(Ordering::Relaxed);
                 on_progress(JobProgress {
                     frame,
@@ -143,7 +157,21 @@ pub fn separate_file(
             });
         });
         let _done = SetOnDrop(done);
-        stream_frames(&mut reader, geometry, separator, &mut writers, frame_in_work)
+        stream_frames(
+            &mut reader,
+            geometry,
+            separator,
+            &mut writers,
+            frame_in_work,
+            stop,
+        )
+    })
+    .map_err(|e| {
+        if stop.load(Ordering::Relaxed) {
+            SeparateFileError::Stopped
+        } else {
+            e
+        }
     })?;
     if total == 0 {
         return Err(AudioError::Empty {
@@ -161,13 +189,15 @@ pub fn separate_file(
 }
 
 /// Reads, separates, crossfades and writes every frame; returns the samples per channel read.
-/// `frame_in_work` follows the frame being separated, for the progress display.
+/// `frame_in_work` follows the frame being separated, for the progress display; `stop` is
+/// looked at before every frame.
 fn stream_frames(
     reader: &mut AudioReader,
     geometry: FrameGeometry,
     separator: &mut Separator,
     writers: &mut StemWriterSet,
     frame_in_work: &AtomicUsize,
+    stop: &AtomicBool,
 ) -> Result<u64, SeparateFileError> {
     let channels = reader.channels();
     let n_stems = separator.stem_count();
@@ -176,6 +206,9 @@ fn stream_frames(
     let mut ready = vec![vec![0.0f32; geometry.frame_len()]; n_stems * channels];
     let mut total = 0u64;
     while let Some(span) = frames.next_frame(|out, max| reader.read_into(out, max))? {
+        if stop.load(Ordering::Relaxed) {
+            return Err(SeparateFileError::Stopped);
+        }
         frame_in_work.store(span.index as usize, Ordering::Relaxed);
         separator.separate_frame(&frames.frame())?;
         let n = crossfade_frame(separator, &mut overlap_add, span, &mut ready);

@@ -51,6 +51,16 @@ pub enum SeparationError {
     /// The audio's format is outside what the engine supports.
     #[error("cannot separate: {0}")]
     Format(#[from] FormatError),
+    /// The frame holds NaN or infinite samples (callers zero them first, as the framer does).
+    #[error("expected finite samples, found {found} at channel {channel}, sample {sample}")]
+    NonFiniteInput {
+        /// Channel of the first such sample.
+        channel: usize,
+        /// Its position in the frame.
+        sample: usize,
+        /// Its value.
+        found: f32,
+    },
     /// A separator needs at least one prior.
     #[error("cannot separate: expected at least one prior, found none")]
     NoPriors,
@@ -199,6 +209,7 @@ impl Separator {
                 found_len,
             });
         }
+        let peak = finite_peak(frame)?;
         self.cancel.store(false, Ordering::Relaxed);
         let scale = 1.0 / self.channels as f32;
         self.downmix.iter_mut().for_each(|s| *s = 0.0);
@@ -214,11 +225,7 @@ impl Separator {
         self.stft
             .magnitudes_bin_major_into(&self.spectrum, FRAMES, &mut self.mix_mag);
 
-        let peak = frame
-            .iter()
-            .flat_map(|c| c.iter())
-            .fold(0.0f32, |m, &x| m.max(x.abs()));
-        let stems: Vec<&[f32]> = if peak < SILENCE_PEAK || !peak.is_finite() {
+        let stems: Vec<&[f32]> = if peak < SILENCE_PEAK {
             let share = 1.0 / self.priors.len() as f32;
             for stem in &mut self.silent_stems {
                 for (s, &x) in stem.iter_mut().zip(&self.mix_mag) {
@@ -246,6 +253,24 @@ impl Separator {
     pub fn stems(&self) -> &[Vec<Vec<f32>>] {
         &self.stems
     }
+}
+
+/// The largest |sample| of `frame`, or where its first non-finite sample is.
+fn finite_peak(frame: &[&[f32]]) -> Result<f32, SeparationError> {
+    let mut peak = 0.0f32;
+    for (channel, samples) in frame.iter().enumerate() {
+        for (sample, &x) in samples.iter().enumerate() {
+            if !x.is_finite() {
+                return Err(SeparationError::NonFiniteInput {
+                    channel,
+                    sample,
+                    found: x,
+                });
+            }
+            peak = peak.max(x.abs());
+        }
+    }
+    Ok(peak)
 }
 
 impl Separator {
