@@ -162,8 +162,8 @@ fn set_up_runtime() -> PathBuf {
 
 /// The plugin, copied into a CLAP folder laid out like the bundle (`Stemflow.clap`, `lib/` with
 /// the runtime, `priors/`), loaded once per process. The set-up location is hidden from the
-/// plugin (`STEMFLOW_DATA_DIR` points at an empty folder), so it must find its runtime relative
-/// to its own binary.
+/// plugin (`STEMFLOW_DATA_DIR` and `XDG_DATA_HOME` point at an empty folder), so it must find its
+/// runtime relative to its own binary.
 fn entry() -> &'static PluginEntry {
     static ENTRY: OnceLock<(tempfile::TempDir, PluginEntry)> = OnceLock::new();
     &ENTRY
@@ -189,6 +189,9 @@ fn entry() -> &'static PluginEntry {
             std::fs::create_dir_all(&empty).unwrap();
             // SAFETY (edition 2021: safe): set once, before any plugin thread reads it.
             std::env::set_var("STEMFLOW_DATA_DIR", &empty);
+            // The plugin ignores that override and looks in the platform's data folder: make
+            // that empty too, so only the bundle's priors are seen.
+            std::env::set_var("XDG_DATA_HOME", &empty);
             let clap = folder.join("Stemflow.clap");
             std::fs::copy(built_library(), &clap).unwrap();
             // SAFETY: loading our own plugin library.
@@ -717,18 +720,32 @@ fn state_round_trips_and_bad_states_load_defaults() {
         assert!((x - y).abs() < 1e-6, "{name}: saved {x}, restored {y}");
     }
 
-    // An older state version: defaults, no crash.
-    let text = String::from_utf8_lossy(&saved).into_owned();
-    if let Some(at) = text.find("\"version\":\"") {
-        let start = at + "\"version\":\"".len();
-        let end = start + text[start..].find('"').unwrap();
-        let older = format!("{}0.0.1{}", &text[..start], &text[end..]);
-        let mut c = instance();
+    // A state saved by another version keeps its values (parameter ids are stable). The state is
+    // a binary header then JSON: the version is replaced in the bytes, by one of the same length.
+    let key = b"\"version\":\"";
+    let at = saved
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("the state names its version")
+        + key.len();
+    let len = saved[at..].iter().position(|&b| b == b'"').unwrap();
+    let mut older = saved.clone();
+    older[at..at + len].copy_from_slice(&b"9.9.99999"[..len]);
+    assert_ne!(older, saved);
+    let mut c = instance();
+    {
         let handle = c.plugin_handle();
         let state: PluginState = handle.get_extension().unwrap();
-        let _ = state.load(&handle, &mut older.as_bytes());
-        let values = param_values(&mut c);
-        assert_eq!(values, defaults, "an older state loads the defaults");
+        state
+            .load(&handle, &mut older.as_slice())
+            .expect("a state of another version loads");
+    }
+    let values = param_values(&mut c);
+    for ((name, x), (_, y)) in set_values.iter().zip(&values) {
+        assert!(
+            (x - y).abs() < 1e-6,
+            "{name}: saved {x}, restored from another version {y}"
+        );
     }
 
     // Garbage: refused or ignored, never a crash; the instance still works.

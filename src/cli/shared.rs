@@ -72,6 +72,7 @@ impl SharedArgs {
         let options = RuntimeOptions {
             library: self.ort_lib.clone(),
             beside: beside_executable(),
+            only_beside: false,
         };
         Ok(Runtime::load(&options)?)
     }

@@ -185,15 +185,9 @@ impl StemflowParams {
     }
 }
 
-/// The state format this build writes; states of another major.minor load as defaults.
-pub fn state_is_compatible(version: &str) -> bool {
-    let ours: Vec<&str> = env!("CARGO_PKG_VERSION").split('.').take(2).collect();
-    let theirs: Vec<&str> = version.split('.').take(2).collect();
-    ours == theirs
-}
-
-/// Makes a loaded state safe: an incompatible (older or newer) state, or any value of the wrong
-/// type or not finite, is replaced by the parameter's default, with a log line.
+/// Makes a loaded state safe, whichever version saved it: a value of the wrong type or not
+/// finite is replaced by the parameter's default, a value outside its range is clamped, values
+/// of parameters this build does not have are dropped, each with a log line.
 pub fn filter_state(state: &mut PluginState) {
     let defaults = StemflowParams::default();
     let map = defaults.param_map();
@@ -208,19 +202,17 @@ pub fn filter_state(state: &mut PluginState) {
             }
         }
     };
-    if !state_is_compatible(&state.version) {
-        nice_warn!(
-            "Stemflow: state from version `{}` is not compatible with {}; loading defaults",
+    if state.version != env!("CARGO_PKG_VERSION") {
+        // Parameter ids are stable: each value is kept if it still fits its parameter.
+        nice_log!(
+            "Stemflow: loading a state saved by version `{}` into {}",
             state.version,
             env!("CARGO_PKG_VERSION")
         );
-        state.params = map
-            .iter()
-            .map(|(id, ptr, _)| (id.clone(), default_of(ptr)))
-            .collect();
-        state.fields.clear();
-        return;
     }
+    state
+        .params
+        .retain(|id, _| map.iter().any(|(known, _, _)| known == id));
     for (id, ptr, _) in &map {
         let valid = match (ptr, state.params.get(id)) {
             (ParamPtr::FloatParam(_), Some(ParamValue::F32(v))) => v.is_finite(),

@@ -11,7 +11,7 @@ use super::params::StemflowParams;
 use super::queues::{InputFrame, Link, Segment, SEGMENTS};
 use super::slots::{assign_slots, SLOT_COUNT, SLOT_NAMES};
 use super::status::{Status, WorkerState};
-use crate::engine::priors::catalog::{default_search_dirs, PriorCatalog};
+use crate::engine::priors::catalog::{installed_search_dirs, PriorCatalog};
 use crate::engine::priors::prior::Prior;
 use crate::engine::priors::runtime::{Device, Runtime, RuntimeOptions, SessionOptions};
 use crate::engine::search::separator::Separator;
@@ -20,10 +20,13 @@ use crate::engine::signal::frames::{FrameSpan, OverlapAdd};
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
 use nice_plug::prelude::{nice_error, nice_warn};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// Why a load stopped half-way: the plugin detached or is shutting down.
+const LOAD_INTERRUPTED: &str = "loading interrupted; it starts again at the next activation";
 
 /// How long the idle worker sleeps between looks at its queue.
 const POLL: Duration = Duration::from_millis(2);
@@ -38,11 +41,43 @@ pub enum Command {
     Shutdown,
 }
 
+/// How the plugin stops the worker's current work at once: a count of stop requests (Detach and
+/// Shutdown sent) and the cancel flag every separator of this worker polls. The worker clears the
+/// flag, then compares the count with the stop commands it has handled, before each frame and
+/// between prior loads; the plugin counts, then sets the flag. Whatever the interleaving, a stop
+/// request is seen by the next check or by the search's next iteration.
+#[derive(Default)]
+struct StopSignal {
+    /// Detach and Shutdown commands sent so far.
+    requests: AtomicU64,
+    /// Polled by the search in every iteration.
+    cancel: Arc<AtomicBool>,
+}
+
+impl StopSignal {
+    /// Main thread: ask whatever runs to stop.
+    fn request(&self) {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// Worker: true if a stop was requested that the worker has not handled yet (`handled` stop
+    /// commands so far); otherwise clears the cancel flag for the work about to start.
+    fn pending(&self, handled: u64) -> bool {
+        self.cancel.store(false, Ordering::SeqCst);
+        if self.requests.load(Ordering::SeqCst) != handled {
+            self.cancel.store(true, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+}
+
 /// The plugin's handle on its worker thread.
 pub struct WorkerHandle {
     commands: Sender<Command>,
-    /// Cancel flag of the separator in work (worker ↔ main thread only).
-    cancel: Arc<Mutex<Option<Arc<AtomicBool>>>>,
+    /// Stops the worker's current load or frame when the plugin detaches or shuts it down.
+    stop: Arc<StopSignal>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -50,12 +85,13 @@ impl WorkerHandle {
     /// Starts the worker; `beside` are the folders holding the bundle's runtime and priors.
     pub fn spawn(params: Arc<StemflowParams>, status: Arc<Status>, beside: Vec<PathBuf>) -> Option<Self> {
         let (tx, rx) = crossbeam::channel::unbounded();
-        let cancel = Arc::new(Mutex::new(None));
+        let stop = Arc::new(StopSignal::default());
         let worker = Worker {
             params,
             status,
             beside,
-            cancel: Arc::clone(&cancel),
+            stop: Arc::clone(&stop),
+            stops_handled: 0,
             commands: rx,
             link: None,
             segments_made: 0,
@@ -72,7 +108,7 @@ impl WorkerHandle {
             .ok()?;
         Some(WorkerHandle {
             commands: tx,
-            cancel,
+            stop,
             thread: Some(thread),
         })
     }
@@ -80,16 +116,9 @@ impl WorkerHandle {
     /// Sends a command (never blocks: the channel is unbounded and used off the audio thread).
     pub fn send(&self, command: Command) {
         if matches!(command, Command::Detach | Command::Shutdown) {
-            self.cancel_frame();
+            self.stop.request();
         }
         let _ = self.commands.send(command);
-    }
-
-    /// Asks the frame in work, if any, to stop.
-    fn cancel_frame(&self) {
-        if let Some(flag) = self.cancel.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            flag.store(true, Ordering::Relaxed);
-        }
     }
 }
 
@@ -115,7 +144,10 @@ struct Worker {
     params: Arc<StemflowParams>,
     status: Arc<Status>,
     beside: Vec<PathBuf>,
-    cancel: Arc<Mutex<Option<Arc<AtomicBool>>>>,
+    /// Stop requests from the plugin (see [`StopSignal`]).
+    stop: Arc<StopSignal>,
+    /// Detach and Shutdown commands handled so far.
+    stops_handled: u64,
     commands: Receiver<Command>,
     link: Option<Arc<Link>>,
     /// Segments allocated for the current link.
@@ -217,12 +249,16 @@ impl Worker {
                 true
             }
             Command::Detach => {
+                self.stops_handled += 1;
                 if let Some(link) = self.link.take() {
                     link.closed.store(true, Ordering::Release);
                 }
                 true
             }
-            Command::Shutdown => false,
+            Command::Shutdown => {
+                self.stops_handled += 1;
+                false
+            }
         }
     }
 
@@ -263,6 +299,11 @@ impl Worker {
                 self.status.set_message(message);
                 self.status.set_state(WorkerState::Ready);
             }
+            Err(reason) if reason == LOAD_INTERRUPTED => {
+                // Detached or shutting down mid-load: try again at the next activation.
+                self.attempted_device = None;
+                self.status.set_message(reason);
+            }
             Err(reason) => {
                 self.status.stem_count.store(0, Ordering::Release);
                 nice_warn!("Stemflow passes audio through: {reason}");
@@ -277,9 +318,10 @@ impl Worker {
         let runtime = Runtime::load(&RuntimeOptions {
             library: None,
             beside: self.beside.clone(),
+            only_beside: true,
         })
         .map_err(|e| e.to_string())?;
-        let dirs = default_search_dirs(None, &self.beside);
+        let dirs = installed_search_dirs(&self.beside);
         let catalog = PriorCatalog::discover(&dirs);
         if catalog.entries().is_empty() {
             let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
@@ -295,6 +337,9 @@ impl Worker {
                 problems.push(format!("{}: no free output slot", entry.stem));
                 continue;
             };
+            if self.stop.pending(self.stops_handled) {
+                return Err(LOAD_INTERRUPTED.into());
+            }
             match Prior::load(&runtime, &entry.dir, &options) {
                 Ok(prior) => {
                     priors.push(prior);
@@ -342,18 +387,26 @@ impl Worker {
             (None, None) => return,
         };
         match Separator::new(priors, settings, link.sample_rate, link.channels) {
-            Ok(sep) => {
-                *self.cancel.lock().unwrap_or_else(|p| p.into_inner()) = Some(sep.cancel_flag());
+            Ok(mut sep) => {
+                sep.set_cancel_flag(Arc::clone(&self.stop.cancel));
                 *self
                     .status
                     .frame_progress
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = Some(sep.progress());
-                let stems = sep.stem_count().min(SLOT_COUNT);
-                self.crossfade = Some(Crossfade {
-                    overlap_add: OverlapAdd::new(link.framing.geometry, stems * link.channels),
-                    epoch: None,
+                let channels = sep.stem_count().min(SLOT_COUNT) * link.channels;
+                let geometry = link.framing.geometry;
+                // A change of settings alone keeps the pending tail, so the next frame still
+                // crossfades with the last one (no glitch at the change).
+                let same_shape = self.crossfade.as_ref().is_some_and(|c| {
+                    *c.overlap_add.geometry() == geometry && c.overlap_add.channels() == channels
                 });
+                if !same_shape {
+                    self.crossfade = Some(Crossfade {
+                        overlap_add: OverlapAdd::new(geometry, channels),
+                        epoch: None,
+                    });
+                }
                 self.separator = Some(sep);
             }
             Err(e) => {
@@ -382,6 +435,10 @@ impl Worker {
                 }
                 return any;
             }
+            return false;
+        }
+        if self.stop.pending(self.stops_handled) {
+            // A Detach or Shutdown is on its way: handle it before any frame.
             return false;
         }
         let mut chosen: Option<Box<InputFrame>> = None;
@@ -523,6 +580,22 @@ mod tests {
 
     /// Makes the worker's next turn panic (fault injection for the test below).
     pub(super) static PANIC_NEXT_TURN: AtomicBool = AtomicBool::new(false);
+
+    #[test]
+    fn a_stop_request_is_seen_whenever_it_lands() {
+        let stop = StopSignal::default();
+        // Before the worker's check: the check reports it, and the flag stays set.
+        stop.request();
+        assert!(stop.pending(0));
+        assert!(stop.cancel.load(Ordering::SeqCst));
+        // Once the worker has handled that command, nothing is pending and the flag is clear.
+        assert!(!stop.pending(1));
+        assert!(!stop.cancel.load(Ordering::SeqCst));
+        // After the check, during the frame: the flag the search polls is set again.
+        stop.request();
+        assert!(stop.cancel.load(Ordering::SeqCst));
+        assert!(stop.pending(1));
+    }
 
     #[test]
     fn a_panic_in_the_worker_is_reported_and_the_worker_keeps_serving_commands() {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::engine::priors::data_dir::{data_dir, non_empty_env};
+use crate::engine::priors::data_dir::{conventional_data_dir, data_dir, non_empty_env};
 use crate::engine::priors::manifest::MANIFEST_FILE;
 
 /// Environment variable listing extra prior folders (path-list syntax, like `PATH`).
@@ -151,6 +151,20 @@ pub fn default_search_dirs(explicit: Option<&Path>, beside: &[PathBuf]) -> Vec<P
         user_priors_dir().as_deref(),
         beside,
         shipped_priors_dir().as_deref(),
+    )
+}
+
+/// Where an installed plugin looks for priors, first wins: the user's `priors/` folder by the
+/// platform's conventions (where `train-prior` installs when no override is set), then
+/// `<beside>/priors` for each bundle folder. No environment override and no source tree: the
+/// plugin sees what is installed.
+pub fn installed_search_dirs(beside: &[PathBuf]) -> Vec<PathBuf> {
+    search_dirs_from(
+        None,
+        &[],
+        conventional_data_dir().map(|d| d.join("priors")).as_deref(),
+        beside,
+        None,
     )
 }
 

@@ -20,6 +20,18 @@ pub fn data_dir() -> Option<PathBuf> {
     )
 }
 
+/// The per-user data folder by the platform's conventions only (`$XDG_DATA_HOME/stemflow`,
+/// `~/.local/share/stemflow`, `%LOCALAPPDATA%\stemflow`), ignoring `$STEMFLOW_DATA_DIR`: what an
+/// installed plugin uses, so a host's environment cannot redirect it.
+pub fn conventional_data_dir() -> Option<PathBuf> {
+    data_dir_from(
+        None,
+        non_empty_env("XDG_DATA_HOME"),
+        non_empty_env("HOME"),
+        non_empty_env("LOCALAPPDATA"),
+    )
+}
+
 /// [`data_dir`] from explicit variable values, so the rule can be tested without touching the
 /// process environment.
 pub fn data_dir_from(

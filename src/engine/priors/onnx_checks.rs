@@ -5,8 +5,9 @@
 //! Runtime would load any file a graph names, so the engine checks that the graphs name no file
 //! the manifest does not hash. Only the messages that can hold a tensor are walked (schema of
 //! onnx.proto3): ModelProto.graph (7) and .functions (25); GraphProto.node (1), .initializer (5),
-//! .sparse_initializer (15); FunctionProto.node (7); NodeProto.attribute (5); AttributeProto.t (5),
-//! .g (6), .graphs (10), .tensors (11), .sparse_tensor (22), .sparse_tensors (23);
+//! .sparse_initializer (15); FunctionProto.node (7), .attribute_proto (11); NodeProto.attribute
+//! (5); AttributeProto.t (5), .g (6), .tensors (10), .graphs (11), .sparse_tensor (22),
+//! .sparse_tensors (23);
 //! SparseTensorProto.values (1), .indices (2); TensorProto.external_data (13), whose
 //! StringStringEntryProto key (1) `location` has the file name in value (2).
 
@@ -77,11 +78,12 @@ fn walk(
             (Message::Model, 7) => Some(Message::Graph),
             (Message::Model, 25) => Some(Message::Function),
             (Message::Graph, 1) | (Message::Function, 7) => Some(Message::Node),
+            (Message::Function, 11) => Some(Message::Attribute),
             (Message::Graph, 5) => Some(Message::Tensor),
             (Message::Graph, 15) => Some(Message::SparseTensor),
             (Message::Node, 5) => Some(Message::Attribute),
-            (Message::Attribute, 5 | 11) => Some(Message::Tensor),
-            (Message::Attribute, 6 | 10) => Some(Message::Graph),
+            (Message::Attribute, 5 | 10) => Some(Message::Tensor),
+            (Message::Attribute, 6 | 11) => Some(Message::Graph),
             (Message::Attribute, 22 | 23) => Some(Message::SparseTensor),
             (Message::SparseTensor, 1 | 2) => Some(Message::Tensor),
             (Message::Tensor, 13) => Some(Message::StringEntry),
@@ -237,6 +239,23 @@ mod tests {
         graph.extend(field(15, &field(1, &external_tensor("sparse.bin"))));
         let locations = external_data_locations(&model(&graph)).unwrap();
         assert!(locations.contains("inner.bin") && locations.contains("sparse.bin"));
+    }
+
+    #[test]
+    fn repeated_tensor_and_graph_attributes_and_function_attributes_are_found() {
+        // onnx.proto3: AttributeProto.tensors = 10, .graphs = 11; FunctionProto.attribute_proto = 11.
+        let listed = field(10, &external_tensor("in-tensors.bin"));
+        let subgraph = field(11, &field(5, &external_tensor("in-graphs.bin")));
+        let mut node = field(5, &listed);
+        node.extend(field(5, &subgraph));
+        let mut out = model(&field(1, &node));
+        let function_attribute = field(5, &external_tensor("function-default.bin"));
+        out.extend(field(25, &field(11, &function_attribute))); // functions { attribute_proto { t } }
+        let locations = external_data_locations(&out).unwrap();
+        assert_eq!(
+            locations.into_iter().collect::<Vec<_>>(),
+            ["function-default.bin", "in-graphs.bin", "in-tensors.bin"]
+        );
     }
 
     #[test]

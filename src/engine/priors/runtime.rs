@@ -111,6 +111,9 @@ pub struct RuntimeOptions {
     /// Folders to search before the set-up location: the CLI passes its executable's folder, the
     /// plugin its bundle folder. Each is searched directly and in its `lib/` subfolder.
     pub beside: Vec<PathBuf>,
+    /// Look only in `beside`: no environment variable, no set-up location. An installed plugin
+    /// must find the runtime of its own bundle, whatever the host's environment says.
+    pub only_beside: bool,
 }
 
 /// Which lookup rule produced the library, so `stemflow doctor`-style output can say why.
@@ -163,11 +166,14 @@ pub struct LocatedLibrary {
 impl LibraryLookup {
     /// The lookup for `options` and the current process environment.
     pub fn from_env(options: &RuntimeOptions) -> LibraryLookup {
+        let environment = !options.only_beside;
         LibraryLookup {
             explicit: options.library.clone(),
-            env_var: non_empty_env(ORT_LIB_ENV).map(PathBuf::from),
+            env_var: non_empty_env(ORT_LIB_ENV)
+                .filter(|_| environment)
+                .map(PathBuf::from),
             beside: options.beside.clone(),
-            set_up_dir: data_dir().map(|d| d.join("runtime")),
+            set_up_dir: data_dir().filter(|_| environment).map(|d| d.join("runtime")),
         }
     }
 
@@ -567,6 +573,7 @@ mod tests {
         let again = Runtime::load(&RuntimeOptions {
             library: Some(set_up_library()),
             beside: vec![],
+            only_beside: false,
         })
         .unwrap();
         assert!(Arc::ptr_eq(&runtime, &again));
@@ -577,6 +584,7 @@ mod tests {
         let other = Runtime::load(&RuntimeOptions {
             library: Some(copy),
             beside: vec![],
+            only_beside: false,
         })
         .unwrap();
         assert!(Arc::ptr_eq(&runtime, &other));
@@ -589,6 +597,7 @@ mod tests {
         let options = RuntimeOptions {
             library: Some(missing.clone()),
             beside: vec![],
+            only_beside: false,
         };
         match Runtime::load(&options) {
             Err(RuntimeError::NotFound { tried }) => assert_eq!(tried, vec![missing]),
@@ -611,6 +620,7 @@ mod tests {
         let options = RuntimeOptions {
             library: Some(fake),
             beside: vec![],
+            only_beside: false,
         };
         assert!(matches!(
             Runtime::load(&options),
@@ -679,6 +689,7 @@ mod tests {
             let options = RuntimeOptions {
                 library: Some(library),
                 beside: vec![],
+                only_beside: false,
             };
             let result = Runtime::load(&options);
             assert!(
@@ -756,6 +767,18 @@ mod tests {
             }
             other => panic!("expected NotFound, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_lookup_confined_to_its_bundle_reads_no_environment() {
+        let options = RuntimeOptions {
+            beside: vec![PathBuf::from("/bundle")],
+            only_beside: true,
+            ..RuntimeOptions::default()
+        };
+        let lookup = LibraryLookup::from_env(&options);
+        assert_eq!((lookup.env_var, lookup.set_up_dir), (None, None));
+        assert_eq!(lookup.beside, vec![PathBuf::from("/bundle")]);
     }
 
     #[test]

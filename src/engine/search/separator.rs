@@ -17,7 +17,7 @@ use crate::engine::signal::resample::{FrameResampler, ResampleError};
 use crate::engine::signal::resynth::{ResynthError, ResynthPlan};
 use crate::engine::signal::stft::Stft;
 use realfft::num_complex::Complex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -192,9 +192,17 @@ impl Separator {
         Arc::clone(&self.progress)
     }
 
-    /// Set this flag from any thread to cancel the frame in work; it is cleared when a frame starts.
+    /// Set this flag from any thread to cancel the frame in work (and every later one until the
+    /// owner clears it: the separator never clears it itself, so a request made just before a
+    /// frame starts is not lost).
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.cancel)
+    }
+
+    /// Polls `flag` instead of the separator's own cancel flag (a worker shares one flag across
+    /// the separators it builds).
+    pub fn set_cancel_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.cancel = flag;
     }
 
     /// Separate one frame: `frame[channel]` holds [`Self::frame_len`] host-rate samples (zero-pad a
@@ -210,7 +218,6 @@ impl Separator {
             });
         }
         let peak = finite_peak(frame)?;
-        self.cancel.store(false, Ordering::Relaxed);
         let scale = 1.0 / self.channels as f32;
         self.downmix.iter_mut().for_each(|s| *s = 0.0);
         for channel in frame {

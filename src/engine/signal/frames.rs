@@ -275,6 +275,11 @@ impl OverlapAdd {
         &self.geometry
     }
 
+    /// Channels it reassembles.
+    pub fn channels(&self) -> usize {
+        self.acc.len()
+    }
+
     /// Samples per channel that [`OverlapAdd::drain_ready_into`] would hand out now.
     pub fn ready_len(&self) -> usize {
         (self.ready_end - self.base) as usize
