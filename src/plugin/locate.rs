@@ -22,8 +22,39 @@ pub fn own_binary() -> Option<PathBuf> {
     std::path::absolute(&path).ok()
 }
 
-/// The file this code was loaded from: the executable, where `dladdr` is not available.
-#[cfg(not(unix))]
+/// The file this code was loaded from (the plugin's DLL, not the host's executable): the module
+/// that contains this function's address.
+#[cfg(windows)]
+pub fn own_binary() -> Option<PathBuf> {
+    use std::os::windows::ffi::OsStringExt;
+    type Module = *mut std::ffi::c_void;
+    /// `GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS`: the name argument is an address inside it.
+    const FROM_ADDRESS: u32 = 0x4;
+    /// `GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT`: no reference to release afterwards.
+    const UNCHANGED_REFCOUNT: u32 = 0x2;
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn GetModuleHandleExW(flags: u32, name: *const u16, module: *mut Module) -> i32;
+        fn GetModuleFileNameW(module: Module, filename: *mut u16, size: u32) -> u32;
+    }
+    let mut module: Module = std::ptr::null_mut();
+    let address = own_binary as *const () as *const u16;
+    // SAFETY: with FROM_ADDRESS the "name" is only used as an address inside a loaded module;
+    // `module` receives a handle that stays valid while this code runs from it.
+    if unsafe { GetModuleHandleExW(FROM_ADDRESS | UNCHANGED_REFCOUNT, address, &mut module) } == 0 {
+        return None;
+    }
+    let mut name = vec![0u16; 32_768];
+    // SAFETY: the buffer holds `name.len()` UTF-16 units; the call writes at most that many.
+    let len = unsafe { GetModuleFileNameW(module, name.as_mut_ptr(), name.len() as u32) } as usize;
+    if len == 0 || len >= name.len() {
+        return None;
+    }
+    Some(PathBuf::from(std::ffi::OsString::from_wide(&name[..len])))
+}
+
+/// The file this code was loaded from: the executable, where the platform cannot say more.
+#[cfg(not(any(unix, windows)))]
 pub fn own_binary() -> Option<PathBuf> {
     std::env::current_exe().ok()
 }

@@ -220,6 +220,59 @@ impl LibraryLookup {
     }
 }
 
+impl LibraryLookup {
+    /// Like [`LibraryLookup::locate`], but a candidate must also pass `probe` (the version check):
+    /// a file that exists but is not a usable runtime (foreign, too old) is passed over for the
+    /// next location, and only when none passes is the first such refusal returned (or, if no
+    /// file existed, the list of paths tried). An explicit path or the env var stays the only
+    /// candidate, its refusal final.
+    pub fn locate_usable<V>(
+        &self,
+        probe: impl Fn(&Path) -> Result<V, RuntimeError>,
+    ) -> Result<(LocatedLibrary, V), RuntimeError> {
+        let mut tried = Vec::new();
+        let authoritative = [
+            (&self.explicit, LibrarySource::Explicit),
+            (&self.env_var, LibrarySource::EnvVar),
+        ];
+        for (path, source) in authoritative {
+            if let Some(path) = path {
+                let path = find_in_file_or_dir(path, &mut tried)
+                    .ok_or(RuntimeError::NotFound { tried: tried.clone() })?;
+                let value = probe(&path)?;
+                return Ok((LocatedLibrary { path, source }, value));
+            }
+        }
+        let mut searched: Vec<(PathBuf, LibrarySource)> = Vec::new();
+        for dir in &self.beside {
+            for candidate_dir in [dir.clone(), dir.join("lib")] {
+                searched.push((candidate_dir, LibrarySource::Beside(dir.clone())));
+            }
+        }
+        if let Some(dir) = &self.set_up_dir {
+            searched.push((dir.clone(), LibrarySource::SetUpLocation));
+        }
+        let mut refused = None;
+        for (dir, source) in searched {
+            for name in LIBRARY_NAMES {
+                let path = dir.join(name);
+                tried.push(path.clone());
+                if !path.is_file() {
+                    continue;
+                }
+                match probe(&path) {
+                    Ok(value) => return Ok((LocatedLibrary { path, source }, value)),
+                    Err(error) => {
+                        log::info!("{} is not usable ({error}); looking further", path.display());
+                        refused.get_or_insert(error);
+                    }
+                }
+            }
+        }
+        Err(refused.unwrap_or(RuntimeError::NotFound { tried }))
+    }
+}
+
 fn find_in_file_or_dir(path: &Path, tried: &mut Vec<PathBuf>) -> Option<PathBuf> {
     if path.is_dir() {
         find_in_dir(path, tried)
@@ -406,8 +459,7 @@ impl Runtime {
     /// A later call returns the runtime already loaded (ort cannot switch libraries in a running
     /// process), with a warning if it would have picked a different file.
     pub fn load(options: &RuntimeOptions) -> Result<Arc<Runtime>, RuntimeError> {
-        let located = LibraryLookup::from_env(options).locate()?;
-        let version = probe_library(&located.path)?;
+        let (located, version) = LibraryLookup::from_env(options).locate_usable(probe_library)?;
         let mut loaded = LOADED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(runtime) = loaded.as_ref() {
             if !same_file(&runtime.library, &located.path) {
@@ -767,6 +819,37 @@ mod tests {
             }
             other => panic!("expected NotFound, got {other:?}"),
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_library_that_is_not_usable_is_passed_over_for_the_next_location() {
+        let root = tempfile::tempdir().unwrap();
+        let (first, second) = (root.path().join("first"), root.path().join("second"));
+        fs::create_dir_all(&first).unwrap();
+        fs::create_dir_all(second.join("lib")).unwrap();
+        fs::write(first.join(LIBRARY_NAMES[0]), b"not a library").unwrap();
+        std::os::unix::fs::symlink(set_up_library(), second.join("lib").join(LIBRARY_NAMES[0])).unwrap();
+        let lookup = LibraryLookup {
+            beside: vec![first.clone(), second.clone()],
+            ..LibraryLookup::default()
+        };
+        // `locate` alone stops at the first file that exists ...
+        assert_eq!(lookup.locate().unwrap().path, first.join(LIBRARY_NAMES[0]));
+        // ... the version check passes it over for the one that works.
+        let (located, version) = lookup.locate_usable(probe_library).unwrap();
+        assert_eq!(located.path, second.join("lib").join(LIBRARY_NAMES[0]));
+        assert_eq!(located.source, LibrarySource::Beside(second));
+        assert!(version.minor >= MIN_MINOR_VERSION);
+        // With only the foreign file, its refusal is what the user sees.
+        let only_bad = LibraryLookup {
+            beside: vec![first],
+            ..LibraryLookup::default()
+        };
+        assert!(matches!(
+            only_bad.locate_usable(probe_library),
+            Err(RuntimeError::NotALibrary { .. })
+        ));
     }
 
     #[test]
