@@ -109,7 +109,8 @@ fn count_audio_files(dir: &Path) -> Result<usize, TrainError> {
     Ok(count)
 }
 
-/// The checkpoint files (`ckpt_*.pkl`) in `dir`.
+/// The checkpoint files in `dir`: the trainer's `ckpt_*.npz`, and `ckpt_*.pkl` of the old pickle
+/// format (never read, but `--fresh` removes them and they count as an earlier run).
 fn checkpoints(dir: &Path) -> Vec<PathBuf> {
     let Ok(read_dir) = fs::read_dir(dir) else {
         return Vec::new();
@@ -120,7 +121,7 @@ fn checkpoints(dir: &Path) -> Vec<PathBuf> {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("ckpt_") && n.ends_with(".pkl"))
+                .is_some_and(|n| n.starts_with("ckpt_") && (n.ends_with(".npz") || n.ends_with(".pkl")))
         })
         .collect()
 }

@@ -10,16 +10,17 @@ nats of log-magnitude, default 0.1), on random crops of `--crop` frames (even).
 Reported in bits per dimension of x: -log p_x(x) / (513 * T * ln 2).
 --augment S (default 0) passes each training crop through a random smooth equaliser and level
 change first (timbre augmentation, see random_equaliser); the validation figures never are.
-Checkpoints: models/training/checkpoints/<stem>/ckpt_<step>.pkl (resumed from
+Checkpoints: models/training/checkpoints/<stem>/ckpt_<step>.npz (resumed from
 the latest automatically; --fresh deletes them first, so that pruning, which keeps the two
-highest-numbered files, can never prefer an old run's later steps to the new run's).
+highest-numbered files, can never prefer an old run's later steps to the new run's).  They hold
+arrays and JSON only (checkpoint.py) and are read without unpickling; old ckpt_<step>.pkl files
+are never loaded (a pickle can run code), only reported, and --fresh deletes them too.
 """
 import argparse
 import glob
 import json
 import math
 import os
-import pickle
 import time
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
@@ -27,7 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
-from . import glow, data
+from . import checkpoint, glow, data
 from .stft import BINS
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,22 +90,30 @@ def augment(xb, rng, norm, floor, strength):
     return ((np.log(np.maximum(mag, 0.0) * gain + floor) - mu) / sigma).astype(np.float32)
 
 
+CKPT_GLOB = 'ckpt_*.npz'
+LEGACY_GLOB = 'ckpt_*.pkl'   # the old pickle checkpoints: never loaded
+
+
 def save_ckpt(ckdir, state):
     os.makedirs(ckdir, exist_ok=True)
-    path = os.path.join(ckdir, f"ckpt_{state['step']:07d}.pkl")
-    with open(path + '.tmp', 'wb') as f:
-        pickle.dump(state, f)
-    os.replace(path + '.tmp', path)
-    for old in sorted(glob.glob(os.path.join(ckdir, 'ckpt_*.pkl')))[:-2]:
+    path = os.path.join(ckdir, f"ckpt_{state['step']:07d}.npz")
+    checkpoint.write(path, state)   # atomic: path + '.tmp', then os.replace
+    for old in sorted(glob.glob(os.path.join(ckdir, CKPT_GLOB)))[:-2]:
         os.remove(old)
 
 
 def latest_ckpt(ckdir):
-    c = sorted(glob.glob(os.path.join(ckdir, 'ckpt_*.pkl')))
+    c = sorted(glob.glob(os.path.join(ckdir, CKPT_GLOB)))
+    legacy = sorted(glob.glob(os.path.join(ckdir, LEGACY_GLOB)))
+    if legacy:
+        then = (f"resuming from {os.path.basename(c[-1])} instead (--fresh starts over)" if c else
+                "no other checkpoint, so training starts a new model (delete them or pass --fresh "
+                "to start over without this notice)")
+        print(f"ignoring old pickle checkpoint(s) {', '.join(map(os.path.basename, legacy))} in {ckdir}: "
+              f"loading a pickle can run arbitrary code, so they are never read; {then}", flush=True)
     if not c:
         return None
-    with open(c[-1], 'rb') as f:
-        return pickle.load(f)
+    return checkpoint.read(c[-1])
 
 
 def plot_curve(hist, path, stem):
@@ -238,7 +247,7 @@ def parse_args(argv=None):
 def resume(a, ckdir):
     """The checkpoint to resume from (None for a new model); --fresh deletes the old ones first."""
     if a.fresh and not a.export_only:
-        for old in glob.glob(os.path.join(ckdir, 'ckpt_*.pkl')):
+        for old in glob.glob(os.path.join(ckdir, CKPT_GLOB)) + glob.glob(os.path.join(ckdir, LEGACY_GLOB)):
             os.remove(old)
             print(f"--fresh: removed {old}", flush=True)
     return None if a.fresh else latest_ckpt(ckdir)
