@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use stemflow::engine::files::audio_file::read_all;
 
 fn stemflow() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stemflow"))
@@ -458,4 +459,130 @@ fn an_interrupt_leaves_no_partial_files() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// A `seconds`-long 16-bit WAV of `channels` channels at 44.1 kHz, each channel its own tone.
+fn tone_wav(path: &Path, channels: u16, seconds: f32) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: 44100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..(44100.0 * seconds) as usize {
+        for c in 0..channels {
+            let x = 6000.0 * (i as f32 * 0.01 * f32::from(c + 1)).sin();
+            writer.write_sample(x as i16).unwrap();
+        }
+    }
+    writer.finalize().unwrap();
+}
+
+/// A file whose audio stops long before its header says, after several frames were separated
+/// and partly written: one error line, nothing left in the output folder.
+#[test]
+fn a_file_that_fails_mid_decode_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("cut.wav");
+    tone_wav(&input, 2, 20.0);
+    let bytes = fs::read(&input).unwrap();
+    fs::write(&input, &bytes[..bytes.len() * 3 / 4]).unwrap();
+    let out = tmp.path().join("out");
+    let priors = copy_priors(tmp.path());
+    assert_clean_failure(
+        &separate(&input, &out, &["--priors", priors.to_str().unwrap()]),
+        "cut.wav",
+        &out,
+    );
+}
+
+/// A plain-PCM (format tag 1) 16-bit WAV of `channels` channels at 44.1 kHz, written by hand:
+/// hound writes WAVE_FORMAT_EXTENSIBLE above two channels.
+fn plain_pcm_wav(path: &Path, channels: u16, seconds: f32) {
+    let frames = (44100.0 * seconds) as u32;
+    let data_len = frames * u32::from(channels) * 2;
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"RIFF");
+    bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    bytes.extend_from_slice(&channels.to_le_bytes());
+    bytes.extend_from_slice(&44100u32.to_le_bytes());
+    bytes.extend_from_slice(&(44100 * u32::from(channels) * 2).to_le_bytes());
+    bytes.extend_from_slice(&(channels * 2).to_le_bytes());
+    bytes.extend_from_slice(&16u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..frames {
+        for c in 0..channels {
+            let x = 6000.0 * (i as f32 * 0.01 * f32::from(c + 1)).sin();
+            bytes.extend_from_slice(&(x as i16).to_le_bytes());
+        }
+    }
+    fs::write(path, bytes).unwrap();
+}
+
+/// The samples of a 32-bit float WAV's data chunk, after checking its header's channel count.
+fn float_wav_data(path: &Path, channels: u16) -> Vec<f32> {
+    let bytes = fs::read(path).unwrap();
+    assert_eq!(&bytes[..4], b"RIFF");
+    let mut at = 12;
+    let mut data = None;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        let body = &bytes[at + 8..at + 8 + len];
+        if id == b"fmt " {
+            assert_eq!(u16::from_le_bytes([body[2], body[3]]), channels);
+            assert_eq!(u16::from_le_bytes([body[14], body[15]]), 32);
+        } else if id == b"data" {
+            data = Some(body);
+        }
+        at += 8 + len + (len & 1);
+    }
+    data.expect("a data chunk")
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// 26 channels in, 26 channels per stem out, and the stems still sum to the input.
+#[test]
+fn twenty_six_channels_are_separated_channel_for_channel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("many.wav");
+    plain_pcm_wav(&input, 26, 1.5);
+    let out = tmp.path().join("out");
+    let priors = copy_priors(tmp.path());
+    let output = separate(
+        &input,
+        &out,
+        &["--priors", priors.to_str().unwrap(), "--stems", "sine,noise"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mix = read_all(&input).unwrap();
+    // The stems are 26-channel WAVE_FORMAT_EXTENSIBLE float files, which symphonia does not
+    // open: read their data chunk directly (interleaved little-endian f32).
+    let stems: Vec<Vec<f32>> = ["sine", "noise"]
+        .iter()
+        .map(|s| float_wav_data(&out.join(format!("{s}.wav")), 26))
+        .collect();
+    assert_eq!(mix.channels.len(), 26);
+    let (mut signal, mut residual) = (0.0f64, 0.0f64);
+    for (c, channel) in mix.channels.iter().enumerate() {
+        for (i, &x) in channel.iter().enumerate() {
+            let sum: f32 = stems.iter().map(|s| s[i * 26 + c]).sum();
+            signal += f64::from(x).powi(2);
+            residual += f64::from(sum - x).powi(2);
+        }
+    }
+    assert!(stems.iter().all(|s| s.len() == 26 * mix.frames()));
+    let db = 10.0 * (residual / signal).log10();
+    assert!(db < -60.0, "stems sum to the input within {db:.1} dB");
 }
