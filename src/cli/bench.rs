@@ -1,6 +1,7 @@
 //! `stemflow bench`: cost of separating one 5-s frame, default settings against `--preset paper`,
 //! measured in the same run (medians over repeats; ratios are what to compare across machines).
 
+use super::peak_memory::separate_peak_mib;
 use super::shared::SharedArgs;
 use super::CliError;
 use crate::engine::files::audio_file::read_all;
@@ -27,6 +28,9 @@ pub struct BenchArgs {
     /// Timed frames per preset; the median is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub repeat: u32,
+    /// Minutes of the input, looped, that `separate` runs on for its peak memory (0 = skip).
+    #[arg(long, default_value_t = 10.0, value_name = "MINUTES")]
+    pub memory_minutes: f64,
 }
 
 /// The shipped demo mix, the default bench input.
@@ -95,5 +99,35 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
         "ratio paper/default (frame time): {:.3}",
         frame_seconds[1] / frame_seconds[0]
     );
+    if args.memory_minutes > 0.0 {
+        let mut extra = vec![
+            "--threads".to_string(),
+            shared.threads.to_string(),
+            "--device".to_string(),
+            shared.device.to_string(),
+        ];
+        if let Some(lib) = &shared.ort_lib {
+            extra.extend(["--ort-lib".to_string(), lib.display().to_string()]);
+        }
+        if let Some(n) = shared.stem_threads {
+            extra.extend(["--stem-threads".to_string(), n.to_string()]);
+        }
+        if !args.stems.is_empty() {
+            extra.extend(["--stems".to_string(), args.stems.join(",")]);
+        }
+        if let Some(dir) = &shared.priors {
+            extra.extend(["--priors".to_string(), dir.display().to_string()]);
+        }
+        let (peak, seconds) = separate_peak_mib(&audio, args.memory_minutes, &extra)?;
+        match peak {
+            Some(mib) => println!(
+                "peak RSS of separate on {} min of this input ({} Hz × {} ch, 1 iteration per frame): {mib:.0} MiB ({seconds:.0} s)",
+                args.memory_minutes,
+                audio.sample_rate,
+                audio.channels.len()
+            ),
+            None => println!("peak RSS of separate: not measured on this platform"),
+        }
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@
 mod bench;
 mod error;
 mod interrupt;
+mod peak_memory;
 mod priors;
 mod separate;
 mod shared;
