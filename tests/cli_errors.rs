@@ -17,19 +17,7 @@ fn repo(path: &str) -> PathBuf {
 /// A short valid stereo mix written into `dir`.
 fn good_mix_in(dir: &Path) -> PathBuf {
     let path = dir.join("good.wav");
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 44100,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(&path, spec).unwrap();
-    for i in 0..44100 {
-        let x = (8000.0 * (i as f32 * 0.05).sin()) as i16;
-        writer.write_sample(x).unwrap();
-        writer.write_sample(x / 2).unwrap();
-    }
-    writer.finalize().unwrap();
+    tone_wav(&path, 2, 1.0);
     path
 }
 
@@ -461,24 +449,6 @@ fn an_interrupt_leaves_no_partial_files() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
-/// A `seconds`-long 16-bit WAV of `channels` channels at 44.1 kHz, each channel its own tone.
-fn tone_wav(path: &Path, channels: u16, seconds: f32) {
-    let spec = hound::WavSpec {
-        channels,
-        sample_rate: 44100,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..(44100.0 * seconds) as usize {
-        for c in 0..channels {
-            let x = 6000.0 * (i as f32 * 0.01 * f32::from(c + 1)).sin();
-            writer.write_sample(x as i16).unwrap();
-        }
-    }
-    writer.finalize().unwrap();
-}
-
 /// A file whose audio stops long before its header says, after several frames were separated
 /// and partly written: one error line, nothing left in the output folder.
 #[test]
@@ -497,9 +467,9 @@ fn a_file_that_fails_mid_decode_leaves_nothing() {
     );
 }
 
-/// A plain-PCM (format tag 1) 16-bit WAV of `channels` channels at 44.1 kHz, written by hand:
-/// hound writes WAVE_FORMAT_EXTENSIBLE above two channels.
-fn plain_pcm_wav(path: &Path, channels: u16, seconds: f32) {
+/// A `seconds`-long plain-PCM (format tag 1) 16-bit WAV of `channels` channels at 44.1 kHz, each
+/// channel its own tone, written by hand: hound writes WAVE_FORMAT_EXTENSIBLE above two channels.
+fn tone_wav(path: &Path, channels: u16, seconds: f32) {
     let frames = (44100.0 * seconds) as u32;
     let data_len = frames * u32::from(channels) * 2;
     let mut bytes = Vec::new();
@@ -553,7 +523,7 @@ fn float_wav_data(path: &Path, channels: u16) -> Vec<f32> {
 fn twenty_six_channels_are_separated_channel_for_channel() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("many.wav");
-    plain_pcm_wav(&input, 26, 1.5);
+    tone_wav(&input, 26, 1.5);
     let out = tmp.path().join("out");
     let priors = copy_priors(tmp.path());
     let output = separate(

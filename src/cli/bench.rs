@@ -23,7 +23,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub stems: Vec<String>,
     /// Iterations per frame (default: each preset's own).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long)]
     pub iterations: Option<u32>,
     /// Timed frames per preset; the median is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]

@@ -3,14 +3,10 @@
 use super::interrupt;
 use super::shared::SharedArgs;
 use super::CliError;
-use crate::engine::bounds::Bounds;
 use crate::engine::files::audio_file::AudioReader;
 use crate::engine::files::separate_file::{separate_file, JobProgress};
 use crate::engine::search::separator::{SeparationError, Separator};
-use crate::engine::search::settings::{
-    Objective, OutputMode, Preset, SeparationSettings, SettingsError, CALIBRATION_STRENGTH, CALIBRATION_TRIM,
-    ITERATIONS, LEARNING_RATE, MASK_EXPONENT,
-};
+use crate::engine::search::settings::{Objective, OutputMode, Preset, SeparationSettings, SettingsError};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -39,10 +35,10 @@ pub struct SeparateArgs {
     #[arg(long, default_value = "default")]
     pub preset: Preset,
     /// Adam iterations per 5-s frame.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(ITERATIONS.min as i64..=ITERATIONS.max as i64))]
+    #[arg(long)]
     pub iterations: Option<u32>,
     /// Adam learning rate.
-    #[arg(long, value_parser = within(LEARNING_RATE))]
+    #[arg(long)]
     pub learning_rate: Option<f32>,
     /// Separation objective.
     #[arg(long, value_enum)]
@@ -55,34 +51,19 @@ pub struct SeparateArgs {
     pub mode: Option<OutputMode>,
     /// Level calibration strength in [0, 4]: each prior's output is scaled per frequency bin
     /// towards its level by (L[f(z)]/f(0))^STRENGTH (0 = off, the paper; default 0.5).
-    #[arg(long, value_name = "STRENGTH", value_parser = within(CALIBRATION_STRENGTH))]
+    #[arg(long, value_name = "STRENGTH")]
     pub level_calibration: Option<f32>,
     /// Fraction in [0, 0.5) of each frequency bin's loudest latent samples the level
     /// calibration leaves out of the prior's level (0 = the mean level; default 0.1).
-    #[arg(long, value_name = "FRACTION", value_parser = within(CALIBRATION_TRIM))]
+    #[arg(long, value_name = "FRACTION")]
     pub level_trim: Option<f32>,
     /// Exponent p in [0.25, 4] of the consistent masks sᵢ^p / Σ sⱼ^p (1 = magnitude ratio,
     /// 2 = Wiener; below 1 softer).
-    #[arg(long, value_name = "P", value_parser = within(MASK_EXPONENT))]
+    #[arg(long, value_name = "P")]
     pub mask_exponent: Option<f32>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-}
-
-/// A parser for a number that must lie in `bounds` (the engine's range for that setting).
-fn within(bounds: Bounds) -> impl Fn(&str) -> Result<f32, String> + Clone + Send + Sync + 'static {
-    move |text| {
-        let value: f32 = text
-            .trim()
-            .parse()
-            .map_err(|_| format!("expected a number in {bounds}, found `{text}`"))?;
-        if bounds.contains(f64::from(value)) {
-            Ok(value)
-        } else {
-            Err(format!("expected a number in {bounds}, found {value}"))
-        }
-    }
 }
 
 /// The option that sets a field of [`SeparationSettings`] (for the engine's range errors).

@@ -4,7 +4,7 @@ use super::CliError;
 use crate::engine::priors::catalog::{default_search_dirs, PriorCatalog};
 use crate::engine::priors::prior::Prior;
 use crate::engine::priors::runtime::{Device, Runtime, RuntimeOptions, SessionOptions};
-use crate::engine::search::settings::{SeparationSettings, STEM_THREADS};
+use crate::engine::search::settings::SeparationSettings;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ pub struct SharedArgs {
     pub threads: u16,
     /// Threads the search runs the stems' graphs on, side by side (default: one per core; the
     /// stems do not depend on it).
-    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(STEM_THREADS.min as i64..=STEM_THREADS.max as i64))]
+    #[arg(long, global = true, value_name = "N")]
     pub stem_threads: Option<u16>,
     /// More log output (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

@@ -25,8 +25,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Why a load stopped half-way: the plugin detached or is shutting down.
-const LOAD_INTERRUPTED: &str = "loading interrupted; it starts again at the next activation";
+/// Why the runtime and priors were not loaded.
+enum LoadError {
+    /// The plugin detached or is shutting down: stop now, load again at the next activation.
+    Interrupted,
+    /// Nothing usable was found: the reason, for the status line.
+    Failed(String),
+}
 
 /// How long the idle worker sleeps between looks at its queue.
 const POLL: Duration = Duration::from_millis(2);
@@ -299,12 +304,12 @@ impl Worker {
                 self.status.set_message(message);
                 self.status.set_state(WorkerState::Ready);
             }
-            Err(reason) if reason == LOAD_INTERRUPTED => {
-                // Detached or shutting down mid-load: try again at the next activation.
+            Err(LoadError::Interrupted) => {
                 self.attempted_device = None;
-                self.status.set_message(reason);
+                self.status
+                    .set_message("loading interrupted; it starts again at the next activation");
             }
-            Err(reason) => {
+            Err(LoadError::Failed(reason)) => {
                 self.status.stem_count.store(0, Ordering::Release);
                 nice_warn!("Stemflow passes audio through: {reason}");
                 self.status.set_message(reason);
@@ -314,18 +319,21 @@ impl Worker {
     }
 
     /// The runtime and every prior that fits a slot, in catalog order (the CLI's order).
-    fn load(&self, device: Device) -> Result<(Vec<Prior>, Vec<usize>, String), String> {
+    fn load(&self, device: Device) -> Result<(Vec<Prior>, Vec<usize>, String), LoadError> {
         let runtime = Runtime::load(&RuntimeOptions {
             library: None,
             beside: self.beside.clone(),
             only_beside: true,
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| LoadError::Failed(e.to_string()))?;
         let dirs = installed_search_dirs(&self.beside);
         let catalog = PriorCatalog::discover(&dirs);
         if catalog.entries().is_empty() {
             let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-            return Err(format!("no priors found (searched {})", searched.join(", ")));
+            return Err(LoadError::Failed(format!(
+                "no priors found (searched {})",
+                searched.join(", ")
+            )));
         }
         let slots = assign_slots(&catalog.stems());
         let options = SessionOptions { device, threads: 1 };
@@ -338,7 +346,7 @@ impl Worker {
                 continue;
             };
             if self.stop.pending(self.stops_handled) {
-                return Err(LOAD_INTERRUPTED.into());
+                return Err(LoadError::Interrupted);
             }
             match Prior::load(&runtime, &entry.dir, &options) {
                 Ok(prior) => {
@@ -349,7 +357,10 @@ impl Worker {
             }
         }
         if priors.is_empty() {
-            return Err(format!("no prior could be loaded: {}", problems.join("; ")));
+            return Err(LoadError::Failed(format!(
+                "no prior could be loaded: {}",
+                problems.join("; ")
+            )));
         }
         let loaded: Vec<String> = priors
             .iter()

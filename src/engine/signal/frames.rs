@@ -171,11 +171,6 @@ impl FrameReader {
         }
     }
 
-    /// The framing being cut.
-    pub fn geometry(&self) -> &FrameGeometry {
-        &self.geometry
-    }
-
     /// Reads the next frame with `read`, which appends up to `max` samples to each channel vector
     /// it is given and returns how many it appended (0 at the end of the source), and returns its
     /// span; the samples are then in [`Self::frame`]. `None` once the last frame was handed out,
@@ -345,7 +340,9 @@ impl OverlapAdd {
         n
     }
 
-    /// Appends the ready samples to each channel vector of `out`; returns how many.
+    /// Appends the ready samples to each channel vector of `out`; returns how many (the
+    /// allocating form of [`Self::drain_ready_into`], for the tests).
+    #[cfg(test)]
     pub fn drain_ready(&mut self, out: &mut [Vec<f32>]) -> usize {
         let n = self.ready_len();
         assert_eq!(
