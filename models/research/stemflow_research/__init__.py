@@ -7,6 +7,7 @@ train-prior` imports (the `stemflow_training` package: render, train, export).
 - `search_lab`: a numpy re-implementation of the latent search, to screen variants on 5-s frames
   (a screening tool: the figures quoted for a setting come from `evaluate`).
 - `restart_selection_lab`: whether the priors' own likelihood can choose among restarts.
+- `graph_timing`: milliseconds per call of each graph of a prior.
 
 This package imports `stemflow_training` (STFT, audio reading, file hashes); `stemflow_training`
 never imports it. Run from `models/research` with `PYTHONPATH=../training`, e.g.

@@ -13,6 +13,8 @@ Variant keys (defaults in brackets):
   init  zero | split | equal | noise [zero] (noise: z = z0·ε, ε ~ N(0, I) with seed `seed`)  start latents: z = 0; encode of the mixture split in the
                                         proportions of the priors' z = 0 outputs; encode of X/N
   lr    Adam step [0.01]     it  iterations [150]
+  sched const | cos | lin [const]: the step falls from lr to lrend over the iterations, along a
+        half cosine or a straight line      lrend  the last step [0.001]
   pen   none | smap | xmap | latent [none]
         smap: − γ Σ log p(s) (the paper's MAP, density of magnitudes)
         xmap: − γ Σ log p(x) (density of the flow's data space: the magnitude-map Jacobian
@@ -65,7 +67,7 @@ LATENT_BOUND = 8.0
 
 
 def parse_variant(spec):
-    v = dict(init='zero', lr=0.01, it=150, pen='none', w=0.0, norm=1, cal=0, calp=1.0, calq=0.0, beta=1.0, opt='adam', eqb=0, eqlr=0.01, eqw=0.0, ratio=0.0, post=0, tau=0.5, postcal=1.0, z0=0.0, seed=0, restarts=1)
+    v = dict(init='zero', lr=0.01, it=150, pen='none', w=0.0, norm=1, cal=0, calp=1.0, calq=0.0, beta=1.0, opt='adam', eqb=0, eqlr=0.01, eqw=0.0, ratio=0.0, post=0, tau=0.5, postcal=1.0, z0=0.0, seed=0, restarts=1, sched='const', lrend=0.001)
     if spec:
         for part in spec.split(','):
             k, val = part.split('=')
@@ -86,6 +88,29 @@ class Prior:
         mk = lambda f: ort.InferenceSession(os.path.join(folder, f), so,
                                             providers=['CPUExecutionProvider'])
         self.dec, self.grad, self.enc = mk('decode.onnx'), mk('grad.onnx'), mk('encode.onnx')
+        # the split gradient (CONTRACT.md "forward" and "backward"), when the prior has it
+        split = all(os.path.exists(os.path.join(folder, f)) for f in ('forward.onnx', 'backward.onnx'))
+        self.fwd, self.bwd = (mk('forward.onnx'), mk('backward.onnx')) if split else (None, None)
+        self.saved = None
+
+    def forward(self, z):
+        """f(z), keeping what `backward` needs at this z (a plain decode without the split)."""
+        if self.fwd is None:
+            return self.decode(z)
+        names = [o.name for o in self.fwd.get_outputs()]
+        outs = dict(zip(names, self.fwd.run(None, {'z': z[None]})))
+        del outs['logp']
+        self.saved = outs
+        return outs['s'][0]
+
+    def backward(self, z, g, gamma):
+        """∂/∂z of <g, f(z)> − γ log p at the z of the last `forward`."""
+        if self.fwd is None:
+            return self.vjp(z, g, gamma)[1]
+        feed = dict(self.saved, z=z[None], g=g[None].astype(np.float32),
+                    gamma=np.array([gamma], np.float32))
+        self.saved = None
+        return self.bwd.run(None, feed)[0][0]
 
     def decode(self, z):
         return self.dec.run(['s'], {'z': z[None]})[0][0]
@@ -148,6 +173,16 @@ def _calibration(prior, shape, n, q):
     return (mean / zero)[:, None].astype(np.float32)
 
 
+def step_size(v, it):
+    """Adam's step at iteration `it` (1-based) of v['it']: v['lr'] throughout (sched=const), or
+    from v['lr'] down to v['lrend'] along a half cosine (cos) or a straight line (lin)."""
+    if v['sched'] == 'const' or v['it'] < 2:
+        return v['lr']
+    u = (it - 1) / (v['it'] - 1)
+    w = 0.5 * (1 + np.cos(np.pi * u)) if v['sched'] == 'cos' else 1 - u
+    return v['lrend'] + (v['lr'] - v['lrend']) * w
+
+
 def equalised(base_gains, theta, band):
     """Each stem's gains with its per-band equalisation e^θ applied."""
     return [g * np.exp(th[band])[:, None].astype(np.float32) for g, th in zip(base_gains, theta)]
@@ -180,7 +215,7 @@ def separate(priors, M, v):
         z = [np.clip(p.encode(t + FLOOR), -LATENT_BOUND, LATENT_BOUND) for p, t in zip(priors, targets)]
     m = [np.zeros(shape, np.float32) for _ in priors]
     vv = [np.zeros(shape, np.float32) for _ in priors]
-    b1, b2, lr = 0.9, 0.999, v['lr']
+    b1, b2 = 0.9, 0.999
     scale = M.size / max(float(M.sum()), 1e-12) if v['norm'] else 1.0
     w, pen = v['w'], v['pen']
     gamma = w if pen in ('smap', 'xmap') else 0.0
@@ -198,9 +233,10 @@ def separate(priors, M, v):
         gamma = ratio
     base_cal = cal
     for it in range(1, v['it'] + 1):
+        lr = step_size(v, it)
         if eqb:
             cal = equalised(base_cal, theta, band)
-        raw = [p.decode(zi) for p, zi in zip(priors, z)]
+        raw = [p.forward(zi) for p, zi in zip(priors, z)]
         s = [r * c for r, c in zip(raw, cal)]
         S = sum(s)
         if v['beta'] == 1.0:
@@ -215,7 +251,7 @@ def separate(priors, M, v):
                 mu, var = marg[i]
                 r = np.maximum(raw[i], 1e-30)
                 gi = gi + ratio * (-(np.log(r) - mu) / (var * r) - 1.0 / r)
-            _, gz, _ = p.vjp(z[i], gi, gamma)
+            gz = p.backward(z[i], gi, gamma)
             if pen == 'latent':
                 gz = gz + w * z[i]
             grads.append(gz)

@@ -1,6 +1,7 @@
-"""Export a prior (decode.onnx, grad.onnx, encode.onnx, manifest.json).
+"""Export a prior (decode, grad, encode, forward and backward graphs, manifest.json).
 
     python -m stemflow_training.export --random --stem sine --out models/priors/sine
+    python -m stemflow_training.export --reexport models/priors/bass   # current layout, same weights
 (training exports through train.py --export-only.)
 """
 import argparse
@@ -19,30 +20,82 @@ def _shape(c):
     return ['B', c, 'T']
 
 
-def build_graphs(cfg, params, norm):
-    """Returns {'decode': ModelProto, 'grad': ..., 'encode': ...}."""
+def _saved_shape(cfg, name):
+    """Shape of a saved activation (glow.saved_names): the network's hidden channels for h1/h2,
+    the transformed half (bins channels) for th/xb, over the squeezed time T/2."""
+    c = cfg.hidden if name.endswith(('_h1', '_h2')) else cfg.bins
+    return ['B', c, 'T2']
+
+
+def build_graphs(cfg, params, norm, prepared=None):
+    """Returns {'decode', 'grad', 'encode', 'forward', 'backward': ModelProto}. The constants come
+    from `prepare(params, norm)`, or from `prepared(ops)` (re-export of existing graphs)."""
     C = cfg.bins
     out = {}
     doc = "Stemflow Glow-1d prior; see models/CONTRACT.md"
 
-    ops = OnnxOps()
-    P = glow.prepare(cfg, params, norm, ops, np)
+    def new():
+        ops = OnnxOps()
+        P = prepared(ops) if prepared is not None else glow.prepare(cfg, params, norm, ops, np)
+        return ops, P
+
+    ops, P = new()
     s, _, _, _ = glow.decode_s(ops, cfg, P, 'z')
     out['decode'] = ops.build('stemflow_decode', [('z', 'z', _shape(C))], [('s', s, _shape(C))], doc)
 
-    ops = OnnxOps()
-    P = glow.prepare(cfg, params, norm, ops, np)
+    ops, P = new()
     s, gz, lp = glow.grad_adjoint(ops, cfg, P, 'z', 'g', 'gamma')
     out['grad'] = ops.build('stemflow_grad',
                             [('z', 'z', _shape(C)), ('g', 'g', _shape(C)), ('gamma', 'gamma', [1])],
                             [('s', s, _shape(C)), ('grad_z', gz, _shape(C)), ('logp', lp, ['B'])], doc)
 
-    ops = OnnxOps()
-    P = glow.prepare(cfg, params, norm, ops, np)
+    ops, P = new()
     z, lp = glow.encode_s(ops, cfg, P, 's')
     out['encode'] = ops.build('stemflow_encode', [('s', 's', _shape(C))],
                               [('z', z, _shape(C)), ('logp', lp, ['B'])], doc)
+
+    names = glow.saved_names(cfg)
+    ops, P = new()
+    s, lp, saved = glow.forward_saved(ops, cfg, P, 'z')
+    out['forward'] = ops.build(
+        'stemflow_forward', [('z', 'z', _shape(C))],
+        [('s', s, _shape(C)), ('logp', lp, ['B'])]
+        + [(n, saved[n], _saved_shape(cfg, n)) for n in names], doc)
+
+    ops, P = new()
+    gz = glow.backward_saved(ops, cfg, P, 'z', 's', {n: n for n in names}, 'g', 'gamma')
+    out['backward'] = ops.build(
+        'stemflow_backward',
+        [('z', 'z', _shape(C)), ('s', 's', _shape(C)), ('g', 'g', _shape(C)), ('gamma', 'gamma', [1])]
+        + [(n, n, _saved_shape(cfg, n)) for n in names],
+        [('grad_z', gz, _shape(C))], doc)
     return out
+
+
+def prepared_from_graphs(cfg, prior_dir):
+    """The prepared constants of an exported prior, read back from its grad and encode graphs
+    (every constant `glow.prepare` makes is an initializer of one of them, under its own name), so
+    a prior can be re-exported in a newer layout without its training checkpoint. Returns a
+    function of an OnnxOps that registers them, as `prepare` would."""
+    import onnx
+    from onnx import numpy_helper
+    arrays = {}
+    for role in ('encode', 'grad'):
+        model = onnx.load(os.path.join(prior_dir, f"{role}.onnx"))  # resolves external data
+        for t in model.graph.initializer:
+            arrays.setdefault(t.name, numpy_helper.to_array(t))
+    step_keys = ('an_scale', 'an_iscale', 'an_bias', 'W', 'Winv',
+                 'c1_w', 'c1_b', 'c2_w', 'c2_b', 'c3_w', 'c3_b')
+
+    def register(ops):
+        P = {'steps': []}
+        for i in range(cfg.steps):
+            P['steps'].append({k: ops.const(f"s{i}_{k}", arrays[f"s{i}_{k}"]) for k in step_keys})
+        for k in ('mu', 'sigma', 'inv_sigma'):
+            P[k] = ops.const(k, arrays[k])
+        P['const_s'] = float(arrays['logp_const_per_frame'])
+        return P
+    return register
 
 
 WEIGHTS_FILE = 'weights.bin'
@@ -82,13 +135,21 @@ def share_weights(graphs, location=WEIGHTS_FILE):
     return bytes(blob)
 
 
-def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True, shared_weights=True):
-    """Writes the three graphs and manifest.json to `out_dir`. With `shared_weights` (the default)
+def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True, shared_weights=True,
+                 prepared=None, parameters=None):
+    """Writes the graphs and manifest.json to `out_dir`. With `shared_weights` (the default)
     the large weights go once into `weights.bin`, which the graphs reference (CONTRACT.md,
-    "Shared weights"); without it every graph embeds its own copy (format of the first priors)."""
+    "Shared weights"); without it every graph embeds its own copy and only decode, grad and
+    encode are written (format of the first priors: five self-contained graphs would not fit
+    the size limit). `prepared`/`parameters`: re-export from existing graphs (`reexport_prior`)."""
     import onnx
     os.makedirs(out_dir, exist_ok=True)
-    graphs = build_graphs(cfg, params, norm)
+    graphs = build_graphs(cfg, params, norm, prepared=prepared)
+    if not shared_weights:
+        for role in ('forward', 'backward'):
+            del graphs[role]
+            if os.path.exists(os.path.join(out_dir, f"{role}.onnx")):
+                os.remove(os.path.join(out_dir, f"{role}.onnx"))
     entries = {}
     weights_path = os.path.join(out_dir, WEIGHTS_FILE)
     if shared_weights:
@@ -117,7 +178,7 @@ def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True, sh
                   "coupling_layers": 3, "dilations": list(cfg.dilations),
                   "group_size": cfg.group_size, "kernel": cfg.kernel,
                   "log_scale_bound": glow.BOUND, "squeeze": 2,
-                  "parameters": glow.param_count(params)},
+                  "parameters": parameters if parameters is not None else glow.param_count(params)},
         "graphs": entries,
         "training": training_info,
     }
@@ -127,6 +188,22 @@ def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True, sh
     if check:
         smoke_test(out_dir)
     return manifest
+
+
+def reexport_prior(prior_dir):
+    """Rewrites an exported prior in the current layout (shared weights, all five graphs) from its
+    own graphs' constants, keeping its manifest's model and training records. The arithmetic is
+    unchanged: every constant is the float32 value the old graphs held."""
+    with open(os.path.join(prior_dir, 'manifest.json')) as f:
+        old = json.load(f)
+    m = old['model']
+    cfg = glow.Config(steps=m['steps'], hidden=m['hidden'], group_size=m['group_size'],
+                      dilations=tuple(m['dilations']), kernel=m['kernel'],
+                      floor=old['magnitude_scaling']['floor'])
+    cfg.check()
+    prepared = prepared_from_graphs(cfg, prior_dir)
+    return export_prior(prior_dir, old['stem'], cfg, None, None, old['training'],
+                        prepared=prepared, parameters=m['parameters'])
 
 
 def smoke_test(out_dir, T=8):
@@ -144,6 +221,15 @@ def smoke_test(out_dir, T=8):
     enc = ort.InferenceSession(os.path.join(out_dir, 'encode.onnx'), so, providers=['CPUExecutionProvider'])
     z2, lp2 = enc.run(None, {'s': s})
     assert np.max(np.abs(z2 - z)) < 1e-2, np.max(np.abs(z2 - z))
+    if os.path.exists(os.path.join(out_dir, 'forward.onnx')):
+        fw = ort.InferenceSession(os.path.join(out_dir, 'forward.onnx'), so, providers=['CPUExecutionProvider'])
+        bw = ort.InferenceSession(os.path.join(out_dir, 'backward.onnx'), so, providers=['CPUExecutionProvider'])
+        outs = dict(zip([o.name for o in fw.get_outputs()], fw.run(None, {'z': z})))
+        assert np.array_equal(outs['s'], s2) and np.array_equal(outs['logp'], lp)
+        feed = {k: v for k, v in outs.items() if k != 'logp'}
+        feed.update(z=z, g=np.ones_like(z), gamma=np.array([0.5], np.float32))
+        gz2 = bw.run(None, feed)[0]
+        assert np.allclose(gz2, gz, rtol=1e-5, atol=1e-6 * np.abs(gz).max())
 
 
 def random_prior(cfg, seed):
@@ -158,10 +244,18 @@ def random_prior(cfg, seed):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--random', action='store_true', help='export an UNTRAINED prior with random weights')
-    ap.add_argument('--stem', required=True)
-    ap.add_argument('--out', required=True)
+    ap.add_argument('--reexport', metavar='DIR',
+                    help='rewrite the prior in DIR in the current layout from its own graphs')
+    ap.add_argument('--stem')
+    ap.add_argument('--out')
     ap.add_argument('--seed', type=int, default=0)
     a = ap.parse_args()
+    if a.reexport:
+        m = reexport_prior(a.reexport)
+        print(json.dumps(m['graphs'], indent=1))
+        return
+    if not (a.stem and a.out):
+        raise SystemExit("--stem and --out are needed with --random")
     if not a.random:
         raise SystemExit("use train.py --export-only for trained priors")
     cfg = glow.Config()

@@ -265,22 +265,46 @@ def decode_logp(ops, cfg, P, z):
     return s, logp_terms(ops, P, z, ld, v)
 
 
-def grad_adjoint(ops, cfg, P, z, g, gamma):
-    """Hand-written reverse pass.  Returns s, grad_z = J^T g - gamma * d logp/dz, logp."""
-    G, gs = cfg.groups, cfg.group_size
+SAVED_PER_STEP = ('h1', 'h2', 'th', 'xb')
+
+
+def saved_names(cfg):
+    """Names of the tensors the forward graph keeps for the backward graph, in order
+    (CONTRACT.md, "forward" and "backward"): per coupling step k, its network's two hidden
+    activations, its tanh and the transformed half it decoded."""
+    return [f"saved_{k}_{n}" for k in range(cfg.steps) for n in SAVED_PER_STEP]
+
+
+def forward_saved(ops, cfg, P, z):
+    """The decode direction once, keeping what the reverse pass needs.
+    Returns s, log p(s) [B] and {name: tensor} of the saved activations."""
     s, v, ld, caches = decode_s(ops, cfg, P, z, keep=True)
     logp = logp_terms(ops, P, z, ld, v)
+    saved = {f"saved_{k}_{n}": c[n] for k, c in enumerate(caches) for n in SAVED_PER_STEP}
+    return s, logp, saved
+
+
+def backward_saved(ops, cfg, P, z, s, saved, g, gamma):
+    """Hand-written reverse pass from the forward's saved activations.
+    Returns grad_z = J^T g - gamma * d logp/dz."""
+    G, gs = cfg.groups, cfg.group_size
     one = ops.const('one', np.float32(1.0))
     # L = <g, s> - gamma * logp.   dL/dx = sigma (g s + gamma)   (ds/dx = sigma s; logp has -sum v)
     gx = ops.mul(ops.add(ops.mul(g, s), gamma), P['sigma'])
     gu = ops.squeeze_time(gx, cfg.bins)
     d1, d2, d3 = cfg.dilations
     for k in range(len(P['steps'])):         # decode ran k = K-1 .. 0
-        st, c = P['steps'][k], caches[k]
+        st = P['steps'][k]
+        c = {n: saved[f"saved_{k}_{n}"] for n in SAVED_PER_STEP}
+        # e = exp(-ls): the fused graph has it; from saved tensors it is recomputed from tanh
+        # with the decode direction's own operations (so both give the same bits)
+        e = saved.get(f"e_{k}")
+        if e is None:
+            e = ops.exp(ops.neg(ops.mul(c['th'], ops.const('bound', np.float32(BOUND)))))
         gu = ops.mul(gu, st['an_iscale'])
         gu = ops.group_matmul(gu, st['Winv'], transpose=True)
         ga, gxb = ops.split_groups(gu, G, gs)
-        gy = ops.mul(gxb, c['e'])
+        gy = ops.mul(gxb, e)
         # xb = (y - t) e^{-ls}: d/dls = -xb; logp contains +sum ls -> cotangent -gamma
         g_ls = ops.sub(ops.neg(ops.mul(gxb, c['xb'])), gamma)
         g_hs = ops.mul(g_ls, ops.sub(one, ops.mul(c['th'], c['th'])))
@@ -289,8 +313,16 @@ def grad_adjoint(ops, cfg, P, z, g, gamma):
         g1 = ops.mul(ops.conv1d_adjoint(g2, st['c2_w'], d2), ops.positive_mask(c['h1']))
         ga = ops.add(ga, ops.conv1d_adjoint(g1, st['c1_w'], d1))
         gu = ops.concat_groups(ga, gy, G, gs)
-    grad_z = ops.add(ops.unsqueeze_time(gu, cfg.bins), ops.mul(gamma, z))
-    return s, grad_z, logp
+    return ops.add(ops.unsqueeze_time(gu, cfg.bins), ops.mul(gamma, z))
+
+
+def grad_adjoint(ops, cfg, P, z, g, gamma):
+    """Forward then reverse pass in one graph.  Returns s, grad_z = J^T g - gamma * d logp/dz, logp."""
+    s, v, ld, caches = decode_s(ops, cfg, P, z, keep=True)
+    logp = logp_terms(ops, P, z, ld, v)
+    saved = {f"saved_{k}_{n}": c[n] for k, c in enumerate(caches) for n in SAVED_PER_STEP}
+    saved.update({f"e_{k}": c['e'] for k, c in enumerate(caches)})
+    return s, backward_saved(ops, cfg, P, z, s, saved, g, gamma), logp
 
 
 def encode_s(ops, cfg, P, s):

@@ -24,6 +24,15 @@ def test_manifest(d):
     assert m['magnitude_scaling']['kind'] == 'log-standardized'
     io = {'decode': (['z'], ['s']), 'grad': (['z', 'g', 'gamma'], ['s', 'grad_z', 'logp']),
           'encode': (['s'], ['z', 'logp'])}
+    if 'forward' in m['graphs'] or 'backward' in m['graphs']:
+        # the split gradient: both or neither; the saved activations are the forward's extra
+        # outputs and exactly the backward's extra inputs
+        fw = onnx.load(os.path.join(d, m['graphs']['forward']['file']), load_external_data=False).graph
+        bw = onnx.load(os.path.join(d, m['graphs']['backward']['file']), load_external_data=False).graph
+        saved = [o.name for o in fw.output][2:]
+        assert saved and sorted(saved) == sorted(i.name for i in bw.input[4:])
+        io['forward'] = (['z'], ['s', 'logp'] + saved)
+        io['backward'] = (['z', 's', 'g', 'gamma'] + [i.name for i in bw.input[4:]], ['grad_z'])
     total = 0
     for role, e in m['graphs'].items():
         assert role in io or role == 'weights', role

@@ -192,7 +192,8 @@ pub struct TrainingInfo {
 }
 
 /// `graphs`: the ONNX files by role. `decode` and `grad` are required by the engine (checked in
-/// [`Manifest::load_verified`] so the error names the field); `encode` is for warm starts.
+/// [`Manifest::load_verified`] so the error names the field); `encode` is for warm starts;
+/// `forward` and `backward` are the gradient split in two, which the search prefers when listed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Graphs {
     /// z → s.
@@ -204,6 +205,14 @@ pub struct Graphs {
     /// s → (z, logp).
     #[serde(default)]
     pub encode: Option<GraphFile>,
+    /// z → (s, logp, saved activations): the decode direction once, keeping what `backward`
+    /// needs, so an iteration of the search runs the flow forward once instead of twice
+    /// (`decode`, then `grad`'s own forward). Listed together with `backward` or not at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<GraphFile>,
+    /// (z, s, g, gamma, saved activations) → grad_z: `grad`'s reverse pass alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backward: Option<GraphFile>,
     /// The weights the graphs share (ONNX external data, CONTRACT.md "Shared weights"): stored
     /// once instead of inside each graph, so a prior can have three times the parameters within
     /// the size limit. Absent in priors whose graphs embed their weights.
@@ -270,8 +279,8 @@ impl Manifest {
 
     /// Parses `dir/manifest.json` and checks everything the contract requires: format and
     /// version, every signal field against the engine's constants, the stem name against the
-    /// folder name, and that the `decode` and `grad` graphs (and `encode`, when listed) exist with
-    /// the listed sha256.
+    /// folder name, and that the `decode` and `grad` graphs (and `encode`, `forward` and
+    /// `backward`, when listed; the last two only together) exist with the listed sha256.
     pub fn load_verified(dir: &Path) -> Result<Manifest, ManifestError> {
         let manifest = Manifest::load(dir)?;
         manifest.verify(dir)?;
@@ -358,10 +367,28 @@ impl Manifest {
             })?;
             verify_graph(dir, &path, field, graph, listed)?;
         }
-        if let Some(encode) = &self.graphs.encode {
-            verify_graph(dir, &path, "graphs.encode", encode, listed)?;
+        for (field, graph) in [
+            ("graphs.encode", &self.graphs.encode),
+            ("graphs.forward", &self.graphs.forward),
+            ("graphs.backward", &self.graphs.backward),
+        ] {
+            if let Some(graph) = graph {
+                verify_graph(dir, &path, field, graph, listed)?;
+            }
         }
-        Ok(())
+        match (&self.graphs.forward, &self.graphs.backward) {
+            (Some(_), None) => Err(mismatch(
+                "graphs.backward",
+                "a `backward` graph, since `forward` is listed".into(),
+                "none".into(),
+            )),
+            (None, Some(_)) => Err(mismatch(
+                "graphs.forward",
+                "a `forward` graph, since `backward` is listed".into(),
+                "none".into(),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The path of a graph listed in this manifest, inside `dir`.
@@ -443,6 +470,32 @@ fn verify_file(
     Ok((file, bytes))
 }
 
+/// Test support: a copy of the prior folder `source` (same folder name) in a new temporary
+/// folder, its manifest edited by `edit`. Returns the temporary root (deleted when dropped) and
+/// the copy.
+#[cfg(test)]
+pub(crate) fn edited_prior_copy(
+    source: &Path,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join(source.file_name().unwrap());
+    std::fs::create_dir(&dir).unwrap();
+    for entry in std::fs::read_dir(source).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let text = std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    edit(&mut json);
+    std::fs::write(
+        dir.join(MANIFEST_FILE),
+        serde_json::to_string_pretty(&json).unwrap(),
+    )
+    .unwrap();
+    (root, dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,22 +507,7 @@ mod tests {
 
     /// A copy of the toy prior in a temp dir, folder named `toy`, with `edit` applied to its JSON.
     fn edited_copy(edit: impl FnOnce(&mut serde_json::Value)) -> (tempfile::TempDir, PathBuf) {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("toy");
-        fs::create_dir(&dir).unwrap();
-        for entry in fs::read_dir(toy_dir()).unwrap() {
-            let entry = entry.unwrap();
-            fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-        }
-        let text = fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap();
-        let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
-        edit(&mut json);
-        fs::write(
-            dir.join(MANIFEST_FILE),
-            serde_json::to_string_pretty(&json).unwrap(),
-        )
-        .unwrap();
-        (root, dir)
+        edited_prior_copy(&toy_dir(), edit)
     }
 
     fn field_of(result: Result<Manifest, ManifestError>) -> &'static str {
@@ -686,5 +724,33 @@ mod tests {
         for bad in ["", "Bass", "-bass", "_x", "bass guitar", "bäss"] {
             assert!(!is_valid_stem_name(bad), "{bad}");
         }
+    }
+
+    /// `forward` and `backward` are the gradient cut in two: listing one without the other is
+    /// refused, naming the missing one.
+    #[test]
+    fn forward_and_backward_come_together() {
+        let (_root, dir) = edited_copy(|j| {
+            let decode = j["graphs"]["decode"].clone();
+            j["graphs"]["forward"] = decode;
+        });
+        assert_eq!(field_of(Manifest::load_verified(&dir)), "graphs.backward");
+        let (_root, dir) = edited_copy(|j| {
+            let grad = j["graphs"]["grad"].clone();
+            j["graphs"]["backward"] = grad;
+        });
+        assert_eq!(field_of(Manifest::load_verified(&dir)), "graphs.forward");
+        let (_root, dir) = edited_copy(|j| {
+            j["graphs"]["forward"] = serde_json::json!({"file": "forward.onnx", "sha256": "00"});
+            let grad = j["graphs"]["grad"].clone();
+            j["graphs"]["backward"] = grad;
+        });
+        assert!(matches!(
+            Manifest::load_verified(&dir),
+            Err(ManifestError::MissingFile {
+                field: "graphs.forward",
+                ..
+            })
+        ));
     }
 }

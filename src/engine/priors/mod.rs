@@ -10,3 +10,4 @@ pub mod manifest;
 pub mod onnx_checks;
 pub mod prior;
 pub mod runtime;
+pub mod split_gradient;

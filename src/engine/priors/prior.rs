@@ -1,5 +1,5 @@
-//! A loaded prior: its `decode` and `grad` sessions, checked against the contract, and the calls
-//! that run them into caller buffers.
+//! A loaded prior: its `decode` and `grad` sessions (and the split gradient, when it has one),
+//! checked against the contract, and the calls that run them into caller buffers.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 use crate::engine::constants::{BINS, TIME_MULTIPLE};
 use crate::engine::priors::manifest::{GraphFile, Manifest, ManifestError, MANIFEST_FILE};
 use crate::engine::priors::runtime::{Backend, Runtime, RuntimeError, SessionOptions};
+use crate::engine::priors::split_gradient::SplitGradient;
 
 /// Everything that can go wrong loading a prior or running its graphs.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +24,7 @@ pub enum PriorError {
     /// A graph's inputs or outputs differ from the contract.
     #[error("graph `{graph}`, tensor `{tensor}`: expected {expected}, found {found}")]
     GraphInterface {
-        /// `decode` or `grad`.
+        /// The graph's role: `decode`, `grad`, `forward` or `backward`.
         graph: &'static str,
         /// The input or output name.
         tensor: String,
@@ -35,7 +36,7 @@ pub enum PriorError {
     /// ONNX Runtime failed while running a graph.
     #[error("running graph `{graph}` failed: {reason}")]
     Run {
-        /// `decode` or `grad`.
+        /// The graph's role: `decode`, `grad`, `forward` or `backward`.
         graph: &'static str,
         /// ONNX Runtime's message.
         reason: String,
@@ -43,7 +44,7 @@ pub enum PriorError {
     /// An output holds NaN or infinity.
     #[error("graph `{graph}` produced a non-finite value in `{tensor}`")]
     NonFinite {
-        /// `decode` or `grad`.
+        /// The graph's role: `decode`, `grad`, `forward` or `backward`.
         graph: &'static str,
         /// The output.
         tensor: &'static str,
@@ -51,7 +52,7 @@ pub enum PriorError {
     /// An output's shape differs from `[1, 513, frames]` (or `[1]` for `logp`).
     #[error("graph `{graph}`, output `{tensor}`: expected shape {expected:?}, found {found:?}")]
     OutputShape {
-        /// `decode` or `grad`.
+        /// The graph's role: `decode`, `grad`, `forward` or `backward`.
         graph: &'static str,
         /// The output.
         tensor: &'static str,
@@ -82,27 +83,40 @@ pub enum PriorError {
 
 /// Which graph of a prior (for error messages and contract checks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub(crate) enum Role {
     /// `decode.onnx`: z → s.
     Decode,
     /// `grad.onnx`: (z, g, gamma) → (s, grad_z, logp).
     Grad,
+    /// `forward.onnx`: z → (s, logp, saved activations).
+    Forward,
+    /// `backward.onnx`: (z, s, g, gamma, saved activations) → grad_z.
+    Backward,
 }
 
 impl Role {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Role::Decode => "decode",
             Role::Grad => "grad",
+            Role::Forward => "forward",
+            Role::Backward => "backward",
         }
     }
 
-    /// (name, rank) of every input the contract requires, which are also the only inputs allowed.
+    /// (name, rank) of every input the contract requires.
     fn inputs(self) -> &'static [(&'static str, usize)] {
         match self {
-            Role::Decode => &[("z", 3)],
+            Role::Decode | Role::Forward => &[("z", 3)],
             Role::Grad => &[("z", 3), ("g", 3), ("gamma", 1)],
+            Role::Backward => &[("z", 3), ("s", 3), ("g", 3), ("gamma", 1)],
         }
+    }
+
+    /// Whether inputs beyond [`Role::inputs`] are allowed (the backward graph's saved
+    /// activations, which `split_gradient` matches against the forward graph's outputs).
+    fn extra_inputs_allowed(self) -> bool {
+        self == Role::Backward
     }
 
     /// (name, rank) of every output the contract requires; extra outputs are tolerated.
@@ -110,6 +124,8 @@ impl Role {
         match self {
             Role::Decode => &[("s", 3)],
             Role::Grad => &[("s", 3), ("grad_z", 3), ("logp", 1)],
+            Role::Forward => &[("s", 3), ("logp", 1)],
+            Role::Backward => &[("grad_z", 3)],
         }
     }
 }
@@ -144,6 +160,12 @@ pub struct Prior {
     decode: Session,
     /// (z, g, gamma) → (s, grad_z, logp).
     grad: Session,
+    /// The gradient as a forward and a backward graph, when the prior lists them; the search's
+    /// iterations then run the flow forward once instead of twice.
+    split: Option<SplitGradient>,
+    /// Where `grad` writes its f(z) when [`Prior::backward_into`] falls back to it (sized on
+    /// first use for a frame length, then reused).
+    grad_scratch: Vec<f32>,
     /// Per-bin level gains already computed, so a separator rebuilt with the same priors does
     /// not decode them again.
     level_gains: Option<CachedLevelGains>,
@@ -179,10 +201,21 @@ impl Prior {
         let (grad, grad_backend) = runtime.session(&grad_path, options)?;
         check_interface(Role::Decode, &decode)?;
         check_interface(Role::Grad, &grad)?;
-        let backend = if decode_backend == grad_backend {
+        let mut backend = if decode_backend == grad_backend {
             decode_backend
         } else {
             Backend::Cpu
+        };
+        let split = match (graph(&manifest.graphs.forward), graph(&manifest.graphs.backward)) {
+            (Some(forward), Some(backward)) => {
+                let (split, split_backend) = SplitGradient::load(runtime, &forward, &backward, options)?;
+                if split_backend != backend {
+                    backend = Backend::Cpu;
+                }
+                Some(split)
+            }
+            // load_verified refuses one without the other.
+            _ => None,
         };
         Ok(Prior {
             manifest,
@@ -190,6 +223,8 @@ impl Prior {
             backend,
             decode,
             grad,
+            split,
+            grad_scratch: Vec::new(),
             level_gains: None,
         })
     }
@@ -223,6 +258,48 @@ impl Prior {
     /// The device the sessions actually run on.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether the prior has the split gradient (`forward` + `backward` graphs).
+    pub fn has_split_gradient(&self) -> bool {
+        self.split.is_some()
+    }
+
+    /// The first half of a gradient evaluation: writes s = f(z) to `s_out` (`[1, 513, frames]`
+    /// bin-major) and, with the split gradient, keeps what [`Prior::backward_into`] needs at this z.
+    pub fn forward_into(&mut self, z: &[f32], frames: usize, s_out: &mut [f32]) -> Result<(), PriorError> {
+        let len = checked_len(frames)?;
+        check_len("z", len, z.len())?;
+        check_len("s_out", len, s_out.len())?;
+        match &mut self.split {
+            Some(split) => split.forward_into(z, frames, s_out),
+            None => self.decode_into(z, frames, s_out),
+        }
+    }
+
+    /// The second half: writes grad_z = J_f(z)ᵀ·g − gamma·∇_z log p(s(z)) to `grad_out` and
+    /// returns log p(s) in nats, for the z of the [`Prior::forward_into`] just before. Without the
+    /// split gradient this runs `grad`, which computes the forward again.
+    pub fn backward_into(
+        &mut self,
+        z: &[f32],
+        g: &[f32],
+        gamma: f32,
+        frames: usize,
+        grad_out: &mut [f32],
+    ) -> Result<f32, PriorError> {
+        let len = checked_len(frames)?;
+        check_len("z", len, z.len())?;
+        check_len("g", len, g.len())?;
+        check_len("grad_out", len, grad_out.len())?;
+        if let Some(split) = &mut self.split {
+            return split.backward_into(z, g, gamma, frames, grad_out);
+        }
+        let mut scratch = std::mem::take(&mut self.grad_scratch);
+        scratch.resize(len, 0.0);
+        let result = self.grad_into(z, g, gamma, frames, &mut scratch, grad_out);
+        self.grad_scratch = scratch;
+        result
     }
 
     /// s = f(z) for one item: `z` and `s_out` are `[1, 513, frames]` bin-major.
@@ -303,7 +380,7 @@ fn check_len(buffer: &'static str, expected: usize, found: usize) -> Result<(), 
 }
 
 /// Copies output `tensor` into `out` after checking its shape and that every value is finite.
-fn copy_output(
+pub(crate) fn copy_output(
     outputs: &ort::session::SessionOutputs<'_>,
     graph: &'static str,
     tensor: &'static str,
@@ -336,7 +413,7 @@ fn copy_output(
 }
 
 /// Checks a session's declared inputs and outputs against the contract for `role`.
-fn check_interface(role: Role, session: &Session) -> Result<(), PriorError> {
+pub(crate) fn check_interface(role: Role, session: &Session) -> Result<(), PriorError> {
     let graph = role.name();
     let interface_error = |tensor: &str, expected: String, found: String| PriorError::GraphInterface {
         graph,
@@ -344,7 +421,7 @@ fn check_interface(role: Role, session: &Session) -> Result<(), PriorError> {
         expected,
         found,
     };
-    for input in session.inputs() {
+    for input in session.inputs().iter().filter(|_| !role.extra_inputs_allowed()) {
         if !role.inputs().iter().any(|(name, _)| *name == input.name()) {
             let allowed: Vec<_> = role.inputs().iter().map(|(n, _)| format!("`{n}`")).collect();
             return Err(interface_error(
@@ -589,6 +666,95 @@ mod tests {
             let g = vec![1.0; len];
             let logp = prior.grad_into(&z, &g, 0.5, frames, &mut s, &mut grad).unwrap();
             assert!(logp.is_finite(), "{}", entry.stem);
+        }
+    }
+
+    /// A copy of the shipped `bass` prior in a temporary folder, its manifest edited by `edit`.
+    fn shipped_bass_copy(edit: impl FnOnce(&mut serde_json::Value)) -> (tempfile::TempDir, PathBuf) {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/priors/bass");
+        crate::engine::priors::manifest::edited_prior_copy(&source, edit)
+    }
+
+    /// The shipped priors carry the split gradient; its forward and backward halves give exactly
+    /// what `decode` and `grad` give (the same operations in two graphs), and the same prior
+    /// without the split falls back to `decode` + `grad` with the same results.
+    #[test]
+    fn the_split_gradient_equals_decode_and_grad() {
+        let runtime = runtime();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/priors/bass");
+        let mut split = Prior::load(&runtime, &dir, &SessionOptions::default()).unwrap();
+        assert!(split.has_split_gradient());
+        let (_root, plain_dir) = shipped_bass_copy(|j| {
+            let graphs = j["graphs"].as_object_mut().unwrap();
+            graphs.remove("forward");
+            graphs.remove("backward");
+        });
+        let mut plain = Prior::load(&runtime, &plain_dir, &SessionOptions::default()).unwrap();
+        assert!(!plain.has_split_gradient());
+        let frames = 12;
+        let len = BINS * frames;
+        let z: Vec<f32> = wave(len, 0.2).iter().map(|v| 0.5 * v).collect();
+        let g = wave(len, 0.9);
+        let (mut s_grad, mut grad_ref, mut s_dec) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+        let logp_ref = split
+            .grad_into(&z, &g, 0.3, frames, &mut s_grad, &mut grad_ref)
+            .unwrap();
+        split.decode_into(&z, frames, &mut s_dec).unwrap();
+        for prior in [&mut split, &mut plain] {
+            let (mut s, mut grad) = (vec![0.0; len], vec![0.0; len]);
+            prior.forward_into(&z, frames, &mut s).unwrap();
+            let logp = prior.backward_into(&z, &g, 0.3, frames, &mut grad).unwrap();
+            assert_eq!(s, s_grad);
+            assert_eq!(s, s_dec);
+            assert_eq!(logp, logp_ref);
+            let worst = grad
+                .iter()
+                .zip(&grad_ref)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            let scale = grad_ref.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!(worst <= 1e-6 * scale, "max difference {worst} of {scale}");
+        }
+        // A backward half pairs with the forward half just before it.
+        let mut grad = vec![0.0; len];
+        assert!(matches!(
+            split.backward_into(&z, &g, 0.3, frames, &mut grad),
+            Err(PriorError::Run {
+                graph: "backward",
+                ..
+            })
+        ));
+        let mut s = vec![0.0; len];
+        split.forward_into(&z, frames, &mut s).unwrap();
+        assert!(split
+            .backward_into(&z, &g, 0.3, frames + 2, &mut vec![0.0; len + 2 * BINS])
+            .is_err());
+    }
+
+    /// A manifest that lists graphs of the wrong kind under `forward` and `backward` is refused
+    /// with the role and the missing tensor named.
+    #[test]
+    fn a_split_gradient_breaking_the_interface_is_named() {
+        let runtime = runtime();
+        let (_root, dir) = shipped_bass_copy(|j| {
+            let decode = j["graphs"]["decode"].clone();
+            j["graphs"]["forward"] = decode;
+        });
+        match Prior::load(&runtime, &dir, &SessionOptions::default()) {
+            Err(PriorError::GraphInterface { graph, tensor, .. }) => {
+                assert_eq!((graph, tensor.as_str()), ("forward", "logp"))
+            }
+            other => panic!("expected an interface error, got {other:?}"),
+        }
+        let (_root, dir) = shipped_bass_copy(|j| {
+            let grad = j["graphs"]["grad"].clone();
+            j["graphs"]["backward"] = grad;
+        });
+        match Prior::load(&runtime, &dir, &SessionOptions::default()) {
+            Err(PriorError::GraphInterface { graph, tensor, .. }) => {
+                assert_eq!((graph, tensor.as_str()), ("backward", "s"))
+            }
+            other => panic!("expected an interface error, got {other:?}"),
         }
     }
 }

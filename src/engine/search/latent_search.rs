@@ -115,9 +115,6 @@ pub struct LatentSearch {
     level_gains: Vec<Vec<f32>>,
     /// Each stem's cotangent scaled by its gains, ∂D/∂fᵢ(zᵢ) = gᵢ ⊙ ∂D/∂sᵢ.
     stem_cotangents: Vec<Vec<f32>>,
-    /// Where each stem's gradient graph writes its (uncalibrated) f(z), which the search does
-    /// not need.
-    graph_outputs: Vec<Vec<f32>>,
     /// The objective at every iteration of the last run, then after the final decode (kept for
     /// the tests that check the search descends).
     #[cfg(test)]
@@ -140,7 +137,6 @@ impl LatentSearch {
             cotangent: vec![0.0; len],
             level_gains: vec![vec![1.0; BINS]; n_stems],
             stem_cotangents: buffers(),
-            graph_outputs: buffers(),
             #[cfg(test)]
             history: Vec::with_capacity(settings.iterations + 1),
         }
@@ -226,13 +222,12 @@ impl LatentSearch {
             if cancel.load(Ordering::Relaxed) {
                 return Err(SearchError::Cancelled);
             }
-            let objective = self.evaluate(priors, mix_mag, gamma)?;
-            self.update();
+            let objective = self.step(priors, mix_mag, gamma)?;
             #[cfg(test)]
             self.history.push(objective);
             progress.record(iteration + 1, objective);
         }
-        self.decode_all(priors)?;
+        self.decode_all(priors, false)?;
         let objective = kl_divergence(mix_mag, &self.sum);
         #[cfg(test)]
         self.history.push(objective);
@@ -282,8 +277,9 @@ impl LatentSearch {
     }
 
     /// sᵢ = gᵢ ⊙ fᵢ(zᵢ) for every stem (the stems side by side on the settings' threads), and
-    /// Σs (summed in stem order).
-    fn decode_all(&mut self, priors: &mut [Prior]) -> Result<(), SearchError> {
+    /// Σs (summed in stem order). `for_gradient` runs each prior's forward half of a gradient
+    /// evaluation, which keeps what the backward half needs; otherwise a plain decode.
+    fn decode_all(&mut self, priors: &mut [Prior], for_gradient: bool) -> Result<(), SearchError> {
         let frames = self.frames;
         let items: Vec<_> = priors
             .iter_mut()
@@ -292,7 +288,11 @@ impl LatentSearch {
             .zip(&self.level_gains)
             .collect();
         spread(self.settings.stem_threads, items, &|(((prior, z), s), gains)| {
-            prior.decode_into(z, frames, s)?;
+            if for_gradient {
+                prior.forward_into(z, frames, s)?;
+            } else {
+                prior.decode_into(z, frames, s)?;
+            }
             for (row, &gain) in s.chunks_exact_mut(frames).zip(gains) {
                 row.iter_mut().for_each(|v| *v *= gain);
             }
@@ -307,24 +307,45 @@ impl LatentSearch {
         Ok(())
     }
 
-    /// The objective at the current latents and its gradient for every stem (into `grads`; the
-    /// stems side by side on the settings' threads, log p summed in stem order).
+    /// One iteration: the objective at the current latents and its gradient for every stem,
+    /// then the update rule on every stem (each stem's backward pass and update side by side on
+    /// the settings' threads; log p summed in stem order). Returns the objective before the
+    /// update.
+    fn step(&mut self, priors: &mut [Prior], mix_mag: &[f32], gamma: f32) -> Result<f64, SearchError> {
+        self.gradient(priors, mix_mag, gamma, true)
+    }
+
+    /// The objective and every stem's gradient (into `grads`) at the current latents, without
+    /// moving them.
+    #[cfg(test)]
     fn evaluate(&mut self, priors: &mut [Prior], mix_mag: &[f32], gamma: f32) -> Result<f64, SearchError> {
-        self.decode_all(priors)?;
+        self.gradient(priors, mix_mag, gamma, false)
+    }
+
+    /// The objective and gradients at the current latents, and with `and_update` the update
+    /// rule applied to each stem right after its gradient.
+    fn gradient(
+        &mut self,
+        priors: &mut [Prior],
+        mix_mag: &[f32],
+        gamma: f32,
+        and_update: bool,
+    ) -> Result<f64, SearchError> {
+        self.decode_all(priors, true)?;
         let data_term = kl_divergence(mix_mag, &self.sum);
         kl_cotangent_into(mix_mag, &self.sum, &mut self.cotangent);
         let frames = self.frames;
         let cotangent = &self.cotangent;
         let items: Vec<_> = priors
             .iter_mut()
-            .zip(&self.latents)
+            .zip(&mut self.latents)
             .zip(&mut self.grads)
             .zip(&self.level_gains)
-            .zip(self.stem_cotangents.iter_mut().zip(&mut self.graph_outputs))
+            .zip(self.stem_cotangents.iter_mut().zip(&mut self.adams))
             .collect();
         let log_priors = spread(self.settings.stem_threads, items, &|(
             (((prior, z), grad), gains),
-            (stem_cotangent, graph_output),
+            (stem_cotangent, adam),
         )| {
             for ((out, row), &gain) in stem_cotangent
                 .chunks_exact_mut(frames)
@@ -333,21 +354,23 @@ impl LatentSearch {
             {
                 out.iter_mut().zip(row).for_each(|(o, &c)| *o = c * gain);
             }
-            prior.grad_into(z, stem_cotangent, gamma, frames, graph_output, grad)
+            let log_prior = prior.backward_into(z, stem_cotangent, gamma, frames, grad)?;
+            if and_update {
+                update(adam, z, grad);
+            }
+            Ok::<f32, PriorError>(log_prior)
         })?;
         let log_prior: f64 = log_priors.iter().map(|&l| l as f64).fold(0.0, |a, l| a + l);
         Ok(data_term - gamma as f64 * log_prior)
     }
+}
 
-    /// The update rule: one Adam step on every zᵢ along its gradient, then zᵢ clamped to
-    /// ±[`LATENT_BOUND`].
-    fn update(&mut self) {
-        for ((z, grad), adam) in self.latents.iter_mut().zip(&self.grads).zip(&mut self.adams) {
-            adam.step(z, grad);
-            for v in z.iter_mut() {
-                *v = v.clamp(-LATENT_BOUND, LATENT_BOUND);
-            }
-        }
+/// The update rule: one Adam step on a latent along its gradient, then the latent clamped to
+/// ±[`LATENT_BOUND`].
+fn update(adam: &mut Adam, z: &mut [f32], grad: &[f32]) {
+    adam.step(z, grad);
+    for v in z.iter_mut() {
+        *v = v.clamp(-LATENT_BOUND, LATENT_BOUND);
     }
 }
 
@@ -569,5 +592,58 @@ mod tests {
         let mut search = LatentSearch::new(2, frames, settings(1));
         let result = search.run(&mut priors, &mix[1..], &Progress::new(), &AtomicBool::new(false));
         assert!(matches!(result, Err(SearchError::Shape { what: "mix_mag", .. })));
+    }
+
+    /// The shipped prior `stem`, and the same prior in a temporary folder without its split
+    /// gradient (so it runs `decode` + `grad`).
+    fn shipped_with_and_without_split(stem: &str) -> (Prior, Prior, tempfile::TempDir) {
+        let runtime = Runtime::load(&RuntimeOptions::default()).unwrap();
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/priors")
+            .join(stem);
+        let (root, dir) = crate::engine::priors::manifest::edited_prior_copy(&source, |json| {
+            let graphs = json["graphs"].as_object_mut().unwrap();
+            graphs.remove("forward");
+            graphs.remove("backward");
+        });
+        let split = Prior::load(&runtime, &source, &SessionOptions::default()).unwrap();
+        let plain = Prior::load(&runtime, &dir, &SessionOptions::default()).unwrap();
+        assert!(split.has_split_gradient() && !plain.has_split_gradient());
+        (split, plain, root)
+    }
+
+    /// A search over priors with the split gradient takes the same path as over the same priors
+    /// with `decode` + `grad` (MAP, so the log-density term is in the gradient too).
+    #[test]
+    fn the_split_gradient_searches_like_decode_and_grad() {
+        let (bass, bass_plain, _a) = shipped_with_and_without_split("bass");
+        let (drums, drums_plain, _b) = shipped_with_and_without_split("drums");
+        let frames = 16;
+        let mix: Vec<f32> = (0..BINS * frames)
+            .map(|i| 0.02 * (1.5 + ((i as f32) * 0.011).sin()))
+            .collect();
+        let settings = SeparationSettings {
+            iterations: 6,
+            objective: Objective::Map { gamma: 0.1 },
+            ..SeparationSettings::default_preset()
+        };
+        let mut results = Vec::new();
+        for mut priors in [vec![bass, drums], vec![bass_plain, drums_plain]] {
+            let mut search = LatentSearch::new(2, frames, settings);
+            search
+                .run(&mut priors, &mix, &Progress::new(), &AtomicBool::new(false))
+                .unwrap();
+            results.push((search.latents().to_vec(), search.objective_history().to_vec()));
+        }
+        let (split, plain) = (&results[0], &results[1]);
+        for (a, b) in split.0.iter().flatten().zip(plain.0.iter().flatten()) {
+            assert!((a - b).abs() <= 1e-5, "latents differ: {a} vs {b}");
+        }
+        for (a, b) in split.1.iter().zip(&plain.1) {
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "objectives differ: {a} vs {b}"
+            );
+        }
     }
 }
