@@ -1,5 +1,6 @@
-//! `stemflow bench`: cost of separating one 5-s frame, default settings against `--preset paper`,
-//! measured in the same run (medians over repeats; ratios are what to compare across machines).
+//! `stemflow bench`: cost of separating one 5-s frame with the default settings, the realtime
+//! preset and `--preset paper`, measured in the same run (medians over repeats; ratios are what
+//! to compare across machines).
 
 use super::peak_memory::separate_peak_mib;
 use super::shared::SharedArgs;
@@ -38,7 +39,8 @@ fn demo_mix() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models/demo/mix.wav"))
 }
 
-/// Run `bench`: one warm-up frame, then `repeat` timed frames per preset.
+/// Run `bench`: one warm-up frame, then `repeat` timed frames per preset (default, realtime,
+/// paper).
 pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
     let input = args.input.clone().unwrap_or_else(demo_mix);
     let audio = read_all(&input)?;
@@ -69,8 +71,9 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
         "{:<8} {:>10} {:>13} {:>9} {:>17}",
         "preset", "iterations", "ms/iteration", "frame s", "real-time factor"
     );
+    let presets = [Preset::Default, Preset::Realtime, Preset::Paper];
     let mut frame_seconds = Vec::new();
-    for preset in [Preset::Default, Preset::Paper] {
+    for preset in presets {
         let mut settings = shared.with_threads(preset.settings());
         if let Some(iterations) = args.iterations {
             settings.iterations = iterations as usize;
@@ -95,9 +98,11 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
         frame_seconds.push(seconds);
         priors = separator.into_priors();
     }
+    let paper = frame_seconds[2];
     println!(
-        "ratio paper/default (frame time): {:.3}",
-        frame_seconds[1] / frame_seconds[0]
+        "ratio paper/default (frame time): {:.3}; paper/realtime: {:.3}",
+        paper / frame_seconds[0],
+        paper / frame_seconds[1]
     );
     if args.memory_minutes > 0.0 {
         let mut extra = vec![

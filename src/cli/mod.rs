@@ -38,7 +38,7 @@ enum Command {
     Separate(separate::SeparateArgs),
     /// List the installed priors and their manifests.
     Priors(priors::PriorsArgs),
-    /// Measure ms per iteration and the real-time factor of a 5-s frame, default vs paper preset.
+    /// Measure ms per iteration and the real-time factor of a 5-s frame: default, realtime and paper presets.
     Bench(bench::BenchArgs),
     /// Train a prior for a new stem from a folder of isolated recordings and install it.
     TrainPrior(train_prior::TrainPriorArgs),

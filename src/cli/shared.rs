@@ -113,9 +113,10 @@ impl SharedArgs {
         }
         let dirs = catalog.select(&names)?;
         let options = self.session_options();
-        dirs.iter()
-            .map(|dir| Prior::load(runtime, dir, &options).map_err(CliError::from))
-            .collect()
+        let threads = self
+            .with_threads(SeparationSettings::default_preset())
+            .stem_threads;
+        Ok(Prior::load_all(runtime, &dirs, &options, threads)?)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The separation engine: audio in → frames → spectrograms → priors + search → masks → stems out.
 //!
 //! Nothing in here knows about plugins or command lines. The folders depend on each other in one
-//! direction only: [`signal`] and [`priors`] need nothing but the leaf modules below;
+//! direction only: [`signal`] and [`priors`] need nothing but the leaf modules below (bounds,
+//! constants, limits, metrics, spread);
 //! [`search`] uses both; [`files`] drives a whole file through [`search`].
 
 pub mod bounds;
@@ -12,3 +13,4 @@ pub mod metrics;
 pub mod priors;
 pub mod search;
 pub mod signal;
+pub mod spread;

@@ -149,8 +149,12 @@ impl NiceEguiApp for StemflowApp {
 
         // Settings.
         ui.horizontal(|ui| {
-            ui.label("Quality");
-            ui.add(ParamSlider::for_param(&params.iterations, &setter).with_width(120.0));
+            ui.label("Quality: render");
+            ui.add(ParamSlider::for_param(&params.iterations, &setter).with_width(90.0));
+            ui.label("realtime");
+            ui.add(ParamSlider::for_param(&params.realtime_iterations, &setter).with_width(90.0));
+        });
+        ui.horizontal(|ui| {
             ui.label("Objective");
             ui.add(ParamSlider::for_param(&params.objective, &setter).with_width(70.0));
             ui.label("γ");

@@ -1,9 +1,12 @@
 //! The plugin's parameters: a strip per output slot (gain, mute, solo) and the separation
-//! settings (quality, objective, output mode, device), plus state migration.
+//! settings (offline and realtime quality, objective, output mode, device), plus state
+//! migration.
 
 use super::slots::{SLOT_COUNT, SLOT_NAMES};
 use crate::engine::priors::runtime::Device;
-use crate::engine::search::settings::{Objective, OutputMode, SeparationSettings, GAMMA, ITERATIONS};
+use crate::engine::search::settings::{
+    Objective, OutputMode, SeparationSettings, GAMMA, ITERATIONS, REALTIME_ITERATIONS,
+};
 use nice_plug::plugin::ParamValue;
 use nice_plug::prelude::*;
 use std::sync::Arc;
@@ -111,9 +114,13 @@ pub struct StemflowParams {
     /// One strip per output slot, ids `gain_1` … `solo_8`.
     #[nested(array, group = "Stem")]
     pub strips: [StripParams; SLOT_COUNT],
-    /// Adam iterations per 5-s frame.
+    /// Adam iterations per 5-s frame of an offline render (the default preset's search).
     #[id = "iterations"]
     pub iterations: IntParam,
+    /// Adam iterations per 5-s frame while the host plays in real time (the realtime preset's
+    /// search: fewer, larger steps, so the worker keeps up with playback).
+    #[id = "realtime_iterations"]
+    pub realtime_iterations: IntParam,
     /// MLE or MAP ([`OBJECTIVES`]).
     #[id = "objective"]
     pub objective: FloatParam,
@@ -135,6 +142,14 @@ impl Default for StemflowParams {
             iterations: IntParam::new(
                 "Quality (iterations)",
                 SeparationSettings::default_preset().iterations as i32,
+                IntRange::Linear {
+                    min: ITERATIONS.min as i32,
+                    max: ITERATIONS_KNOB_MAX,
+                },
+            ),
+            realtime_iterations: IntParam::new(
+                "Realtime quality (iterations)",
+                REALTIME_ITERATIONS as i32,
                 IntRange::Linear {
                     min: ITERATIONS.min as i32,
                     max: ITERATIONS_KNOB_MAX,
@@ -166,11 +181,17 @@ impl StemflowParams {
         }
     }
 
-    /// The separation settings these parameters ask for (the CLI's default preset otherwise);
-    /// the engine validates them when it builds the separator.
-    pub fn settings(&self) -> SeparationSettings {
-        let mut settings = SeparationSettings::default_preset();
-        settings.iterations = self.iterations.value().max(0) as usize;
+    /// The separation settings these parameters ask for: the CLI's default preset for an
+    /// `offline` render (so a bounce equals `stemflow separate`), its realtime preset while the
+    /// host plays, each with its own iteration count. The engine validates them when it builds
+    /// the separator.
+    pub fn settings(&self, offline: bool) -> SeparationSettings {
+        let (mut settings, iterations) = if offline {
+            (SeparationSettings::default_preset(), &self.iterations)
+        } else {
+            (SeparationSettings::realtime_preset(), &self.realtime_iterations)
+        };
+        settings.iterations = iterations.value().max(0) as usize;
         settings.objective = match chosen(&self.objective) {
             0 => Objective::Mle,
             _ => Objective::Map {
@@ -334,5 +355,14 @@ mod tests {
             Some(ParamValue::I32(42))
         ));
         assert!(matches!(state.params.get("gain_3"), Some(ParamValue::F32(v)) if *v == -6.5));
+    }
+
+    /// An offline render separates with the default preset and the quality knob, so a bounce
+    /// equals `stemflow separate`; realtime playback with the realtime preset and its own knob.
+    #[test]
+    fn the_render_mode_picks_the_preset() {
+        let params = StemflowParams::default();
+        assert_eq!(params.settings(true), SeparationSettings::default_preset());
+        assert_eq!(params.settings(false), SeparationSettings::realtime_preset());
     }
 }

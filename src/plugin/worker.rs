@@ -18,7 +18,7 @@ use crate::engine::search::separator::Separator;
 use crate::engine::search::settings::SeparationSettings;
 use crate::engine::signal::frames::{FrameSpan, OverlapAdd};
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
-use nice_plug::prelude::{nice_error, nice_warn};
+use nice_plug::prelude::{nice_error, nice_log, nice_warn};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -106,6 +106,7 @@ impl WorkerHandle {
             loaded_device: None,
             attempted_device: None,
             crossfade: None,
+            tally: FrameTally::default(),
         };
         let thread = std::thread::Builder::new()
             .name("stemflow-worker".into())
@@ -168,6 +169,41 @@ struct Worker {
     attempted_device: Option<Device>,
     /// The crossfade for the current separator's format (made with it).
     crossfade: Option<Crossfade>,
+    /// How the current activation's frames went, for the line logged when it ends.
+    tally: FrameTally,
+}
+
+/// Frames separated during one activation and how long they took against the hop, so the host's
+/// log says at the end whether the worker kept up.
+#[derive(Debug, Default, Clone, Copy)]
+struct FrameTally {
+    /// Frames separated.
+    frames: usize,
+    /// Sum of the frames' real-time factors (wall time / hop).
+    rtf_sum: f64,
+    /// The slowest frame's real-time factor.
+    rtf_worst: f64,
+}
+
+impl FrameTally {
+    /// Counts one frame of real-time factor `rtf`.
+    fn add(&mut self, rtf: f64) {
+        self.frames += 1;
+        self.rtf_sum += rtf;
+        self.rtf_worst = self.rtf_worst.max(rtf);
+    }
+
+    /// The log line for an activation that ends with `late_segments` played dry.
+    fn summary(&self, offline: bool, late_segments: usize) -> String {
+        format!(
+            "Stemflow: {} activation ended: {} frames separated, {} segments played dry (late), worker real-time factor mean {:.3} worst {:.3} (below 1 keeps up)",
+            if offline { "offline" } else { "realtime" },
+            self.frames,
+            late_segments,
+            self.rtf_sum / self.frames.max(1) as f64,
+            self.rtf_worst
+        )
+    }
 }
 
 impl Worker {
@@ -244,6 +280,7 @@ impl Worker {
             Command::Attach(link) => {
                 self.link = Some(link);
                 self.segments_made = 0;
+                self.tally = FrameTally::default();
                 self.forget_tail();
                 self.status.late_segments.store(0, Ordering::Relaxed);
                 self.status.frames_done.store(0, Ordering::Relaxed);
@@ -257,6 +294,10 @@ impl Worker {
                 self.stops_handled += 1;
                 if let Some(link) = self.link.take() {
                     link.closed.store(true, Ordering::Release);
+                    if self.tally.frames > 0 {
+                        let late = self.status.late_segments.load(Ordering::Relaxed);
+                        nice_log!("{}", self.tally.summary(link.offline, late));
+                    }
                 }
                 true
             }
@@ -383,7 +424,7 @@ impl Worker {
     /// Builds (or rebuilds, when the rate, channels or settings changed) the separator.
     fn ensure_separator(&mut self) {
         let Some(link) = self.link.clone() else { return };
-        let settings: SeparationSettings = self.params.settings();
+        let settings: SeparationSettings = self.params.settings(link.offline);
         if let Some(sep) = &self.separator {
             if sep.host_rate() == link.sample_rate
                 && sep.channels() == link.channels
@@ -520,6 +561,7 @@ impl Worker {
         let rtf = started.elapsed().as_secs_f64() / hop_seconds;
         self.status.real_time_factor.store(rtf as f32, Ordering::Relaxed);
         self.status.frames_done.fetch_add(1, Ordering::Relaxed);
+        self.tally.add(rtf);
     }
 
     /// The next frame does not continue the last one: it starts a new crossfade.

@@ -11,6 +11,7 @@ use crate::engine::constants::{BINS, TIME_MULTIPLE};
 use crate::engine::priors::manifest::{GraphFile, Manifest, ManifestError, MANIFEST_FILE};
 use crate::engine::priors::runtime::{Backend, Runtime, RuntimeError, SessionOptions};
 use crate::engine::priors::split_gradient::SplitGradient;
+use crate::engine::spread::spread;
 
 /// Everything that can go wrong loading a prior or running its graphs.
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +227,20 @@ impl Prior {
             split,
             grad_scratch: Vec::new(),
             level_gains: None,
+        })
+    }
+
+    /// [`Prior::load`] for every folder of `dirs`, on up to `threads` threads side by side
+    /// (creating sessions is most of the start-up time). The priors come back in `dirs` order;
+    /// the first failure in that order is the error.
+    pub fn load_all(
+        runtime: &Runtime,
+        dirs: &[PathBuf],
+        options: &SessionOptions,
+        threads: usize,
+    ) -> Result<Vec<Prior>, PriorError> {
+        spread(threads, dirs.iter().collect(), &|dir: &PathBuf| {
+            Prior::load(runtime, dir, options)
         })
     }
 

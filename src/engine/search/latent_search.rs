@@ -12,7 +12,7 @@ use crate::engine::priors::prior::{Prior, PriorError};
 use crate::engine::search::objective::{kl_cotangent_into, kl_divergence};
 use crate::engine::search::optimizer::Adam;
 use crate::engine::search::settings::SeparationSettings;
-use crate::engine::search::spread::spread;
+use crate::engine::spread::spread;
 
 /// Every latent coordinate is kept within ±`LATENT_BOUND` after each update. A latent of a
 /// trained flow is N(0, 1): |z| > 8 has probability ~1e-15, so the bound never constrains a
@@ -408,9 +408,12 @@ mod tests {
         (priors, mix)
     }
 
+    /// The default settings with `iterations` steps of the paper's Adam (0.01), the step the
+    /// toy problem's descent checks were made for.
     fn settings(iterations: usize) -> SeparationSettings {
         SeparationSettings {
             iterations,
+            adam: crate::engine::search::settings::AdamSettings::default(),
             ..SeparationSettings::default_preset()
         }
     }

@@ -7,4 +7,3 @@ pub mod objective;
 pub mod optimizer;
 pub mod separator;
 pub mod settings;
-pub mod spread;

@@ -16,6 +16,7 @@ use crate::engine::signal::frames::frame_len_at;
 use crate::engine::signal::resample::{FrameResampler, ResampleError};
 use crate::engine::signal::resynth::{ResynthError, ResynthPlan};
 use crate::engine::signal::stft::Stft;
+use crate::engine::spread::spread;
 use realfft::num_complex::Complex;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -126,13 +127,13 @@ impl Separator {
         let mut search = LatentSearch::new(n_stems, FRAMES, settings);
         let strength = settings.calibration_strength;
         if strength > 0.0 {
-            for (i, prior) in priors.iter_mut().enumerate() {
-                let gains: Vec<f32> =
-                    frame_level_gains(prior, CALIBRATION_SAMPLES, settings.calibration_trim)
-                        .map_err(SearchError::from)?
-                        .iter()
-                        .map(|g| g.powf(strength))
-                        .collect();
+            // Each prior's gains on its own, the priors side by side.
+            let all_gains = spread(settings.stem_threads, priors.iter_mut().collect(), &|prior| {
+                frame_level_gains(prior, CALIBRATION_SAMPLES, settings.calibration_trim)
+            })
+            .map_err(SearchError::from)?;
+            for (i, gains) in all_gains.iter().enumerate() {
+                let gains: Vec<f32> = gains.iter().map(|g| g.powf(strength)).collect();
                 search.set_level_gains(i, &gains)?;
             }
         }

@@ -1,6 +1,7 @@
 //! Running one piece of work per stem on several threads. The stems' graphs are independent
-//! within an iteration, so they can run side by side; results come back in stem order, so every
-//! sum over stems is taken in the same order and the output does not depend on the thread count.
+//! within an iteration (and their priors load and calibrate independently), so they can run side
+//! by side; results come back in stem order, so every sum over stems is taken in the same order
+//! and the output does not depend on the thread count.
 
 /// Runs `work` on every item, spread over at most `threads` threads (contiguous runs of items,
 /// the first on the calling thread), and returns the results in item order, or the first error
