@@ -238,10 +238,10 @@ pub const DEFAULT_ITERATIONS: usize = 50;
 /// Adam's step of [`SeparationSettings::default_preset`] (the paper's is 0.01).
 pub const DEFAULT_LEARNING_RATE: f32 = 0.02;
 /// Adam iterations per frame of [`SeparationSettings::realtime_preset`].
-pub const REALTIME_ITERATIONS: usize = 40;
+pub const REALTIME_ITERATIONS: usize = 30;
 /// Adam's step of [`SeparationSettings::realtime_preset`]: larger than the default's, which
 /// recovers part of what the shorter search loses.
-pub const REALTIME_LEARNING_RATE: f32 = 0.025;
+pub const REALTIME_LEARNING_RATE: f32 = 0.03;
 
 impl Default for SeparationSettings {
     fn default() -> Self {
