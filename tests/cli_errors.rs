@@ -556,3 +556,112 @@ fn twenty_six_channels_are_separated_channel_for_channel() {
     let db = 10.0 * (residual / signal).log10();
     assert!(db < -60.0, "stems sum to the input within {db:.1} dB");
 }
+
+/// `separate`'s options for a quick run with the synthetic priors in `priors`.
+fn quick_with(priors: &Path) -> [&str; 5] {
+    [
+        "--iterations",
+        "2",
+        "--quiet",
+        "--priors",
+        priors.to_str().unwrap(),
+    ]
+}
+
+/// A batch: a folder (searched recursively) and a file; two tracks named alike get their own
+/// folders, a file that cannot be decoded is reported and the others are separated, and the
+/// command fails at the end naming it.
+#[test]
+fn a_batch_goes_on_past_a_bad_file_and_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let album = tmp.path().join("album");
+    fs::create_dir_all(album.join("disc2")).unwrap();
+    tone_wav(&album.join("song.wav"), 2, 1.0);
+    tone_wav(&album.join("disc2/song.wav"), 1, 0.5);
+    fs::write(album.join("disc2/broken.wav"), b"not audio at all").unwrap();
+    fs::write(album.join("notes.txt"), b"not an audio file name").unwrap();
+    let single = tmp.path().join("single.wav");
+    tone_wav(&single, 2, 0.5);
+    let out = tmp.path().join("out");
+    let output = stemflow()
+        .arg("separate")
+        .arg(&album)
+        .arg(&single)
+        .arg("-o")
+        .arg(&out)
+        .args(quick_with(&priors))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a failed track fails the batch");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("stemflow: error:"))
+        .collect();
+    assert_eq!(errors.len(), 2, "{stderr}");
+    assert!(errors[0].contains("broken.wav"), "{stderr}");
+    assert!(
+        errors[1].contains("1 of 4 tracks failed") && errors[1].contains("broken.wav"),
+        "{stderr}"
+    );
+    // Sorted by path: disc2/broken, disc2/song, song, then the single file.
+    for (track, channels) in [("song", 1), ("song-2", 2), ("single", 2)] {
+        for stem in ["sine", "noise"] {
+            let audio = read_all(out.join(track).join(format!("{stem}.wav"))).unwrap();
+            assert_eq!(audio.channels.len(), channels, "{track}/{stem}");
+        }
+    }
+    assert!(!out.join("broken").exists());
+    let mut folders: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    folders.sort();
+    assert_eq!(folders, ["single", "song", "song-2"]);
+}
+
+/// Without `-o`, a track's stems go to `stems/<track>/` under the current folder.
+#[test]
+fn without_an_output_folder_stems_go_to_stems_track() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let input = tmp.path().join("my song.wav");
+    tone_wav(&input, 2, 0.5);
+    let output = stemflow()
+        .current_dir(tmp.path())
+        .arg("separate")
+        .arg(&input)
+        .args(quick_with(&priors))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for stem in ["sine", "noise"] {
+        assert!(tmp
+            .path()
+            .join("stems/my song")
+            .join(format!("{stem}.wav"))
+            .is_file());
+    }
+}
+
+/// A folder with no audio in it is refused before anything is loaded.
+#[test]
+fn a_folder_without_audio_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("readme.txt"), b"no audio here").unwrap();
+    let out = tmp.path().join("out");
+    let output = stemflow()
+        .arg("separate")
+        .arg(tmp.path())
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_clean_failure(&output, "no audio files", &out);
+}

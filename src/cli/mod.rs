@@ -4,6 +4,7 @@
 //! cost of separation, `train-prior` trains and installs a new stem's prior from recordings. Every
 //! failure prints one line and exits non-zero.
 
+mod batch;
 mod bench;
 mod error;
 mod interrupt;

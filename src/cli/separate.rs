@@ -1,10 +1,15 @@
-//! `stemflow separate`: one WAV per stem, a progress bar, and a summary line.
+//! `stemflow separate`: one WAV per stem for every input track, a progress bar, and a summary
+//! line; a batch of tracks goes on past a failing one and names the failures at the end.
 
+use super::batch::{expand_inputs, plan_tracks, Track};
 use super::interrupt;
 use super::shared::SharedArgs;
 use super::CliError;
 use crate::engine::files::audio_file::AudioReader;
-use crate::engine::files::separate_file::{separate_file, JobProgress};
+use crate::engine::files::separate_file::{separate_file, JobProgress, SeparateFileError};
+use crate::engine::limits::check_format;
+use crate::engine::priors::prior::Prior;
+use crate::engine::priors::runtime::Runtime;
 use crate::engine::search::separator::{SeparationError, Separator};
 use crate::engine::search::settings::{Objective, OutputMode, Preset, SeparationSettings, SettingsError};
 use clap::{Args, ValueEnum};
@@ -23,11 +28,14 @@ pub enum ObjectiveArg {
 /// Arguments of `separate`.
 #[derive(Debug, Args)]
 pub struct SeparateArgs {
-    /// The mix to separate (WAV, FLAC, OGG, MP3, AIFF; any rate and channel count).
-    pub input: PathBuf,
-    /// Output folder: receives `<stem>.wav` for every stem.
+    /// The mixes to separate (WAV, FLAC, OGG, MP3, AIFF; any rate and channel count): files, and
+    /// folders searched recursively for audio.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Output folder. One input: receives its `<stem>.wav` files. Several: one folder per track,
+    /// `DIR/<track>/<stem>.wav` (default `stems/<track>/`).
     #[arg(short, long, value_name = "DIR")]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
     /// Stems to separate, comma-separated (default: every installed prior).
     #[arg(long, value_delimiter = ',')]
     pub stems: Vec<String>,
@@ -160,49 +168,141 @@ fn refuse_replacing_the_input<'a>(
     Ok(())
 }
 
-/// Run `separate`: open the input, load runtime and priors, stream the file through the engine.
+/// Run `separate`: load the runtime and priors once, then stream every track through the engine.
+/// One track fails the command with its error; in a batch a failing track is reported and the
+/// others go on, and the command fails at the end naming the tracks that did not separate.
 pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
     let settings = shared.with_threads(args.settings()?);
     refuse_repeated_stems(&args.stems)?;
-    let reader = AudioReader::open(&args.input)?;
-    let runtime = shared.runtime()?;
-    let priors = shared.load_priors(&runtime, &args.stems)?;
-    let mut separator =
-        Separator::new(priors, settings, reader.sample_rate(), reader.channels()).map_err(|e| match e {
-            SeparationError::Settings(e) => usage_error(e),
-            other => CliError::from(other),
-        })?;
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(0)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} frame {msg} [{bar:30}] {percent:>3}% eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    refuse_replacing_the_input(&args.input, &args.output, separator.stem_names())?;
+    let files = expand_inputs(&args.inputs);
+    if files.is_empty() {
+        return Err(CliError::Usage(format!(
+            "no audio files ({}) in {}",
+            super::batch::AUDIO_EXTENSIONS.join(", "),
+            args.inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let tracks = plan_tracks(&files, args.output.as_deref());
+    // Once for the whole run: a Ctrl-C between two tracks stops the next one at its start.
     interrupt::install();
-    let summary = separate_file(
-        reader,
-        &args.output,
-        &mut separator,
-        interrupt::flag(),
-        |p: JobProgress| {
-            bar.set_length((p.frames * p.iterations_per_frame).max(1) as u64);
-            bar.set_position((p.frame * p.iterations_per_frame + p.iteration) as u64);
-            bar.set_message(format!("{}/{}", (p.frame + 1).min(p.frames), p.frames));
-        },
-    )?;
-    bar.finish_and_clear();
+    let mut job = Job {
+        shared,
+        args: &args,
+        settings,
+        runtime: None,
+        priors: None,
+    };
+    if let [track] = tracks.as_slice() {
+        return job.separate(track);
+    }
+    // A batch loads what every track needs first, so a missing runtime or prior stops it once
+    // instead of failing each track.
+    let runtime = job.shared.runtime()?;
+    job.priors = Some(job.shared.load_priors(&runtime, &args.stems)?);
+    job.runtime = Some(runtime);
+    let mut failed = Vec::new();
+    for (i, track) in tracks.iter().enumerate() {
+        if !args.quiet {
+            println!("[{}/{}] {}", i + 1, tracks.len(), track.input.display());
+        }
+        match job.separate(track) {
+            Ok(()) => {}
+            Err(CliError::Separate(SeparateFileError::Stopped)) => {
+                return Err(CliError::Separate(SeparateFileError::Stopped))
+            }
+            Err(error) => {
+                eprintln!("stemflow: error: {}: {error}", track.input.display());
+                failed.push(track.input.display().to_string());
+            }
+        }
+    }
     println!(
-        "separated {:.1} s of audio into {} stems in {:.1} s, real-time factor {:.2} (wall time / audio time) -> {}",
-        summary.audio_seconds,
-        summary.outputs.len(),
-        summary.wall_seconds,
-        summary.real_time_factor(),
-        args.output.display()
+        "{} of {} tracks separated",
+        tracks.len() - failed.len(),
+        tracks.len()
     );
-    Ok(())
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "{} of {} tracks failed: {}",
+            failed.len(),
+            tracks.len(),
+            failed.join(", ")
+        )))
+    }
+}
+
+/// What a run keeps from one track to the next: the runtime and the priors, loaded when the first
+/// track needs them (and again after a separator that could not be built took them with it).
+struct Job<'a> {
+    shared: &'a SharedArgs,
+    args: &'a SeparateArgs,
+    settings: SeparationSettings,
+    runtime: Option<std::sync::Arc<Runtime>>,
+    priors: Option<Vec<Prior>>,
+}
+
+impl Job<'_> {
+    /// Separates one track into its output folder.
+    fn separate(&mut self, track: &Track) -> Result<(), CliError> {
+        let reader = AudioReader::open(&track.input)?;
+        check_format(reader.sample_rate(), reader.channels()).map_err(SeparationError::from)?;
+        let runtime = match &self.runtime {
+            Some(runtime) => runtime.clone(),
+            None => self.runtime.insert(self.shared.runtime()?).clone(),
+        };
+        let priors = match self.priors.take() {
+            Some(priors) => priors,
+            None => self.shared.load_priors(&runtime, &self.args.stems)?,
+        };
+        let mut separator = Separator::new(priors, self.settings, reader.sample_rate(), reader.channels())
+            .map_err(|e| match e {
+                SeparationError::Settings(e) => usage_error(e),
+                other => CliError::from(other),
+            })?;
+        let result = self.stream(track, reader, &mut separator);
+        self.priors = Some(separator.into_priors());
+        result
+    }
+
+    /// Streams `reader` through `separator` into the track's folder, with a progress bar.
+    fn stream(&self, track: &Track, reader: AudioReader, separator: &mut Separator) -> Result<(), CliError> {
+        let bar = if self.args.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(0)
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} frame {msg} [{bar:30}] {percent:>3}% eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        refuse_replacing_the_input(&track.input, &track.output, separator.stem_names())?;
+        let summary = separate_file(
+            reader,
+            &track.output,
+            separator,
+            interrupt::flag(),
+            |p: JobProgress| {
+                bar.set_length((p.frames * p.iterations_per_frame).max(1) as u64);
+                bar.set_position((p.frame * p.iterations_per_frame + p.iteration) as u64);
+                bar.set_message(format!("{}/{}", (p.frame + 1).min(p.frames), p.frames));
+            },
+        )?;
+        bar.finish_and_clear();
+        println!(
+            "separated {:.1} s of audio into {} stems in {:.1} s, real-time factor {:.2} (wall time / audio time) -> {}",
+            summary.audio_seconds,
+            summary.outputs.len(),
+            summary.wall_seconds,
+            summary.real_time_factor(),
+            track.output.display()
+        );
+        Ok(())
+    }
 }
