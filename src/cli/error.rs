@@ -36,4 +36,12 @@ pub enum CliError {
     /// The arguments make no sense together.
     #[error("{0}")]
     Usage(String),
+    /// Some tracks of a batch did not separate (each was reported when it failed).
+    #[error("{} of {total} tracks failed: {}", failed.len(), failed.join(", "))]
+    Batch {
+        /// The inputs that failed, in run order.
+        failed: Vec<String>,
+        /// Tracks in the run.
+        total: usize,
+    },
 }

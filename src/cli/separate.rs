@@ -228,12 +228,10 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(CliError::Usage(format!(
-            "{} of {} tracks failed: {}",
-            failed.len(),
-            tracks.len(),
-            failed.join(", ")
-        )))
+        Err(CliError::Batch {
+            failed,
+            total: tracks.len(),
+        })
     }
 }
 
