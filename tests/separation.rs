@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use stemflow::engine::files::audio_file::{read_all, AudioReader};
 use stemflow::engine::files::separate_file::separate_file;
+use stemflow::engine::files::stem_format::{Container, SampleDepth, StemFormat};
 use stemflow::engine::metrics::{median, segment_sdrs};
 use stemflow::engine::priors::prior::Prior;
 use stemflow::engine::priors::runtime::{Runtime, RuntimeOptions, SessionOptions};
@@ -45,6 +46,7 @@ fn two_source_mix_beats_half_mixture_by_6_db() {
     separate_file(
         AudioReader::open(fixture.join("mix.wav")).unwrap(),
         out.path(),
+        StemFormat::DEFAULT,
         &mut separator,
         &AtomicBool::new(false),
         |_| {},
@@ -101,6 +103,22 @@ fn stereo_signal(rate: u32, seconds: f64) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// `input` (two channels) as a 32-bit float WAV at `rate`.
+fn write_stereo_float_wav(path: &Path, rate: u32, input: &[Vec<f32>]) {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    for (&left, &right) in input[0].iter().zip(&input[1]) {
+        writer.write_sample(left).unwrap();
+        writer.write_sample(right).unwrap();
+    }
+    writer.finalize().unwrap();
+}
+
 #[test]
 fn consistent_stems_sum_to_the_input_at_any_rate() {
     let settings = SeparationSettings {
@@ -112,23 +130,13 @@ fn consistent_stems_sum_to_the_input_at_any_rate() {
         let input = stereo_signal(rate, 7.3);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.wav");
-        let spec = hound::WavSpec {
-            channels: 2,
-            sample_rate: rate,
-            bits_per_sample: 32,
-            sample_format: hound::SampleFormat::Float,
-        };
-        let mut writer = hound::WavWriter::create(&path, spec).unwrap();
-        for (&left, &right) in input[0].iter().zip(&input[1]) {
-            writer.write_sample(left).unwrap();
-            writer.write_sample(right).unwrap();
-        }
-        writer.finalize().unwrap();
+        write_stereo_float_wav(&path, rate, &input);
         let mut separator = Separator::new(pool, settings, rate, 2).unwrap();
         let out = dir.path().join("out");
         let summary = separate_file(
             AudioReader::open(&path).unwrap(),
             &out,
+            StemFormat::DEFAULT,
             &mut separator,
             &AtomicBool::new(false),
             |_| {},
@@ -161,6 +169,67 @@ fn consistent_stems_sum_to_the_input_at_any_rate() {
             let high_energy: f64 = stems.iter().map(|s| high_band_energy(&s.channels[0], rate)).sum();
             assert!(high_energy > 0.5 * high_band_energy(&input[0], rate));
         }
+        pool = separator.into_priors();
+    }
+}
+
+#[test]
+fn stems_sum_to_the_input_in_every_format_and_depth() {
+    let settings = SeparationSettings {
+        iterations: 3,
+        ..SeparationSettings::default()
+    };
+    let rate = 44_100;
+    let input = stereo_signal(rate, 6.1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.wav");
+    write_stereo_float_wav(&path, rate, &input);
+    let mut pool = priors(&["sine", "noise"]);
+    let formats = [
+        (Container::Wav, SampleDepth::Float32),
+        (Container::Wav, SampleDepth::Int24),
+        (Container::Wav, SampleDepth::Int16),
+        (Container::Flac, SampleDepth::Int24),
+        (Container::Flac, SampleDepth::Int16),
+    ];
+    for (container, depth) in formats {
+        let format = StemFormat::new(container, depth).unwrap();
+        let mut separator = Separator::new(pool, settings, rate, 2).unwrap();
+        let out = dir.path().join(format!("{container:?}-{depth:?}"));
+        let summary = separate_file(
+            AudioReader::open(&path).unwrap(),
+            &out,
+            format,
+            &mut separator,
+            &AtomicBool::new(false),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(summary.clipped_samples, 0, "{format}");
+        for (stem, path) in ["sine", "noise"].iter().zip(&summary.outputs) {
+            assert_eq!(path, &out.join(format.file_name(stem)));
+        }
+        let stems: Vec<_> = summary.outputs.iter().map(|p| read_all(p).unwrap()).collect();
+        // Each stem is off by at most half a step of rounding plus one of dither.
+        let tolerance = match depth.full_scale() {
+            Some(full_scale) => stems.len() as f64 * 1.5 / full_scale + 1e-6,
+            None => 1e-5,
+        };
+        let mut worst = 0.0f64;
+        for (c, channel) in input.iter().enumerate() {
+            for (i, &x) in channel.iter().enumerate() {
+                let sum: f64 = stems.iter().map(|s| f64::from(s.channels[c][i])).sum();
+                worst = worst.max((sum - f64::from(x)).abs());
+            }
+        }
+        for stem in &stems {
+            assert_eq!((stem.sample_rate, stem.channels.len()), (rate, 2), "{format}");
+            assert_eq!(stem.channels[0].len(), input[0].len(), "{format}");
+        }
+        assert!(
+            worst <= tolerance,
+            "{format}: stems sum to the input within {worst:e}, expected ≤ {tolerance:e}"
+        );
         pool = separator.into_priors();
     }
 }

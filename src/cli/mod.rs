@@ -5,13 +5,17 @@
 //! failure prints one line and exits non-zero.
 
 mod batch;
+mod batch_report;
 mod bench;
 mod error;
 mod interrupt;
 mod peak_memory;
 mod priors;
+mod progress;
 mod separate;
+mod shard;
 mod shared;
+mod track_record;
 mod train_error;
 mod train_prior;
 mod trainer;

@@ -1,20 +1,26 @@
-//! `stemflow separate`: one WAV per stem for every input track, a progress bar, and a summary
-//! line; a batch of tracks goes on past a failing one and names the failures at the end.
+//! `stemflow separate`: one file per stem for every input track, in WAV or FLAC; progress bars
+//! or JSON lines; a batch goes on past a failing track, skips tracks already complete, can be one
+//! shard of a catalogue, and ends with a summary (and a JSON report if asked).
 
 use super::batch::{expand_inputs, plan_tracks, Track};
+use super::batch_report::{BatchReport, TrackReport, TrackStatus};
 use super::interrupt;
+use super::progress::{ProgressMode, RunProgress};
+use super::shard::Shard;
 use super::shared::SharedArgs;
+use super::track_record::{job_fingerprint, InputIdentity, TrackRecord, RECORD_FILE};
 use super::CliError;
-use crate::engine::files::audio_file::AudioReader;
-use crate::engine::files::separate_file::{separate_file, JobProgress, SeparateFileError};
+use crate::engine::files::audio_file::{AudioError, AudioReader};
+use crate::engine::files::separate_file::{separate_file, JobSummary, SeparateFileError};
+use crate::engine::files::stem_format::{Container, SampleDepth, StemFormat};
 use crate::engine::limits::check_format;
 use crate::engine::priors::prior::Prior;
 use crate::engine::priors::runtime::Runtime;
 use crate::engine::search::separator::{SeparationError, Separator};
 use crate::engine::search::settings::{Objective, OutputMode, Preset, SeparationSettings, SettingsError};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// The objective named on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -25,6 +31,29 @@ pub enum ObjectiveArg {
     Map,
 }
 
+/// The container named by `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// WAV (default: 32-bit float).
+    Wav,
+    /// FLAC, lossless, about half the size (default: 24-bit; at most 8 channels).
+    Flac,
+}
+
+/// The sample depth named by `--bits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BitsArg {
+    /// 16-bit integer, TPDF-dithered.
+    #[value(name = "16")]
+    Int16,
+    /// 24-bit integer.
+    #[value(name = "24")]
+    Int24,
+    /// 32-bit float (WAV only).
+    #[value(name = "32f")]
+    Float32,
+}
+
 /// Arguments of `separate`.
 #[derive(Debug, Args)]
 pub struct SeparateArgs {
@@ -32,10 +61,31 @@ pub struct SeparateArgs {
     /// folders searched recursively for audio.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
-    /// Output folder. One input: receives its `<stem>.wav` files. Several: one folder per track,
-    /// `DIR/<track>/<stem>.wav` (default `stems/<track>/`).
+    /// Output folder. One input: receives its `<stem>.<ext>` files. Several: one folder per
+    /// track, `DIR/<track>/<stem>.<ext>` (default `stems/<track>/`, also for one input).
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
+    /// File format of the stems.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<FormatArg>,
+    /// Sample depth of the stems: 16 (dithered), 24, or 32f (float; default for WAV). FLAC
+    /// defaults to 24.
+    #[arg(long, value_enum, value_name = "BITS")]
+    pub bits: Option<BitsArg>,
+    /// Separate every track again, even one whose complete stems from the same priors and
+    /// settings are already in its folder (those are skipped otherwise).
+    #[arg(long)]
+    pub force: bool,
+    /// Only share K of N of the tracks (K from 1): those at positions K, K+N, … of the inputs
+    /// sorted by path, so N machines or jobs given the same inputs split a catalogue.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+    /// Write a JSON report of every track (status, wall time, real-time factor) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Progress as JSON lines on standard output (one object per event), for other programs.
+    #[arg(long, conflicts_with = "quiet")]
+    pub json: bool,
     /// Stems to separate, comma-separated (default: every installed prior).
     #[arg(long, value_delimiter = ',')]
     pub stems: Vec<String>,
@@ -70,7 +120,7 @@ pub struct SeparateArgs {
     /// 2 = Wiener; below 1 softer).
     #[arg(long, value_name = "P")]
     pub mask_exponent: Option<f32>,
-    /// No progress bar.
+    /// No progress bars or summary lines: errors only.
     #[arg(long)]
     pub quiet: bool,
 }
@@ -95,6 +145,34 @@ fn usage_error(error: SettingsError) -> CliError {
 }
 
 impl SeparateArgs {
+    /// The stems' file format from `--format` and `--bits`.
+    fn stem_format(&self) -> Result<StemFormat, CliError> {
+        let container = match self.format.unwrap_or(FormatArg::Wav) {
+            FormatArg::Wav => Container::Wav,
+            FormatArg::Flac => Container::Flac,
+        };
+        let Some(bits) = self.bits else {
+            return Ok(StemFormat::with_default_depth(container));
+        };
+        let depth = match bits {
+            BitsArg::Int16 => SampleDepth::Int16,
+            BitsArg::Int24 => SampleDepth::Int24,
+            BitsArg::Float32 => SampleDepth::Float32,
+        };
+        StemFormat::new(container, depth).map_err(|e| CliError::Usage(format!("--bits: {e}")))
+    }
+
+    /// Which progress display the flags ask for.
+    fn progress_mode(&self) -> ProgressMode {
+        if self.json {
+            ProgressMode::Json
+        } else if self.quiet {
+            ProgressMode::Quiet
+        } else {
+            ProgressMode::Bars
+        }
+    }
+
     /// The preset with every option given applied, or why the options contradict each other
     /// (each value's range is the engine's, checked when the separator is built).
     fn settings(&self) -> Result<SeparationSettings, CliError> {
@@ -150,13 +228,14 @@ fn refuse_repeated_stems(stems: &[String]) -> Result<(), CliError> {
 fn refuse_replacing_the_input<'a>(
     input: &Path,
     out_dir: &Path,
+    format: StemFormat,
     stems: impl Iterator<Item = &'a str>,
 ) -> Result<(), CliError> {
     let Ok(input) = input.canonicalize() else {
         return Ok(());
     };
     for stem in stems {
-        let target = out_dir.join(format!("{stem}.wav"));
+        let target = out_dir.join(format.file_name(stem));
         if target.canonicalize().is_ok_and(|t| t == input) {
             return Err(CliError::Usage(format!(
                 "-o {} would replace the input {} with its `{stem}` stem; choose another folder",
@@ -171,8 +250,10 @@ fn refuse_replacing_the_input<'a>(
 /// Run `separate`: load the runtime and priors once, then stream every track through the engine.
 /// One track fails the command with its error; in a batch a failing track is reported and the
 /// others go on, and the command fails at the end naming the tracks that did not separate.
+/// Tracks whose complete stems are already there are skipped unless `--force`.
 pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
     let settings = shared.with_threads(args.settings()?);
+    let format = args.stem_format()?;
     refuse_repeated_stems(&args.stems)?;
     let files = expand_inputs(&args.inputs);
     if files.is_empty() {
@@ -186,33 +267,56 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
                 .join(", ")
         )));
     }
-    let tracks = plan_tracks(&files, args.output.as_deref());
+    // Names are given over the whole list, so every shard names a track the same way.
+    let mut tracks = plan_tracks(&files, args.output.as_deref());
+    let progress_mode = args.progress_mode();
+    if let Some(shard) = args.shard {
+        let all = tracks.len();
+        tracks = shard.select(tracks, |t| t.input.clone());
+        if progress_mode == ProgressMode::Bars {
+            println!("shard {shard}: {} of {all} tracks", tracks.len());
+        }
+    }
     // Once for the whole run: a Ctrl-C between two tracks stops the next one at its start.
     interrupt::install();
+    let progress = RunProgress::new(progress_mode, tracks.len());
     let mut job = Job {
         shared,
         args: &args,
         settings,
+        format,
         runtime: None,
         priors: None,
+        fingerprint: None,
+        progress: &progress,
     };
     if let [track] = tracks.as_slice() {
-        return job.separate(track);
+        let started = Instant::now();
+        let outcome = job.separate(0, track);
+        let report = track_report(track, &outcome, started);
+        progress.track_finished(&report);
+        job.write_report(vec![report])?;
+        return outcome.map(|_| ());
     }
     // A batch loads what every track needs first, so a missing runtime or prior stops it once
     // instead of failing each track.
-    let runtime = job.shared.runtime()?;
-    job.priors = Some(job.shared.load_priors(&runtime, &args.stems)?);
-    job.runtime = Some(runtime);
+    if !tracks.is_empty() {
+        job.load()?;
+    }
+    let mut reports = Vec::with_capacity(tracks.len());
     let mut failed = Vec::new();
     for (i, track) in tracks.iter().enumerate() {
-        if !args.quiet {
-            println!("[{}/{}] {}", i + 1, tracks.len(), track.input.display());
-        }
-        match job.separate(track) {
-            Ok(()) => {}
+        let started = Instant::now();
+        let outcome = job.separate(i, track);
+        let report = track_report(track, &outcome, started);
+        progress.track_finished(&report);
+        reports.push(report);
+        match outcome {
+            Ok(_) => {}
             Err(CliError::Separate(SeparateFileError::Stopped)) => {
-                return Err(CliError::Separate(SeparateFileError::Stopped))
+                reports.extend(tracks[i + 1..].iter().map(pending));
+                job.write_report(reports)?;
+                return Err(CliError::Separate(SeparateFileError::Stopped));
             }
             Err(error) => {
                 eprintln!("stemflow: error: {}: {error}", track.input.display());
@@ -220,11 +324,22 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
             }
         }
     }
-    println!(
-        "{} of {} tracks separated",
-        tracks.len() - failed.len(),
-        tracks.len()
-    );
+    let skipped = reports
+        .iter()
+        .filter(|r| r.status == TrackStatus::Skipped)
+        .count();
+    let separated = reports.len() - skipped - failed.len();
+    progress.finish(separated, skipped, failed.len());
+    progress.say(&format!(
+        "{separated} of {} tracks separated{}",
+        tracks.len(),
+        if skipped > 0 {
+            format!(", {skipped} skipped as already complete")
+        } else {
+            String::new()
+        }
+    ));
+    job.write_report(reports)?;
     if failed.is_empty() {
         Ok(())
     } else {
@@ -235,72 +350,193 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
     }
 }
 
+/// The report line of `track`, started at `started`, from its outcome.
+fn track_report(track: &Track, outcome: &Result<Outcome, CliError>, started: Instant) -> TrackReport {
+    let mut report = pending(track);
+    report.wall_seconds = started.elapsed().as_secs_f64();
+    match outcome {
+        Ok(Outcome::Separated(summary)) => {
+            report.status = TrackStatus::Separated;
+            report.audio_seconds = Some(summary.audio_seconds);
+            report.real_time_factor = Some(summary.real_time_factor());
+        }
+        Ok(Outcome::Skipped) => report.status = TrackStatus::Skipped,
+        Err(CliError::Separate(SeparateFileError::Stopped)) => report.status = TrackStatus::Stopped,
+        Err(error) => {
+            report.status = TrackStatus::Failed;
+            report.error = Some(error.to_string());
+        }
+    }
+    report
+}
+
+/// The report line of a track the run never reached.
+fn pending(track: &Track) -> TrackReport {
+    TrackReport {
+        input: track.input.display().to_string(),
+        output: track.output.display().to_string(),
+        status: TrackStatus::Pending,
+        wall_seconds: 0.0,
+        audio_seconds: None,
+        real_time_factor: None,
+        error: None,
+    }
+}
+
+/// What became of one track.
+enum Outcome {
+    /// Separated, in this time.
+    Separated(JobSummary),
+    /// Already complete.
+    Skipped,
+}
+
 /// What a run keeps from one track to the next: the runtime and the priors, loaded when the first
 /// track needs them (and again after a separator that could not be built took them with it).
 struct Job<'a> {
     shared: &'a SharedArgs,
     args: &'a SeparateArgs,
     settings: SeparationSettings,
+    format: StemFormat,
     runtime: Option<std::sync::Arc<Runtime>>,
     priors: Option<Vec<Prior>>,
+    /// What decides the stems besides the input ([`job_fingerprint`]), once the priors are known.
+    fingerprint: Option<String>,
+    progress: &'a RunProgress,
 }
 
 impl Job<'_> {
-    /// Separates one track into its output folder.
-    fn separate(&mut self, track: &Track) -> Result<(), CliError> {
-        let reader = AudioReader::open(&track.input)?;
-        check_format(reader.sample_rate(), reader.channels()).map_err(SeparationError::from)?;
+    /// Loads the runtime and the priors if they are not loaded.
+    fn load(&mut self) -> Result<(), CliError> {
         let runtime = match &self.runtime {
             Some(runtime) => runtime.clone(),
             None => self.runtime.insert(self.shared.runtime()?).clone(),
         };
-        let priors = match self.priors.take() {
-            Some(priors) => priors,
-            None => self.shared.load_priors(&runtime, &self.args.stems)?,
+        if self.priors.is_none() {
+            let priors = self.shared.load_priors(&runtime, &self.args.stems)?;
+            if self.fingerprint.is_none() {
+                self.fingerprint = Some(self.fingerprint_of(&priors));
+            }
+            self.priors = Some(priors);
+        }
+        Ok(())
+    }
+
+    /// The fingerprint of this run's stems with `priors`: priors, settings (less the thread
+    /// count, which does not change the result) and format.
+    fn fingerprint_of(&self, priors: &[Prior]) -> String {
+        let identities: Vec<(String, PathBuf)> = priors
+            .iter()
+            .map(|p| (p.stem().to_string(), p.dir().to_path_buf()))
+            .collect();
+        let settings = SeparationSettings {
+            stem_threads: 1,
+            ..self.settings
         };
+        job_fingerprint(&identities, &format!("{settings:?}"), &self.format.to_string())
+    }
+
+    /// Separates track `index` into its output folder, or skips it if its complete stems are
+    /// there already.
+    fn separate(&mut self, index: usize, track: &Track) -> Result<Outcome, CliError> {
+        self.progress.track_started(
+            index,
+            &track.input.display().to_string(),
+            &track.output.display().to_string(),
+        );
+        let reader = AudioReader::open(&track.input)?;
+        check_format(reader.sample_rate(), reader.channels()).map_err(SeparationError::from)?;
+        self.load()?;
+        let fingerprint = self.fingerprint.clone().expect("set by load");
+        let input = InputIdentity::of(&track.input);
+        if let (false, Some(input)) = (self.args.force, &input) {
+            if TrackRecord::is_complete_in(&track.output, input, &fingerprint) {
+                self.progress.say(&format!(
+                    "skipped {}: its complete stems from the same priors and settings are in {} \
+                     (--force separates it again)",
+                    track.input.display(),
+                    track.output.display()
+                ));
+                return Ok(Outcome::Skipped);
+            }
+        }
+        // Stems about to be replaced are never taken as complete, whatever happens next.
+        TrackRecord::remove(&track.output).map_err(|source| AudioError::Io {
+            path: track.output.join(RECORD_FILE),
+            source,
+        })?;
+        let priors = self.priors.take().expect("loaded above");
         let mut separator = Separator::new(priors, self.settings, reader.sample_rate(), reader.channels())
             .map_err(|e| match e {
                 SeparationError::Settings(e) => usage_error(e),
                 other => CliError::from(other),
             })?;
-        let result = self.stream(track, reader, &mut separator);
+        let result = self.stream(index, track, reader, &mut separator);
         self.priors = Some(separator.into_priors());
-        result
+        let summary = result?;
+        if let Some(input) = input {
+            if let Err(e) = TrackRecord::new(input, fingerprint, &summary.outputs).write(&track.output) {
+                eprintln!(
+                    "stemflow: warning: {}: the stems are complete, but the record that lets a \
+                     later run skip them could not be written ({e})",
+                    track.output.display()
+                );
+            }
+        }
+        Ok(Outcome::Separated(summary))
     }
 
-    /// Streams `reader` through `separator` into the track's folder, with a progress bar.
-    fn stream(&self, track: &Track, reader: AudioReader, separator: &mut Separator) -> Result<(), CliError> {
-        let bar = if self.args.quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(0)
-        };
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} frame {msg} [{bar:30}] {percent:>3}% eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        refuse_replacing_the_input(&track.input, &track.output, separator.stem_names())?;
+    /// Streams `reader` through `separator` into the track's folder, with a progress display.
+    fn stream(
+        &self,
+        index: usize,
+        track: &Track,
+        reader: AudioReader,
+        separator: &mut Separator,
+    ) -> Result<JobSummary, CliError> {
+        refuse_replacing_the_input(&track.input, &track.output, self.format, separator.stem_names())?;
+        let bar = self.progress.track_bar(index);
         let summary = separate_file(
             reader,
             &track.output,
+            self.format,
             separator,
             interrupt::flag(),
-            |p: JobProgress| {
-                bar.set_length((p.frames * p.iterations_per_frame).max(1) as u64);
-                bar.set_position((p.frame * p.iterations_per_frame + p.iteration) as u64);
-                bar.set_message(format!("{}/{}", (p.frame + 1).min(p.frames), p.frames));
-            },
+            |p| bar.update(p),
         )?;
-        bar.finish_and_clear();
-        println!(
+        drop(bar);
+        self.progress.say(&format!(
             "separated {:.1} s of audio into {} stems in {:.1} s, real-time factor {:.2} (wall time / audio time) -> {}",
             summary.audio_seconds,
             summary.outputs.len(),
             summary.wall_seconds,
             summary.real_time_factor(),
             track.output.display()
-        );
-        Ok(())
+        ));
+        if summary.clipped_samples > 0 {
+            eprintln!(
+                "stemflow: warning: {}: {} samples were louder than full scale and were clipped in \
+                 the {} stems; --bits 32f keeps them",
+                track.output.display(),
+                summary.clipped_samples,
+                self.format
+            );
+        }
+        Ok(summary)
+    }
+
+    /// Writes the `--report` file, if one was asked for.
+    fn write_report(&self, tracks: Vec<TrackReport>) -> Result<(), CliError> {
+        let Some(path) = &self.args.report else {
+            return Ok(());
+        };
+        BatchReport::new(self.args.shard.map(|s| s.to_string()), tracks)
+            .write(path)
+            .map_err(|source| {
+                CliError::Audio(AudioError::Io {
+                    path: path.clone(),
+                    source,
+                })
+            })
     }
 }

@@ -3,7 +3,9 @@
 //! frames whatever the file's length; the stems appear under their real names only when every
 //! one is complete.
 
-use crate::engine::files::audio_file::{AudioError, AudioReader, StemWriterSet};
+use crate::engine::files::audio_file::{AudioError, AudioReader};
+use crate::engine::files::stem_format::StemFormat;
+use crate::engine::files::stem_writers::StemWriterSet;
 use crate::engine::search::separator::{SeparationError, Separator};
 use crate::engine::signal::frames::{FrameError, FrameGeometry, FrameReader, FrameSpan, OverlapAdd};
 use std::path::{Path, PathBuf};
@@ -69,6 +71,8 @@ pub struct JobSummary {
     pub wall_seconds: f64,
     /// The stem files written, in stem order.
     pub outputs: Vec<PathBuf>,
+    /// Samples clipped to an integer format's range, over every stem (0 for float).
+    pub clipped_samples: u64,
 }
 
 impl JobSummary {
@@ -87,13 +91,14 @@ impl Drop for SetOnDrop<'_> {
     }
 }
 
-/// Separate what `reader` decodes into `out_dir/<stem>.wav` with `separator` (built for the
-/// file's rate and channel count). `on_progress` is called from a helper thread about ten times
+/// Separate what `reader` decodes into `out_dir/<stem>.<ext>` in `format` with `separator`
+/// (built for the file's rate and channel count). `on_progress` is called from a helper thread about ten times
 /// a second. Setting `stop` (from any thread, or a signal handler) ends the job within about
 /// one iteration with [`SeparateFileError::Stopped`], leaving nothing in `out_dir`.
 pub fn separate_file(
     mut reader: AudioReader,
     out_dir: &Path,
+    format: StemFormat,
     separator: &mut Separator,
     stop: &AtomicBool,
     on_progress: impl FnMut(JobProgress) + Send,
@@ -117,7 +122,7 @@ pub fn separate_file(
         }
     })?;
     let names: Vec<String> = separator.stem_names().map(str::to_string).collect();
-    let mut writers = StemWriterSet::create(out_dir, &names, rate, channels)?;
+    let mut writers = StemWriterSet::create(out_dir, &names, rate, channels, format)?;
     if let Some(total) = reader.total_frames() {
         // Refuse a file whose stems cannot be written before hours of separation, not after.
         writers.check_length(total)?;
@@ -180,11 +185,13 @@ pub fn separate_file(
         }
         .into());
     }
+    let clipped_samples = writers.clipped_samples();
     let outputs = writers.finish()?;
     Ok(JobSummary {
         audio_seconds: total as f64 / f64::from(rate),
         wall_seconds: started.elapsed().as_secs_f64(),
         outputs,
+        clipped_samples,
     })
 }
 

@@ -1,5 +1,6 @@
-//! Every error case of `stemflow separate`: one clear line on stderr, a non-zero exit, no panic,
-//! and no file left in the output folder.
+//! `stemflow separate` from the outside: every error case (one clear line on stderr, a non-zero
+//! exit, no panic, no file left in the output folder), and batches: folders, name collisions, a
+//! failing file, resuming, `--force`, `--shard`, `--report`, `--json`, and the output formats.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -664,4 +665,357 @@ fn a_folder_without_audio_is_refused() {
         .output()
         .unwrap();
     assert_clean_failure(&output, "no audio files", &out);
+}
+
+/// `separate` with the quick options, in `cwd`, with `args` before them.
+fn run_in(cwd: &Path, args: &[&std::ffi::OsStr], priors: &Path) -> Output {
+    stemflow()
+        .current_dir(cwd)
+        .arg("separate")
+        .args(args)
+        .args(quick_with(priors))
+        .args(["--stems", "sine,noise"])
+        .output()
+        .unwrap()
+}
+
+/// Modification times of every stem under `dir`, by path.
+fn stem_times(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
+    let mut found = Vec::new();
+    for track in fs::read_dir(dir).unwrap() {
+        let track = track.unwrap().path();
+        for stem in fs::read_dir(&track).unwrap() {
+            let stem = stem.unwrap().path();
+            if stem.extension().is_some_and(|e| e == "wav") {
+                found.push((stem.clone(), fs::metadata(&stem).unwrap().modified().unwrap()));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The `--report` file as JSON.
+fn report(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The status of each track in a report, by input file name.
+fn statuses(report: &serde_json::Value) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = report["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let input = t["input"].as_str().unwrap();
+            let name = Path::new(input)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (name, t["status"].as_str().unwrap().to_string())
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Run again, a batch skips the tracks whose complete stems are there (and says so), separates
+/// again a track whose stem was deleted or whose settings changed, and `--force` redoes all.
+#[test]
+fn a_batch_run_again_skips_complete_tracks_and_force_redoes_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let album = tmp.path().join("album");
+    fs::create_dir_all(&album).unwrap();
+    tone_wav(&album.join("a.wav"), 2, 0.5);
+    tone_wav(&album.join("b.wav"), 1, 0.5);
+    let out = tmp.path().join("out");
+    let rep = tmp.path().join("report.json");
+    let args = |extra: &[&str]| {
+        let mut v: Vec<std::ffi::OsString> = vec![album.clone().into(), "-o".into(), out.clone().into()];
+        v.push("--report".into());
+        v.push(rep.clone().into());
+        v.extend(extra.iter().map(|s| s.into()));
+        v
+    };
+    let go = |extra: &[&str]| {
+        let args = args(extra);
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let output = run_in(tmp.path(), &refs, &priors);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        statuses(&report(&rep))
+    };
+    let both = |status: &str| {
+        vec![
+            ("a.wav".to_string(), status.to_string()),
+            ("b.wav".to_string(), status.to_string()),
+        ]
+    };
+    assert_eq!(go(&[]), both("separated"));
+    let first = stem_times(&out);
+    assert_eq!(first.len(), 4);
+    assert_eq!(go(&[]), both("skipped"));
+    assert_eq!(stem_times(&out), first, "skipped tracks are not rewritten");
+    fs::remove_file(out.join("b/noise.wav")).unwrap();
+    assert_eq!(
+        go(&[]),
+        vec![
+            ("a.wav".into(), "skipped".into()),
+            ("b.wav".into(), "separated".into())
+        ]
+    );
+    // Another setting is another job: both are separated again, and then skipped under it.
+    let other = ["--mask-exponent", "2"];
+    assert_eq!(go(&other), both("separated"));
+    assert_eq!(go(&other), both("skipped"));
+    let mut force = other.to_vec();
+    force.push("--force");
+    assert_eq!(go(&force), both("separated"));
+    // A changed input is separated again.
+    tone_wav(&album.join("a.wav"), 2, 0.7);
+    assert_eq!(
+        go(&other),
+        vec![
+            ("a.wav".into(), "separated".into()),
+            ("b.wav".into(), "skipped".into())
+        ]
+    );
+}
+
+/// The report names every track of a batch with its status, wall time and real-time factor, and
+/// the failure's message; counts add up.
+#[test]
+fn the_report_lists_every_track_with_status_time_and_real_time_factor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let good = tmp.path().join("good.wav");
+    tone_wav(&good, 2, 0.5);
+    let bad = tmp.path().join("bad.wav");
+    fs::write(&bad, b"not audio").unwrap();
+    let rep = tmp.path().join("reports/run.json");
+    let output = run_in(
+        tmp.path(),
+        &[
+            good.as_os_str(),
+            bad.as_os_str(),
+            "--report".as_ref(),
+            rep.as_os_str(),
+        ],
+        &priors,
+    );
+    assert!(!output.status.success());
+    let r = report(&rep);
+    assert_eq!(
+        (
+            r["separated"].as_u64(),
+            r["failed"].as_u64(),
+            r["skipped"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0))
+    );
+    let tracks = r["tracks"].as_array().unwrap();
+    let good_line = tracks.iter().find(|t| t["status"] == "separated").unwrap();
+    assert!(good_line["wall_seconds"].as_f64().unwrap() > 0.0);
+    assert!(good_line["real_time_factor"].as_f64().unwrap() > 0.0);
+    assert!((good_line["audio_seconds"].as_f64().unwrap() - 0.5).abs() < 1e-3);
+    let bad_line = tracks.iter().find(|t| t["status"] == "failed").unwrap();
+    assert!(
+        bad_line["error"].as_str().unwrap().contains("bad.wav"),
+        "{bad_line}"
+    );
+    assert!(tmp.path().join("stems/good/sine.wav").is_file());
+}
+
+/// `--shard K/N` over the same inputs: the shards are disjoint, cover every track, take every
+/// N-th of the inputs sorted by path, and name colliding tracks as one run would.
+#[test]
+fn shards_split_a_batch_without_overlap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let root = tmp.path().join("catalogue");
+    for dir in ["x", "y"] {
+        fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    for name in ["x/song.wav", "y/song.wav", "x/a.wav", "y/b.wav", "y/c.wav"] {
+        tone_wav(&root.join(name), 1, 0.3);
+    }
+    let out = tmp.path().join("out");
+    let mut seen = Vec::new();
+    for k in 1..=2 {
+        let shard = format!("{k}/2");
+        let rep = tmp.path().join(format!("r{k}.json"));
+        let output = run_in(
+            tmp.path(),
+            &[
+                root.as_os_str(),
+                "-o".as_ref(),
+                out.as_os_str(),
+                "--shard".as_ref(),
+                shard.as_ref(),
+                "--report".as_ref(),
+                rep.as_os_str(),
+            ],
+            &priors,
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let r = report(&rep);
+        assert_eq!(r["shard"], shard.as_str());
+        for t in r["tracks"].as_array().unwrap() {
+            seen.push((
+                k,
+                t["input"].as_str().unwrap().to_string(),
+                t["output"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    // Sorted: x/a, x/song, y/b, y/c, y/song; shard 1 takes the 1st, 3rd, 5th.
+    let names: Vec<(usize, String)> = seen
+        .iter()
+        .map(|(k, input, _)| {
+            (
+                *k,
+                input.strip_prefix(root.to_str().unwrap()).unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (1, "/x/a.wav"),
+            (1, "/y/b.wav"),
+            (1, "/y/song.wav"),
+            (2, "/x/song.wav"),
+            (2, "/y/c.wav")
+        ]
+        .map(|(k, s)| (k, s.to_string()))
+    );
+    let mut folders: Vec<String> = seen
+        .iter()
+        .map(|(_, _, o)| o.rsplit('/').next().unwrap().to_string())
+        .collect();
+    folders.sort();
+    assert_eq!(folders, ["a", "b", "c", "song", "song-2"]);
+    assert_eq!(stem_times(&out).len(), 10);
+}
+
+/// `--json`: standard output is JSON lines only, with a line per track, progress, each track's
+/// result and a summary.
+#[test]
+fn json_progress_is_one_object_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let a = tmp.path().join("a.wav");
+    let b = tmp.path().join("b.wav");
+    tone_wav(&a, 2, 0.5);
+    tone_wav(&b, 1, 0.5);
+    let output = stemflow()
+        .current_dir(tmp.path())
+        .arg("separate")
+        .arg(&a)
+        .arg(&b)
+        .args(["--json", "--iterations", "2", "--stems", "sine,noise", "--priors"])
+        .arg(&priors)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "track").count(), 2, "{stdout}");
+    assert_eq!(kinds.iter().filter(|k| **k == "done").count(), 2, "{stdout}");
+    assert!(kinds.contains(&"progress"), "{stdout}");
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["separated"], 2);
+    let done: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "done").collect();
+    assert!(done.iter().all(|d| d["track"]["status"] == "separated"));
+}
+
+/// `--format flac` writes `<stem>.flac` (24-bit unless `--bits` says otherwise) whose sum is the
+/// input; float FLAC and more than 8 FLAC channels are refused with the reason, nothing written.
+#[test]
+fn flac_stems_sum_to_the_input_and_impossible_formats_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let input = tmp.path().join("mix.wav");
+    tone_wav(&input, 2, 0.6);
+    let mix = read_all(&input).unwrap();
+    for (bits, lsb) in [(None, 1.0 / 8_388_608.0), (Some("16"), 1.0 / 32_768.0)] {
+        let out = tmp.path().join(format!("flac-{bits:?}"));
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            input.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "--format".as_ref(),
+            "flac".as_ref(),
+        ];
+        if let Some(bits) = bits {
+            args.push("--bits".as_ref());
+            args.push(bits.as_ref());
+        }
+        let output = run_in(tmp.path(), &args, &priors);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stems: Vec<_> = ["sine", "noise"]
+            .iter()
+            .map(|s| read_all(out.join(format!("{s}.flac"))).unwrap())
+            .collect();
+        for (c, channel) in mix.channels.iter().enumerate() {
+            for (i, &x) in channel.iter().enumerate() {
+                let sum: f64 = stems.iter().map(|s| f64::from(s.channels[c][i])).sum();
+                assert!(
+                    (sum - f64::from(x)).abs() <= 3.0 * lsb + 1e-6,
+                    "{bits:?}: frame {i}"
+                );
+            }
+        }
+    }
+    let out = tmp.path().join("refused");
+    let output = run_in(
+        tmp.path(),
+        &[
+            input.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "--format".as_ref(),
+            "flac".as_ref(),
+            "--bits".as_ref(),
+            "32f".as_ref(),
+        ],
+        &priors,
+    );
+    assert_clean_failure(&output, "FLAC (it stores integers only)", &out);
+    let wide = tmp.path().join("wide.wav");
+    tone_wav(&wide, 10, 0.3);
+    let output = run_in(
+        tmp.path(),
+        &[
+            wide.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "--format".as_ref(),
+            "flac".as_ref(),
+        ],
+        &priors,
+    );
+    assert_clean_failure(&output, "1 to 8 channels", &out);
 }
