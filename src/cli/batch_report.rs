@@ -1,6 +1,7 @@
 //! What a `separate` run did to each track, for `--report FILE` (JSON) and `--json` progress:
 //! status, wall time and real-time factor per track, and the counts.
 
+use crate::engine::files::stem_writers::user_file_builder;
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
@@ -78,9 +79,7 @@ impl BatchReport {
             _ => Path::new("."),
         };
         std::fs::create_dir_all(dir)?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(".stemflow-report.partial-")
-            .tempfile_in(dir)?;
+        let mut temp = user_file_builder(".stemflow-report.partial-").tempfile_in(dir)?;
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         temp.write_all(text.as_bytes())?;
         temp.write_all(b"\n")?;

@@ -39,7 +39,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Separate a mix into one WAV file per stem.
+    /// Separate mixes into one file per stem (WAV or FLAC), one folder per track.
     Separate(separate::SeparateArgs),
     /// List the installed priors and their manifests.
     Priors(priors::PriorsArgs),

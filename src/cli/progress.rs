@@ -66,7 +66,12 @@ impl RunProgress {
     /// A line for people (above the bars), unless quiet or JSON.
     pub fn say(&self, line: &str) {
         if self.mode == ProgressMode::Bars {
-            let _ = self.bars.println(line);
+            // Bars are not drawn when stderr is not a terminal, and then neither is `println`.
+            if self.bars.is_hidden() {
+                println!("{line}");
+            } else {
+                let _ = self.bars.println(line);
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 //! skipped only if all of that still matches; anything else (another setting, a changed input, a
 //! stem deleted or cut short) separates it again.
 
+use crate::engine::files::stem_writers::user_file_builder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -119,9 +120,7 @@ impl TrackRecord {
 
     /// Writes the record into `dir` atomically (a temporary file renamed into place).
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let mut temp = tempfile::Builder::new()
-            .prefix(".stemflow.json.partial-")
-            .tempfile_in(dir)?;
+        let mut temp = user_file_builder(".stemflow.json.partial-").tempfile_in(dir)?;
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         temp.write_all(text.as_bytes())?;
         temp.as_file().sync_all()?;

@@ -9,6 +9,16 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use tempfile::TempPath;
 
+/// A temporary-file builder for a file the user keeps (a stem, a report): 0666 less the umask
+/// once renamed into place, not tempfile's private 0600.
+pub fn user_file_builder(prefix: &str) -> tempfile::Builder<'_, '_> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    builder
+}
+
 /// One stem being written: its encoder on a hidden temporary file and where it goes.
 struct StemWriter {
     /// Where the finished file is renamed to: `<out_dir>/<stem>.<ext>`.
@@ -92,15 +102,13 @@ impl StemWriterSet {
         for (index, name) in stem_names.iter().enumerate() {
             let file_name = format.file_name(name.as_ref());
             let prefix = format!(".{file_name}.partial-");
-            let mut builder = tempfile::Builder::new();
-            builder.prefix(&prefix);
-            // Stems are ordinary user files: 0666 less the umask, not tempfile's private 0600.
-            #[cfg(unix)]
-            builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-            let temp = builder.tempfile_in(&out_dir).map_err(|e| AudioError::OutputDir {
-                dir: out_dir.clone(),
-                reason: format!("a file cannot be created in it ({e})"),
-            })?;
+            let temp =
+                user_file_builder(&prefix)
+                    .tempfile_in(&out_dir)
+                    .map_err(|e| AudioError::OutputDir {
+                        dir: out_dir.clone(),
+                        reason: format!("a file cannot be created in it ({e})"),
+                    })?;
             let (file, temp) = temp.into_parts();
             // Checked above: 1 to 65535 channels.
             let channel_count = channels as u16;
