@@ -1019,3 +1019,52 @@ fn flac_stems_sum_to_the_input_and_impossible_formats_are_refused() {
     );
     assert_clean_failure(&output, "1 to 8 channels", &out);
 }
+
+/// A disk that fills up while the stems are written: one error line naming the stem and the
+/// reason, and nothing left in the output folder. The disk is a 256-KiB tmpfs where mounting is
+/// allowed (as root); elsewhere a file-size limit (`ulimit -f`) makes the same write fail.
+#[test]
+fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let input = good_mix_in(tmp.path());
+    let disk = tmp.path().join("disk");
+    fs::create_dir_all(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&disk)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let out = disk.join("out");
+    let mut command = if mounted {
+        let mut c = stemflow();
+        c.arg("separate");
+        c
+    } else {
+        // 64 KiB per file: the first stem's writes fail as on a full disk.
+        let mut c = Command::new("sh");
+        c.args(["-c", "ulimit -f 64 && exec \"$0\" separate \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_stemflow"));
+        c
+    };
+    let output = command
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .args(quick_with(&priors))
+        .args(["--stems", "sine,noise"])
+        .output()
+        .unwrap();
+    let reason = if mounted {
+        "No space left on device"
+    } else {
+        "File too large"
+    };
+    assert_clean_failure(&output, reason, &out);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(".wav"), "the error names the stem: {stderr}");
+    if mounted {
+        assert!(Command::new("umount").arg(&disk).status().unwrap().success());
+    }
+}

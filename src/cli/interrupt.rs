@@ -18,9 +18,15 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 /// Routes the first SIGINT / SIGTERM to [`flag`]; the handler resets itself, so the next signal
-/// has its default effect.
+/// has its default effect. Also ignores SIGXFSZ, so a write past the file-size limit fails with
+/// an error the job reports (and cleans up after) instead of killing the process.
 pub fn install() {
     REQUESTED.store(false, Ordering::Relaxed);
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to "ignore" has no handler to run.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     #[cfg(unix)]
     // SAFETY: `on_signal` only stores to an atomic; the sigaction struct is fully initialised.
     unsafe {

@@ -2,7 +2,7 @@
 
     cd models/research && PYTHONPATH=../training python -m stemflow_research.evaluate \
         --mixtures DIR --references DIR \
-        [--nmf ../training/nmf-dictionaries.npz [--nmf-train DIR]] \
+        [--nmf ../training/nmf-dictionaries.npz [--nmf-train DIR --nmf-soundfont NAME]] \
         [--glow PRIORS_DIR [--glow-variant mle --glow-variant map:0.5 ...]] \
         [--estimates NAME=DIR ...] [--segment-seconds 5] [--json OUT.json]
 
@@ -22,12 +22,17 @@ Methods:
                    oracle Wiener mask |S_i|^2 / sum_j |S_j|^2
   KL-NMF           source-only supervised NMF: per-stem KL-NMF dictionaries (--nmf-atoms
                    atoms) learned from isolated training stems (--nmf-train, e.g.
-                   ../training/.cache/data/train), fixed; activations fitted on the mixture magnitude
-                   by multiplicative updates; Wiener masks V_i^2 / sum_j V_j^2 with the
-                   mixture phase.  The dictionaries are saved to / loaded from --nmf (npz).
+                   ../training/.cache/data/train; --nmf-soundfont: only the stems the data
+                   manifest says were rendered with that soundfont), silent frames dropped,
+                   on an STFT of its own (--nmf-n-fft / --nmf-hop, default Hann 2048 / 512);
+                   dictionaries fixed, activations fitted on the mixture magnitude by
+                   multiplicative updates; masks V_i^p / sum_j V_j^p (--nmf-mask-power, 1 = soft
+                   masks) with the mixture phase.  The dictionaries and that configuration are
+                   saved to / loaded from --nmf (npz); a file without it is the contract STFT
+                   with Wiener masks (p = 2).
   Glow             the Rust CLI: `stemflow separate MIX -o OUT --stems ... --priors DIR
                    [--objective map --gamma G]` per mixture.
-All STFTs are the prior contract's (periodic Hann 1024, hop 256, centred, 22.05 kHz).
+All other STFTs are the prior contract's (periodic Hann 1024, hop 256, centred, 22.05 kHz).
 """
 import argparse
 import hashlib
@@ -97,17 +102,41 @@ def kl_nmf(V, k, iters, rng, W=None):
     return W, H
 
 
-def learn_dictionaries(train_dir, stems, atoms, iters, max_frames, seed):
+def soundfont_of_segments(train_dir, stem):
+    """{segment file name: soundfont} of one stem's training segments, from the data manifest
+    beside the split folder (segments are `<piece id>_<index>.wav`)."""
+    manifest = os.path.join(os.path.dirname(os.path.abspath(train_dir)), 'manifest.json')
+    if not os.path.exists(manifest):
+        sys.exit(f"evaluate: --nmf-soundfont needs the data manifest, expected at {manifest}")
+    with open(manifest) as f:
+        pieces = json.load(f)['splits'][os.path.basename(os.path.abspath(train_dir))]
+    by_piece = {p['id']: p['stems'][stem]['soundfont'] for p in pieces if stem in p['stems']}
+    out = {}
+    for path in glob.glob(os.path.join(train_dir, stem, '*.wav')):
+        name = os.path.basename(path)
+        piece = name.rsplit('_', 1)[0]
+        if piece in by_piece:
+            out[name] = by_piece[piece]
+    return out
+
+
+def learn_dictionaries(train_dir, stems, atoms, iters, max_frames, seed, n_fft, hop, soundfont=None):
+    """Per-stem dictionaries from `train_dir/<stem>/*.wav` (only `soundfont`'s segments if given)
+    on an STFT of n_fft / hop: up to `max_frames` non-silent frames of randomly chosen segments."""
     rng = np.random.default_rng(seed)
     dicts, info = {}, {}
     for stem in stems:
         files = sorted(glob.glob(os.path.join(train_dir, stem, '*.wav')))
+        if soundfont:
+            fonts = soundfont_of_segments(train_dir, stem)
+            files = [f for f in files if fonts.get(os.path.basename(f)) == soundfont]
         if not files:
-            sys.exit(f"evaluate: no training stems in {os.path.join(train_dir, stem)}")
+            sys.exit(f"evaluate: no training stems in {os.path.join(train_dir, stem)}"
+                     + (f" rendered with {soundfont}" if soundfont else ''))
         order = rng.permutation(len(files))
         cols, used = [], 0
         for i in order:
-            M = np.abs(stft(read_mono(files[i])))
+            M = np.abs(stft(read_mono(files[i]), n_fft=n_fft, hop=hop))
             keep = M.sum(axis=0) > 1e-3   # drop silent frames
             cols.append(M[:, keep])
             used += 1
@@ -123,8 +152,10 @@ def learn_dictionaries(train_dir, stems, atoms, iters, max_frames, seed):
     return dicts, info
 
 
-def nmf_separate(mix, dicts, iters, rng, power=2.0):
-    X = stft(mix)
+def nmf_separate(mix, dicts, iters, rng, power=2.0, n_fft=1024, hop=256):
+    """Activations of the fixed `dicts` fitted on the mixture's magnitude (STFT n_fft / hop), then
+    masks V_i^power / sum_j V_j^power on the mixture STFT, inverted with its phase."""
+    X = stft(mix, n_fft=n_fft, hop=hop)
     V = np.abs(X)
     names = list(dicts)
     W = np.concatenate([dicts[s] for s in names], axis=1).astype(np.float64)
@@ -136,7 +167,7 @@ def nmf_separate(mix, dicts, iters, rng, power=2.0):
         k0 += k
     P = np.stack(parts) ** power
     masks = P / (P.sum(axis=0, keepdims=True) + 1e-12)
-    return {s: istft(masks[i] * X, len(mix)) for i, s in enumerate(names)}
+    return {s: istft(masks[i] * X, len(mix), n_fft=n_fft, hop=hop) for i, s in enumerate(names)}
 
 
 def oracle_separate(mix, refs, stems, power):
@@ -235,7 +266,13 @@ def parse_args(argv):
     ap.add_argument('--nmf-train', default=None, help='DIR/<stem>/*.wav isolated training stems')
     ap.add_argument('--nmf-atoms', type=int, default=48)
     ap.add_argument('--nmf-learn-iters', type=int, default=200)
-    ap.add_argument('--nmf-max-frames', type=int, default=40000)
+    ap.add_argument('--nmf-max-frames', type=int, default=20000)
+    ap.add_argument('--nmf-soundfont', default=None,
+                    help='learn only from the training stems rendered with this soundfont (data manifest name)')
+    ap.add_argument('--nmf-n-fft', type=int, default=2048, help='NMF STFT size (Hann, periodic) when learning')
+    ap.add_argument('--nmf-hop', type=int, default=512, help='NMF STFT hop when learning')
+    ap.add_argument('--nmf-mask-power', type=float, default=1.0,
+                    help='NMF masks V_i^p / sum V_j^p when learning (1 = soft, 2 = Wiener)')
     ap.add_argument('--nmf-iters', type=int, default=200, help='activation updates on each mixture')
     ap.add_argument('--glow', default=None, help='priors folder for `stemflow separate --priors`')
     ap.add_argument('--glow-variant', action='append', default=None,
@@ -264,24 +301,36 @@ def select_mixtures(args):
     return mixes
 
 
+def nmf_config(info):
+    """How the dictionaries in a file are used: {n_fft, hop, mask_power, soundfont}; a file from
+    before these keys is the contract STFT with Wiener masks."""
+    return {'n_fft': info.get('n_fft', 1024), 'hop': info.get('hop', 256),
+            'mask_power': info.get('mask_power', 2.0), 'soundfont': info.get('soundfont')}
+
+
 def nmf_dictionaries(args, stems):
-    """The KL-NMF dictionaries: loaded from --nmf, else learned from --nmf-train and saved there,
-    else None (NMF skipped)."""
+    """The KL-NMF dictionaries and their configuration: loaded from --nmf, else learned from
+    --nmf-train and saved there, else (None, None) (NMF skipped)."""
     if os.path.exists(args.nmf):
         z = np.load(args.nmf)
         print(f"evaluate: NMF dictionaries from {args.nmf}", flush=True)
-        return {s: z[s] for s in z.files if s != 'info'}
+        info = json.loads(str(z['info'])) if 'info' in z.files else {}
+        return {s: z[s] for s in z.files if s != 'info'}, nmf_config(info)
     if args.nmf_train:
         dicts, info = learn_dictionaries(args.nmf_train, stems, args.nmf_atoms, args.nmf_learn_iters,
-                                         args.nmf_max_frames, seed=3)
-        np.savez_compressed(args.nmf, **dicts, info=json.dumps({
-            'train_dir': os.path.relpath(os.path.abspath(args.nmf_train), REPO), 'atoms': args.nmf_atoms,
-            'learn_iters': args.nmf_learn_iters, 'max_frames': args.nmf_max_frames, 'seed': 3,
-            'stft': 'contract STFT (hann-periodic 1024 / 256, 22.05 kHz), magnitudes', 'per_stem': info}))
+                                         args.nmf_max_frames, 3, args.nmf_n_fft, args.nmf_hop,
+                                         args.nmf_soundfont)
+        meta = {'train_dir': os.path.relpath(os.path.abspath(args.nmf_train), REPO), 'atoms': args.nmf_atoms,
+                'learn_iters': args.nmf_learn_iters, 'max_frames': args.nmf_max_frames, 'seed': 3,
+                'n_fft': args.nmf_n_fft, 'hop': args.nmf_hop, 'mask_power': args.nmf_mask_power,
+                'soundfont': args.nmf_soundfont,
+                'stft': f'hann-periodic {args.nmf_n_fft} / {args.nmf_hop}, 22.05 kHz, magnitudes',
+                'per_stem': info}
+        np.savez_compressed(args.nmf, **dicts, info=json.dumps(meta))
         print(f"evaluate: saved NMF dictionaries to {args.nmf}", flush=True)
-        return dicts
+        return dicts, nmf_config(meta)
     print("evaluate: no NMF dictionaries (--nmf file missing, no --nmf-train): NMF skipped", flush=True)
-    return None
+    return None, None
 
 
 def methods_to_run(args, stems):
@@ -292,12 +341,15 @@ def methods_to_run(args, stems):
         methods[f'mixture/{len(stems)}'] = 'mix'
         methods['oracle IRM (magnitude ratio)'] = 'irm1'
         methods['oracle Wiener (power ratio)'] = 'irm2'
-        dicts = nmf_dictionaries(args, stems)
+        dicts, config = nmf_dictionaries(args, stems)
         if dicts is not None:
             if not set(stems) <= set(dicts):
                 print(f"evaluate: {args.nmf} has no dictionary for some of {','.join(stems)}: NMF skipped", flush=True)
             else:
-                methods[f"KL-NMF ({dicts[stems[0]].shape[1]} atoms/stem, Wiener)"] = ('nmf', {s: dicts[s] for s in stems})
+                masks = {1.0: 'soft masks', 2.0: 'Wiener'}.get(config['mask_power'], f"masks p={config['mask_power']:g}")
+                name = (f"KL-NMF ({dicts[stems[0]].shape[1]} atoms/stem, STFT {config['n_fft']}/{config['hop']}, "
+                        + (f"{config['soundfont']} only, " if config['soundfont'] else '') + f"{masks})")
+                methods[name] = ('nmf', {s: dicts[s] for s in stems}, config)
     for variant in (args.glow_variant or (['mle'] if args.glow else [])):
         name = 'Glow ' + ('MLE' if variant == 'mle' else f"MAP γ={variant.split(':')[1]}")
         methods[name] = ('glow', variant)
@@ -347,7 +399,9 @@ def estimate(args, how, stems, pid, mp, source_key, mix, refs):
     if how in ('irm1', 'irm2'):
         return oracle_separate(mix, refs, stems, 1.0 if how == 'irm1' else 2.0)
     if how[0] == 'nmf':
-        return nmf_separate(mix, how[1], args.nmf_iters, np.random.default_rng(0))
+        config = how[2]
+        return nmf_separate(mix, how[1], args.nmf_iters, np.random.default_rng(0), config['mask_power'],
+                            config['n_fft'], config['hop'])
     if how[0] == 'glow':
         out = glow_out_dir(args, stems, how[1], pid, source_key)
         if not all(os.path.exists(os.path.join(out, f'{s}.wav')) for s in stems):

@@ -29,6 +29,9 @@ def test_masks_sum_to_the_mix():
     dicts = {s: np.abs(rng.standard_normal((513, 4))).astype(np.float32) for s in ev.STEMS}
     est = ev.nmf_separate(mix, dicts, 20, rng)
     assert np.max(np.abs(sum(est.values()) - mix)) < 1e-8
+    dicts = {s: np.abs(rng.standard_normal((1025, 4))).astype(np.float32) for s in ev.STEMS}
+    est = ev.nmf_separate(mix, dicts, 20, rng, power=1.0, n_fft=2048, hop=512)
+    assert np.max(np.abs(sum(est.values()) - mix)) < 1e-8
 
 
 def test_kl_nmf_fits_a_low_rank_matrix():

@@ -53,18 +53,19 @@ def segment_magnitude(x):
     return magnitude(seg, n_frames=FRAMES)
 
 
-def istft(X, length):
-    """Inverse of stft (weighted overlap-add with the same window, exact)."""
-    w = hann_periodic(N_FFT)
-    frames = np.fft.irfft(X.T, n=N_FFT, axis=1) * w[None, :]
+def istft(X, length, n_fft=N_FFT, hop=HOP):
+    """Inverse of stft with the same n_fft and hop (weighted overlap-add with the same window,
+    exact)."""
+    w = hann_periodic(n_fft)
+    frames = np.fft.irfft(X.T, n=n_fft, axis=1) * w[None, :]
     n_frames = X.shape[1]
-    total = (n_frames - 1) * HOP + N_FFT
+    total = (n_frames - 1) * hop + n_fft
     y = np.zeros(total)
     norm = np.zeros(total)
     for t in range(n_frames):
-        y[t * HOP:t * HOP + N_FFT] += frames[t]
-        norm[t * HOP:t * HOP + N_FFT] += w ** 2
-    half = N_FFT // 2
+        y[t * hop:t * hop + n_fft] += frames[t]
+        norm[t * hop:t * hop + n_fft] += w ** 2
+    half = n_fft // 2
     y = y[half:half + length]
     norm = norm[half:half + length]
     return y / np.maximum(norm, 1e-8)

@@ -112,10 +112,11 @@ impl StemWriterSet {
             let (file, temp) = temp.into_parts();
             // Checked above: 1 to 65535 channels.
             let channel_count = channels as u16;
+            let final_path = out_dir.join(file_name);
             let writer = StemEncoder::new(file, format, sample_rate, channel_count, index as u64)
-                .map_err(|e| encode_error(&temp, format, e))?;
+                .map_err(|e| encode_error(&final_path, format, e))?;
             stems.push(StemWriter {
-                final_path: out_dir.join(file_name),
+                final_path,
                 writer: Some(writer),
                 temp,
                 frames: 0,
@@ -186,7 +187,7 @@ impl StemWriterSet {
         let writer = stem.writer.as_mut().expect("writer present until finish");
         writer
             .write(channels, frames)
-            .map_err(|e| encode_error(&stem.temp, self.format, e))
+            .map_err(|e| encode_error(&stem.final_path, self.format, e))
     }
 
     /// Finalises every stem, flushes each to disk, and renames each into place as `<stem>.<ext>`
@@ -198,7 +199,7 @@ impl StemWriterSet {
             if let Some(writer) = stem.writer.take() {
                 writer
                     .finish()
-                    .map_err(|e| encode_error(&stem.temp, self.format, e))?;
+                    .map_err(|e| encode_error(&stem.final_path, self.format, e))?;
             }
             sync_file(&stem.temp)?;
         }
@@ -285,15 +286,15 @@ fn sync_dir(dir: &Path) {
     let _ = dir;
 }
 
-/// Maps an encoder's error on the temporary file `temp` to an [`AudioError`].
-fn encode_error(temp: &Path, format: StemFormat, e: EncodeError) -> AudioError {
+/// Maps an encoder's error on the stem that would be `path` to an [`AudioError`].
+fn encode_error(path: &Path, format: StemFormat, e: EncodeError) -> AudioError {
     match e {
         EncodeError::Io(source) => AudioError::Io {
-            path: temp.to_path_buf(),
+            path: path.to_path_buf(),
             source,
         },
         EncodeError::Format(found) => AudioError::WriteFormat {
-            path: temp.to_path_buf(),
+            path: path.to_path_buf(),
             expected: format!("a {format} stream"),
             found,
         },
