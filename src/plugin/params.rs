@@ -272,6 +272,12 @@ fn clamp_to_range(id: &str, ptr: &ParamPtr, value: &mut ParamValue) {
                 let clamped = (*v).clamp(lo.min(hi), lo.max(hi));
                 std::mem::replace(v, clamped) != clamped
             }
+            // An enum saved as its index: an index past the variants would name none.
+            (ParamPtr::EnumParam(p), ParamValue::I32(v)) => {
+                let (lo, hi) = ((**p).preview_plain(0.0), (**p).preview_plain(1.0));
+                let clamped = (*v).clamp(lo.min(hi), lo.max(hi));
+                std::mem::replace(v, clamped) != clamped
+            }
             _ => false,
         }
     };
@@ -359,6 +365,65 @@ mod tests {
 
     /// An offline render separates with the default preset and the quality knob, so a bounce
     /// equals `stemflow separate`; realtime playback with the realtime preset and its own knob.
+    /// Any saved value, of any type, for known and unknown ids.
+    fn any_value() -> impl proptest::strategy::Strategy<Value = ParamValue> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<f32>().prop_map(ParamValue::F32),
+            prop_oneof![Just(f32::NAN), Just(f32::INFINITY), Just(-1e30f32)].prop_map(ParamValue::F32),
+            any::<i32>().prop_map(ParamValue::I32),
+            any::<bool>().prop_map(ParamValue::Bool),
+            "[a-z_]{0,12}".prop_map(ParamValue::String),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+        /// Whatever a state holds, after filtering every parameter of this build has a value of
+        /// its type inside its range, and nothing else is left.
+        #[test]
+        fn any_restored_state_is_made_safe(
+            values in proptest::collection::vec((0usize..64, any_value()), 0..40),
+            stray in proptest::collection::vec(("[a-z]{1,8}", any_value()), 0..4),
+        ) {
+            let defaults = StemflowParams::default();
+            let map = defaults.param_map();
+            let mut state = saved_state();
+            for (i, value) in values {
+                let (id, _, _) = &map[i % map.len()];
+                state.params.insert(id.clone(), value);
+            }
+            for (id, value) in stray {
+                state.params.insert(format!("x_{id}"), value);
+            }
+            filter_state(&mut state);
+            proptest::prop_assert_eq!(state.params.len(), map.len());
+            for (id, ptr, _) in &map {
+                let value = state.params.get(id).expect("every parameter has a value");
+                // SAFETY: `defaults` outlives the map.
+                let ok = unsafe {
+                    match (ptr, value) {
+                        (ParamPtr::FloatParam(p), ParamValue::F32(v)) => {
+                            let (lo, hi) = ((**p).preview_plain(0.0), (**p).preview_plain(1.0));
+                            v.is_finite() && *v >= lo.min(hi) && *v <= lo.max(hi)
+                        }
+                        (ParamPtr::IntParam(p), ParamValue::I32(v)) => {
+                            (**p).preview_plain(0.0) <= *v && *v <= (**p).preview_plain(1.0)
+                        }
+                        (ParamPtr::EnumParam(p), ParamValue::I32(v)) => {
+                            (**p).preview_plain(0.0) <= *v && *v <= (**p).preview_plain(1.0)
+                        }
+                        (ParamPtr::EnumParam(_), ParamValue::String(_)) => true,
+                        (ParamPtr::BoolParam(_), ParamValue::Bool(_)) => true,
+                        _ => false,
+                    }
+                };
+                proptest::prop_assert!(ok, "{id}: {value:?}");
+            }
+        }
+    }
+
     #[test]
     fn the_render_mode_picks_the_preset() {
         let params = StemflowParams::default();

@@ -389,7 +389,9 @@ fn classify(path: &Path, e: SymphoniaError) -> AudioError {
 /// Decodes the whole file at `path` into memory.
 pub fn read_all(path: impl AsRef<Path>) -> Result<AudioBuffer, AudioError> {
     let mut reader = AudioReader::open(path)?;
-    let capacity = reader.total_frames().unwrap_or(0).min(1 << 28) as usize;
+    // What the header claims, up to about 24 s at 44.1 kHz: a damaged header cannot size the
+    // buffers; a longer file grows them as it is read.
+    let capacity = reader.total_frames().unwrap_or(0).min(1 << 20) as usize;
     let mut channels = vec![Vec::with_capacity(capacity); reader.channels()];
     while reader.read_into(&mut channels, 1 << 16)? > 0 {}
     Ok(AudioBuffer {
@@ -570,5 +572,57 @@ mod tests {
         let path = dir.path().join("head.wav");
         std::fs::write(&path, b"RIFF\x24\x00\x00\x00WAVEfmt ").unwrap();
         assert!(AudioReader::open(&path).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// A damaged WAV or FLAC (bytes overwritten, cut out or cut off, a header that claims
+        /// any length) is read to its end or refused with an error: never a panic, and never a
+        /// buffer sized by what a header claims.
+        #[test]
+        fn damaged_audio_is_an_error_never_a_panic(
+            flac in proptest::prelude::any::<bool>(),
+            edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..8),
+            cut in proptest::prelude::any::<usize>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let clean = dir.path().join(if flac { "clean.flac" } else { "clean.wav" });
+            if flac {
+                let file = File::create(&clean).unwrap();
+                let mut writer = crate::engine::files::flac_stream_writer::FlacStreamWriter::new(file, 22_050, 2, 16).unwrap();
+                let samples: Vec<i32> = (0..2 * 6000).map(|i| ((i * 37) % 2000) - 1000).collect();
+                writer.write_interleaved(&samples).unwrap();
+                writer.finish().unwrap();
+            } else {
+                write_wav(&clean, spec(2, 16, false), 6000);
+            }
+            let mut bytes = std::fs::read(&clean).unwrap();
+            for (i, b) in edits {
+                let n = bytes.len();
+                // Mostly the header, where a wrong byte does the most.
+                let at = if i % 2 == 0 { i % n.min(64) } else { i % n };
+                bytes[at] = b;
+            }
+            if cut % 3 == 0 {
+                bytes.truncate(cut % bytes.len());
+            }
+            let damaged = dir.path().join(if flac { "damaged.flac" } else { "damaged.wav" });
+            std::fs::write(&damaged, &bytes).unwrap();
+            if let Ok(mut reader) = AudioReader::open(&damaged) {
+                let mut channels = vec![Vec::new(); reader.channels().min(64)];
+                if channels.len() == reader.channels() {
+                    let mut total = 0;
+                    while let Ok(n) = reader.read_into(&mut channels, 4096) {
+                        if n == 0 || total > 1 << 22 {
+                            break;
+                        }
+                        total += n;
+                        channels.iter_mut().for_each(Vec::clear);
+                    }
+                }
+            }
+            let _ = read_all(&damaged);
+        }
     }
 }

@@ -753,4 +753,74 @@ mod tests {
             })
         ));
     }
+
+    /// A byte edit of a file: overwrite, delete a run, or cut the end.
+    #[derive(Debug, Clone)]
+    enum ByteEdit {
+        Set(usize, u8),
+        Delete(usize, usize),
+        Truncate(usize),
+    }
+
+    fn byte_edits() -> impl proptest::strategy::Strategy<Value = Vec<ByteEdit>> {
+        use proptest::prelude::*;
+        proptest::collection::vec(
+            prop_oneof![
+                (any::<usize>(), any::<u8>()).prop_map(|(i, b)| ByteEdit::Set(i, b)),
+                (any::<usize>(), 1usize..16).prop_map(|(i, n)| ByteEdit::Delete(i, n)),
+                any::<usize>().prop_map(ByteEdit::Truncate),
+            ],
+            1..6,
+        )
+    }
+
+    /// `bytes` with `edits` applied (positions taken modulo the length).
+    fn apply_edits(mut bytes: Vec<u8>, edits: &[ByteEdit]) -> Vec<u8> {
+        for edit in edits {
+            if bytes.is_empty() {
+                break;
+            }
+            match *edit {
+                ByteEdit::Set(i, b) => {
+                    let n = bytes.len();
+                    bytes[i % n] = b;
+                }
+                ByteEdit::Delete(i, k) => {
+                    let start = i % bytes.len();
+                    let end = (start + k).min(bytes.len());
+                    bytes.drain(start..end);
+                }
+                ByteEdit::Truncate(i) => {
+                    let n = bytes.len();
+                    bytes.truncate(i % n);
+                }
+            }
+        }
+        bytes
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// A damaged manifest is an error (or, if the damage left it valid, a manifest): never a
+        /// panic.
+        #[test]
+        fn a_damaged_manifest_is_an_error_never_a_panic(edits in byte_edits()) {
+            let (_root, dir) = edited_copy(|_| {});
+            let bytes = fs::read(dir.join("manifest.json")).unwrap();
+            fs::write(dir.join("manifest.json"), apply_edits(bytes, &edits)).unwrap();
+            let _ = Manifest::load_verified(&dir);
+        }
+
+        /// So is a damaged graph the manifest hashes and walks.
+        #[test]
+        fn a_damaged_graph_is_an_error_never_a_panic(edits in byte_edits()) {
+            let (_root, dir) = edited_copy(|_| {});
+            let bytes = fs::read(dir.join("decode.onnx")).unwrap();
+            let damaged = apply_edits(bytes, &edits);
+            let _ = crate::engine::priors::onnx_checks::external_data_locations(&damaged);
+            fs::write(dir.join("decode.onnx"), damaged).unwrap();
+            let _ = Manifest::load_verified(&dir);
+        }
+    }
 }
