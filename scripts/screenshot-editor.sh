@@ -8,7 +8,8 @@
 #
 # Environment: CAPTURE_AT  seconds of audio played before the grab (default 15.5: frame 2 is in
 #                          work from 14 s, and the meters have had 6 s of separated output);
-#              PROFILE     cargo profile to build and run (default: dev; `release` for speed).
+#              PROFILE     cargo profile to build and run (default: release, as a producer runs
+#                          it; `dev` builds faster and separates slower).
 # Needs Xvfb, ImageMagick and xwininfo (Debian: xvfb, imagemagick, x11-utils), the ALSA and JACK
 # headers the standalone builds against (libasound2-dev, libjack-jackd2-dev) and the ONNX Runtime
 # that `cargo xtask setup` installs.
@@ -17,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 out=${1:-docs/editor.png}
 capture_at=${CAPTURE_AT:-15.5}
-profile=${PROFILE:-dev}
+profile=${PROFILE:-release}
 log=$(mktemp -t stemflow-standalone.XXXXXX.log)
 raw=$(mktemp -t stemflow-editor.XXXXXX.png)
 

@@ -36,14 +36,18 @@ const HOT_DB: f32 = -12.0;
 const METER_WIDTH: f32 = 170.0;
 /// Height of a strip row's meter and history.
 const ROW_HEIGHT: f32 = 16.0;
-/// Width the history column gets at least, and the columns before it take about this much.
+/// Width the history column gets at least.
 const HISTORY_MIN_WIDTH: f32 = 120.0;
+/// About how wide the strip columns before the history are: the history takes the rest.
 const COLUMNS_BEFORE_HISTORY: f32 = 640.0;
 
-/// Meter colours: up to [`HOT_DB`], up to 0 dB, above.
+/// Meter colour up to [`HOT_DB`]; also a worker that keeps up, and a solo that is on.
 const GREEN: Color32 = Color32::from_rgb(80, 190, 110);
+/// Meter colour from [`HOT_DB`] to 0 dB; also a worker loading, and a mute that is on.
 const AMBER: Color32 = Color32::from_rgb(230, 170, 60);
+/// Meter colour above 0 dB; also a worker behind or failed.
 const RED: Color32 = Color32::from_rgb(225, 80, 70);
+/// A worker not active yet.
 const GREY: Color32 = Color32::from_rgb(140, 140, 140);
 
 /// History colour of each slot (the shipped stems, then the spares), so a stem keeps its colour.
@@ -130,13 +134,16 @@ impl NiceEguiApp for StemflowApp {
                 return;
             };
             let setter = context.param_setter();
-            header(ui, &self.status);
-            worker_line(ui, &self.status);
-            frame_line(ui, &self.status);
-            ui.separator();
-            strips(ui, &self.params, &self.status, &setter);
-            ui.separator();
-            settings(ui, &self.params, &setter);
+            // Eight strips fit the default size; a smaller window scrolls instead of cutting off.
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                header(ui, &self.status);
+                worker_line(ui, &self.status);
+                frame_line(ui, &self.status);
+                ui.separator();
+                strips(ui, &self.params, &self.status, &setter);
+                ui.separator();
+                settings(ui, &self.params, &setter);
+            });
         });
     }
 }
@@ -146,9 +153,10 @@ fn state_summary(status: &Status) -> (Color32, &'static str) {
     match status.state() {
         WorkerState::Idle => (GREY, "not active"),
         WorkerState::Loading => (AMBER, "loading priors…"),
-        WorkerState::Ready if status.behind.load(Ordering::Relaxed) => {
-            (RED, "BEHIND: playing the dry mix until separated audio is ready")
-        }
+        WorkerState::Ready if status.behind.load(Ordering::Relaxed) => (
+            RED,
+            "BEHIND: playing the dry mix; fewer playback iterations keep up sooner",
+        ),
         WorkerState::Ready => (GREEN, "separating, keeping up"),
         WorkerState::Failed => (RED, "not separating: passing audio through"),
     }
@@ -282,7 +290,7 @@ fn strips(ui: &mut Ui, params: &StemflowParams, status: &Status, setter: &ParamS
     );
     egui::Grid::new("strips")
         .striped(true)
-        .spacing([8.0, 4.0])
+        .spacing([8.0, 2.0])
         .show(ui, |ui| {
             ui.label(RichText::new("Output").strong());
             ui.label(RichText::new("Stem").strong());

@@ -6,9 +6,9 @@
 //! The file is decoded once with the engine's reader ([`read_all`]), folded to the plugin's
 //! channel count and, if the wrapper runs at another rate, resampled with the engine's
 //! [`FrameResampler`]; the audio thread then only copies samples. Runtime and priors are looked
-//! for as the command line looks for them ([`Lookup::Program`]).
+//! for as the command line looks for them ([`Lookup::Program`](super::locate::Lookup::Program)).
 
-use super::locate::{self, Lookup};
+use super::locate;
 use super::Stemflow;
 use crate::engine::files::audio_file::{read_all, AudioBuffer, AudioError};
 use crate::engine::signal::resample::{FrameResampler, ResampleError};
@@ -240,7 +240,6 @@ pub fn main() -> ExitCode {
         println!("{USAGE}");
     }
     locate::use_program_lookup();
-    debug_assert_eq!(locate::lookup(), Lookup::Program);
     let mut rest = options.rest;
     let ok = match options.file.filter(|_| !options.help) {
         None => nice_export_standalone_with_args::<Stemflow, _>(rest),
