@@ -329,7 +329,14 @@ impl<P: Plugin, B: Backend<P>> Wrapper<P, B> {
     /// could not be opened.
     pub fn run(self: Arc<Self>) -> Result<(), WrapperError> {
         let close_gui_requested = Arc::clone(&self.close_requested);
+        // The editor's event loop cannot be told to close from the signal handler's thread, so
+        // while it is open a close signal ends the process (exit status 130, as for SIGINT).
+        let editor_open = Arc::new(AtomicBool::new(false));
+        let editor_open_for_signal = Arc::clone(&editor_open);
         if let Err(e) = ctrlc::set_handler(move || {
+            if editor_open_for_signal.load(Ordering::SeqCst) {
+                exit_on_signal();
+            }
             close_gui_requested.store(true, Ordering::Relaxed);
         }) {
             crate::nice_error!("Error setting close signal callback {}", e);
@@ -363,6 +370,7 @@ impl<P: Plugin, B: Backend<P>> Wrapper<P, B> {
                         } = editor_window;
 
                         gui_spawned = true;
+                        editor_open.store(true, Ordering::SeqCst);
                         *self.editor_handle.lock() = Some(instance);
 
                         <P::Editor as Editor>::Handle::run_until_closed(window)
@@ -686,4 +694,17 @@ impl<P: Plugin, B: Backend<P>> Wrapper<P, B> {
 
         success
     }
+}
+
+/// Ends the process at once with exit status 130 (interrupted). On Linux and the BSDs this skips
+/// the exit handlers and static destructors: the plugin's own threads may still be inside
+/// libraries whose global state those would tear down under them.
+fn exit_on_signal() -> ! {
+    #[cfg(all(target_family = "unix", not(target_os = "macos")))]
+    // SAFETY: `_exit` takes no pointers and never returns.
+    unsafe {
+        libc::_exit(130)
+    }
+    #[cfg(not(all(target_family = "unix", not(target_os = "macos"))))]
+    std::process::exit(130)
 }
