@@ -3,6 +3,38 @@
 //! beside it; a VST3 bundle keeps them in `Contents/Resources/` next to `Contents/<arch>/`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Where the worker looks for the ONNX Runtime library and the priors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// An installed plugin: the runtime only in its bundle, priors in the user's priors folder
+    /// and the bundle. A host's environment cannot redirect it.
+    Bundle,
+    /// A program of its own (the standalone application): the command line's order, so it runs
+    /// from a checkout after `cargo xtask setup` — `$STEMFLOW_ORT_LIB`, beside the executable,
+    /// the set-up location; `$STEMFLOW_PRIORS`, the user's priors, beside the executable, the
+    /// source tree's `models/priors`.
+    Program,
+}
+
+/// Set once by a program that runs the plugin in its own process (see [`Lookup::Program`]).
+static PROGRAM_LOOKUP: AtomicBool = AtomicBool::new(false);
+
+/// Makes every worker started from now on in this process use [`Lookup::Program`].
+pub fn use_program_lookup() {
+    PROGRAM_LOOKUP.store(true, Ordering::Release);
+}
+
+/// The lookup this process's workers use: [`Lookup::Bundle`] unless
+/// [`use_program_lookup`] was called.
+pub fn lookup() -> Lookup {
+    if PROGRAM_LOOKUP.load(Ordering::Acquire) {
+        Lookup::Program
+    } else {
+        Lookup::Bundle
+    }
+}
 
 /// The file this code was loaded from (the plugin's shared library), if the platform says.
 #[cfg(unix)]

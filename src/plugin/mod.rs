@@ -8,6 +8,8 @@
 //! - [`worker`]: the thread that owns the priors and the [`Separator`](crate::engine::search::separator::Separator).
 //! - [`status`]: atomics the editor reads; [`editor`]: the egui editor.
 //! - [`locate`]: the plugin binary's own folder, where the bundle keeps the runtime and priors.
+//! - `standalone` (feature `standalone`): the plugin and its editor as an application, playing
+//!   the audio input or a file.
 
 pub mod editor;
 pub mod framing;
@@ -15,6 +17,8 @@ pub mod locate;
 pub mod params;
 pub mod queues;
 pub mod slots;
+#[cfg(feature = "standalone")]
+pub mod standalone;
 pub mod status;
 pub mod stream;
 pub mod worker;
@@ -154,6 +158,9 @@ impl Plugin for Stemflow {
         }
         let link = Arc::new(Link::new(rate, channels, offline));
         context.set_latency_samples(link.framing.latency as u32);
+        self.status
+            .latency_seconds
+            .store(link.framing.latency as f32 / rate as f32, Ordering::Relaxed);
         self.stream = Some(Stream::new(link.clone(), self.status.clone()));
         if self.status.state() != status::WorkerState::Ready {
             // The worker is about to (re)load: an offline render waits for it.

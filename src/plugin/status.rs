@@ -5,7 +5,7 @@
 use super::slots::SLOT_COUNT;
 use crate::engine::search::latent_search::Progress;
 use atomic_float::AtomicF32;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Where the worker is.
@@ -48,15 +48,30 @@ pub struct Status {
     pub progress: AtomicF32,
     /// Frames separated since activation.
     pub frames_done: AtomicUsize,
+    /// Set by the worker while it separates a frame, so the editor can tell work from waiting.
+    pub separating: AtomicBool,
+    /// Index of the frame the worker separates (or separated last), counted from the first
+    /// processed sample, for the editor's progress line.
+    pub frame_index: AtomicU64,
+    /// The plugin's reported latency in seconds (set at activation), so the editor can say when
+    /// separated audio starts coming out.
+    pub latency_seconds: AtomicF32,
     /// Stems the loaded priors give (0 until they are loaded), for the dry fallback's shares.
     pub stem_count: AtomicUsize,
     /// Output slot of each stem.
     pub stem_slots: [AtomicUsize; SLOT_COUNT],
-    /// Peak level per output slot (linear, decaying), written by the audio thread.
+    /// Peak level per output slot (linear, decaying), written by the audio thread. It measures
+    /// the slot's own output, which the strip's gain, mute and solo do not change (they shape
+    /// only the main mix).
     pub meters: [AtomicF32; SLOT_COUNT],
-    /// Level history of the main output (a ring of block peaks) for the editor.
+    /// Peak level of the main output (linear, decaying): the mix after gains, mutes and solos.
+    pub main_meter: AtomicF32,
+    /// Level history of the main output: a ring of peaks, one per [`HISTORY_STEP_SECONDS`].
     pub history: [AtomicF32; HISTORY],
-    /// Next write position in `history`.
+    /// Level history of each slot's output, written with `history` at the same positions.
+    pub stem_history: [[AtomicF32; HISTORY]; SLOT_COUNT],
+    /// Next write position in `history` and `stem_history` (counts up; taken modulo
+    /// [`HISTORY`]).
     pub history_pos: AtomicUsize,
     /// Worker ↔ editor only: a line saying what is loaded or why not.
     pub message: Mutex<String>,
@@ -66,8 +81,10 @@ pub struct Status {
     pub slot_stems: Mutex<[String; SLOT_COUNT]>,
 }
 
-/// Entries in the level history.
-pub const HISTORY: usize = 128;
+/// Entries in the level histories.
+pub const HISTORY: usize = 160;
+/// Audio time each history entry covers: [`HISTORY`] entries show the last 8 s.
+pub const HISTORY_STEP_SECONDS: f32 = 0.05;
 
 impl Default for Status {
     fn default() -> Self {
@@ -79,10 +96,15 @@ impl Default for Status {
             real_time_factor: AtomicF32::new(0.0),
             progress: AtomicF32::new(0.0),
             frames_done: AtomicUsize::new(0),
+            separating: AtomicBool::new(false),
+            frame_index: AtomicU64::new(0),
+            latency_seconds: AtomicF32::new(0.0),
             stem_count: AtomicUsize::new(0),
             stem_slots: std::array::from_fn(|_| AtomicUsize::new(0)),
             meters: std::array::from_fn(|_| AtomicF32::new(0.0)),
+            main_meter: AtomicF32::new(0.0),
             history: std::array::from_fn(|_| AtomicF32::new(0.0)),
+            stem_history: std::array::from_fn(|_| std::array::from_fn(|_| AtomicF32::new(0.0))),
             history_pos: AtomicUsize::new(0),
             message: Mutex::new("not active yet".to_string()),
             frame_progress: Mutex::new(None),

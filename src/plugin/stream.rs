@@ -12,7 +12,7 @@ use super::framing::Framing;
 use super::params::{is_on, StemflowParams};
 use super::queues::{InputFrame, Link, Segment};
 use super::slots::SLOT_COUNT;
-use super::status::{Status, WorkerState, HISTORY};
+use super::status::{Status, WorkerState, HISTORY, HISTORY_STEP_SECONDS};
 use crossbeam::queue::ArrayQueue;
 use nice_plug::prelude::*;
 use std::sync::atomic::Ordering;
@@ -54,6 +54,13 @@ pub struct Stream {
     mix_factor: [f32; SLOT_COUNT],
     /// Peak of each slot's output in the current block.
     peaks: [f32; SLOT_COUNT],
+    /// Samples per level-history entry ([`HISTORY_STEP_SECONDS`] at the link's rate), so the
+    /// editor's histories span the same time whatever the host's block size.
+    history_every: usize,
+    /// Samples gathered into the history entry being built.
+    history_filled: usize,
+    /// Peaks of the history entry being built: each slot, then the main output.
+    history_peaks: [f32; SLOT_COUNT + 1],
 }
 
 /// Zero for NaN, ±Inf and anything below 1e-30 in magnitude (denormals included).
@@ -97,6 +104,9 @@ impl Stream {
             ramp_step: 1.0 / framing.ramp as f32,
             mix_factor: [1.0; SLOT_COUNT],
             peaks: [0.0; SLOT_COUNT],
+            history_every: ((link.sample_rate as f32 * HISTORY_STEP_SECONDS) as usize).max(1),
+            history_filled: 0,
+            history_peaks: [0.0; SLOT_COUNT + 1],
             status,
             link,
         }
@@ -280,7 +290,7 @@ impl Stream {
             let mix = self.write_stems(aux, i, ch, have, k, wet, &dry, &gains);
             main_peak = main_peak.max(write_main(main, i, ch, &mix));
         }
-        self.publish_meters(main_peak);
+        self.publish_meters(main_peak, samples);
     }
 
     /// Before a block: the dry fallback's layout, and the segment playing if none is held yet.
@@ -450,14 +460,29 @@ impl Stream {
         mix
     }
 
-    /// After a block: the stem meters (peak with decay) and the main output's level history.
-    fn publish_meters(&self, main_peak: f32) {
-        for (meter, &peak) in self.status.meters.iter().zip(&self.peaks) {
+    /// After a block of `samples`: the meters (peak with decay) and, once every
+    /// [`HISTORY_STEP_SECONDS`] of audio, one entry of each level history.
+    fn publish_meters(&mut self, main_peak: f32, samples: usize) {
+        let status = &self.status;
+        let meters = status.meters.iter().chain(std::iter::once(&status.main_meter));
+        let peaks = self.peaks.iter().chain(std::iter::once(&main_peak));
+        for ((meter, &peak), held) in meters.zip(peaks).zip(self.history_peaks.iter_mut()) {
             let old = meter.load(Ordering::Relaxed);
             meter.store(peak.max(old * METER_DECAY), Ordering::Relaxed);
+            *held = held.max(peak);
         }
-        let at = self.status.history_pos.fetch_add(1, Ordering::Relaxed) % HISTORY;
-        self.status.history[at].store(main_peak, Ordering::Relaxed);
+        self.history_filled += samples;
+        if self.history_filled < self.history_every {
+            return;
+        }
+        self.history_filled = 0;
+        let at = status.history_pos.load(Ordering::Relaxed) % HISTORY;
+        for (ring, peak) in status.stem_history.iter().zip(&self.history_peaks) {
+            ring[at].store(*peak, Ordering::Relaxed);
+        }
+        status.history[at].store(self.history_peaks[SLOT_COUNT], Ordering::Relaxed);
+        status.history_pos.fetch_add(1, Ordering::Release);
+        self.history_peaks = [0.0; SLOT_COUNT + 1];
     }
 }
 

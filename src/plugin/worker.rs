@@ -7,11 +7,12 @@
 //! behind separates only the newest waiting frame (older ones are dropped: the audio thread plays
 //! them dry); in offline mode every frame is separated in order.
 
+use super::locate::{self, Lookup};
 use super::params::StemflowParams;
 use super::queues::{InputFrame, Link, Segment, SEGMENTS};
 use super::slots::{assign_slots, SLOT_COUNT, SLOT_NAMES};
 use super::status::{Status, WorkerState};
-use crate::engine::priors::catalog::{installed_search_dirs, PriorCatalog};
+use crate::engine::priors::catalog::{default_search_dirs, installed_search_dirs, PriorCatalog};
 use crate::engine::priors::prior::Prior;
 use crate::engine::priors::runtime::{Device, Runtime, RuntimeOptions, SessionOptions};
 use crate::engine::search::separator::Separator;
@@ -95,6 +96,7 @@ impl WorkerHandle {
             params,
             status,
             beside,
+            lookup: locate::lookup(),
             stop: Arc::clone(&stop),
             stops_handled: 0,
             commands: rx,
@@ -150,6 +152,8 @@ struct Worker {
     params: Arc<StemflowParams>,
     status: Arc<Status>,
     beside: Vec<PathBuf>,
+    /// Whether the runtime and priors are looked for as an installed plugin or as a program.
+    lookup: Lookup,
     /// Stop requests from the plugin (see [`StopSignal`]).
     stop: Arc<StopSignal>,
     /// Detach and Shutdown commands handled so far.
@@ -270,6 +274,7 @@ impl Worker {
         self.loaded_device = None;
         self.attempted_device = Some(self.params.device());
         self.status.stem_count.store(0, Ordering::Release);
+        self.status.separating.store(false, Ordering::Release);
         self.status.set_message(message);
         self.status.set_state(WorkerState::Failed);
     }
@@ -342,6 +347,7 @@ impl Worker {
                 self.priors = Some(priors);
                 self.slot_of_stem = slots;
                 self.loaded_device = Some(device);
+                nice_log!("Stemflow: {message}");
                 self.status.set_message(message);
                 self.status.set_state(WorkerState::Ready);
             }
@@ -361,13 +367,18 @@ impl Worker {
 
     /// The runtime and every prior that fits a slot, in catalog order (the CLI's order).
     fn load(&self, device: Device) -> Result<(Vec<Prior>, Vec<usize>, String), LoadError> {
+        let program = self.lookup == Lookup::Program;
         let runtime = Runtime::load(&RuntimeOptions {
             library: None,
             beside: self.beside.clone(),
-            only_beside: true,
+            only_beside: !program,
         })
         .map_err(|e| LoadError::Failed(e.to_string()))?;
-        let dirs = installed_search_dirs(&self.beside);
+        let dirs = if program {
+            default_search_dirs(None, &self.beside)
+        } else {
+            installed_search_dirs(&self.beside)
+        };
         let catalog = PriorCatalog::discover(&dirs);
         if catalog.entries().is_empty() {
             let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
@@ -406,7 +417,13 @@ impl Worker {
         let loaded: Vec<String> = priors
             .iter()
             .zip(&prior_slots)
-            .map(|(p, &s)| format!("{} → {}", p.stem(), SLOT_NAMES[s]))
+            .map(|(p, &s)| {
+                if SLOT_NAMES[s].eq_ignore_ascii_case(p.stem()) {
+                    p.stem().to_string()
+                } else {
+                    format!("{} on {}", p.stem(), SLOT_NAMES[s])
+                }
+            })
             .collect();
         let mut message = format!(
             "{} priors loaded ({}); ONNX Runtime {} ({})",
@@ -529,10 +546,13 @@ impl Worker {
             return;
         };
         let started = Instant::now();
+        self.status.frame_index.store(frame.index, Ordering::Relaxed);
+        self.status.separating.store(true, Ordering::Release);
         let result = {
             let refs: Vec<&[f32]> = frame.channels.iter().map(Vec::as_slice).collect();
             sep.separate_frame(&refs)
         };
+        self.status.separating.store(false, Ordering::Release);
         let (epoch, index) = (frame.epoch, frame.index);
         recycle_input(link, frame);
         if let Err(e) = &result {

@@ -8,7 +8,10 @@ pub use crate::nice_export_clap;
 #[cfg(feature = "vst3")]
 pub use crate::nice_export_vst3;
 #[cfg(feature = "standalone")]
-pub use crate::wrapper::standalone::{nice_export_standalone, nice_export_standalone_with_args};
+pub use crate::wrapper::standalone::{
+    InputSource, nice_export_standalone, nice_export_standalone_with_args,
+    nice_export_standalone_with_input,
+};
 
 pub use crate::formatters;
 pub use crate::util;

@@ -9,9 +9,12 @@ use self::config::WrapperConfig;
 use self::wrapper::Wrapper;
 use super::util::setup_logger;
 
+pub use self::input::InputSource;
+
 mod backend;
 mod config;
 mod context;
+mod input;
 mod wrapper;
 
 /// Open an nice-plug plugin as a standalone application. If the plugin has an editor, this will open
@@ -58,6 +61,26 @@ pub fn nice_export_standalone<P: Plugin>() -> bool {
 pub fn nice_export_standalone_with_args<P: Plugin, Args: IntoIterator<Item = String>>(
     args: Args,
 ) -> bool {
+    run_standalone::<P, Args>(args, None)
+}
+
+/// The same as [`nice_export_standalone_with_args()`], but the plugin's main input is fed by
+/// `input` instead of the backend's input: every block, after the backend has filled the buffer
+/// and before the plugin processes it, [`InputSource::fill()`] overwrites the main input
+/// channels. This works with every backend, so a file (decoded by the caller) can be played
+/// through the plugin to a sound card, or with the dummy backend paced to the wall clock with no
+/// sound card at all.
+pub fn nice_export_standalone_with_input<P: Plugin, Args: IntoIterator<Item = String>>(
+    args: Args,
+    input: Box<dyn InputSource>,
+) -> bool {
+    run_standalone::<P, Args>(args, Some(input))
+}
+
+fn run_standalone<P: Plugin, Args: IntoIterator<Item = String>>(
+    args: Args,
+    mut input: Option<Box<dyn InputSource>>,
+) -> bool {
     setup_logger::<P>();
 
     // Instead of parsing this directly, we need to take a bit of a roundabout approach to get the
@@ -75,7 +98,7 @@ pub fn nice_export_standalone_with_args<P: Plugin, Args: IntoIterator<Item = Str
         config::BackendType::Auto => {
             let result = backend::Jack::new::<P>(config.clone()).map(|backend| {
                 crate::nice_log!("Using the JACK backend");
-                run_wrapper::<P, _>(backend, config.clone())
+                run_wrapper::<P, _>(backend, config.clone(), input.take())
             });
 
             #[cfg(all(target_family = "unix", not(target_os = "macos")))]
@@ -83,7 +106,7 @@ pub fn nice_export_standalone_with_args<P: Plugin, Args: IntoIterator<Item = Str
                 match backend::CpalMidir::new::<P>(config.clone(), cpal::HostId::Alsa) {
                     Ok(backend) => {
                         crate::nice_log!("Using the ALSA backend");
-                        Ok(run_wrapper::<P, _>(backend, config.clone()))
+                        Ok(run_wrapper::<P, _>(backend, config.clone(), input.take()))
                     }
                     Err(err) => {
                         use nice_plug_core::nice_error;
@@ -101,7 +124,7 @@ pub fn nice_export_standalone_with_args<P: Plugin, Args: IntoIterator<Item = Str
                 match backend::CpalMidir::new::<P>(config.clone(), cpal::HostId::CoreAudio) {
                     Ok(backend) => {
                         crate::nice_log!("Using the CoreAudio backend");
-                        Ok(run_wrapper::<P, _>(backend, config.clone()))
+                        Ok(run_wrapper::<P, _>(backend, config.clone(), input.take()))
                     }
                     Err(err) => {
                         crate::nice_error!(
@@ -117,7 +140,7 @@ pub fn nice_export_standalone_with_args<P: Plugin, Args: IntoIterator<Item = Str
                 match backend::CpalMidir::new::<P>(config.clone(), cpal::HostId::Wasapi) {
                     Ok(backend) => {
                         crate::nice_log!("Using the WASAPI backend");
-                        Ok(run_wrapper::<P, _>(backend, config.clone()))
+                        Ok(run_wrapper::<P, _>(backend, config.clone(), input.take()))
                     }
                     Err(err) => {
                         crate::nice_error!(
@@ -133,11 +156,11 @@ pub fn nice_export_standalone_with_args<P: Plugin, Args: IntoIterator<Item = Str
                 crate::nice_error!(
                     "Falling back to the dummy audio backend, audio and MIDI will not work"
                 );
-                run_wrapper::<P, _>(backend::Dummy::new::<P>(config.clone()), config)
+                run_wrapper::<P, _>(backend::Dummy::new::<P>(config.clone()), config, input.take())
             })
         }
         config::BackendType::Jack => match backend::Jack::new::<P>(config.clone()) {
-            Ok(backend) => run_wrapper::<P, _>(backend, config),
+            Ok(backend) => run_wrapper::<P, _>(backend, config, input.take()),
             Err(err) => {
                 crate::nice_error!("Could not initialize the JACK backend: {:#}", err);
                 false
@@ -146,7 +169,7 @@ pub fn nice_export_standalone_with_args<P: Plugin, Args: IntoIterator<Item = Str
         #[cfg(all(target_family = "unix", not(target_os = "macos")))]
         config::BackendType::Alsa => {
             match backend::CpalMidir::new::<P>(config.clone(), cpal::HostId::Alsa) {
-                Ok(backend) => run_wrapper::<P, _>(backend, config),
+                Ok(backend) => run_wrapper::<P, _>(backend, config, input.take()),
                 Err(err) => {
                     crate::nice_error!("Could not initialize the ALSA backend: {:#}", err);
                     false
@@ -156,7 +179,7 @@ pub fn nice_export_standalone_with_args<P: Plugin, Args: IntoIterator<Item = Str
         #[cfg(target_os = "macos")]
         config::BackendType::CoreAudio => {
             match backend::CpalMidir::new::<P>(config.clone(), cpal::HostId::CoreAudio) {
-                Ok(backend) => run_wrapper::<P, _>(backend, config),
+                Ok(backend) => run_wrapper::<P, _>(backend, config, input.take()),
                 Err(err) => {
                     crate::nice_error!("Could not initialize the CoreAudio backend: {:#}", err);
                     false
@@ -166,7 +189,7 @@ pub fn nice_export_standalone_with_args<P: Plugin, Args: IntoIterator<Item = Str
         #[cfg(target_os = "windows")]
         config::BackendType::Wasapi => {
             match backend::CpalMidir::new::<P>(config.clone(), cpal::HostId::Wasapi) {
-                Ok(backend) => run_wrapper::<P, _>(backend, config),
+                Ok(backend) => run_wrapper::<P, _>(backend, config, input.take()),
                 Err(err) => {
                     crate::nice_error!("Could not initialize the WASAPI backend: {:#}", err);
                     false
@@ -176,7 +199,7 @@ pub fn nice_export_standalone_with_args<P: Plugin, Args: IntoIterator<Item = Str
         #[cfg(all(target_os = "windows", feature = "standalone-asio"))]
         config::BackendType::Asio => {
             match backend::CpalMidir::new::<P>(config.clone(), cpal::HostId::Asio) {
-                Ok(backend) => run_wrapper::<P, _>(backend, config),
+                Ok(backend) => run_wrapper::<P, _>(backend, config, input.take()),
                 Err(err) => {
                     crate::nice_error!("Could not initialize the ASIO backend: {:#}", err);
                     false
@@ -184,16 +207,20 @@ pub fn nice_export_standalone_with_args<P: Plugin, Args: IntoIterator<Item = Str
             }
         }
         config::BackendType::Dummy => {
-            run_wrapper::<P, _>(backend::Dummy::new::<P>(config.clone()), config)
+            run_wrapper::<P, _>(backend::Dummy::new::<P>(config.clone()), config, input.take())
         }
     }
 }
 
-fn run_wrapper<P: Plugin, B: Backend<P>>(backend: B, config: WrapperConfig) -> bool {
-    let wrapper = match Wrapper::<P, _>::new(backend, config) {
+fn run_wrapper<P: Plugin, B: Backend<P>>(
+    backend: B,
+    config: WrapperConfig,
+    input: Option<Box<dyn InputSource>>,
+) -> bool {
+    let wrapper = match Wrapper::<P, _>::new(backend, config, input) {
         Ok(wrapper) => wrapper,
         Err(err) => {
-            crate::nice_error!("Failed to open editor: {}", err);
+            crate::nice_error!("Failed to start the plugin: {}", err);
             return false;
         }
     };

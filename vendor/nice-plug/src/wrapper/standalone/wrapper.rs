@@ -22,6 +22,7 @@ use std::thread;
 use super::backend::Backend;
 use super::config::WrapperConfig;
 use super::context::{WrapperActivateContext, WrapperProcessContext};
+use super::input::InputSource;
 use crate::event_loop::{EventLoop, MainThreadExecutor, OsEventLoop};
 use crate::util::permit_alloc;
 #[cfg(feature = "editor")]
@@ -98,6 +99,9 @@ pub struct Wrapper<P: Plugin, B: Backend<P>> {
     /// still kept track of to avoid firing debug assertions multiple times for the same latency
     /// value.
     current_latency: AtomicU32,
+    /// Replaces the backend's main input when set (see [`InputSource`]). Prepared in
+    /// [`Wrapper::new()`] and moved into the audio thread's callback when processing starts.
+    input_source: Mutex<Option<Box<dyn InputSource>>>,
 }
 
 /// Tasks that can be sent from the plugin to be executed on the main thread in a non-blocking
@@ -126,6 +130,9 @@ pub enum WrapperError {
     #[cfg(feature = "editor")]
     #[error("{0}")]
     WindowError(#[from] Box<dyn Error>),
+    /// The [`InputSource`] could not be prepared for the wrapper's sample rate and layout.
+    #[error("The input source could not be prepared: {0}")]
+    InputSource(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl<P: Plugin, B: Backend<P>> MainThreadExecutor<Task<P>> for Wrapper<P, B> {
@@ -152,11 +159,26 @@ impl<P: Plugin, B: Backend<P>> MainThreadExecutor<Task<P>> for Wrapper<P, B> {
 impl<P: Plugin, B: Backend<P>> Wrapper<P, B> {
     /// Instantiate a new instance of the standalone wrapper. Returns an error if the plugin does
     /// not accept the IO configuration from the wrapper config.
-    pub fn new(backend: B, config: WrapperConfig) -> Result<Arc<Self>, WrapperError> {
+    pub fn new(
+        backend: B,
+        config: WrapperConfig,
+        mut input_source: Option<Box<dyn InputSource>>,
+    ) -> Result<Arc<Self>, WrapperError> {
         // The backend has already queried this, so this will never cause the program to exit
         // TODO: Do the validation and parsing in the argument parser so this value can be stored on
         //       the config itself. Right now clap doesn't support this.
         let audio_io_layout = config.audio_io_layout_or_exit::<P>();
+        if let Some(input_source) = input_source.as_mut() {
+            input_source
+                .prepare(
+                    config.sample_rate,
+                    config.period_size as usize,
+                    audio_io_layout
+                        .main_input_channels
+                        .map_or(0, std::num::NonZeroU32::get) as usize,
+                )
+                .map_err(WrapperError::InputSource)?;
+        }
 
         let mut plugin = P::default();
         let task_executor = Mutex::new(plugin.task_executor());
@@ -232,6 +254,7 @@ impl<P: Plugin, B: Backend<P>> Wrapper<P, B> {
             updated_state_sender,
             updated_state_receiver,
             current_latency: AtomicU32::new(0),
+            input_source: Mutex::new(input_source),
         });
 
         *wrapper.event_loop.borrow_mut() =
@@ -306,7 +329,14 @@ impl<P: Plugin, B: Backend<P>> Wrapper<P, B> {
     /// could not be opened.
     pub fn run(self: Arc<Self>) -> Result<(), WrapperError> {
         let close_gui_requested = Arc::clone(&self.close_requested);
+        // The editor's event loop cannot be told to close from the signal handler's thread, so
+        // while it is open a close signal ends the process (exit status 130, as for SIGINT).
+        let editor_open = Arc::new(AtomicBool::new(false));
+        let editor_open_for_signal = Arc::clone(&editor_open);
         if let Err(e) = ctrlc::set_handler(move || {
+            if editor_open_for_signal.load(Ordering::SeqCst) {
+                exit_on_signal();
+            }
             close_gui_requested.store(true, Ordering::Relaxed);
         }) {
             crate::nice_error!("Error setting close signal callback {}", e);
@@ -340,6 +370,7 @@ impl<P: Plugin, B: Backend<P>> Wrapper<P, B> {
                         } = editor_window;
 
                         gui_spawned = true;
+                        editor_open.store(true, Ordering::SeqCst);
                         *self.editor_handle.lock() = Some(instance);
 
                         <P::Editor as Editor>::Handle::run_until_closed(window)
@@ -481,6 +512,11 @@ impl<P: Plugin, B: Backend<P>> Wrapper<P, B> {
         should_terminate: Arc<AtomicBool>,
         close_gui_requested: Arc<AtomicBool>,
     ) {
+        let mut input_source = self.input_source.lock().take();
+        let num_input_channels = self
+            .audio_io_layout
+            .main_input_channels
+            .map_or(0, std::num::NonZeroU32::get) as usize;
         self.clone().backend.borrow_mut().run(
             move |buffer, aux, transport, input_events, output_events| {
                 // TODO: This process wrapper should actually be in the backends (since the backends
@@ -492,6 +528,11 @@ impl<P: Plugin, B: Backend<P>> Wrapper<P, B> {
                     }
 
                     let sample_rate = self.buffer_config.sample_rate;
+                    if let Some(input_source) = input_source.as_mut() {
+                        let channels = buffer.as_slice();
+                        let num_channels = num_input_channels.min(channels.len());
+                        input_source.fill(&mut channels[..num_channels]);
+                    }
                     {
                         let mut plugin = self.plugin.lock();
                         if let ProcessStatus::Error(err) = plugin.process(
@@ -653,4 +694,17 @@ impl<P: Plugin, B: Backend<P>> Wrapper<P, B> {
 
         success
     }
+}
+
+/// Ends the process at once with exit status 130 (interrupted). On Linux and the BSDs this skips
+/// the exit handlers and static destructors: the plugin's own threads may still be inside
+/// libraries whose global state those would tear down under them.
+fn exit_on_signal() -> ! {
+    #[cfg(all(target_family = "unix", not(target_os = "macos")))]
+    // SAFETY: `_exit` takes no pointers and never returns.
+    unsafe {
+        libc::_exit(130)
+    }
+    #[cfg(not(all(target_family = "unix", not(target_os = "macos"))))]
+    std::process::exit(130)
 }
