@@ -295,6 +295,12 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
         let outcome = job.separate(0, track);
         let report = track_report(track, &outcome, started);
         progress.track_finished(&report);
+        let count = |status| usize::from(report.status == status);
+        progress.finish(
+            count(TrackStatus::Separated),
+            count(TrackStatus::Skipped),
+            count(TrackStatus::Failed),
+        );
         job.write_report(vec![report])?;
         return outcome.map(|_| ());
     }
