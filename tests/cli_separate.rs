@@ -538,12 +538,26 @@ fn twenty_six_channels_are_separated_channel_for_channel() {
         String::from_utf8_lossy(&output.stderr)
     );
     let mix = read_all(&input).unwrap();
-    // The stems are 26-channel WAVE_FORMAT_EXTENSIBLE float files, which symphonia does not
-    // open: read their data chunk directly (interleaved little-endian f32).
+    // Past 18 channels the stems carry the plain float tag (3), not WAVE_FORMAT_EXTENSIBLE,
+    // whose channel mask has no positions for them: Stemflow's own reader opens them, and the
+    // raw data chunk says the same.
     let stems: Vec<Vec<f32>> = ["sine", "noise"]
         .iter()
         .map(|s| float_wav_data(&out.join(format!("{s}.wav")), 26))
         .collect();
+    for s in ["sine", "noise"] {
+        let path = out.join(format!("{s}.wav"));
+        assert_eq!(&fs::read(&path).unwrap()[20..22], &3u16.to_le_bytes());
+        let decoded = read_all(&path).unwrap();
+        assert_eq!(decoded.channels.len(), 26);
+        let raw = float_wav_data(&path, 26);
+        for (c, channel) in decoded.channels.iter().enumerate() {
+            assert!(
+                channel.iter().enumerate().all(|(i, &x)| x == raw[i * 26 + c]),
+                "{s}: channel {c}"
+            );
+        }
+    }
     assert_eq!(mix.channels.len(), 26);
     let (mut signal, mut residual) = (0.0f64, 0.0f64);
     for (c, channel) in mix.channels.iter().enumerate() {

@@ -8,6 +8,33 @@ use super::stem_format::{Container, SampleDepth, StemFormat};
 use std::fs::File;
 use std::io::BufWriter;
 
+/// Most channels a WAVE_FORMAT_EXTENSIBLE header can place on speaker positions; past this,
+/// readers that map the channel mask (symphonia among them) refuse the file.
+const WAV_SPEAKER_POSITIONS: u16 = 18;
+
+/// Byte offset of `wFormatTag` in hound's WAV header (after `RIFF`, size, `WAVE`, `fmt `, size).
+const WAV_FORMAT_TAG_OFFSET: u64 = 20;
+
+/// A WAV file of more channels than there are speaker positions gets the plain format tag (PCM 1
+/// or IEEE float 3) in place of WAVE_FORMAT_EXTENSIBLE, keeping the 40-byte format chunk (its
+/// extension is then ignored): readers map such a file's channels by count instead of refusing
+/// its mask. `path` is a finished WAV written by hound with `channels` channels of `depth`.
+pub fn plain_tag_for_many_channels(
+    path: &std::path::Path,
+    channels: u16,
+    depth: SampleDepth,
+) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    if channels <= WAV_SPEAKER_POSITIONS {
+        return Ok(());
+    }
+    let tag: u16 = if depth == SampleDepth::Float32 { 3 } else { 1 };
+    let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.seek(SeekFrom::Start(WAV_FORMAT_TAG_OFFSET))?;
+    file.write_all(&tag.to_le_bytes())?;
+    file.sync_all()
+}
+
 /// Why a stem could not be encoded; the caller adds the path.
 #[derive(Debug)]
 pub enum EncodeError {

@@ -3,8 +3,8 @@
 //! anything fail, nothing new is left and the old stems stay as they were.
 
 use super::audio_file::AudioError;
-use super::stem_encoder::{EncodeError, StemEncoder};
-use super::stem_format::StemFormat;
+use super::stem_encoder::{plain_tag_for_many_channels, EncodeError, StemEncoder};
+use super::stem_format::{Container, StemFormat};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use tempfile::TempPath;
@@ -200,6 +200,14 @@ impl StemWriterSet {
                 writer
                     .finish()
                     .map_err(|e| encode_error(&stem.final_path, self.format, e))?;
+                if self.format.container() == Container::Wav {
+                    // Checked in `create`: 1 to 65535 channels.
+                    plain_tag_for_many_channels(&stem.temp, self.channels as u16, self.format.depth())
+                        .map_err(|source| AudioError::Io {
+                            path: stem.final_path.clone(),
+                            source,
+                        })?;
+                }
             }
             sync_file(&stem.temp)?;
         }
@@ -441,5 +449,26 @@ mod tests {
             StemWriterSet::create(dir.path(), &["x"], 44_100, 0, StemFormat::DEFAULT),
             Err(AudioError::WriteFormat { .. })
         ));
+    }
+
+    #[test]
+    fn stems_of_more_channels_than_speaker_positions_read_back() {
+        use crate::engine::files::stem_format::SampleDepth;
+        let dir = tempfile::tempdir().unwrap();
+        for (channels, depth) in [
+            (18, SampleDepth::Int24),
+            (20, SampleDepth::Int24),
+            (26, SampleDepth::Float32),
+        ] {
+            let format = StemFormat::new(Container::Wav, depth).unwrap();
+            let out = dir.path().join(format!("{channels}-{depth:?}"));
+            let mut set = StemWriterSet::create(&out, &["x"], 48_000, channels, format).unwrap();
+            let data: Vec<Vec<f32>> = (0..channels).map(|c| vec![c as f32 / 64.0; 100]).collect();
+            let refs: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
+            set.write(0, &refs).unwrap();
+            let paths = set.finish().unwrap();
+            let back = read_all(&paths[0]).unwrap();
+            assert_eq!(back.channels, data, "{channels} channels, {depth:?}");
+        }
     }
 }
