@@ -488,3 +488,85 @@ fn passthrough_child() {
         "stems are silent"
     );
 }
+
+/// A prior whose gradient is NaN (`tests/fixtures/toy_prior/toy_nan`: it loads and calibrates,
+/// then every frame's search turns non-finite after its first step), beside a sound one. In a
+/// fresh process whose bundle holds those two priors, an offline bounce finishes, every output
+/// sample is finite, the main output is the delayed mix (each segment played dry), and destroying
+/// the plugin returns; the whole child is bounded by a deadline.
+#[test]
+fn a_prior_that_turns_nan_mid_search_gives_dry_audio_and_the_bounce_finishes() {
+    if std::env::var_os(BUNDLE_PRIORS_CHILD).is_some() {
+        return nan_prior_child();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let priors = dir.path().join("priors");
+    std::fs::create_dir_all(&priors).unwrap();
+    for stem in ["toy", "toy_nan"] {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/toy_prior")
+            .join(stem);
+        std::os::unix::fs::symlink(source, priors.join(stem)).unwrap();
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_prior_that_turns_nan_mid_search_gives_dry_audio_and_the_bounce_finishes",
+            "--nocapture",
+        ])
+        .env(BUNDLE_PRIORS_CHILD, &priors)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the bounce with a NaN prior did not finish within 240 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "the child process with a NaN prior failed");
+}
+
+fn nan_prior_child() {
+    let _serial = serial();
+    let rate = 44_100.0;
+    let mut instance = instance();
+    let events = quick(&mut instance, 3);
+    let input = signal(rate, 12.0, 2);
+    let out = render(
+        &mut instance,
+        &input,
+        RenderSpec {
+            offline: true,
+            first_events: &events,
+            ..RenderSpec::new(rate, &[512])
+        },
+    );
+    assert_clean(&out, "NaN prior");
+    let d = out.latency;
+    let len = input[0].len();
+    // Output starts with the ramp from the silence of the latency into the first segment.
+    let ramp = (stemflow::plugin::framing::RAMP_SECONDS * rate).round() as usize;
+    for c in 0..2 {
+        let max_error = out.main[c][d + ramp..]
+            .iter()
+            .zip(&input[c][ramp..len - d])
+            .map(|(y, x)| (y - x).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            max_error < 1e-5,
+            "main = the delayed mix (dry), off by {max_error}"
+        );
+    }
+    let started = std::time::Instant::now();
+    drop(instance);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "destroying the plugin took {:?}",
+        started.elapsed()
+    );
+}

@@ -183,6 +183,8 @@ struct Worker {
 struct FrameTally {
     /// Frames separated.
     frames: usize,
+    /// Frames the separator failed on (played dry); their time counts in the factors too.
+    failed: usize,
     /// Sum of the frames' real-time factors (wall time / hop).
     rtf_sum: f64,
     /// The slowest frame's real-time factor.
@@ -190,9 +192,13 @@ struct FrameTally {
 }
 
 impl FrameTally {
-    /// Counts one frame of real-time factor `rtf`.
-    fn add(&mut self, rtf: f64) {
-        self.frames += 1;
+    /// Counts one frame of real-time factor `rtf`, separated or (`ok` false) failed.
+    fn add(&mut self, rtf: f64, ok: bool) {
+        if ok {
+            self.frames += 1;
+        } else {
+            self.failed += 1;
+        }
         self.rtf_sum += rtf;
         self.rtf_worst = self.rtf_worst.max(rtf);
     }
@@ -200,11 +206,12 @@ impl FrameTally {
     /// The log line for an activation that ends with `late_segments` played dry.
     fn summary(&self, offline: bool, late_segments: usize) -> String {
         format!(
-            "Stemflow: {} activation ended: {} frames separated, {} segments played dry (late), worker real-time factor mean {:.3} worst {:.3} (below 1 keeps up)",
+            "Stemflow: {} activation ended: {} frames separated, {} failed (played dry), {} segments played dry (late), worker real-time factor mean {:.3} worst {:.3} (below 1 keeps up)",
             if offline { "offline" } else { "realtime" },
             self.frames,
+            self.failed,
             late_segments,
-            self.rtf_sum / self.frames.max(1) as f64,
+            self.rtf_sum / (self.frames + self.failed).max(1) as f64,
             self.rtf_worst
         )
     }
@@ -564,7 +571,8 @@ impl Worker {
         let stems = sep.stem_count().min(SLOT_COUNT);
         segment.epoch = epoch;
         segment.index = index;
-        segment.valid = result.is_ok();
+        let segment_valid = result.is_ok();
+        segment.valid = segment_valid;
         segment.shape(stems, link.channels, step);
         for (s, &slot) in self.slot_of_stem.iter().take(stems).enumerate() {
             segment.slot_of_stem[s] = slot;
@@ -580,8 +588,10 @@ impl Worker {
         let hop_seconds = step as f64 / f64::from(link.sample_rate);
         let rtf = started.elapsed().as_secs_f64() / hop_seconds;
         self.status.real_time_factor.store(rtf as f32, Ordering::Relaxed);
-        self.status.frames_done.fetch_add(1, Ordering::Relaxed);
-        self.tally.add(rtf);
+        if segment_valid {
+            self.status.frames_done.fetch_add(1, Ordering::Relaxed);
+        }
+        self.tally.add(rtf, segment_valid);
     }
 
     /// The next frame does not continue the last one: it starts a new crossfade.

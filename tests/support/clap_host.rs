@@ -33,6 +33,10 @@ pub const SHIPPED: [&str; 4] = ["bass", "drums", "guitar", "piano"];
 /// Set in the child process that runs without an ONNX Runtime.
 pub const NO_RUNTIME_CHILD: &str = "STEMFLOW_TEST_NO_RUNTIME_CHILD";
 
+/// Set (to a priors folder) in the child process of a fault test: the bundle gets those priors
+/// instead of the shipped ones. Read by this host, never by the plugin.
+pub const BUNDLE_PRIORS_CHILD: &str = "STEMFLOW_TEST_BUNDLE_PRIORS";
+
 // ---------------------------------------------------------------------------------------------
 // The host.
 
@@ -179,7 +183,9 @@ pub fn entry() -> &'static PluginEntry {
                 let file = file.unwrap();
                 std::os::unix::fs::symlink(file.path(), folder.join("lib").join(file.file_name())).unwrap();
             }
-            let priors = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/priors");
+            let priors = std::env::var_os(BUNDLE_PRIORS_CHILD)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/priors"));
             std::os::unix::fs::symlink(priors, folder.join("priors")).unwrap();
             let empty = dir.path().join("empty-data-dir");
             std::fs::create_dir_all(&empty).unwrap();
