@@ -515,6 +515,9 @@ fn a_prior_that_turns_nan_mid_search_gives_dry_audio_and_the_bounce_finishes() {
             "--nocapture",
         ])
         .env(BUNDLE_PRIORS_CHILD, &priors)
+        // Another test in this process may have hidden the set-up location already (`entry`):
+        // hand the child the real one, where the runtime was found first.
+        .env("STEMFLOW_DATA_DIR", set_up_runtime().parent().unwrap())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
