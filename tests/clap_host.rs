@@ -489,52 +489,55 @@ fn passthrough_child() {
     );
 }
 
-/// A prior whose gradient is NaN (`tests/fixtures/toy_prior/toy_nan`: it loads and calibrates,
-/// then every frame's search turns non-finite after its first step), beside a sound one. In a
-/// fresh process whose bundle holds those two priors, an offline bounce finishes, every output
-/// sample is finite, the main output is the delayed mix (each segment played dry), and destroying
-/// the plugin returns; the whole child is bounded by a deadline.
+/// A prior that fails mid-search, beside a sound one: `toy_nan` (its gradient is NaN, so every
+/// frame's search turns non-finite after its first step) and `toy_error` (its gradient graph
+/// fails when it runs), from `tests/fixtures/toy_prior`; both load and calibrate. For each, in a
+/// fresh process whose bundle holds toy and that prior, an offline bounce finishes, every output
+/// sample is finite, the main output is the delayed mix (each segment played dry), and
+/// destroying the plugin returns; each child is bounded by a deadline.
 #[test]
-fn a_prior_that_turns_nan_mid_search_gives_dry_audio_and_the_bounce_finishes() {
+fn a_prior_that_fails_mid_search_gives_dry_audio_and_the_bounce_finishes() {
     if std::env::var_os(BUNDLE_PRIORS_CHILD).is_some() {
-        return nan_prior_child();
+        return failing_prior_child();
     }
-    let dir = tempfile::tempdir().unwrap();
-    let priors = dir.path().join("priors");
-    std::fs::create_dir_all(&priors).unwrap();
-    for stem in ["toy", "toy_nan"] {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/toy_prior")
-            .join(stem);
-        std::os::unix::fs::symlink(source, priors.join(stem)).unwrap();
+    for fault in ["toy_nan", "toy_error"] {
+        let dir = tempfile::tempdir().unwrap();
+        let priors = dir.path().join("priors");
+        std::fs::create_dir_all(&priors).unwrap();
+        for stem in ["toy", fault] {
+            let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/toy_prior")
+                .join(stem);
+            std::os::unix::fs::symlink(source, priors.join(stem)).unwrap();
+        }
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_prior_that_fails_mid_search_gives_dry_audio_and_the_bounce_finishes",
+                "--nocapture",
+            ])
+            .env(BUNDLE_PRIORS_CHILD, &priors)
+            // Another test in this process may have hidden the set-up location already (`entry`):
+            // hand the child the real one, where the runtime was found first.
+            .env("STEMFLOW_DATA_DIR", set_up_runtime().parent().unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{fault}: the bounce did not finish within 240 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert!(status.success(), "{fault}: the child process failed");
     }
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_prior_that_turns_nan_mid_search_gives_dry_audio_and_the_bounce_finishes",
-            "--nocapture",
-        ])
-        .env(BUNDLE_PRIORS_CHILD, &priors)
-        // Another test in this process may have hidden the set-up location already (`entry`):
-        // hand the child the real one, where the runtime was found first.
-        .env("STEMFLOW_DATA_DIR", set_up_runtime().parent().unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the bounce with a NaN prior did not finish within 240 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    assert!(status.success(), "the child process with a NaN prior failed");
 }
 
-fn nan_prior_child() {
+fn failing_prior_child() {
     let _serial = serial();
     let rate = 44_100.0;
     let mut instance = instance();
@@ -549,7 +552,7 @@ fn nan_prior_child() {
             ..RenderSpec::new(rate, &[512])
         },
     );
-    assert_clean(&out, "NaN prior");
+    assert_clean(&out, "failing prior");
     let d = out.latency;
     let len = input[0].len();
     // Output starts with the ramp from the silence of the latency into the first segment.
