@@ -1,9 +1,8 @@
 //! What a `separate` run did to each track, for `--report FILE` (JSON) and `--json` progress:
 //! status, wall time and real-time factor per track, and the counts.
 
-use crate::engine::files::stem_writers::user_file_builder;
+use super::json_file::write_json_atomically;
 use serde::Serialize;
-use std::io::Write;
 use std::path::Path;
 
 /// What became of one track.
@@ -74,16 +73,6 @@ impl BatchReport {
 
     /// Writes the report to `path` atomically (a temporary file in the same folder, renamed).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        std::fs::create_dir_all(dir)?;
-        let mut temp = user_file_builder(".stemflow-report.partial-").tempfile_in(dir)?;
-        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        temp.write_all(text.as_bytes())?;
-        temp.write_all(b"\n")?;
-        temp.persist(path).map_err(|e| e.error)?;
-        Ok(())
+        write_json_atomically(path, self)
     }
 }

@@ -9,6 +9,7 @@ mod batch_report;
 mod bench;
 mod error;
 mod interrupt;
+mod json_file;
 mod peak_memory;
 mod priors;
 mod progress;

@@ -6,7 +6,7 @@ use crate::engine::files::separate_file::JobProgress;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Which display a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +106,7 @@ impl RunProgress {
             mode: self.mode,
             bar,
             index,
-            last_percent: Mutex::new(None),
+            last_percent: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -141,8 +141,9 @@ pub struct TrackProgress {
     bar: ProgressBar,
     /// The track's index in the run, from 0.
     index: usize,
-    /// The last whole percent sent as JSON, so lines go out only when it changes.
-    last_percent: Mutex<Option<u64>>,
+    /// The last whole percent sent as JSON (u64::MAX before the first), so lines go out only
+    /// when it changes.
+    last_percent: AtomicU64,
 }
 
 impl TrackProgress {
@@ -156,9 +157,7 @@ impl TrackProgress {
             .set_message(format!("{}/{}", (p.frame + 1).min(p.frames), p.frames));
         if self.mode == ProgressMode::Json {
             let percent = done * 100 / total;
-            let mut last = self.last_percent.lock().unwrap_or_else(|e| e.into_inner());
-            if *last != Some(percent) {
-                *last = Some(percent);
+            if self.last_percent.swap(percent, Ordering::Relaxed) != percent {
                 emit(json!({
                     "event": "progress",
                     "index": self.index + 1,

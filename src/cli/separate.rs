@@ -290,27 +290,15 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
         fingerprint: None,
         progress: &progress,
     };
-    if let [track] = tracks.as_slice() {
-        let started = Instant::now();
-        let outcome = job.separate(0, track);
-        let report = track_report(track, &outcome, started);
-        progress.track_finished(&report);
-        let count = |status| usize::from(report.status == status);
-        progress.finish(
-            count(TrackStatus::Separated),
-            count(TrackStatus::Skipped),
-            count(TrackStatus::Failed),
-        );
-        job.write_report(vec![report])?;
-        return outcome.map(|_| ());
-    }
-    // A batch loads what every track needs first, so a missing runtime or prior stops it once
-    // instead of failing each track.
-    if !tracks.is_empty() {
+    // One track fails the command with its own error. A batch loads what every track needs
+    // first, so a missing runtime or prior stops it once instead of failing each track.
+    let single = tracks.len() == 1;
+    if !single && !tracks.is_empty() {
         job.load()?;
     }
     let mut reports = Vec::with_capacity(tracks.len());
     let mut failed = Vec::new();
+    let mut ending = None;
     for (i, track) in tracks.iter().enumerate() {
         let started = Instant::now();
         let outcome = job.separate(i, track);
@@ -319,40 +307,40 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
         reports.push(report);
         match outcome {
             Ok(_) => {}
-            Err(CliError::Separate(SeparateFileError::Stopped)) => {
+            Err(error @ CliError::Separate(SeparateFileError::Stopped)) => {
                 reports.extend(tracks[i + 1..].iter().map(pending));
-                job.write_report(reports)?;
-                return Err(CliError::Separate(SeparateFileError::Stopped));
+                ending = Some(error);
+                break;
             }
+            Err(error) if single => ending = Some(error),
             Err(error) => {
                 eprintln!("stemflow: error: {}: {error}", track.input.display());
                 failed.push(track.input.display().to_string());
             }
         }
     }
-    let skipped = reports
-        .iter()
-        .filter(|r| r.status == TrackStatus::Skipped)
-        .count();
-    let separated = reports.len() - skipped - failed.len();
-    progress.finish(separated, skipped, failed.len());
-    progress.say(&format!(
-        "{separated} of {} tracks separated{}",
-        tracks.len(),
-        if skipped > 0 {
-            format!(", {skipped} skipped as already complete")
-        } else {
-            String::new()
-        }
-    ));
-    job.write_report(reports)?;
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError::Batch {
+    let report = BatchReport::new(args.shard.map(|s| s.to_string()), reports);
+    progress.finish(report.separated, report.skipped, report.failed);
+    if !single && ending.is_none() {
+        progress.say(&format!(
+            "{} of {} tracks separated{}",
+            report.separated,
+            tracks.len(),
+            if report.skipped > 0 {
+                format!(", {} skipped as already complete", report.skipped)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    job.write_report(&report)?;
+    match ending {
+        Some(error) => Err(error),
+        None if failed.is_empty() => Ok(()),
+        None => Err(CliError::Batch {
             failed,
             total: tracks.len(),
-        })
+        }),
     }
 }
 
@@ -531,18 +519,16 @@ impl Job<'_> {
         Ok(summary)
     }
 
-    /// Writes the `--report` file, if one was asked for.
-    fn write_report(&self, tracks: Vec<TrackReport>) -> Result<(), CliError> {
+    /// Writes `report` to the `--report` file, if one was asked for.
+    fn write_report(&self, report: &BatchReport) -> Result<(), CliError> {
         let Some(path) = &self.args.report else {
             return Ok(());
         };
-        BatchReport::new(self.args.shard.map(|s| s.to_string()), tracks)
-            .write(path)
-            .map_err(|source| {
-                CliError::Audio(AudioError::Io {
-                    path: path.clone(),
-                    source,
-                })
+        report.write(path).map_err(|source| {
+            CliError::Audio(AudioError::Io {
+                path: path.clone(),
+                source,
             })
+        })
     }
 }

@@ -4,10 +4,9 @@
 //! skipped only if all of that still matches; anything else (another setting, a changed input, a
 //! stem deleted or cut short) separates it again.
 
-use crate::engine::files::stem_writers::user_file_builder;
+use super::json_file::write_json_atomically;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -120,12 +119,7 @@ impl TrackRecord {
 
     /// Writes the record into `dir` atomically (a temporary file renamed into place).
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let mut temp = user_file_builder(".stemflow.json.partial-").tempfile_in(dir)?;
-        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        temp.write_all(text.as_bytes())?;
-        temp.as_file().sync_all()?;
-        temp.persist(dir.join(RECORD_FILE)).map_err(|e| e.error)?;
-        Ok(())
+        write_json_atomically(&dir.join(RECORD_FILE), self)
     }
 
     /// Removes the record from `dir`, so stems being replaced are never taken as complete.
