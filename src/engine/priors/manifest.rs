@@ -220,6 +220,42 @@ pub struct Graphs {
     pub weights: Option<GraphFile>,
 }
 
+/// A prior's files as [`Manifest::verify`] read and hashed them: what sessions are made from.
+#[derive(Debug)]
+pub struct VerifiedFiles {
+    /// `graphs.decode`.
+    pub decode: VerifiedGraph,
+    /// `graphs.grad`.
+    pub grad: VerifiedGraph,
+    /// `graphs.encode`, if listed.
+    pub encode: Option<VerifiedGraph>,
+    /// `graphs.forward`, if listed (then `backward` is too).
+    pub forward: Option<VerifiedGraph>,
+    /// `graphs.backward`, if listed.
+    pub backward: Option<VerifiedGraph>,
+    /// `graphs.weights`, the external data the graphs refer to, if listed.
+    pub weights: Option<ExternalData>,
+}
+
+/// One verified graph: where it was read from (named in errors) and its content.
+#[derive(Debug)]
+pub struct VerifiedGraph {
+    /// The file the bytes came from.
+    pub path: PathBuf,
+    /// The file's content, whose sha256 matched the manifest.
+    pub bytes: Vec<u8>,
+}
+
+/// A verified external-data file, in memory: ONNX Runtime is given these bytes under the name the
+/// graphs' tensors use, instead of opening the file itself. Shared by the prior's sessions.
+#[derive(Debug, Clone)]
+pub struct ExternalData {
+    /// The name the graphs' `external_data` `location` entries use (the manifest's file name).
+    pub location: String,
+    /// The file's content, whose sha256 matched the manifest.
+    pub bytes: std::sync::Arc<[u8]>,
+}
+
 /// One graph file and its expected content hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GraphFile {
@@ -282,13 +318,21 @@ impl Manifest {
     /// folder name, and that the `decode` and `grad` graphs (and `encode`, `forward` and
     /// `backward`, when listed; the last two only together) exist with the listed sha256.
     pub fn load_verified(dir: &Path) -> Result<Manifest, ManifestError> {
-        let manifest = Manifest::load(dir)?;
-        manifest.verify(dir)?;
-        Ok(manifest)
+        Ok(Manifest::load_with_files(dir)?.0)
     }
 
-    /// The checks of [`Manifest::load_verified`] on an already parsed manifest.
-    pub fn verify(&self, dir: &Path) -> Result<(), ManifestError> {
+    /// [`Manifest::load_verified`], also returning the graphs and weights as they were read and
+    /// hashed, so that sessions are made from exactly those bytes (a file replaced on disk after
+    /// the check is never what ONNX Runtime runs).
+    pub fn load_with_files(dir: &Path) -> Result<(Manifest, VerifiedFiles), ManifestError> {
+        let manifest = Manifest::load(dir)?;
+        let files = manifest.verify(dir)?;
+        Ok((manifest, files))
+    }
+
+    /// The checks of [`Manifest::load_verified`] on an already parsed manifest; returns the
+    /// verified files' contents.
+    pub fn verify(&self, dir: &Path) -> Result<VerifiedFiles, ManifestError> {
         let path = dir.join(MANIFEST_FILE);
         let mismatch = |field: &'static str, expected: String, found: String| ManifestError::FieldMismatch {
             path: path.clone(),
@@ -353,29 +397,38 @@ impl Manifest {
             ));
         }
 
-        if let Some(weights) = &self.graphs.weights {
-            verify_file(dir, &path, "graphs.weights", weights)?;
-        }
+        let weights = match &self.graphs.weights {
+            Some(weights) => {
+                let (_, bytes) = verify_file(dir, &path, "graphs.weights", weights)?;
+                Some(ExternalData {
+                    location: weights.file.clone(),
+                    bytes: bytes.into(),
+                })
+            }
+            None => None,
+        };
         let listed = self.graphs.weights.as_ref().map(|w| w.file.as_str());
-        for (field, graph) in [
-            ("graphs.decode", &self.graphs.decode),
-            ("graphs.grad", &self.graphs.grad),
-        ] {
+        let required = |field, graph: &Option<GraphFile>| {
             let graph = graph.as_ref().ok_or(ManifestError::MissingField {
                 path: path.clone(),
                 field,
             })?;
-            verify_graph(dir, &path, field, graph, listed)?;
-        }
-        for (field, graph) in [
-            ("graphs.encode", &self.graphs.encode),
-            ("graphs.forward", &self.graphs.forward),
-            ("graphs.backward", &self.graphs.backward),
-        ] {
-            if let Some(graph) = graph {
-                verify_graph(dir, &path, field, graph, listed)?;
-            }
-        }
+            verify_graph(dir, &path, field, graph, listed)
+        };
+        let optional = |field, graph: &Option<GraphFile>| {
+            graph
+                .as_ref()
+                .map(|graph| verify_graph(dir, &path, field, graph, listed))
+                .transpose()
+        };
+        let files = VerifiedFiles {
+            decode: required("graphs.decode", &self.graphs.decode)?,
+            grad: required("graphs.grad", &self.graphs.grad)?,
+            encode: optional("graphs.encode", &self.graphs.encode)?,
+            forward: optional("graphs.forward", &self.graphs.forward)?,
+            backward: optional("graphs.backward", &self.graphs.backward)?,
+            weights,
+        };
         match (&self.graphs.forward, &self.graphs.backward) {
             (Some(_), None) => Err(mismatch(
                 "graphs.backward",
@@ -387,7 +440,7 @@ impl Manifest {
                 "a `forward` graph, since `backward` is listed".into(),
                 "none".into(),
             )),
-            _ => Ok(()),
+            _ => Ok(files),
         }
     }
 
@@ -406,14 +459,14 @@ fn verify_graph(
     field: &'static str,
     graph: &GraphFile,
     listed: Option<&str>,
-) -> Result<(), ManifestError> {
+) -> Result<VerifiedGraph, ManifestError> {
     let (file, bytes) = verify_file(dir, manifest, field, graph)?;
     let locations = external_data_locations(&bytes).map_err(|source| ManifestError::NotOnnx {
         file: file.clone(),
         source,
     })?;
     match locations.into_iter().find(|l| Some(l.as_str()) != listed) {
-        None => Ok(()),
+        None => Ok(VerifiedGraph { path: file, bytes }),
         Some(location) => Err(ManifestError::UnlistedExternalData {
             file,
             location,

@@ -8,7 +8,7 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use crate::engine::constants::{BINS, TIME_MULTIPLE};
-use crate::engine::priors::manifest::{GraphFile, Manifest, ManifestError, MANIFEST_FILE};
+use crate::engine::priors::manifest::{ExternalData, Manifest, ManifestError};
 use crate::engine::priors::runtime::{Backend, Runtime, RuntimeError, SessionOptions};
 use crate::engine::priors::split_gradient::SplitGradient;
 use crate::engine::spread::spread;
@@ -164,6 +164,9 @@ pub struct Prior {
     /// The gradient as a forward and a backward graph, when the prior lists them; the search's
     /// iterations then run the flow forward once instead of twice.
     split: Option<SplitGradient>,
+    /// The shared weights the sessions were given in memory, kept for as long as they run (ONNX
+    /// Runtime may refer to the buffer rather than copy it).
+    _weights: Option<ExternalData>,
     /// Where `grad` writes its f(z) when [`Prior::backward_into`] falls back to it (sized on
     /// first use for a frame length, then reused).
     grad_scratch: Vec<f32>,
@@ -186,20 +189,10 @@ impl Prior {
     /// Verifies `dir/manifest.json` and its graphs, creates the `decode` and `grad` sessions and
     /// checks their input/output names, element types and ranks against the contract.
     pub fn load(runtime: &Runtime, dir: &Path, options: &SessionOptions) -> Result<Prior, PriorError> {
-        let manifest = Manifest::load_verified(dir)?;
-        let graph = |g: &Option<GraphFile>| g.as_ref().map(|g| Manifest::graph_path(dir, g));
-        // load_verified guarantees both are present.
-        let (Some(decode_path), Some(grad_path)) =
-            (graph(&manifest.graphs.decode), graph(&manifest.graphs.grad))
-        else {
-            return Err(ManifestError::MissingField {
-                path: dir.join(MANIFEST_FILE),
-                field: "graphs.decode",
-            }
-            .into());
-        };
-        let (decode, decode_backend) = runtime.session(&decode_path, options)?;
-        let (grad, grad_backend) = runtime.session(&grad_path, options)?;
+        let (manifest, files) = Manifest::load_with_files(dir)?;
+        let weights = files.weights.as_ref();
+        let (decode, decode_backend) = runtime.session(&files.decode, weights, options)?;
+        let (grad, grad_backend) = runtime.session(&files.grad, weights, options)?;
         check_interface(Role::Decode, &decode)?;
         check_interface(Role::Grad, &grad)?;
         let mut backend = if decode_backend == grad_backend {
@@ -207,15 +200,15 @@ impl Prior {
         } else {
             Backend::Cpu
         };
-        let split = match (graph(&manifest.graphs.forward), graph(&manifest.graphs.backward)) {
+        let split = match (&files.forward, &files.backward) {
             (Some(forward), Some(backward)) => {
-                let (split, split_backend) = SplitGradient::load(runtime, &forward, &backward, options)?;
+                let (split, split_backend) = SplitGradient::load(runtime, forward, backward, weights, options)?;
                 if split_backend != backend {
                     backend = Backend::Cpu;
                 }
                 Some(split)
             }
-            // load_verified refuses one without the other.
+            // verify refuses one without the other.
             _ => None,
         };
         Ok(Prior {
@@ -225,6 +218,7 @@ impl Prior {
             decode,
             grad,
             split,
+            _weights: files.weights,
             grad_scratch: Vec::new(),
             level_gains: None,
         })
@@ -491,6 +485,7 @@ pub(crate) fn check_interface(role: Role, session: &Session) -> Result<(), Prior
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::priors::manifest::MANIFEST_FILE;
     use crate::engine::priors::runtime::RuntimeOptions;
     use std::fs;
     use std::sync::Arc;
@@ -744,6 +739,37 @@ mod tests {
         assert!(split
             .backward_into(&z, &g, 0.3, frames + 2, &mut vec![0.0; len + 2 * BINS])
             .is_err());
+    }
+
+    /// Sessions are made from the bytes that were hashed, the shared weights included: once the
+    /// prior's files are verified, replacing them on disk changes nothing that runs.
+    #[test]
+    fn sessions_run_the_verified_bytes_not_the_files_on_disk() {
+        let runtime = runtime();
+        let (_root, dir) = shipped_bass_copy(|_| {});
+        let (_, files) = Manifest::load_with_files(&dir).unwrap();
+        assert!(files.weights.is_some(), "the shipped priors share their weights");
+        for entry in fs::read_dir(&dir).unwrap() {
+            fs::write(entry.unwrap().path(), b"replaced after the check").unwrap();
+        }
+        let (mut decode, _) = runtime
+            .session(&files.decode, files.weights.as_ref(), &SessionOptions::default())
+            .unwrap();
+        let mut reference = Prior::load(
+            &runtime,
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/priors/bass"),
+            &SessionOptions::default(),
+        )
+        .unwrap();
+        let frames = 4;
+        let len = BINS * frames;
+        let z: Vec<f32> = wave(len, 0.4).iter().map(|v| 0.5 * v).collect();
+        let mut expected = vec![0.0; len];
+        reference.decode_into(&z, frames, &mut expected).unwrap();
+        let input = TensorRef::from_array_view(([1usize, BINS, frames], z.as_slice())).unwrap();
+        let outputs = decode.run(ort::inputs!["z" => input]).unwrap();
+        let (_, s) = outputs["s"].try_extract_tensor::<f32>().unwrap();
+        assert_eq!(s, expected.as_slice());
     }
 
     /// A manifest that lists graphs of the wrong kind under `forward` and `backward` is refused

@@ -11,6 +11,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::engine::priors::data_dir::{data_dir, non_empty_env};
+use crate::engine::priors::manifest::{ExternalData, VerifiedGraph};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
@@ -479,43 +480,42 @@ impl Runtime {
         self.version
     }
 
-    /// A session for `model_path`: `threads` intra-op threads, one inter-op thread, no spinning,
-    /// sequential execution, all graph optimisations. A GPU device whose provider cannot be
-    /// registered falls back to the CPU (logged); the returned [`Backend`] says which ran.
+    /// A session for `graph` (its bytes as verified; `external` is the external-data file its
+    /// tensors may name, also in memory, so ONNX Runtime opens no file itself): `threads`
+    /// intra-op threads, one inter-op thread, no spinning, sequential execution, all graph
+    /// optimisations. A GPU device whose provider cannot be registered falls back to the CPU
+    /// (logged); the returned [`Backend`] says which ran.
     pub fn session(
         &self,
-        model_path: &Path,
+        graph: &VerifiedGraph,
+        external: Option<&ExternalData>,
         options: &SessionOptions,
     ) -> Result<(Session, Backend), RuntimeError> {
         let session_error = |reason: String| RuntimeError::Session {
-            path: model_path.to_path_buf(),
+            path: graph.path.clone(),
             reason,
         };
-        if !model_path.is_file() {
-            return Err(session_error("no such file".into()));
-        }
-        let mut builder = self.builder(options.threads).map_err(session_error)?;
+        let builder = || self.builder(options.threads, external).map_err(session_error);
+        let mut builder_for_device = builder()?;
         let backend = match options.device {
             Device::Cpu => Device::Cpu,
-            gpu => match register_gpu(&mut builder, gpu) {
+            gpu => match register_gpu(&mut builder_for_device, gpu) {
                 Ok(()) => gpu,
                 Err(reason) => {
                     log::warn!("{gpu} is not available ({reason}); using the CPU");
-                    builder = self.builder(options.threads).map_err(session_error)?;
+                    builder_for_device = builder()?;
                     Device::Cpu
                 }
             },
         };
-        match builder.commit_from_file(model_path) {
+        match builder_for_device.commit_from_memory(&graph.bytes) {
             Ok(session) => Ok((session, backend)),
             // A GPU provider can register and still fail when the session is made (e.g. its
             // CUDA libraries are missing); the CPU is always worth one more try.
             Err(e) if backend != Device::Cpu => {
                 log::warn!("{backend} session failed ({e}); using the CPU");
-                let session = self
-                    .builder(options.threads)
-                    .map_err(session_error)?
-                    .commit_from_file(model_path)
+                let session = builder()?
+                    .commit_from_memory(&graph.bytes)
                     .map_err(|e| session_error(e.to_string()))?;
                 Ok((session, Device::Cpu))
             }
@@ -523,9 +523,9 @@ impl Runtime {
         }
     }
 
-    fn builder(&self, threads: usize) -> Result<SessionBuilder, String> {
+    fn builder(&self, threads: usize, external: Option<&ExternalData>) -> Result<SessionBuilder, String> {
         let message = |e: ort::Error<SessionBuilder>| e.to_string();
-        Session::builder(&self.environment)
+        let builder = Session::builder(&self.environment)
             .map_err(|e| e.to_string())?
             .with_intra_threads(threads)
             .map_err(message)?
@@ -538,7 +538,13 @@ impl Runtime {
             .with_parallel_execution(false)
             .map_err(message)?
             .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(message)
+            .map_err(message)?;
+        match external {
+            Some(data) => builder
+                .with_external_initializer_file_in_memory(&data.location, data.bytes.clone())
+                .map_err(message),
+            None => Ok(builder),
+        }
     }
 }
 
@@ -842,28 +848,33 @@ mod tests {
     #[test]
     fn cuda_request_falls_back_to_cpu_and_says_so() {
         let runtime = Runtime::load(&RuntimeOptions::default()).unwrap();
-        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/toy_prior/toy/decode.onnx");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/toy_prior/toy/decode.onnx");
+        let model = VerifiedGraph {
+            bytes: fs::read(&path).unwrap(),
+            path,
+        };
         let options = SessionOptions {
             device: Device::Cuda,
             threads: 1,
         };
-        let (session, backend) = runtime.session(&model, &options).unwrap();
+        let (session, backend) = runtime.session(&model, None, &options).unwrap();
         assert_eq!(backend, Device::Cpu);
         assert_eq!(session.inputs()[0].name(), "z");
         let options = SessionOptions {
             device: Device::DirectMl,
             threads: 1,
         };
-        assert_eq!(runtime.session(&model, &options).unwrap().1, Device::Cpu);
+        assert_eq!(runtime.session(&model, None, &options).unwrap().1, Device::Cpu);
     }
 
     #[test]
     fn a_corrupt_model_is_a_session_error() {
         let runtime = Runtime::load(&RuntimeOptions::default()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let model = dir.path().join("decode.onnx");
-        fs::write(&model, b"\x08\x07garbage").unwrap();
-        let result = runtime.session(&model, &SessionOptions::default());
+        let model = VerifiedGraph {
+            path: PathBuf::from("decode.onnx"),
+            bytes: b"\x08\x07garbage".to_vec(),
+        };
+        let result = runtime.session(&model, None, &SessionOptions::default());
         assert!(matches!(result, Err(RuntimeError::Session { .. })), "{result:?}");
     }
 }

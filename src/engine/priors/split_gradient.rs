@@ -4,12 +4,12 @@
 //! stem's cotangent exists, so with `decode` + `grad` each iteration runs the flow forward twice;
 //! with this pair, once.
 
-use std::path::Path;
 
 use ort::session::Session;
 use ort::value::{DynValue, TensorRef};
 
 use crate::engine::constants::BINS;
+use crate::engine::priors::manifest::{ExternalData, VerifiedGraph};
 use crate::engine::priors::prior::{check_interface, copy_output, PriorError, Role};
 use crate::engine::priors::runtime::{Backend, Runtime, SessionOptions};
 
@@ -52,12 +52,13 @@ impl SplitGradient {
     /// both run on.
     pub fn load(
         runtime: &Runtime,
-        forward_path: &Path,
-        backward_path: &Path,
+        forward_graph: &VerifiedGraph,
+        backward_graph: &VerifiedGraph,
+        external: Option<&ExternalData>,
         options: &SessionOptions,
     ) -> Result<(SplitGradient, Backend), PriorError> {
-        let (forward, forward_backend) = runtime.session(forward_path, options)?;
-        let (backward, backward_backend) = runtime.session(backward_path, options)?;
+        let (forward, forward_backend) = runtime.session(forward_graph, external, options)?;
+        let (backward, backward_backend) = runtime.session(backward_graph, external, options)?;
         check_interface(Role::Forward, &forward)?;
         check_interface(Role::Backward, &backward)?;
         let saved_names: Vec<String> = forward

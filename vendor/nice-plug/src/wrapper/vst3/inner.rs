@@ -639,6 +639,17 @@ impl<P: Vst3Plugin> WrapperInner<P> {
         crate::nice_debug_assert!(task_posted, "The task queue is full, dropping task...");
     }
 
+    /// Asks the host to read every parameter's value again (PATCHED, see PATCHES.md), after the
+    /// host restored a state through `IComponent::setState`. Without a component handler (a host
+    /// that has not set one yet reads the values when it does) there is nobody to tell.
+    pub fn notify_param_values_changed(&self) {
+        if self.component_handler.borrow().is_none() {
+            return;
+        }
+        let task_posted = self.schedule_gui(Task::TriggerRestart(RestartFlags_::kParamValuesChanged));
+        crate::nice_debug_assert!(task_posted, "The task queue is full, dropping task...");
+    }
+
     pub fn set_latency_samples(&self, samples: u32) {
         // Only trigger a restart if it's actually needed
         let old_latency = self.current_latency.swap(samples, Ordering::SeqCst);

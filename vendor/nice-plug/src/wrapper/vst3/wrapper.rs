@@ -548,6 +548,9 @@ impl<P: Vst3Plugin> IComponentTrait for Wrapper<P> {
             Some(mut state) => {
                 if self.inner.set_state_inner(&mut state) {
                     crate::nice_trace!("Loaded state ({} bytes)", read_buffer.len());
+                    // PATCHED (see PATCHES.md): tell the host to read every value again, as
+                    // `set_state_object_from_gui` does; a host keeps its own copy of the values.
+                    self.inner.notify_param_values_changed();
                     kResultOk
                 } else {
                     kResultFalse
@@ -767,12 +770,10 @@ impl<P: Vst3Plugin> IEditControllerTrait for Wrapper<P> {
     }
 
     unsafe fn setParamNormalized(&self, id: ParamID, value: ParamValue) -> tresult {
-        // If the plugin is currently processing audio, then this parameter change will also be sent
-        // to the process function
-        if self.inner.is_processing.load(Ordering::SeqCst) {
-            return kResultOk;
-        }
-
+        // PATCHED (see PATCHES.md): the value is applied while processing too. The published
+        // wrapper returned here when processing was on, expecting the same change in the next
+        // `process()` call; a host that sets a value and then reads the state or the value back
+        // before processing again (JUCE's VST3 host, pluginval) saw the old one.
         let sample_rate = self
             .inner
             .current_buffer_config
