@@ -489,51 +489,124 @@ fn passthrough_child() {
     );
 }
 
-/// A prior that fails mid-search, beside a sound one: `toy_nan` (its gradient is NaN, so every
-/// frame's search turns non-finite after its first step) and `toy_error` (its gradient graph
-/// fails when it runs), from `tests/fixtures/toy_prior`; both load and calibrate. For each, in a
-/// fresh process whose bundle holds toy and that prior, an offline bounce finishes, every output
-/// sample is finite, the main output is the delayed mix (each segment played dry), and
-/// destroying the plugin returns; each child is bounded by a deadline.
+/// Faults inside the plugin's worker, each in a fresh process whose bundle holds the priors
+/// named, under a deadline:
+/// - a prior that fails mid-search beside a sound one: `toy_nan` (its gradient is NaN, so every
+///   frame's search turns non-finite after its first step) and `toy_error` (its gradient graph
+///   fails when it runs), from `tests/fixtures/toy_prior`; both load and calibrate;
+/// - faults injected into the engine (`engine::fault`, `STEMFLOW_FAULT`): a panic while a prior
+///   loads, a panic in the second frame, a load that never returns and a second frame that never
+///   returns (with the plugin's stall limit shortened to 3 s).
+///
+/// For each, an offline bounce finishes, every output sample is finite, the main output is the
+/// delayed mix (a frame that failed plays dry; a separated one sums to the input), destroying the
+/// plugin returns within its shutdown wait, and the host's log says what happened.
 #[test]
-fn a_prior_that_fails_mid_search_gives_dry_audio_and_the_bounce_finishes() {
+fn faults_in_the_worker_give_dry_audio_and_the_bounce_finishes() {
     if std::env::var_os(BUNDLE_PRIORS_CHILD).is_some() {
         return failing_prior_child();
     }
-    for fault in ["toy_nan", "toy_error"] {
-        let dir = tempfile::tempdir().unwrap();
-        let priors = dir.path().join("priors");
+    struct Case {
+        name: &'static str,
+        priors: &'static [&'static str],
+        fault: Option<&'static str>,
+        /// What the host's log (the child's stderr) must contain.
+        logged: &'static str,
+    }
+    let cases = [
+        Case {
+            name: "NaN gradient",
+            priors: &["toy", "toy_nan"],
+            fault: None,
+            logged: "non-finite",
+        },
+        Case {
+            name: "failing graph",
+            priors: &["toy", "toy_error"],
+            fault: None,
+            logged: "not separated",
+        },
+        Case {
+            name: "panic while loading",
+            priors: &["toy"],
+            fault: Some("load-panic"),
+            logged: "fault injected by a test: load-panic",
+        },
+        Case {
+            name: "panic in a frame",
+            priors: &["toy"],
+            fault: Some("frame-panic"),
+            logged: "fault injected by a test: frame-panic",
+        },
+        Case {
+            name: "load that hangs",
+            priors: &["toy"],
+            fault: Some("load-hang"),
+            logged: "did not stop within",
+        },
+        Case {
+            name: "frame that hangs",
+            priors: &["toy"],
+            fault: Some("frame-hang"),
+            logged: "did not stop within",
+        },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut children = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let priors = dir.path().join(format!("priors-{i}"));
         std::fs::create_dir_all(&priors).unwrap();
-        for stem in ["toy", fault] {
+        for stem in case.priors {
             let source = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/fixtures/toy_prior")
                 .join(stem);
             std::os::unix::fs::symlink(source, priors.join(stem)).unwrap();
         }
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        let log = dir.path().join(format!("log-{i}"));
+        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+        command
             .args([
                 "--exact",
-                "a_prior_that_fails_mid_search_gives_dry_audio_and_the_bounce_finishes",
+                "faults_in_the_worker_give_dry_audio_and_the_bounce_finishes",
                 "--nocapture",
             ])
             .env(BUNDLE_PRIORS_CHILD, &priors)
             // Another test in this process may have hidden the set-up location already (`entry`):
             // hand the child the real one, where the runtime was found first.
             .env("STEMFLOW_DATA_DIR", set_up_runtime().parent().unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+            .env("STEMFLOW_STALL_SECONDS", "3")
+            .env_remove("STEMFLOW_FAULT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(fault) = case.fault {
+            command.env("STEMFLOW_FAULT", fault);
+        }
+        children.push((case, command.spawn().unwrap(), log));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    for (case, mut child, log) in children {
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
             }
             if std::time::Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("{fault}: the bounce did not finish within 240 s");
+                panic!("{}: the bounce did not finish within 300 s", case.name);
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         };
-        assert!(status.success(), "{fault}: the child process failed");
+        let log = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            status.success(),
+            "{}: the child process failed:\n{log}",
+            case.name
+        );
+        assert!(
+            log.contains(case.logged),
+            "{}: the log does not say `{}`:\n{log}",
+            case.name,
+            case.logged
+        );
     }
 }
 
@@ -568,10 +641,11 @@ fn failing_prior_child() {
             "main = the delayed mix (dry), off by {max_error}"
         );
     }
+    // Within the worker's shutdown wait (10 s) and a margin, even with the worker stuck.
     let started = std::time::Instant::now();
     drop(instance);
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(10),
+        started.elapsed() < std::time::Duration::from_secs(15),
         "destroying the plugin took {:?}",
         started.elapsed()
     );

@@ -7,6 +7,7 @@
 
 pub mod bounds;
 pub mod constants;
+pub mod fault;
 pub mod files;
 pub mod limits;
 pub mod metrics;

@@ -211,12 +211,7 @@ fn worker_line(ui: &mut Ui, status: &Status) {
 
 /// What the worker is doing with the frame in work, as a bar and a line of text.
 fn frame_line(ui: &mut Ui, status: &Status) {
-    let (iteration, total) = status
-        .frame_progress
-        .lock()
-        .ok()
-        .and_then(|p| p.as_ref().map(|p| (p.iteration(), p.total())))
-        .unwrap_or((0, 0));
+    let (iteration, total) = (status.frame_progress.iteration(), status.frame_progress.total());
     let index = status.frame_index.load(Ordering::Relaxed);
     let frames = status.frames_done.load(Ordering::Relaxed);
     let latency = status.latency_seconds.load(Ordering::Relaxed);

@@ -91,6 +91,51 @@ pub fn own_binary() -> Option<PathBuf> {
     std::env::current_exe().ok()
 }
 
+/// Keeps the module this code runs from loaded until the process ends, even if the host unloads
+/// the plugin: called before a thread that may still run this code is left behind (a worker stuck
+/// in a load at shutdown), so its code is not unmapped under it. False if the platform refused.
+#[cfg(unix)]
+pub fn keep_own_module_loaded() -> bool {
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let address = keep_own_module_loaded as *const () as *const libc::c_void;
+    // SAFETY: as in `own_binary`; dlopen with RTLD_NOLOAD only looks up the loaded module and
+    // marks it RTLD_NODELETE; the handle is deliberately never closed.
+    unsafe {
+        if libc::dladdr(address, &mut info) == 0 || info.dli_fname.is_null() {
+            return false;
+        }
+        !libc::dlopen(
+            info.dli_fname,
+            libc::RTLD_LAZY | libc::RTLD_NOLOAD | libc::RTLD_NODELETE,
+        )
+        .is_null()
+    }
+}
+
+/// Keeps the module this code runs from loaded until the process ends (see the unix version).
+#[cfg(windows)]
+pub fn keep_own_module_loaded() -> bool {
+    type Module = *mut std::ffi::c_void;
+    /// `GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS`.
+    const FROM_ADDRESS: u32 = 0x4;
+    /// `GET_MODULE_HANDLE_EX_FLAG_PIN`: the module stays loaded until the process ends.
+    const PIN: u32 = 0x1;
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn GetModuleHandleExW(flags: u32, name: *const u16, module: *mut Module) -> i32;
+    }
+    let mut module: Module = std::ptr::null_mut();
+    let address = keep_own_module_loaded as *const () as *const u16;
+    // SAFETY: as in `own_binary`.
+    unsafe { GetModuleHandleExW(FROM_ADDRESS | PIN, address, &mut module) != 0 }
+}
+
+/// Nothing to keep loaded where the code is the executable itself.
+#[cfg(not(any(unix, windows)))]
+pub fn keep_own_module_loaded() -> bool {
+    true
+}
+
 /// Folders to search for `lib/` (or the library itself) and `priors/`, nearest first: the
 /// binary's folder, and for a VST3 bundle (`…/Contents/<arch>/x.so`) `…/Contents/Resources`.
 pub fn bundle_dirs(binary: &Path) -> Vec<PathBuf> {

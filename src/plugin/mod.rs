@@ -21,6 +21,7 @@ pub mod slots;
 pub mod standalone;
 pub mod status;
 pub mod stream;
+pub mod watchdog;
 pub mod worker;
 
 use crate::engine::limits::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATES};
@@ -156,7 +157,8 @@ impl Plugin for Stemflow {
                 .unwrap_or_default();
             self.worker = WorkerHandle::spawn(self.params.clone(), self.status.clone(), beside);
         }
-        let link = Arc::new(Link::new(rate, channels, offline));
+        let worker_thread = self.worker.as_ref().and_then(WorkerHandle::thread);
+        let link = Arc::new(Link::new(rate, channels, offline, worker_thread));
         context.set_latency_samples(link.framing.latency as u32);
         self.status
             .latency_seconds

@@ -6,6 +6,7 @@ use super::framing::Framing;
 use super::slots::SLOT_COUNT;
 use crossbeam::queue::ArrayQueue;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::Thread;
 
 /// Input frames in circulation per activation: two filling, one queued, one in work, one spare.
 pub const INPUT_FRAMES: usize = 5;
@@ -115,12 +116,16 @@ pub struct Link {
     pub done: ArrayQueue<Box<Segment>>,
     /// Played segments, audio → worker.
     pub free_segments: ArrayQueue<Box<Segment>>,
+    /// The worker thread, woken when a frame is queued, so an idle worker sleeps instead of
+    /// polling (`Thread::unpark` neither allocates nor blocks).
+    worker: Option<Thread>,
 }
 
 impl Link {
     /// Allocates the input frames for `channels` at `sample_rate` (segments are made by the
     /// worker once it knows how many stems it has).
-    pub fn new(sample_rate: u32, channels: usize, offline: bool) -> Link {
+    /// `worker` is the thread to wake for each queued frame.
+    pub fn new(sample_rate: u32, channels: usize, offline: bool, worker: Option<Thread>) -> Link {
         let framing = Framing::new(sample_rate);
         let free_inputs = ArrayQueue::new(INPUT_FRAMES);
         for _ in 0..INPUT_FRAMES {
@@ -138,7 +143,18 @@ impl Link {
             free_inputs,
             done: ArrayQueue::new(SEGMENTS),
             free_segments: ArrayQueue::new(SEGMENTS),
+            worker,
         }
+    }
+
+    /// Audio thread: queues a full frame for the worker and wakes it; a full queue (which the
+    /// frame count rules out) hands the frame back.
+    pub fn queue_work(&self, frame: Box<InputFrame>) -> Result<(), Box<InputFrame>> {
+        self.work.push(frame)?;
+        if let Some(worker) = &self.worker {
+            worker.unpark();
+        }
+        Ok(())
     }
 
     /// Whether the activation has ended.

@@ -75,8 +75,16 @@ pub struct Status {
     pub history_pos: AtomicUsize,
     /// Worker ↔ editor only: a line saying what is loaded or why not.
     pub message: Mutex<String>,
-    /// Worker ↔ editor only: iteration counters of the frame in work.
-    pub frame_progress: Mutex<Option<Arc<Progress>>>,
+    /// Iteration counters of the frame in work: every separator the worker builds records into
+    /// this one (the editor's progress line; its beats feed [`Status::worker_beats`]).
+    pub frame_progress: Arc<Progress>,
+    /// Counts the worker's turns and prior loads, so [`Status::worker_beats`] moves while it loads
+    /// or waits, not only while it searches.
+    pub heartbeat: AtomicU64,
+    /// Set by the audio thread when an offline render gave up waiting for a worker that showed
+    /// no sign of work for the stall limit (the render then plays dry); cleared when the worker
+    /// moves again.
+    pub stalled: AtomicBool,
     /// Worker ↔ editor only: the stem feeding each slot.
     pub slot_stems: Mutex<[String; SLOT_COUNT]>,
 }
@@ -107,7 +115,9 @@ impl Default for Status {
             stem_history: std::array::from_fn(|_| std::array::from_fn(|_| AtomicF32::new(0.0))),
             history_pos: AtomicUsize::new(0),
             message: Mutex::new("not active yet".to_string()),
-            frame_progress: Mutex::new(None),
+            frame_progress: Arc::new(Progress::new()),
+            heartbeat: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
             slot_stems: Mutex::new(std::array::from_fn(|_| String::new())),
         }
     }
@@ -128,6 +138,12 @@ impl Status {
     pub fn set_message(&self, message: impl Into<String>) {
         let mut m = self.message.lock().unwrap_or_else(|p| p.into_inner());
         *m = message.into();
+    }
+
+    /// A count that grows while the worker does anything (turns of its loop, prior loads, search
+    /// iterations); read lock-free by the audio thread's watchdog.
+    pub fn worker_beats(&self) -> u64 {
+        self.heartbeat.load(Ordering::Relaxed) + self.frame_progress.beats()
     }
 
     /// The status line (editor).

@@ -13,16 +13,14 @@ use super::params::{is_on, StemflowParams};
 use super::queues::{InputFrame, Link, Segment};
 use super::slots::SLOT_COUNT;
 use super::status::{Status, WorkerState, HISTORY, HISTORY_STEP_SECONDS};
+use super::watchdog::Watchdog;
 use crossbeam::queue::ArrayQueue;
 use nice_plug::prelude::*;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// Most main channels the plugin handles (its layouts are mono and stereo).
 pub const MAX_CHANNELS: usize = 2;
-/// Longest an offline render waits for one segment before playing it dry.
-const OFFLINE_WAIT: Duration = Duration::from_secs(600);
 /// Meter decay per block.
 const METER_DECAY: f32 = 0.9;
 
@@ -61,6 +59,8 @@ pub struct Stream {
     history_filled: usize,
     /// Peaks of the history entry being built: each slot, then the main output.
     history_peaks: [f32; SLOT_COUNT + 1],
+    /// Stops an offline render waiting for a worker that no longer moves.
+    watchdog: Watchdog,
 }
 
 /// Zero for NaN, ±Inf and anything below 1e-30 in magnitude (denormals included).
@@ -71,6 +71,11 @@ fn clean(x: f32) -> f32 {
     } else {
         0.0
     }
+}
+
+/// Whether the worker is loading or separating (what an offline render waits for).
+fn worker_busy(status: &Status) -> bool {
+    matches!(status.state(), WorkerState::Loading | WorkerState::Ready)
 }
 
 /// Hands a box back through a queue; never frees on the audio thread (a full queue, which the
@@ -107,6 +112,7 @@ impl Stream {
             history_every: ((link.sample_rate as f32 * HISTORY_STEP_SECONDS) as usize).max(1),
             history_filled: 0,
             history_peaks: [0.0; SLOT_COUNT + 1],
+            watchdog: Watchdog::new(),
             status,
             link,
         }
@@ -136,11 +142,13 @@ impl Stream {
         self.status.behind.store(false, Ordering::Relaxed);
     }
 
-    /// Whether an offline render should wait for the worker now.
-    fn should_wait(&self) -> bool {
+    /// Whether an offline render should wait for the worker now: it is loading or separating,
+    /// the link is open, and the worker was not found stalled (or has moved since).
+    fn should_wait(&mut self) -> bool {
         self.offline
             && !self.link.is_closed()
-            && matches!(self.status.state(), WorkerState::Loading | WorkerState::Ready)
+            && worker_busy(&self.status)
+            && self.watchdog.worker_answers(&self.status)
     }
 
     /// Frame `index` starts at this sample: take an empty frame for it (or skip it).
@@ -151,20 +159,12 @@ impl Stream {
         }
         let mut frame = self.link.free_inputs.pop();
         if frame.is_none() && self.should_wait() {
-            let link = &self.link;
-            let status = &self.status;
-            frame = util::permit_alloc(|| {
-                let started = Instant::now();
-                loop {
-                    if let Some(f) = link.free_inputs.pop() {
-                        return Some(f);
-                    }
-                    let waiting = matches!(status.state(), WorkerState::Loading | WorkerState::Ready);
-                    if !waiting || link.is_closed() || started.elapsed() > OFFLINE_WAIT {
-                        return None;
-                    }
-                    std::thread::sleep(Duration::from_micros(200));
-                }
+            let (link, status) = (&self.link, &self.status);
+            util::permit_alloc(|| {
+                self.watchdog.wait(status, || {
+                    frame = link.free_inputs.pop();
+                    frame.is_some() || !worker_busy(status) || link.is_closed()
+                })
             });
         }
         if let Some(mut frame) = frame {
@@ -228,14 +228,14 @@ impl Stream {
         self.link.playing.store(index, Ordering::Release);
         self.fetch(index);
         if self.current.is_none() && self.should_wait() {
-            let started = Instant::now();
-            util::permit_alloc(|| loop {
-                std::thread::sleep(Duration::from_micros(200));
-                self.fetch(index);
-                if self.current.is_some() || !self.should_wait() || started.elapsed() > OFFLINE_WAIT {
-                    break;
-                }
+            let mut watchdog = self.watchdog;
+            util::permit_alloc(|| {
+                watchdog.wait(&Arc::clone(&self.status), || {
+                    self.fetch(index);
+                    self.current.is_some() || self.link.is_closed() || !worker_busy(&self.status)
+                })
             });
+            self.watchdog = watchdog;
         }
         let ok = self.current.as_ref().is_some_and(|s| s.valid);
         if let Some(seg) = &self.current {
@@ -330,7 +330,7 @@ impl Stream {
             };
             if full {
                 if let Some(frame) = self.filling[slot].take() {
-                    if let Err(frame) = self.link.work.push(frame) {
+                    if let Err(frame) = self.link.queue_work(frame) {
                         give(&self.link.free_inputs, frame);
                     }
                 }

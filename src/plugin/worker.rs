@@ -23,7 +23,7 @@ use nice_plug::prelude::{nice_error, nice_log, nice_warn};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 /// Why the runtime and priors were not loaded.
@@ -34,8 +34,13 @@ enum LoadError {
     Failed(String),
 }
 
-/// How long the idle worker sleeps between looks at its queue.
-const POLL: Duration = Duration::from_millis(2);
+/// How long a worker with nothing to do sleeps at most while attached. Queued frames and commands
+/// wake it at once; this only bounds how late it sees a change of parameters.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// How long destroying the plugin waits for the worker to stop. A healthy worker stops within one
+/// search iteration or one prior's load; one stuck longer (in a read from a stalled disk, say) is
+/// left behind, with its module kept loaded, rather than hanging the host's main thread.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
 /// What the plugin (main thread) tells its worker.
 pub enum Command {
@@ -85,14 +90,19 @@ pub struct WorkerHandle {
     /// Stops the worker's current load or frame when the plugin detaches or shuts it down.
     stop: Arc<StopSignal>,
     thread: Option<JoinHandle<()>>,
+    /// Disconnected when the worker thread ends (its sender is dropped with the worker), so
+    /// destroying the plugin can wait for it with a deadline.
+    exited: Receiver<()>,
 }
 
 impl WorkerHandle {
     /// Starts the worker; `beside` are the folders holding the bundle's runtime and priors.
     pub fn spawn(params: Arc<StemflowParams>, status: Arc<Status>, beside: Vec<PathBuf>) -> Option<Self> {
         let (tx, rx) = crossbeam::channel::unbounded();
+        let (exit_guard, exited) = crossbeam::channel::bounded(0);
         let stop = Arc::new(StopSignal::default());
         let worker = Worker {
+            _exit_guard: exit_guard,
             params,
             status,
             beside,
@@ -118,23 +128,44 @@ impl WorkerHandle {
             commands: tx,
             stop,
             thread: Some(thread),
+            exited,
         })
     }
 
-    /// Sends a command (never blocks: the channel is unbounded and used off the audio thread).
+    /// Sends a command (never blocks: the channel is unbounded and used off the audio thread)
+    /// and wakes the worker if it sleeps.
     pub fn send(&self, command: Command) {
         if matches!(command, Command::Detach | Command::Shutdown) {
             self.stop.request();
         }
         let _ = self.commands.send(command);
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
+    }
+
+    /// The worker thread, for waking it when there is work.
+    pub fn thread(&self) -> Option<Thread> {
+        self.thread.as_ref().map(|t| t.thread().clone())
     }
 }
 
 impl Drop for WorkerHandle {
     fn drop(&mut self) {
         self.send(Command::Shutdown);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let Some(thread) = self.thread.take() else { return };
+        match self.exited.recv_timeout(SHUTDOWN_WAIT) {
+            Err(RecvTimeoutError::Timeout) => {
+                let kept = locate::keep_own_module_loaded();
+                nice_error!(
+                    "Stemflow: the separation worker did not stop within {} s (stuck in a load or a frame); left behind{}",
+                    SHUTDOWN_WAIT.as_secs(),
+                    if kept { ", the plugin's code kept loaded" } else { "" }
+                );
+            }
+            _ => {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -149,6 +180,8 @@ struct Crossfade {
 }
 
 struct Worker {
+    /// Dropped with the worker, which tells [`WorkerHandle`]'s drop that the thread ended.
+    _exit_guard: Sender<()>,
     params: Arc<StemflowParams>,
     status: Arc<Status>,
     beside: Vec<PathBuf>,
@@ -236,6 +269,7 @@ impl Worker {
     /// One turn of the loop: pending commands, loading, at most one frame, then a short wait
     /// (or, with nothing attached, a wait for the next command). False on shutdown.
     fn turn(&mut self) -> bool {
+        self.status.heartbeat.fetch_add(1, Ordering::Relaxed);
         #[cfg(test)]
         if tests::PANIC_NEXT_TURN.swap(false, Ordering::Relaxed) {
             panic!("injected by a test");
@@ -250,16 +284,16 @@ impl Worker {
         if self.step() {
             return true;
         }
-        let next = if self.link.is_none() {
-            // Nothing to separate: sleep until the plugin says something.
-            self.commands.recv().map_err(|_| RecvTimeoutError::Disconnected)
-        } else {
-            self.commands.recv_timeout(POLL)
-        };
-        match next {
+        if self.link.is_some() {
+            // Attached but idle: a queued frame or a command wakes the thread (the next turn
+            // reads the commands).
+            std::thread::park_timeout(IDLE_WAIT);
+            return true;
+        }
+        // Nothing to separate: sleep until the plugin says something.
+        match self.commands.recv() {
             Ok(command) => self.handle(command),
-            Err(RecvTimeoutError::Timeout) => true,
-            Err(RecvTimeoutError::Disconnected) => false,
+            Err(_) => false,
         }
     }
 
@@ -407,6 +441,7 @@ impl Worker {
             if self.stop.pending(self.stops_handled) {
                 return Err(LoadError::Interrupted);
             }
+            self.status.heartbeat.fetch_add(1, Ordering::Relaxed);
             match Prior::load(&runtime, &entry.dir, &options) {
                 Ok(prior) => {
                     priors.push(prior);
@@ -465,11 +500,7 @@ impl Worker {
         match Separator::new(priors, settings, link.sample_rate, link.channels) {
             Ok(mut sep) => {
                 sep.set_cancel_flag(Arc::clone(&self.stop.cancel));
-                *self
-                    .status
-                    .frame_progress
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(sep.progress());
+                sep.set_progress(Arc::clone(&self.status.frame_progress));
                 let channels = sep.stem_count().min(SLOT_COUNT) * link.channels;
                 let geometry = link.framing.geometry;
                 // A change of settings alone keeps the pending tail, so the next frame still

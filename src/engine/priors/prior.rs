@@ -189,6 +189,7 @@ impl Prior {
     /// Verifies `dir/manifest.json` and its graphs, creates the `decode` and `grad` sessions and
     /// checks their input/output names, element types and ranks against the contract.
     pub fn load(runtime: &Runtime, dir: &Path, options: &SessionOptions) -> Result<Prior, PriorError> {
+        crate::engine::fault::inject(crate::engine::fault::Site::PriorLoad);
         let (manifest, files) = Manifest::load_with_files(dir)?;
         let weights = files.weights.as_ref();
         let (decode, decode_backend) = runtime.session(&files.decode, weights, options)?;
@@ -202,7 +203,8 @@ impl Prior {
         };
         let split = match (&files.forward, &files.backward) {
             (Some(forward), Some(backward)) => {
-                let (split, split_backend) = SplitGradient::load(runtime, forward, backward, weights, options)?;
+                let (split, split_backend) =
+                    SplitGradient::load(runtime, forward, backward, weights, options)?;
                 if split_backend != backend {
                     backend = Backend::Cpu;
                 }

@@ -4,7 +4,6 @@
 //! stem's cotangent exists, so with `decode` + `grad` each iteration runs the flow forward twice;
 //! with this pair, once.
 
-
 use ort::session::Session;
 use ort::value::{DynValue, TensorRef};
 

@@ -5,7 +5,7 @@
 //! writing [`LatentSearch::latents_mut`] for a warm start), [`LatentSearch::optimize`] for the
 //! schedule, and a private update rule (Adam today; SGLD would add noise there).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::engine::constants::BINS;
 use crate::engine::priors::prior::{Prior, PriorError};
@@ -50,6 +50,9 @@ pub struct Progress {
     total: AtomicUsize,
     /// The objective at the latest iteration, as `f32::to_bits` (NaN before the first).
     objective_bits: AtomicU32,
+    /// Runs started and iterations recorded, never reset: a watchdog on another thread that
+    /// sees it stand still for long knows the search (or whatever holds the record) is stuck.
+    beats: AtomicU64,
 }
 
 impl Progress {
@@ -59,6 +62,7 @@ impl Progress {
             iteration: AtomicUsize::new(0),
             total: AtomicUsize::new(0),
             objective_bits: AtomicU32::new(f32::NAN.to_bits()),
+            beats: AtomicU64::new(0),
         }
     }
 
@@ -72,6 +76,11 @@ impl Progress {
         self.total.load(Ordering::Relaxed)
     }
 
+    /// Runs started plus iterations recorded since the record was made (only grows).
+    pub fn beats(&self) -> u64 {
+        self.beats.load(Ordering::Relaxed)
+    }
+
     /// The latest objective value (NaN before the first iteration).
     pub fn objective(&self) -> f32 {
         f32::from_bits(self.objective_bits.load(Ordering::Relaxed))
@@ -81,12 +90,14 @@ impl Progress {
         self.iteration.store(0, Ordering::Relaxed);
         self.total.store(total, Ordering::Relaxed);
         self.objective_bits.store(f32::NAN.to_bits(), Ordering::Relaxed);
+        self.beats.fetch_add(1, Ordering::Relaxed);
     }
 
     fn record(&self, iteration: usize, objective: f64) {
         self.objective_bits
             .store((objective as f32).to_bits(), Ordering::Relaxed);
         self.iteration.store(iteration, Ordering::Relaxed);
+        self.beats.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -206,9 +206,16 @@ impl Separator {
         self.cancel = flag;
     }
 
+    /// Records iterations in `progress` from now on instead of this separator's own record, so a
+    /// reader that outlives separators (the plugin's watchdog and editor) keeps one record.
+    pub fn set_progress(&mut self, progress: Arc<Progress>) {
+        self.progress = progress;
+    }
+
     /// Separate one frame: `frame[channel]` holds [`Self::frame_len`] host-rate samples (zero-pad a
     /// short last frame). The stems are then in [`Self::stems`].
     pub fn separate_frame(&mut self, frame: &[&[f32]]) -> Result<(), SeparationError> {
+        crate::engine::fault::inject(crate::engine::fault::Site::Frame);
         let found_len = frame.iter().map(|c| c.len()).min().unwrap_or(0);
         if frame.len() != self.channels || found_len != self.frame_len {
             return Err(SeparationError::FrameShape {
