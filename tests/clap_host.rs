@@ -650,3 +650,228 @@ fn failing_prior_child() {
         started.elapsed()
     );
 }
+
+/// A soak of the plugin's life cycle, in a child process whose bundle holds the toy priors (so
+/// eight instances load in a moment): eight instances in one process, each round every instance
+/// does one of these, chosen by a seeded generator — a realtime or offline render at 22.05, 44.1,
+/// 48 or 96 kHz (rate and render mode change between activations) with random block sizes and
+/// resets, a render that ends while a long frame is in work, destroy during a load (activate, one
+/// block, destroy), or destroy mid-frame (the instance is replaced by a new one). At the end of
+/// every round each instance is activated briefly at 44.1 kHz and deactivated, so all are in the
+/// same state, and the process's thread count, its heap in use (glibc's `mallinfo2`) and its
+/// resident size are taken: after two warm-up rounds none may grow beyond a small margin.
+#[test]
+fn soak_eight_instances_through_lifecycle_changes() {
+    if std::env::var_os(BUNDLE_PRIORS_CHILD).is_some() {
+        return soak_child();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let priors = dir.path().join("priors");
+    std::fs::create_dir_all(&priors).unwrap();
+    for stem in ["toy", "toy_b"] {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/toy_prior")
+            .join(stem);
+        std::os::unix::fs::symlink(source, priors.join(stem)).unwrap();
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "soak_eight_instances_through_lifecycle_changes",
+            "--nocapture",
+        ])
+        .env(BUNDLE_PRIORS_CHILD, &priors)
+        .env("STEMFLOW_DATA_DIR", set_up_runtime().parent().unwrap())
+        .env_remove("STEMFLOW_FAULT")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(400);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the soak did not finish within 400 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "the soak's child process failed");
+}
+
+/// What the soak measures between rounds.
+#[derive(Debug, Clone, Copy)]
+struct Footprint {
+    threads: usize,
+    heap_bytes: usize,
+    resident_bytes: usize,
+}
+
+fn footprint() -> Footprint {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| -> usize {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/self/status"))
+    };
+    // SAFETY: mallinfo2 only reads the allocator's counters.
+    let heap_bytes = unsafe { libc::mallinfo2() }.uordblks;
+    Footprint {
+        threads: field("Threads:"),
+        heap_bytes,
+        resident_bytes: field("VmRSS:") * 1024,
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so a failing soak can be replayed.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    }
+}
+
+fn soak_child() {
+    let _serial = serial();
+    const INSTANCES: usize = 8;
+    const ROUNDS: usize = 10;
+    const WARM_UP: usize = 2;
+    let rates = [22_050.0, 44_100.0, 48_000.0, 96_000.0];
+    let block_sets: [&[usize]; 3] = [&[512], &[1, 64, 4096], &[8192, 333]];
+    let mut dice = Dice(0x5eed_0f_50a6);
+    let mut instances: Vec<_> = (0..INSTANCES).map(|_| instance()).collect();
+    let mut after_warm_up: Option<Footprint> = None;
+    for round in 0..ROUNDS {
+        for slot in 0..INSTANCES {
+            let rate = rates[dice.below(rates.len())];
+            let blocks = block_sets[dice.below(block_sets.len())];
+            match dice.below(5) {
+                // A render in either mode, with resets now and then.
+                0 | 1 => {
+                    let seconds = 0.5 + dice.below(12) as f64 * 0.5;
+                    let offline = dice.below(2) == 0;
+                    let instance = &mut instances[slot];
+                    let events = quick(instance, 2);
+                    let input = signal(rate, seconds, 2);
+                    let out = render(
+                        instance,
+                        &input,
+                        RenderSpec {
+                            offline,
+                            first_events: &events,
+                            reset_every: (dice.below(2) == 0).then_some(97),
+                            ..RenderSpec::new(rate, blocks)
+                        },
+                    );
+                    assert_clean(&out, "soak render");
+                }
+                // A realtime render that ends while a long frame is in work.
+                2 => {
+                    let instance = &mut instances[slot];
+                    let events = quick(instance, 5000);
+                    let input = signal(rate, 5.5, 2);
+                    let out = render(
+                        instance,
+                        &input,
+                        RenderSpec {
+                            first_events: &events,
+                            settle: std::time::Duration::from_millis(300),
+                            ..RenderSpec::new(rate, blocks)
+                        },
+                    );
+                    assert_clean(&out, "soak render ending mid-frame");
+                }
+                // Destroy during a load: a new instance, activated, one block, destroyed.
+                3 => {
+                    let mut fresh = instance();
+                    let input = signal(rate, 0.05, 2);
+                    render(&mut fresh, &input, RenderSpec::new(rate, &[512]));
+                    let started = std::time::Instant::now();
+                    drop(fresh);
+                    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+                }
+                // Destroy mid-frame: process past the first frame with a long search, destroy.
+                _ => {
+                    let mut doomed = std::mem::replace(&mut instances[slot], instance());
+                    let events = quick(&mut doomed, 5000);
+                    let input = signal(rate, 5.5, 2);
+                    render(
+                        &mut doomed,
+                        &input,
+                        RenderSpec {
+                            first_events: &events,
+                            settle: std::time::Duration::from_millis(300),
+                            ..RenderSpec::new(rate, &[4096])
+                        },
+                    );
+                    let started = std::time::Instant::now();
+                    drop(doomed);
+                    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+                }
+            }
+        }
+        // The same state for every instance before measuring: a short activation at 44.1 kHz
+        // (buffers are sized by the last rate), with time for each worker to attach and rebuild
+        // its separator, then for destroyed workers to finish. On a busy machine a worker may
+        // not have rebuilt in time: a footprint above the bound is taken once more after a
+        // longer wait.
+        let settle_all = |instances: &mut Vec<_>, settle_ms: u64| {
+            for instance in instances.iter_mut() {
+                let spec = RenderSpec {
+                    settle: std::time::Duration::from_millis(settle_ms),
+                    ..RenderSpec::new(44_100.0, &[512])
+                };
+                render(instance, &signal(44_100.0, 0.1, 2), spec);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            footprint()
+        };
+        let within = |now: &Footprint, base: &Option<Footprint>| {
+            base.is_none_or(|base| {
+                now.threads <= base.threads
+                    && now.heap_bytes <= base.heap_bytes + 16 * 1024 * 1024
+                    && now.resident_bytes <= base.resident_bytes + base.resident_bytes / 4
+            })
+        };
+        let mut now = settle_all(&mut instances, 300);
+        if !within(&now, &after_warm_up) {
+            eprintln!("soak round {round}: {now:?}, measured again after a longer wait");
+            now = settle_all(&mut instances, 2000);
+        }
+        eprintln!("soak round {round}: {now:?}");
+        if round + 1 == WARM_UP {
+            after_warm_up = Some(now);
+        } else if let Some(base) = after_warm_up {
+            assert!(
+                now.threads <= base.threads,
+                "round {round}: {} threads, {} after the warm-up",
+                now.threads,
+                base.threads
+            );
+            assert!(
+                now.heap_bytes <= base.heap_bytes + 16 * 1024 * 1024,
+                "round {round}: heap {} bytes, {} after the warm-up",
+                now.heap_bytes,
+                base.heap_bytes
+            );
+            assert!(
+                now.resident_bytes <= base.resident_bytes + base.resident_bytes / 4,
+                "round {round}: resident {} bytes, {} after the warm-up",
+                now.resident_bytes,
+                base.resident_bytes
+            );
+        }
+    }
+    for instance in instances {
+        let started = std::time::Instant::now();
+        drop(instance);
+        assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    }
+}

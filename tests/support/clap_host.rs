@@ -284,6 +284,8 @@ pub struct RenderSpec<'a> {
     /// Hand each block to the plugin no earlier than its time in the signal, counted on the
     /// wall clock from the start of processing, as a DAW playing in real time does.
     pub paced: bool,
+    /// Reset the plugin (as a host does on a transport jump) before every this many blocks.
+    pub reset_every: Option<usize>,
 }
 
 impl<'a> RenderSpec<'a> {
@@ -298,6 +300,7 @@ impl<'a> RenderSpec<'a> {
             fuzz: None,
             settle: std::time::Duration::ZERO,
             paced: false,
+            reset_every: None,
         }
     }
 }
@@ -311,14 +314,18 @@ pub fn render(instance: &mut PluginInstance<TestHost>, input: &[Vec<f32>], spec:
         mut fuzz,
         settle,
         paced,
+        reset_every,
     } = spec;
     let max_block = *blocks.iter().max().unwrap();
-    if offline {
+    {
         let handle = instance.plugin_handle();
         let render: PluginRender = handle.get_extension().expect("render extension");
-        render
-            .set(&handle, RenderMode::Offline)
-            .expect("offline mode accepted");
+        let mode = if offline {
+            RenderMode::Offline
+        } else {
+            RenderMode::Realtime
+        };
+        render.set(&handle, mode).expect("render mode accepted");
     }
     let config = PluginAudioConfiguration {
         sample_rate: rate,
@@ -354,6 +361,9 @@ pub fn render(instance: &mut PluginInstance<TestHost>, input: &[Vec<f32>], spec:
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 std::thread::sleep(wait);
             }
+        }
+        if reset_every.is_some_and(|every| block_index > 0 && block_index % every == 0) {
+            processor.reset();
         }
         for (b, x) in in_buf.iter_mut().zip(input) {
             b[..n].copy_from_slice(&x[pos..pos + n]);
