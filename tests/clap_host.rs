@@ -743,9 +743,13 @@ fn soak_child() {
     const INSTANCES: usize = 8;
     const ROUNDS: usize = 10;
     const WARM_UP: usize = 2;
+    // Heap the process may gain after the warm-up: a leak of one frame buffer per operation
+    // (80 operations; an input frame is ≥ 0.88 MB at these rates) exceeds it. Runs on a busy machine have shown
+    // a one-off gain of 6–17 MB at a random round, which then stays flat.
+    const HEAP_MARGIN: usize = 32 * 1024 * 1024;
     let rates = [22_050.0, 44_100.0, 48_000.0, 96_000.0];
     let block_sets: [&[usize]; 3] = [&[512], &[1, 64, 4096], &[8192, 333]];
-    let mut dice = Dice(0x5eed_0f_50a6);
+    let mut dice = Dice(0x005e_ed0f_50a6);
     let mut instances: Vec<_> = (0..INSTANCES).map(|_| instance()).collect();
     let mut after_warm_up: Option<Footprint> = None;
     for round in 0..ROUNDS {
@@ -836,7 +840,7 @@ fn soak_child() {
         let within = |now: &Footprint, base: &Option<Footprint>| {
             base.is_none_or(|base| {
                 now.threads <= base.threads
-                    && now.heap_bytes <= base.heap_bytes + 16 * 1024 * 1024
+                    && now.heap_bytes <= base.heap_bytes + HEAP_MARGIN
                     && now.resident_bytes <= base.resident_bytes + base.resident_bytes / 4
             })
         };
@@ -856,7 +860,7 @@ fn soak_child() {
                 base.threads
             );
             assert!(
-                now.heap_bytes <= base.heap_bytes + 16 * 1024 * 1024,
+                now.heap_bytes <= base.heap_bytes + HEAP_MARGIN,
                 "round {round}: heap {} bytes, {} after the warm-up",
                 now.heap_bytes,
                 base.heap_bytes
