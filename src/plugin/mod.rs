@@ -170,9 +170,12 @@ impl Plugin for Stemflow {
         }
         match &self.worker {
             Some(worker) => worker.send(Command::Attach(link)),
-            None => self
-                .status
-                .set_message("could not start the worker thread; passing audio through"),
+            None => {
+                // Nothing will separate: pass through, and an offline render does not wait.
+                self.status
+                    .set_message("could not start the worker thread; passing audio through");
+                self.status.set_state(status::WorkerState::Failed);
+            }
         }
         true
     }
