@@ -29,6 +29,12 @@ pub enum SearchError {
     /// A prior failed (graph error, non-finite output, ...).
     #[error(transparent)]
     Prior(#[from] PriorError),
+    /// The search's own state turned NaN or infinite (a step size too large for the priors).
+    #[error("{what} turned non-finite")]
+    NotFinite {
+        /// What did.
+        what: &'static str,
+    },
     /// The priors or the mixture do not match the sizes the search was built for.
     #[error("{what}: expected {expected}, found {found}")]
     Shape {
@@ -86,14 +92,14 @@ impl Progress {
         f32::from_bits(self.objective_bits.load(Ordering::Relaxed))
     }
 
-    fn start(&self, total: usize) {
+    pub(crate) fn start(&self, total: usize) {
         self.iteration.store(0, Ordering::Relaxed);
         self.total.store(total, Ordering::Relaxed);
         self.objective_bits.store(f32::NAN.to_bits(), Ordering::Relaxed);
         self.beats.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn record(&self, iteration: usize, objective: f64) {
+    pub(crate) fn record(&self, iteration: usize, objective: f64) {
         self.objective_bits
             .store((objective as f32).to_bits(), Ordering::Relaxed);
         self.iteration.store(iteration, Ordering::Relaxed);

@@ -1,0 +1,442 @@
+//! Langevin separation (SGLD): each stem is a Markov chain that climbs its prior's log-density
+//! and the mixture's likelihood, with Gaussian noise added at every step, instead of Adam's
+//! descent on the data term in the priors' latent spaces. Frank & Ilse separate this way with
+//! time-domain priors (their Algorithm 1); here the chains move over magnitude spectrograms, in
+//! the magnitude or the log-magnitude domain, and need each prior's score ∇ₛ log p(s).
+//!
+//! Three update rules, for a step size η, a likelihood width σ, noise ε ~ N(0, I) and the mixture
+//! m = Σᵢ sᵢ the chains must explain (v is a stem in the chosen domain, g its prior score there):
+//! - **as written** (Algorithm 1): Δvₖ = vₖ + η·gₖ + 2√η·ε for every stem, then
+//!   vₖ ← Δvₖ − (η/σ²)·(m − (1/N)·Σᵢ vᵢ), with m and the vᵢ before the step in the same domain;
+//! - **textbook, Gaussian likelihood**: vₖ ← vₖ + η·(gₖ + ∂/∂vₖ log N(m; Σᵢ sᵢ, σ²)) + √(2η)·ε,
+//!   whose stationary law is the posterior p(s₁…s_N | m) at temperature σ²;
+//! - **textbook, KL likelihood**: the same with the data term the Adam search minimises,
+//!   log p(m | s) ∝ −D(m ‖ Σᵢ sᵢ)/σ².
+//!
+//! The chains start from the mixture split evenly. In the magnitude domain a stem is kept at or
+//! above the priors' floor F (CONTRACT.md: they model ln(|X| + F)); in the log-magnitude domain
+//! it is exp(v), positive by construction.
+
+use super::gaussian_noise::GaussianNoise;
+use super::latent_search::{Progress, SearchError};
+use super::objective::{kl_divergence, KL_EPSILON};
+use crate::engine::constants::BINS;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The magnitude floor of the priors' data space (`magnitude_scaling.floor`).
+pub const MAGNITUDE_FLOOR: f32 = 1e-5;
+
+/// Where the chains move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LangevinDomain {
+    /// Magnitudes s (the priors' graphs take them as they are).
+    Magnitude,
+    /// Natural-log magnitudes u = ln s, where the priors' standardised data live up to a
+    /// per-bin affine map.
+    LogMagnitude,
+}
+
+/// Which update rule the chains follow (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LangevinForm {
+    /// Frank & Ilse's Algorithm 1, as printed.
+    AsWritten,
+    /// √(2η) noise and the gradient of a Gaussian likelihood of the mixture.
+    TextbookGaussian,
+    /// √(2η) noise and the gradient of the KL data term of the Adam search.
+    TextbookKl,
+}
+
+/// What a Langevin run is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LangevinSettings {
+    /// Steps per frame (T).
+    pub steps: usize,
+    /// Step size η.
+    pub eta: f32,
+    /// Width σ of the mixture likelihood (its weight is 1/σ²).
+    pub sigma: f32,
+    /// The update rule.
+    pub form: LangevinForm,
+    /// Where the chains move.
+    pub domain: LangevinDomain,
+    /// Seed of the noise: the same seed gives the same stems.
+    pub seed: u64,
+}
+
+/// Each stem's score ∇ₛ log p(s) with respect to its magnitudes: the priors' `score` graphs,
+/// or a known density in tests.
+pub trait ScoreSource {
+    /// How many stems it scores.
+    fn stem_count(&self) -> usize;
+
+    /// Writes every stem's score at `stems[k]` (`[513, frames]` bin-major magnitudes) into
+    /// `scores[k]`.
+    fn scores_into(
+        &mut self,
+        stems: &[Vec<f32>],
+        frames: usize,
+        scores: &mut [Vec<f32>],
+    ) -> Result<(), SearchError>;
+}
+
+/// The chains' buffers for a fixed number of stems and frames, allocated once and reused.
+#[derive(Debug)]
+pub struct LangevinSearch {
+    settings: LangevinSettings,
+    /// STFT frames per separation frame.
+    frames: usize,
+    /// Each chain's state in the chosen domain.
+    chains: Vec<Vec<f32>>,
+    /// Each stem's magnitudes at the chain's state (what the scores are taken at).
+    stems: Vec<Vec<f32>>,
+    /// Each stem's prior score with respect to its magnitudes.
+    scores: Vec<Vec<f32>>,
+    /// Σᵢ sᵢ.
+    sum: Vec<f32>,
+    /// The mixture in the chosen domain (for the as-written rule).
+    mixture_in_domain: Vec<f32>,
+    /// (1/N)·Σᵢ vᵢ before the step (for the as-written rule).
+    chain_mean: Vec<f32>,
+    /// One stem's noise for the current step.
+    noise_buffer: Vec<f32>,
+    /// The noise stream, continued from frame to frame.
+    noise: GaussianNoise,
+}
+
+impl LangevinSearch {
+    /// Buffers for `n_stems` chains over `frames` STFT frames.
+    pub fn new(n_stems: usize, frames: usize, settings: LangevinSettings) -> Self {
+        let len = BINS * frames;
+        let buffers = || (0..n_stems).map(|_| vec![0.0f32; len]).collect::<Vec<_>>();
+        LangevinSearch {
+            settings,
+            frames,
+            chains: buffers(),
+            stems: buffers(),
+            scores: buffers(),
+            sum: vec![0.0; len],
+            mixture_in_domain: vec![0.0; len],
+            chain_mean: vec![0.0; len],
+            noise_buffer: vec![0.0; len],
+            noise: GaussianNoise::new(settings.seed),
+        }
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &LangevinSettings {
+        &self.settings
+    }
+
+    /// The stems' magnitudes after the last run, one `[513, frames]` buffer per stem.
+    pub fn stems(&self) -> &[Vec<f32>] {
+        &self.stems
+    }
+
+    /// Runs the chains for one frame from the mixture split evenly: `settings.steps` steps, the
+    /// cancel flag checked before each. The result is in [`LangevinSearch::stems`].
+    pub fn run<S: ScoreSource>(
+        &mut self,
+        source: &mut S,
+        mix_mag: &[f32],
+        progress: &Progress,
+        cancel: &AtomicBool,
+    ) -> Result<(), SearchError> {
+        self.check_shapes(source, mix_mag)?;
+        self.start(mix_mag);
+        let total = self.settings.steps;
+        progress.start(total);
+        for step in 0..total {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(SearchError::Cancelled);
+            }
+            self.step(source, mix_mag)?;
+            progress.record(step + 1, kl_divergence(mix_mag, &self.sum));
+        }
+        Ok(())
+    }
+
+    fn check_shapes<S: ScoreSource>(&self, source: &S, mix_mag: &[f32]) -> Result<(), SearchError> {
+        if source.stem_count() != self.chains.len() {
+            return Err(SearchError::Shape {
+                what: "priors",
+                expected: self.chains.len(),
+                found: source.stem_count(),
+            });
+        }
+        if mix_mag.len() != BINS * self.frames {
+            return Err(SearchError::Shape {
+                what: "mix_mag",
+                expected: BINS * self.frames,
+                found: mix_mag.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every chain at the mixture split evenly; the mixture in the chains' domain.
+    fn start(&mut self, mix_mag: &[f32]) {
+        let share = 1.0 / self.chains.len() as f32;
+        let domain = self.settings.domain;
+        for chain in &mut self.chains {
+            for (v, &m) in chain.iter_mut().zip(mix_mag) {
+                *v = to_domain(domain, (m * share).max(MAGNITUDE_FLOOR));
+            }
+        }
+        for (v, &m) in self.mixture_in_domain.iter_mut().zip(mix_mag) {
+            *v = to_domain(domain, m.max(MAGNITUDE_FLOOR));
+        }
+        self.update_stems();
+    }
+
+    /// The stems' magnitudes and their sum at the chains' states.
+    fn update_stems(&mut self) {
+        let domain = self.settings.domain;
+        for (chain, stem) in self.chains.iter().zip(&mut self.stems) {
+            for (s, &v) in stem.iter_mut().zip(chain) {
+                *s = from_domain(domain, v);
+            }
+        }
+        self.sum.fill(0.0);
+        for stem in &self.stems {
+            for (sum, &s) in self.sum.iter_mut().zip(stem) {
+                *sum += s;
+            }
+        }
+    }
+
+    /// One step of every chain under the configured rule.
+    fn step<S: ScoreSource>(&mut self, source: &mut S, mix_mag: &[f32]) -> Result<(), SearchError> {
+        let LangevinSettings {
+            eta,
+            sigma,
+            form,
+            domain,
+            ..
+        } = self.settings;
+        source.scores_into(&self.stems, self.frames, &mut self.scores)?;
+        let weight = 1.0 / (sigma * sigma);
+        if form == LangevinForm::AsWritten {
+            let share = 1.0 / self.chains.len() as f32;
+            self.chain_mean.fill(0.0);
+            for chain in &self.chains {
+                for (mean, &v) in self.chain_mean.iter_mut().zip(chain) {
+                    *mean += share * v;
+                }
+            }
+        }
+        let noise_scale = match form {
+            LangevinForm::AsWritten => 2.0 * eta.sqrt(),
+            LangevinForm::TextbookGaussian | LangevinForm::TextbookKl => (2.0 * eta).sqrt(),
+        };
+        for k in 0..self.chains.len() {
+            self.noise.fill(&mut self.noise_buffer);
+            let chain = &mut self.chains[k];
+            let (stem, score) = (&self.stems[k], &self.scores[k]);
+            for i in 0..chain.len() {
+                let prior = score_in_domain(domain, stem[i], score[i]);
+                let data = match form {
+                    LangevinForm::AsWritten => -weight * (self.mixture_in_domain[i] - self.chain_mean[i]),
+                    LangevinForm::TextbookGaussian => {
+                        chain_rule(domain, stem[i], weight * (mix_mag[i] - self.sum[i]))
+                    }
+                    LangevinForm::TextbookKl => chain_rule(
+                        domain,
+                        stem[i],
+                        weight * (mix_mag[i] / (self.sum[i] + KL_EPSILON) - 1.0),
+                    ),
+                };
+                let moved = match form {
+                    // Line 4, then line 7 (the constraint's step is not scaled by a gradient).
+                    LangevinForm::AsWritten => {
+                        chain[i] + eta * prior + noise_scale * self.noise_buffer[i] + eta * data
+                    }
+                    _ => chain[i] + eta * (prior + data) + noise_scale * self.noise_buffer[i],
+                };
+                chain[i] = keep_in_domain(domain, moved);
+            }
+        }
+        self.update_stems();
+        if self.sum.iter().any(|v| !v.is_finite()) {
+            return Err(SearchError::NotFinite {
+                what: "Langevin chain",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A magnitude in the chains' domain.
+fn to_domain(domain: LangevinDomain, magnitude: f32) -> f32 {
+    match domain {
+        LangevinDomain::Magnitude => magnitude,
+        LangevinDomain::LogMagnitude => magnitude.ln(),
+    }
+}
+
+/// A chain's value as a magnitude.
+fn from_domain(domain: LangevinDomain, v: f32) -> f32 {
+    match domain {
+        LangevinDomain::Magnitude => v,
+        LangevinDomain::LogMagnitude => v.exp(),
+    }
+}
+
+/// Keeps a magnitude chain at or above the floor; a log chain is unconstrained.
+fn keep_in_domain(domain: LangevinDomain, v: f32) -> f32 {
+    match domain {
+        LangevinDomain::Magnitude => v.max(MAGNITUDE_FLOOR),
+        LangevinDomain::LogMagnitude => v,
+    }
+}
+
+/// ∂/∂v of something whose gradient with respect to the magnitude s is `ds_gradient`.
+fn chain_rule(domain: LangevinDomain, s: f32, ds_gradient: f32) -> f32 {
+    match domain {
+        LangevinDomain::Magnitude => ds_gradient,
+        LangevinDomain::LogMagnitude => ds_gradient * s,
+    }
+}
+
+/// The prior's score in the chains' domain from its score ∂ log p/∂s: in the log domain the
+/// density of u = ln s is p(eᵘ)·eᵘ, whose score is s·∂ log p/∂s + 1.
+fn score_in_domain(domain: LangevinDomain, s: f32, ds_score: f32) -> f32 {
+    match domain {
+        LangevinDomain::Magnitude => ds_score,
+        LangevinDomain::LogMagnitude => s * ds_score + 1.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Independent Gaussian stems, N(μₖ, τ²) per magnitude: score (μₖ − s)/τ².
+    struct GaussianStems {
+        means: Vec<f32>,
+        tau: f32,
+    }
+
+    impl ScoreSource for GaussianStems {
+        fn stem_count(&self) -> usize {
+            self.means.len()
+        }
+
+        fn scores_into(
+            &mut self,
+            stems: &[Vec<f32>],
+            _frames: usize,
+            scores: &mut [Vec<f32>],
+        ) -> Result<(), SearchError> {
+            for ((stem, score), &mean) in stems.iter().zip(scores.iter_mut()).zip(&self.means) {
+                for (g, &s) in score.iter_mut().zip(stem) {
+                    *g = (mean - s) / (self.tau * self.tau);
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn settings(form: LangevinForm, domain: LangevinDomain, steps: usize) -> LangevinSettings {
+        LangevinSettings {
+            steps,
+            eta: 0.002,
+            sigma: 0.5,
+            form,
+            domain,
+            seed: 11,
+        }
+    }
+
+    /// Two Gaussian stems N(3, 1) and N(1, 1) and a Gaussian likelihood m = s₁ + s₂ + N(0, σ²):
+    /// the posterior mean of sₖ is μₖ + (m − μ₁ − μ₂)·τ²/(2τ² + σ²). The textbook chains'
+    /// time averages (after a burn-in) land on it, for every bin.
+    #[test]
+    fn textbook_chains_sample_the_gaussian_posterior() {
+        let frames = 2;
+        let len = BINS * frames;
+        let mix = vec![6.0f32; len];
+        let mut source = GaussianStems {
+            means: vec![3.0, 1.0],
+            tau: 1.0,
+        };
+        let steps = 4000;
+        let mut search = LangevinSearch::new(
+            2,
+            frames,
+            settings(LangevinForm::TextbookGaussian, LangevinDomain::Magnitude, 1),
+        );
+        search.check_shapes(&source, &mix).unwrap();
+        search.start(&mix);
+        let mut averages = vec![vec![0.0f64; len]; 2];
+        let burn_in = 1000;
+        for step in 0..steps {
+            search.step(&mut source, &mix).unwrap();
+            if step >= burn_in {
+                for (avg, stem) in averages.iter_mut().zip(search.stems()) {
+                    for (a, &s) in avg.iter_mut().zip(stem) {
+                        *a += f64::from(s) / (steps - burn_in) as f64;
+                    }
+                }
+            }
+        }
+        let shift = (6.0 - 4.0) * 1.0 / (2.0 + 0.25);
+        for (avg, mean) in averages.iter().zip([3.0, 1.0]) {
+            let expected = mean + shift;
+            let bin_mean = avg.iter().sum::<f64>() / len as f64;
+            assert!(
+                (bin_mean - expected).abs() < 0.05,
+                "mean {bin_mean}, expected {expected}"
+            );
+        }
+    }
+
+    /// The same seed gives the same stems; another seed other stems; every form and domain
+    /// runs to finite stems, reports its progress and stops when cancelled.
+    #[test]
+    fn chains_are_deterministic_finite_and_cancellable() {
+        let frames = 4;
+        let mix: Vec<f32> = (0..BINS * frames).map(|i| 1.0 + (i % 7) as f32).collect();
+        for form in [
+            LangevinForm::AsWritten,
+            LangevinForm::TextbookGaussian,
+            LangevinForm::TextbookKl,
+        ] {
+            for domain in [LangevinDomain::Magnitude, LangevinDomain::LogMagnitude] {
+                let run = |seed: u64| {
+                    let mut source = GaussianStems {
+                        means: vec![2.0, 1.0, 0.5],
+                        tau: 2.0,
+                    };
+                    let mut s = LangevinSettings {
+                        seed,
+                        ..settings(form, domain, 20)
+                    };
+                    s.eta = 1e-3;
+                    let mut search = LangevinSearch::new(3, frames, s);
+                    let progress = Progress::new();
+                    search
+                        .run(&mut source, &mix, &progress, &AtomicBool::new(false))
+                        .unwrap();
+                    assert_eq!(progress.iteration(), 20);
+                    search.stems().to_vec()
+                };
+                let (a, b, c) = (run(1), run(1), run(2));
+                assert_eq!(a, b, "{form:?} {domain:?}");
+                assert_ne!(a, c, "{form:?} {domain:?}");
+                assert!(a.iter().flatten().all(|v| v.is_finite() && *v >= 0.0));
+            }
+        }
+        let mut source = GaussianStems {
+            means: vec![1.0],
+            tau: 1.0,
+        };
+        let mut search = LangevinSearch::new(
+            1,
+            frames,
+            settings(LangevinForm::TextbookKl, LangevinDomain::LogMagnitude, 5),
+        );
+        let result = search.run(&mut source, &mix, &Progress::new(), &AtomicBool::new(true));
+        assert!(matches!(result, Err(SearchError::Cancelled)));
+    }
+}
