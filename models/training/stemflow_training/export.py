@@ -1,4 +1,4 @@
-"""Export a prior (decode, grad, encode, forward and backward graphs, manifest.json).
+"""Export a prior (decode, grad, encode, forward, backward and score graphs, manifest.json).
 
     python -m stemflow_training.export --random --stem sine --out models/priors/sine
     python -m stemflow_training.export --reexport models/priors/bass   # current layout, same weights
@@ -28,7 +28,7 @@ def _saved_shape(cfg, name):
 
 
 def build_graphs(cfg, params, norm, prepared=None):
-    """Returns {'decode', 'grad', 'encode', 'forward', 'backward': ModelProto}. The constants come
+    """Returns {'decode', 'grad', 'encode', 'forward', 'backward', 'score': ModelProto}. The constants come
     from `prepare(params, norm)`, or from `prepared(ops)` (re-export of existing graphs)."""
     C = cfg.bins
     out = {}
@@ -69,6 +69,11 @@ def build_graphs(cfg, params, norm, prepared=None):
         [('z', 'z', _shape(C)), ('s', 's', _shape(C)), ('g', 'g', _shape(C)), ('gamma', 'gamma', [1])]
         + [(n, n, _saved_shape(cfg, n)) for n in names],
         [('grad_z', gz, _shape(C))], doc)
+
+    ops, P = new()
+    sc, lp = glow.score_adjoint(ops, cfg, P, 's')
+    out['score'] = ops.build('stemflow_score', [('s', 's', _shape(C))],
+                             [('score', sc, _shape(C)), ('logp', lp, ['B'])], doc)
     return out
 
 
@@ -140,13 +145,13 @@ def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True, sh
     """Writes the graphs and manifest.json to `out_dir`. With `shared_weights` (the default)
     the large weights go once into `weights.bin`, which the graphs reference (CONTRACT.md,
     "Shared weights"); without it every graph embeds its own copy and only decode, grad and
-    encode are written (format of the first priors: five self-contained graphs would not fit
+    encode are written (format of the first priors: six self-contained graphs would not fit
     the size limit). `prepared`/`parameters`: re-export from existing graphs (`reexport_prior`)."""
     import onnx
     os.makedirs(out_dir, exist_ok=True)
     graphs = build_graphs(cfg, params, norm, prepared=prepared)
     if not shared_weights:
-        for role in ('forward', 'backward'):
+        for role in ('forward', 'backward', 'score'):
             del graphs[role]
             if os.path.exists(os.path.join(out_dir, f"{role}.onnx")):
                 os.remove(os.path.join(out_dir, f"{role}.onnx"))
@@ -191,7 +196,7 @@ def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True, sh
 
 
 def reexport_prior(prior_dir):
-    """Rewrites an exported prior in the current layout (shared weights, all five graphs) from its
+    """Rewrites an exported prior in the current layout (shared weights, all six graphs) from its
     own graphs' constants, keeping its manifest's model and training records. The arithmetic is
     unchanged: every constant is the float32 value the old graphs held."""
     with open(os.path.join(prior_dir, 'manifest.json')) as f:
@@ -230,6 +235,11 @@ def smoke_test(out_dir, T=8):
         feed.update(z=z, g=np.ones_like(z), gamma=np.array([0.5], np.float32))
         gz2 = bw.run(None, feed)[0]
         assert np.allclose(gz2, gz, rtol=1e-5, atol=1e-6 * np.abs(gz).max())
+    if os.path.exists(os.path.join(out_dir, 'score.onnx')):
+        sc = ort.InferenceSession(os.path.join(out_dir, 'score.onnx'), so, providers=['CPUExecutionProvider'])
+        score, lp3 = sc.run(None, {'s': s})
+        assert score.shape == s.shape and np.all(np.isfinite(score))
+        assert np.allclose(lp3, lp2, rtol=1e-6, atol=1e-3), (lp3, lp2)
 
 
 def random_prior(cfg, seed):

@@ -194,24 +194,44 @@ def _nn(ops, cfg, st, a, keep=False):
     return ls, t, (h1, h2, th)
 
 
-def encode_step(ops, cfg, st, u):
+def _nn_adjoint(ops, cfg, st, c, g_h):
+    """The coupling network's reverse pass: the cotangent of its input a from that of its output
+    h = (hs, t), with the hidden activations c['h1'], c['h2'] of its forward run."""
+    d1, d2, d3 = cfg.dilations
+    g2 = ops.mul(ops.conv1d_adjoint(g_h, st['c3_w'], d3), ops.positive_mask(c['h2']))
+    g1 = ops.mul(ops.conv1d_adjoint(g2, st['c2_w'], d2), ops.positive_mask(c['h1']))
+    return ops.conv1d_adjoint(g1, st['c1_w'], d1)
+
+
+def encode_step(ops, cfg, st, u, keep=False):
+    """One step x -> z. With `keep`, also returns what its reverse pass needs: the coupling
+    network's hidden activations h1, h2, its tanh th, e = exp(ls) and be = b * e."""
     G, gs = cfg.groups, cfg.group_size
     u = ops.add(ops.mul(u, st['an_scale']), st['an_bias'])
     u = ops.group_matmul(u, st['W'])
     a, b = ops.split_groups(u, G, gs)
-    ls, t, _ = _nn(ops, cfg, st, a)
-    b = ops.add(ops.mul(b, ops.exp(ls)), t)
-    return ops.concat_groups(a, b, G, gs), ops.sum_per_example(ls)
+    ls, t, (h1, h2, th) = _nn(ops, cfg, st, a)
+    e = ops.exp(ls)
+    be = ops.mul(b, e)
+    b = ops.add(be, t)
+    out = ops.concat_groups(a, b, G, gs), ops.sum_per_example(ls)
+    if keep:
+        return out + (dict(h1=h1, h2=h2, th=th, e=e, be=be),)
+    return out
 
 
-def encode_x(ops, cfg, P, x):
-    """x [B, C, T] -> z [B, C, T], data-dependent log-det part (sum of coupling ls) [B]."""
+def encode_x(ops, cfg, P, x, keep=False):
+    """x [B, C, T] -> z [B, C, T], data-dependent log-det part (sum of coupling ls) [B]; with
+    `keep`, also every step's cache (encode_step)."""
     u = ops.squeeze_time(x, cfg.bins)
     ld = None
+    caches = []
     for st in P['steps']:
-        u, l = encode_step(ops, cfg, st, u)
+        u, l, *cache = encode_step(ops, cfg, st, u, keep)
+        caches += cache
         ld = l if ld is None else ops.add(ld, l)
-    return ops.unsqueeze_time(u, cfg.bins), ld
+    z = ops.unsqueeze_time(u, cfg.bins)
+    return (z, ld, caches) if keep else (z, ld)
 
 
 def decode_x(ops, cfg, P, z, keep=False):
@@ -292,7 +312,6 @@ def backward_saved(ops, cfg, P, z, s, saved, g, gamma):
     # L = <g, s> - gamma * logp.   dL/dx = sigma (g s + gamma)   (ds/dx = sigma s; logp has -sum v)
     gx = ops.mul(ops.add(ops.mul(g, s), gamma), P['sigma'])
     gu = ops.squeeze_time(gx, cfg.bins)
-    d1, d2, d3 = cfg.dilations
     for k in range(len(P['steps'])):         # decode ran k = K-1 .. 0
         st = P['steps'][k]
         c = {n: saved[f"saved_{k}_{n}"] for n in SAVED_PER_STEP}
@@ -309,9 +328,7 @@ def backward_saved(ops, cfg, P, z, s, saved, g, gamma):
         g_ls = ops.sub(ops.neg(ops.mul(gxb, c['xb'])), gamma)
         g_hs = ops.mul(g_ls, ops.sub(one, ops.mul(c['th'], c['th'])))
         g_h = ops.concat_channels(g_hs, ops.neg(gy))
-        g2 = ops.mul(ops.conv1d_adjoint(g_h, st['c3_w'], d3), ops.positive_mask(c['h2']))
-        g1 = ops.mul(ops.conv1d_adjoint(g2, st['c2_w'], d2), ops.positive_mask(c['h1']))
-        ga = ops.add(ga, ops.conv1d_adjoint(g1, st['c1_w'], d1))
+        ga = ops.add(ga, _nn_adjoint(ops, cfg, st, c, g_h))
         gu = ops.concat_groups(ga, gy, G, gs)
     return ops.add(ops.unsqueeze_time(gu, cfg.bins), ops.mul(gamma, z))
 
@@ -331,6 +348,38 @@ def encode_s(ops, cfg, P, s):
     x = ops.mul(ops.sub(v, P['mu']), P['inv_sigma'])
     z, ld = encode_x(ops, cfg, P, x)
     return z, logp_terms(ops, P, z, ld, v)
+
+
+def score_adjoint(ops, cfg, P, s):
+    """The encode direction, then its hand-written reverse pass (score graph).
+    Returns the score d log p(s)/ds [B, C, T] and log p(s) [B], the encode graph's logp.
+
+    log p(s) = -1/2 |z|^2 + sum_steps sum ls - sum v + T * const_s, v = ln max(s, floor),
+    x = (v - mu) / sigma, z = encode_x(x): the cotangent of z is -z, that of every coupling's
+    ls is 1 (its log-det term, on top of what flows back through z), that of v is -1 besides
+    what flows back through x, and dv/ds = 1/s where s exceeds the floor, 0 below it."""
+    G, gs = cfg.groups, cfg.group_size
+    one = ops.const('one', np.float32(1.0))
+    v = ops.log(ops.maximum(s, ENCODE_LOG_FLOOR))
+    x = ops.mul(ops.sub(v, P['mu']), P['inv_sigma'])
+    z, ld, caches = encode_x(ops, cfg, P, x, keep=True)
+    logp = logp_terms(ops, P, z, ld, v)
+    gu = ops.squeeze_time(ops.neg(z), cfg.bins)
+    for k in reversed(range(len(P['steps']))):     # encode ran k = 0 .. K-1
+        st, c = P['steps'][k], caches[k]
+        ga, gb = ops.split_groups(gu, G, gs)
+        # b' = b e^ls + t: d/db = e^ls, d/dls = b e^ls, d/dt = 1; log p has + sum ls
+        g_ls = ops.add(ops.mul(gb, c['be']), one)
+        g_hs = ops.mul(g_ls, ops.sub(one, ops.mul(c['th'], c['th'])))
+        g_h = ops.concat_channels(g_hs, gb)
+        ga = ops.add(ga, _nn_adjoint(ops, cfg, st, c, g_h))
+        gu = ops.concat_groups(ga, ops.mul(gb, c['e']), G, gs)
+        gu = ops.group_matmul(gu, st['W'], transpose=True)
+        gu = ops.mul(gu, st['an_scale'])
+    gx = ops.unsqueeze_time(gu, cfg.bins)
+    gv = ops.sub(ops.mul(gx, P['inv_sigma']), one)
+    above = ops.positive_mask(ops.sub(s, ops.const('floor', np.float32(ENCODE_LOG_FLOOR))))
+    return ops.mul(ops.mul(gv, ops.exp(ops.neg(v))), above), logp
 
 
 # ---------------------------------------------------------------- JAX helpers

@@ -56,7 +56,7 @@ def test_shared_weights_match_embedded_weights(tmp_path):
 
 def test_reexport_keeps_the_arithmetic(tmp_path):
     """`export --reexport` rewrites a self-contained prior in the current layout (shared weights,
-    forward and backward added) from its own graphs: the same outputs, bit for bit."""
+    forward, backward and score added) from its own graphs: the same outputs, bit for bit."""
     cfg = glow.Config()
     params, norm = export.random_prior(cfg, 5)
     old = str(tmp_path / 'sine')
@@ -65,7 +65,7 @@ def test_reexport_keeps_the_arithmetic(tmp_path):
     feeds = {'z': z, 'g': np.ones_like(z), 'gamma': np.array([0.25], np.float32)}
     before = {r: _run(old, r, f) for r, f in (('decode', {'z': z}), ('grad', feeds))}
     m = export.reexport_prior(old)
-    assert set(m['graphs']) == {'decode', 'grad', 'encode', 'forward', 'backward', 'weights'}
+    assert set(m['graphs']) == {'decode', 'grad', 'encode', 'forward', 'backward', 'score', 'weights'}
     assert m['model']['parameters'] == glow.param_count(params)
     for role, f in (('decode', {'z': z}), ('grad', feeds)):
         for a, b in zip(before[role], _run(old, role, f)):

@@ -193,7 +193,8 @@ pub struct TrainingInfo {
 
 /// `graphs`: the ONNX files by role. `decode` and `grad` are required by the engine (checked in
 /// [`Manifest::load_verified`] so the error names the field); `encode` is for warm starts;
-/// `forward` and `backward` are the gradient split in two, which the search prefers when listed.
+/// `forward` and `backward` are the gradient split in two, which the search prefers when listed;
+/// `score` is the density's gradient in the magnitude domain, for sampling there.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Graphs {
     /// z → s.
@@ -213,6 +214,10 @@ pub struct Graphs {
     /// (z, s, g, gamma, saved activations) → grad_z: `grad`'s reverse pass alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backward: Option<GraphFile>,
+    /// s → (score, logp): ∇ₛ log p(s), the encode direction with its reverse pass, so a sampler
+    /// can move magnitudes along the prior's score without going through latents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<GraphFile>,
     /// The weights the graphs share (ONNX external data, CONTRACT.md "Shared weights"): stored
     /// once instead of inside each graph, so a prior can have three times the parameters within
     /// the size limit. Absent in priors whose graphs embed their weights.
@@ -233,6 +238,8 @@ pub struct VerifiedFiles {
     pub forward: Option<VerifiedGraph>,
     /// `graphs.backward`, if listed.
     pub backward: Option<VerifiedGraph>,
+    /// `graphs.score`, if listed.
+    pub score: Option<VerifiedGraph>,
     /// `graphs.weights`, the external data the graphs refer to, if listed.
     pub weights: Option<ExternalData>,
 }
@@ -315,8 +322,9 @@ impl Manifest {
 
     /// Parses `dir/manifest.json` and checks everything the contract requires: format and
     /// version, every signal field against the engine's constants, the stem name against the
-    /// folder name, and that the `decode` and `grad` graphs (and `encode`, `forward` and
-    /// `backward`, when listed; the last two only together) exist with the listed sha256.
+    /// folder name, and that the `decode` and `grad` graphs (and `encode`, `forward`,
+    /// `backward` and `score`, when listed; `forward` and `backward` only together) exist with the
+    /// listed sha256.
     pub fn load_verified(dir: &Path) -> Result<Manifest, ManifestError> {
         Ok(Manifest::load_with_files(dir)?.0)
     }
@@ -427,6 +435,7 @@ impl Manifest {
             encode: optional("graphs.encode", &self.graphs.encode)?,
             forward: optional("graphs.forward", &self.graphs.forward)?,
             backward: optional("graphs.backward", &self.graphs.backward)?,
+            score: optional("graphs.score", &self.graphs.score)?,
             weights,
         };
         match (&self.graphs.forward, &self.graphs.backward) {
@@ -739,6 +748,45 @@ mod tests {
             Manifest::load_verified(&dir),
             Err(ManifestError::HashMismatch { .. })
         ));
+    }
+
+    /// An optional `score` graph, when listed, is checked like the other graphs: it must exist,
+    /// match its sha256 and read no unlisted external data; it is then among the verified files.
+    #[test]
+    fn a_listed_score_graph_is_verified_like_the_others() {
+        let set_score = |dir: &Path, sha: String| {
+            let text = fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap();
+            let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            json["graphs"]["score"] = serde_json::json!({"file": "score.onnx", "sha256": sha});
+            fs::write(dir.join(MANIFEST_FILE), json.to_string()).unwrap();
+        };
+        let (_root, dir) = edited_copy(|_| {});
+        assert!(Manifest::load_with_files(&dir).unwrap().1.score.is_none());
+        set_score(&dir, "00".into());
+        match Manifest::load_verified(&dir) {
+            Err(ManifestError::MissingFile { field, .. }) => assert_eq!(field, "graphs.score"),
+            other => panic!("expected MissingFile, got {other:?}"),
+        }
+        fs::write(dir.join("score.onnx"), model_reading("unlisted.bin")).unwrap();
+        assert!(matches!(
+            Manifest::load_verified(&dir),
+            Err(ManifestError::HashMismatch { .. })
+        ));
+        set_score(&dir, sha256_file(&dir.join("score.onnx")).unwrap());
+        match Manifest::load_verified(&dir) {
+            Err(ManifestError::UnlistedExternalData { file, location, .. }) => {
+                assert_eq!(
+                    (file, location.as_str()),
+                    (dir.join("score.onnx"), "unlisted.bin")
+                )
+            }
+            other => panic!("expected UnlistedExternalData, got {other:?}"),
+        }
+        fs::copy(dir.join("encode.onnx"), dir.join("score.onnx")).unwrap();
+        set_score(&dir, sha256_file(&dir.join("score.onnx")).unwrap());
+        let (manifest, files) = Manifest::load_with_files(&dir).unwrap();
+        assert_eq!(manifest.graphs.score.unwrap().file, "score.onnx");
+        assert_eq!(files.score.unwrap().path, dir.join("score.onnx"));
     }
 
     #[test]

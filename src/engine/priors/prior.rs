@@ -1,5 +1,5 @@
-//! A loaded prior: its `decode` and `grad` sessions (and the split gradient, when it has one),
-//! checked against the contract, and the calls that run them into caller buffers.
+//! A loaded prior: its `decode` and `grad` sessions (and the split gradient and the score, when it
+//! has them), checked against the contract, and the calls that run them into caller buffers.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ pub enum PriorError {
     /// A graph's inputs or outputs differ from the contract.
     #[error("graph `{graph}`, tensor `{tensor}`: expected {expected}, found {found}")]
     GraphInterface {
-        /// The graph's role: `decode`, `grad`, `forward` or `backward`.
+        /// The graph's role: `decode`, `grad`, `forward`, `backward` or `score`.
         graph: &'static str,
         /// The input or output name.
         tensor: String,
@@ -37,7 +37,7 @@ pub enum PriorError {
     /// ONNX Runtime failed while running a graph.
     #[error("running graph `{graph}` failed: {reason}")]
     Run {
-        /// The graph's role: `decode`, `grad`, `forward` or `backward`.
+        /// The graph's role: `decode`, `grad`, `forward`, `backward` or `score`.
         graph: &'static str,
         /// ONNX Runtime's message.
         reason: String,
@@ -45,7 +45,7 @@ pub enum PriorError {
     /// An output holds NaN or infinity.
     #[error("graph `{graph}` produced a non-finite value in `{tensor}`")]
     NonFinite {
-        /// The graph's role: `decode`, `grad`, `forward` or `backward`.
+        /// The graph's role: `decode`, `grad`, `forward`, `backward` or `score`.
         graph: &'static str,
         /// The output.
         tensor: &'static str,
@@ -53,7 +53,7 @@ pub enum PriorError {
     /// An output's shape differs from `[1, 513, frames]` (or `[1]` for `logp`).
     #[error("graph `{graph}`, output `{tensor}`: expected shape {expected:?}, found {found:?}")]
     OutputShape {
-        /// The graph's role: `decode`, `grad`, `forward` or `backward`.
+        /// The graph's role: `decode`, `grad`, `forward`, `backward` or `score`.
         graph: &'static str,
         /// The output.
         tensor: &'static str,
@@ -93,6 +93,8 @@ pub(crate) enum Role {
     Forward,
     /// `backward.onnx`: (z, s, g, gamma, saved activations) → grad_z.
     Backward,
+    /// `score.onnx`: s → (score, logp).
+    Score,
 }
 
 impl Role {
@@ -102,6 +104,7 @@ impl Role {
             Role::Grad => "grad",
             Role::Forward => "forward",
             Role::Backward => "backward",
+            Role::Score => "score",
         }
     }
 
@@ -111,6 +114,7 @@ impl Role {
             Role::Decode | Role::Forward => &[("z", 3)],
             Role::Grad => &[("z", 3), ("g", 3), ("gamma", 1)],
             Role::Backward => &[("z", 3), ("s", 3), ("g", 3), ("gamma", 1)],
+            Role::Score => &[("s", 3)],
         }
     }
 
@@ -127,6 +131,7 @@ impl Role {
             Role::Grad => &[("s", 3), ("grad_z", 3), ("logp", 1)],
             Role::Forward => &[("s", 3), ("logp", 1)],
             Role::Backward => &[("grad_z", 3)],
+            Role::Score => &[("score", 3), ("logp", 1)],
         }
     }
 }
@@ -164,6 +169,8 @@ pub struct Prior {
     /// The gradient as a forward and a backward graph, when the prior lists them; the search's
     /// iterations then run the flow forward once instead of twice.
     split: Option<SplitGradient>,
+    /// s → (∇ₛ log p(s), log p(s)), when the prior lists a `score` graph.
+    score: Option<Session>,
     /// The shared weights the sessions were given in memory, kept for as long as they run (ONNX
     /// Runtime may refer to the buffer rather than copy it).
     _weights: Option<ExternalData>,
@@ -186,8 +193,9 @@ impl fmt::Debug for Prior {
 }
 
 impl Prior {
-    /// Verifies `dir/manifest.json` and its graphs, creates the `decode` and `grad` sessions and
-    /// checks their input/output names, element types and ranks against the contract.
+    /// Verifies `dir/manifest.json` and its graphs, creates the `decode` and `grad` sessions (and
+    /// those of the split gradient and the score, when listed) and checks their input/output
+    /// names, element types and ranks against the contract.
     pub fn load(runtime: &Runtime, dir: &Path, options: &SessionOptions) -> Result<Prior, PriorError> {
         crate::engine::fault::inject(crate::engine::fault::Site::PriorLoad);
         let (manifest, files) = Manifest::load_with_files(dir)?;
@@ -196,23 +204,27 @@ impl Prior {
         let (grad, grad_backend) = runtime.session(&files.grad, weights, options)?;
         check_interface(Role::Decode, &decode)?;
         check_interface(Role::Grad, &grad)?;
-        let mut backend = if decode_backend == grad_backend {
-            decode_backend
-        } else {
-            Backend::Cpu
-        };
+        let mut backends = vec![decode_backend, grad_backend];
         let split = match (&files.forward, &files.backward) {
             (Some(forward), Some(backward)) => {
                 let (split, split_backend) =
                     SplitGradient::load(runtime, forward, backward, weights, options)?;
-                if split_backend != backend {
-                    backend = Backend::Cpu;
-                }
+                backends.push(split_backend);
                 Some(split)
             }
             // verify refuses one without the other.
             _ => None,
         };
+        let score = match &files.score {
+            Some(graph) => {
+                let (score, score_backend) = runtime.session(graph, weights, options)?;
+                check_interface(Role::Score, &score)?;
+                backends.push(score_backend);
+                Some(score)
+            }
+            None => None,
+        };
+        let backend = common_backend(&backends);
         Ok(Prior {
             manifest,
             dir: dir.to_path_buf(),
@@ -220,6 +232,7 @@ impl Prior {
             decode,
             grad,
             split,
+            score,
             _weights: files.weights,
             grad_scratch: Vec::new(),
             level_gains: None,
@@ -274,6 +287,43 @@ impl Prior {
     /// Whether the prior has the split gradient (`forward` + `backward` graphs).
     pub fn has_split_gradient(&self) -> bool {
         self.split.is_some()
+    }
+
+    /// Whether the prior has the `score` graph ([`Prior::score_into`]).
+    pub fn has_score(&self) -> bool {
+        self.score.is_some()
+    }
+
+    /// The prior's score in the magnitude domain: writes ∇ₛ log p(s) to `score_out` and returns
+    /// log p(s) in nats (what `encode` reports). `s` (magnitudes, > 0) and `score_out` are
+    /// `[1, 513, frames]` bin-major. An error of role `score` if the prior has no score graph.
+    pub fn score_into(&mut self, s: &[f32], frames: usize, score_out: &mut [f32]) -> Result<f32, PriorError> {
+        let len = checked_len(frames)?;
+        check_len("s", len, s.len())?;
+        check_len("score_out", len, score_out.len())?;
+        let graph = Role::Score.name();
+        let Some(session) = &mut self.score else {
+            return Err(PriorError::Run {
+                graph,
+                reason: format!("the prior lists no `{graph}` graph"),
+            });
+        };
+        let run_error = |e: ort::Error| PriorError::Run {
+            graph,
+            reason: e.to_string(),
+        };
+        let s = TensorRef::from_array_view(([1usize, BINS, frames], s)).map_err(run_error)?;
+        let outputs = session.run(ort::inputs!["s" => s]).map_err(run_error)?;
+        copy_output(
+            &outputs,
+            graph,
+            "score",
+            &[1, BINS as i64, frames as i64],
+            score_out,
+        )?;
+        let mut logp = [0.0f32];
+        copy_output(&outputs, graph, "logp", &[1], &mut logp)?;
+        Ok(logp[0])
     }
 
     /// The first half of a gradient evaluation: writes s = f(z) to `s_out` (`[1, 513, frames]`
@@ -365,6 +415,14 @@ impl Prior {
         let mut logp = [0.0f32];
         copy_output(&outputs, graph, "logp", &[1], &mut logp)?;
         Ok(logp[0])
+    }
+}
+
+/// The backend all of a prior's sessions run on, or the CPU when they differ (one fell back).
+pub(crate) fn common_backend(backends: &[Backend]) -> Backend {
+    match backends.split_first() {
+        Some((first, rest)) if rest.iter().all(|b| b == first) => *first,
+        _ => Backend::Cpu,
     }
 }
 
@@ -656,7 +714,8 @@ mod tests {
     }
 
     /// Real priors shipped in `models/priors/` (from the training side), when present: each must
-    /// load, decode to positive finite magnitudes, and give a finite gradient.
+    /// load, decode to positive finite magnitudes, and give a finite gradient (and a finite score,
+    /// when it lists the graph).
     #[test]
     fn shipped_priors_load_when_present() {
         use crate::engine::priors::catalog::{shipped_priors_dir, PriorCatalog};
@@ -678,6 +737,11 @@ mod tests {
             let g = vec![1.0; len];
             let logp = prior.grad_into(&z, &g, 0.5, frames, &mut s, &mut grad).unwrap();
             assert!(logp.is_finite(), "{}", entry.stem);
+            if prior.has_score() {
+                let mut score = vec![0.0; len];
+                let logp = prior.score_into(&s, frames, &mut score).unwrap();
+                assert!(logp.is_finite(), "{}", entry.stem);
+            }
         }
     }
 
@@ -774,30 +838,153 @@ mod tests {
         assert_eq!(s, expected.as_slice());
     }
 
+    /// Deterministic uniform values in [-1, 1) (a 64-bit LCG, high bits).
+    fn uniform(len: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The shipped score graph is the gradient of log p(s): along random directions v its
+    /// ⟨score, v⟩ agrees with central finite differences of its own logp, and that logp is the
+    /// encode graph's. The finite differences are of a float32 sum of ~10⁴ terms, so the error
+    /// is measured against Σ|score·v|, the size of the terms whose rounding they see.
+    #[test]
+    fn the_score_is_the_gradient_of_the_encode_logp() {
+        let runtime = runtime();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/priors/bass");
+        let mut prior = Prior::load(&runtime, &dir, &SessionOptions::default()).unwrap();
+        assert!(prior.has_score());
+        let frames = 2;
+        let len = BINS * frames;
+        let z: Vec<f32> = uniform(len, 1).iter().map(|v| 0.8 * v).collect();
+        let mut s = vec![0.0; len];
+        prior.decode_into(&z, frames, &mut s).unwrap();
+        let mut score = vec![0.0; len];
+        let logp = prior.score_into(&s, frames, &mut score).unwrap();
+
+        let (_, files) = Manifest::load_with_files(&dir).unwrap();
+        let (mut encode, _) = runtime
+            .session(
+                files.encode.as_ref().unwrap(),
+                files.weights.as_ref(),
+                &SessionOptions::default(),
+            )
+            .unwrap();
+        let input = TensorRef::from_array_view(([1usize, BINS, frames], s.as_slice())).unwrap();
+        let outputs = encode.run(ort::inputs!["s" => input]).unwrap();
+        let (_, encode_logp) = outputs["logp"].try_extract_tensor::<f32>().unwrap();
+        println!("logp: score graph {logp}, encode graph {}", encode_logp[0]);
+        assert!(
+            (logp - encode_logp[0]).abs() <= 1e-6 * logp.abs(),
+            "score logp {logp}, encode logp {}",
+            encode_logp[0]
+        );
+
+        let dense = uniform(len, 2);
+        let sparse: Vec<f32> = uniform(len, 3)
+            .iter()
+            .map(|&u| {
+                if u > 0.95 {
+                    1.0
+                } else if u < -0.95 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let aligned: Vec<f32> = uniform(len, 4)
+            .iter()
+            .zip(score.iter().zip(&s))
+            .map(|(u, (g, s))| (0.5 + 0.25 * (u + 1.0)) * (g * s).signum())
+            .collect();
+        let step = 1e-3f32;
+        let (mut plus, mut minus, mut scratch) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+        for (name, d) in [("dense", dense), ("sparse", sparse), ("aligned", aligned)] {
+            // v = s·d: a relative perturbation, so s ± step·v stays positive.
+            let v: Vec<f32> = s.iter().zip(&d).map(|(s, d)| s * d).collect();
+            for i in 0..len {
+                plus[i] = s[i] + step * v[i];
+                minus[i] = s[i] - step * v[i];
+            }
+            let logp_plus = prior.score_into(&plus, frames, &mut scratch).unwrap() as f64;
+            let logp_minus = prior.score_into(&minus, frames, &mut scratch).unwrap() as f64;
+            let difference = (logp_plus - logp_minus) / (2.0 * step as f64);
+            let directional: f64 = score.iter().zip(&v).map(|(g, v)| *g as f64 * *v as f64).sum();
+            let scale: f64 = score
+                .iter()
+                .zip(&v)
+                .map(|(g, v)| (*g as f64 * *v as f64).abs())
+                .sum();
+            let error = (difference - directional).abs();
+            println!(
+                "{name}: <score, v> {directional:.4}, finite difference {difference:.4}, \
+                 error {error:.3e} ({:.2e} of <score, v>, {:.2e} of sum |score v|)",
+                error / directional.abs(),
+                error / scale
+            );
+            assert!(error <= 1e-2 * scale, "{name}: error {error} of {scale}");
+        }
+    }
+
+    /// A prior without a `score` graph loads and runs; asking it for the score is an error naming
+    /// the graph. A graph of the wrong kind listed as `score` is refused at load.
+    #[test]
+    fn the_score_graph_is_optional_and_checked() {
+        let runtime = runtime();
+        let mut toy = Prior::load(&runtime, &fixture("toy"), &SessionOptions::default()).unwrap();
+        assert!(!toy.has_score());
+        let frames = 2;
+        let mut score = vec![0.0; BINS * frames];
+        assert!(matches!(
+            toy.score_into(&vec![1.0; BINS * frames], frames, &mut score),
+            Err(PriorError::Run { graph: "score", .. })
+        ));
+        let (_root, dir) = shipped_bass_copy(|j| {
+            j["graphs"].as_object_mut().unwrap().remove("score");
+        });
+        let mut bass = Prior::load(&runtime, &dir, &SessionOptions::default()).unwrap();
+        assert!(!bass.has_score() && bass.has_split_gradient());
+        let mut s = vec![0.0; BINS * frames];
+        bass.decode_into(&vec![0.0; BINS * frames], frames, &mut s)
+            .unwrap();
+        assert_eq!(
+            interface_error_listing("encode", "score"),
+            ("score", "score".into())
+        );
+    }
+
+    /// The graph and tensor named when a copy of the shipped bass prior lists its graph `role`
+    /// also under `as_role`, which must fail the interface check.
+    fn interface_error_listing(role: &str, as_role: &str) -> (&'static str, String) {
+        let (_root, dir) = shipped_bass_copy(|j| {
+            let graph = j["graphs"][role].clone();
+            j["graphs"][as_role] = graph;
+        });
+        match Prior::load(&runtime(), &dir, &SessionOptions::default()) {
+            Err(PriorError::GraphInterface { graph, tensor, .. }) => (graph, tensor),
+            other => panic!("expected an interface error, got {other:?}"),
+        }
+    }
+
     /// A manifest that lists graphs of the wrong kind under `forward` and `backward` is refused
     /// with the role and the missing tensor named.
     #[test]
     fn a_split_gradient_breaking_the_interface_is_named() {
-        let runtime = runtime();
-        let (_root, dir) = shipped_bass_copy(|j| {
-            let decode = j["graphs"]["decode"].clone();
-            j["graphs"]["forward"] = decode;
-        });
-        match Prior::load(&runtime, &dir, &SessionOptions::default()) {
-            Err(PriorError::GraphInterface { graph, tensor, .. }) => {
-                assert_eq!((graph, tensor.as_str()), ("forward", "logp"))
-            }
-            other => panic!("expected an interface error, got {other:?}"),
-        }
-        let (_root, dir) = shipped_bass_copy(|j| {
-            let grad = j["graphs"]["grad"].clone();
-            j["graphs"]["backward"] = grad;
-        });
-        match Prior::load(&runtime, &dir, &SessionOptions::default()) {
-            Err(PriorError::GraphInterface { graph, tensor, .. }) => {
-                assert_eq!((graph, tensor.as_str()), ("backward", "s"))
-            }
-            other => panic!("expected an interface error, got {other:?}"),
-        }
+        assert_eq!(
+            interface_error_listing("decode", "forward"),
+            ("forward", "logp".into())
+        );
+        assert_eq!(
+            interface_error_listing("grad", "backward"),
+            ("backward", "s".into())
+        );
     }
 }

@@ -9,7 +9,7 @@ use ort::value::{DynValue, TensorRef};
 
 use crate::engine::constants::BINS;
 use crate::engine::priors::manifest::{ExternalData, VerifiedGraph};
-use crate::engine::priors::prior::{check_interface, copy_output, PriorError, Role};
+use crate::engine::priors::prior::{check_interface, common_backend, copy_output, PriorError, Role};
 use crate::engine::priors::runtime::{Backend, Runtime, SessionOptions};
 
 /// Names of the forward outputs that are not saved activations.
@@ -83,11 +83,7 @@ impl SplitGradient {
                 found: extra_inputs.join(", "),
             });
         }
-        let backend = if forward_backend == backward_backend {
-            forward_backend
-        } else {
-            Backend::Cpu
-        };
+        let backend = common_backend(&[forward_backend, backward_backend]);
         Ok((
             SplitGradient {
                 forward,
