@@ -1082,3 +1082,18 @@ fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
         assert!(Command::new("umount").arg(&disk).status().unwrap().success());
     }
 }
+
+/// `--separator sgld` with priors that have no `score` graph: one error line naming the prior and
+/// the graph, nothing written; out-of-range SGLD settings name their option.
+#[test]
+fn sgld_needs_priors_with_a_score_graph_and_valid_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = good_mix_in(tmp.path());
+    let priors = copy_priors(tmp.path());
+    let out = tmp.path().join("out");
+    let priors_arg = priors.to_str().unwrap();
+    let output = separate(&input, &out, &["--priors", priors_arg, "--separator", "sgld"]);
+    assert_clean_failure(&output, "has no `score` graph", &out);
+    let output = separate(&input, &out, &["--separator", "sgld", "--eta", "0"]);
+    assert_clean_failure(&output, "--eta", &out);
+}

@@ -16,8 +16,11 @@ use crate::engine::files::stem_format::{Container, SampleDepth, StemFormat};
 use crate::engine::limits::check_format;
 use crate::engine::priors::prior::Prior;
 use crate::engine::priors::runtime::Runtime;
+use crate::engine::search::langevin::{LangevinDomain, LangevinForm, LangevinSettings};
 use crate::engine::search::separator::{SeparationError, Separator};
-use crate::engine::search::settings::{Objective, OutputMode, Preset, SeparationSettings, SettingsError};
+use crate::engine::search::settings::{
+    Objective, OutputMode, Preset, SearchKind, SeparationSettings, SettingsError,
+};
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -120,9 +123,61 @@ pub struct SeparateArgs {
     /// 2 = Wiener; below 1 softer).
     #[arg(long, value_name = "P")]
     pub mask_exponent: Option<f32>,
+    /// How each frame's stems are found: `adam` (the latent search of the presets) or `sgld`
+    /// (Langevin chains under the priors' scores; needs priors with a `score` graph).
+    #[arg(long, value_enum, default_value = "adam")]
+    pub separator: SeparatorArg,
+    /// SGLD: the update rule (Frank & Ilse's Algorithm 1 as printed, or the textbook rule with a
+    /// Gaussian or the KL likelihood of the mixture).
+    #[arg(long, value_enum, default_value = "textbook-kl")]
+    pub sgld_form: SgldFormArg,
+    /// SGLD: where the chains move (magnitudes or log-magnitudes).
+    #[arg(long, value_enum, default_value = "log")]
+    pub sgld_domain: SgldDomainArg,
+    /// SGLD: steps per 5-s frame.
+    #[arg(long, default_value_t = 100)]
+    pub steps: u32,
+    /// SGLD: step size η.
+    #[arg(long, default_value_t = 1e-4)]
+    pub eta: f32,
+    /// SGLD: width σ of the mixture likelihood (its weight is 1/σ²).
+    #[arg(long, default_value_t = 1.0)]
+    pub sigma: f32,
+    /// SGLD: seed of the chains' noise (the same seed gives the same stems).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// No progress bars or summary lines: errors only.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `--separator`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SeparatorArg {
+    /// Adam over the priors' latents (the presets).
+    Adam,
+    /// Stochastic gradient Langevin dynamics over the stems.
+    Sgld,
+}
+
+/// `--sgld-form`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SgldFormArg {
+    /// Algorithm 1 of Frank & Ilse as printed (noise 2√η, constraint step −η/σ²·(m − mean)).
+    AsWritten,
+    /// Noise √(2η), gradient of a Gaussian likelihood of the mixture.
+    TextbookGaussian,
+    /// Noise √(2η), gradient of the KL data term of the Adam search.
+    TextbookKl,
+}
+
+/// `--sgld-domain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SgldDomainArg {
+    /// Magnitudes.
+    Magnitude,
+    /// Natural-log magnitudes.
+    Log,
 }
 
 /// The option that sets a field of [`SeparationSettings`] (for the engine's range errors).
@@ -135,6 +190,9 @@ fn option_for(field: &str) -> &'static str {
         "calibration_strength" => "--level-calibration",
         "calibration_trim" => "--level-trim",
         "stem_threads" => "--stem-threads",
+        "search.steps" => "--steps",
+        "search.eta" => "--eta",
+        "search.sigma" => "--sigma",
         _ => "--preset",
     }
 }
@@ -208,6 +266,23 @@ impl SeparateArgs {
             (Some(ObjectiveArg::Mle), _) => Objective::Mle,
             (None, None) => settings.objective,
         };
+        if self.separator == SeparatorArg::Sgld {
+            settings.search = SearchKind::Langevin(LangevinSettings {
+                steps: self.steps as usize,
+                eta: self.eta,
+                sigma: self.sigma,
+                form: match self.sgld_form {
+                    SgldFormArg::AsWritten => LangevinForm::AsWritten,
+                    SgldFormArg::TextbookGaussian => LangevinForm::TextbookGaussian,
+                    SgldFormArg::TextbookKl => LangevinForm::TextbookKl,
+                },
+                domain: match self.sgld_domain {
+                    SgldDomainArg::Magnitude => LangevinDomain::Magnitude,
+                    SgldDomainArg::Log => LangevinDomain::LogMagnitude,
+                },
+                seed: self.seed,
+            });
+        }
         Ok(settings)
     }
 }

@@ -7,5 +7,6 @@ pub mod langevin;
 pub mod latent_search;
 pub mod objective;
 pub mod optimizer;
+pub mod prior_scores;
 pub mod separator;
 pub mod settings;

@@ -10,8 +10,10 @@ use crate::engine::constants::{BINS, FRAMES, FRAME_SAMPLES, HOP, N_FFT, PRIOR_SA
 use crate::engine::limits::{check_format, FormatError};
 use crate::engine::priors::calibration::frame_level_gains;
 use crate::engine::priors::prior::Prior;
+use crate::engine::search::langevin::LangevinSearch;
 use crate::engine::search::latent_search::{LatentSearch, Progress, SearchError};
-use crate::engine::search::settings::{SeparationSettings, SettingsError, CALIBRATION_SAMPLES};
+use crate::engine::search::prior_scores::PriorScores;
+use crate::engine::search::settings::{SearchKind, SeparationSettings, SettingsError, CALIBRATION_SAMPLES};
 use crate::engine::signal::frames::frame_len_at;
 use crate::engine::signal::resample::{FrameResampler, ResampleError};
 use crate::engine::signal::resynth::{ResynthError, ResynthPlan};
@@ -65,6 +67,12 @@ pub enum SeparationError {
     /// A separator needs at least one prior.
     #[error("cannot separate: expected at least one prior, found none")]
     NoPriors,
+    /// The Langevin search needs every prior's score, and this one has no `score` graph.
+    #[error("cannot separate with Langevin dynamics: prior `{stem}` has no `score` graph (re-export it: `python -m stemflow_training.export --reexport DIR`)")]
+    NoScore {
+        /// The prior without one.
+        stem: String,
+    },
 }
 
 /// Peak below which a frame counts as silent (−120 dBFS) and skips the search.
@@ -96,6 +104,8 @@ pub struct Separator {
     mix_mag: Vec<f32>,
     /// Adam over every prior's latent.
     search: LatentSearch,
+    /// The Langevin chains, when the settings ask for them instead of Adam.
+    langevin: Option<LangevinSearch>,
     /// Stem magnitudes used for a silent frame (the mix split evenly).
     silent_stems: Vec<Vec<f32>>,
     /// Masks → per-stem audio at the host rate, full band, every channel.
@@ -124,6 +134,17 @@ impl Separator {
         let frame_len = frame_len_at(host_rate);
         let n_stems = priors.len();
         let mut priors = priors;
+        let langevin = match settings.search {
+            SearchKind::Adam => None,
+            SearchKind::Langevin(langevin) => {
+                if let Some(prior) = priors.iter().find(|p| !p.has_score()) {
+                    return Err(SeparationError::NoScore {
+                        stem: prior.stem().to_string(),
+                    });
+                }
+                Some(LangevinSearch::new(n_stems, FRAMES, langevin))
+            }
+        };
         let mut search = LatentSearch::new(n_stems, FRAMES, settings);
         let strength = settings.calibration_strength;
         if strength > 0.0 {
@@ -149,6 +170,7 @@ impl Separator {
             spectrum: vec![Complex::new(0.0, 0.0); FRAMES * BINS],
             mix_mag: vec![0.0; BINS * FRAMES],
             search,
+            langevin,
             silent_stems: vec![vec![0.0; BINS * FRAMES]; n_stems],
             resynth: ResynthPlan::new(host_rate, frame_len, n_stems)?,
             stems: vec![vec![vec![0.0; frame_len]; channels]; n_stems],
@@ -248,6 +270,13 @@ impl Separator {
                 }
             }
             self.silent_stems.iter().map(Vec::as_slice).collect()
+        } else if let Some(langevin) = &mut self.langevin {
+            let mut scores = PriorScores {
+                priors: &mut self.priors,
+                threads: self.settings.stem_threads,
+            };
+            langevin.run(&mut scores, &self.mix_mag, &self.progress, &self.cancel)?;
+            langevin.stems().iter().map(Vec::as_slice).collect()
         } else {
             self.search
                 .run(&mut self.priors, &self.mix_mag, &self.progress, &self.cancel)?;

@@ -3,6 +3,7 @@
 
 use crate::engine::bounds::Bounds;
 use crate::engine::constants::FRAME_SECONDS;
+use crate::engine::search::langevin::LangevinSettings;
 pub use crate::engine::signal::resynth::OutputMode;
 use crate::engine::spread::default_threads;
 use std::str::FromStr;
@@ -117,9 +118,29 @@ fn check(field: &'static str, value: f64, bounds: Bounds) -> Result<(), Settings
     }
 }
 
+/// How a frame's stems are found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SearchKind {
+    /// The paper's search: Adam on the data term over each prior's latent (`adam`, `iterations`,
+    /// `objective`).
+    Adam,
+    /// Langevin chains over the stems' magnitudes under each prior's score (needs priors with a
+    /// `score` graph).
+    Langevin(LangevinSettings),
+}
+
+/// Langevin steps per frame a run may ask for.
+pub const LANGEVIN_STEPS: Bounds = Bounds::closed(1.0, 100_000.0);
+/// Langevin step sizes η.
+pub const LANGEVIN_ETA: Bounds = Bounds::above(0.0, 10.0);
+/// Widths σ of the Langevin mixture likelihood.
+pub const LANGEVIN_SIGMA: Bounds = Bounds::above(0.0, 1.0e6);
+
 /// Everything one separation run needs to know besides the priors and the audio.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SeparationSettings {
+    /// Adam over the latents, or Langevin chains.
+    pub search: SearchKind,
     /// Adam hyper-parameters.
     pub adam: AdamSettings,
     /// Adam iterations per frame.
@@ -151,6 +172,7 @@ impl SeparationSettings {
     /// mixture-consistent masks, so the stems sum to the input.
     pub fn default_preset() -> Self {
         SeparationSettings {
+            search: SearchKind::Adam,
             adam: AdamSettings {
                 learning_rate: DEFAULT_LEARNING_RATE,
                 ..AdamSettings::default()
@@ -166,10 +188,23 @@ impl SeparationSettings {
         }
     }
 
+    /// Steps of the search per frame: Adam's iterations, or the Langevin chains' steps.
+    pub fn steps_per_frame(&self) -> usize {
+        match self.search {
+            SearchKind::Adam => self.iterations,
+            SearchKind::Langevin(langevin) => langevin.steps,
+        }
+    }
+
     /// `Ok` if every field lies in its range (the constants above), else the first that does not,
     /// with its range and value. The engine calls this once, when a separator is built.
     pub fn validate(&self) -> Result<(), SettingsError> {
         check("iterations", self.iterations as f64, ITERATIONS)?;
+        if let SearchKind::Langevin(langevin) = self.search {
+            check("search.steps", langevin.steps as f64, LANGEVIN_STEPS)?;
+            check("search.eta", f64::from(langevin.eta), LANGEVIN_ETA)?;
+            check("search.sigma", f64::from(langevin.sigma), LANGEVIN_SIGMA)?;
+        }
         check("stem_threads", self.stem_threads as f64, STEM_THREADS)?;
         check(
             "adam.learning_rate",

@@ -1,0 +1,35 @@
+//! The priors as the Langevin search's [`ScoreSource`]: each prior's `score` graph, the stems
+//! side by side on the settings' threads.
+
+use super::langevin::ScoreSource;
+use super::latent_search::SearchError;
+use crate::engine::priors::prior::{Prior, PriorError};
+use crate::engine::spread::spread;
+
+/// Borrowed priors (in stem order) and the threads to score them on.
+pub struct PriorScores<'a> {
+    /// One prior per stem; each must have a `score` graph ([`Prior::has_score`]).
+    pub priors: &'a mut [Prior],
+    /// Threads the stems' graphs run on side by side.
+    pub threads: usize,
+}
+
+impl ScoreSource for PriorScores<'_> {
+    fn stem_count(&self) -> usize {
+        self.priors.len()
+    }
+
+    fn scores_into(
+        &mut self,
+        stems: &[Vec<f32>],
+        frames: usize,
+        scores: &mut [Vec<f32>],
+    ) -> Result<(), SearchError> {
+        let items: Vec<_> = self.priors.iter_mut().zip(stems).zip(scores.iter_mut()).collect();
+        spread(self.threads, items, &|((prior, s), score)| {
+            prior.score_into(s, frames, score).map(|_logp| ())
+        })
+        .map_err(|e: PriorError| SearchError::from(e))?;
+        Ok(())
+    }
+}
