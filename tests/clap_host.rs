@@ -58,6 +58,7 @@ fn ports_names_and_parameters() {
     for name in [
         "Quality (iterations)",
         "Realtime quality (iterations)",
+        "Separator",
         "Objective",
         "MAP gamma",
         "Output mode",

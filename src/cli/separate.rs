@@ -135,16 +135,16 @@ pub struct SeparateArgs {
     #[arg(long, value_enum, default_value = "log")]
     pub sgld_domain: SgldDomainArg,
     /// SGLD: steps per 5-s frame.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = LangevinSettings::DEFAULT.steps as u32)]
     pub steps: u32,
     /// SGLD: step size η.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = LangevinSettings::DEFAULT.eta)]
     pub eta: f32,
     /// SGLD: width σ of the mixture likelihood (its weight is 1/σ²).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = LangevinSettings::DEFAULT.sigma)]
     pub sigma: f32,
     /// SGLD: seed of the chains' noise (the same seed gives the same stems).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = LangevinSettings::DEFAULT.seed)]
     pub seed: u64,
     /// No progress bars or summary lines: errors only.
     #[arg(long)]

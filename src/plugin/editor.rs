@@ -7,7 +7,7 @@
 //! Only glyphs of egui's default fonts are used (it has no arrows or bullets): anything else
 //! draws as a box.
 
-use super::params::{chosen, is_on, StemflowParams, DEVICES, MODES, OBJECTIVES};
+use super::params::{chosen, is_on, StemflowParams, DEVICES, MODES, OBJECTIVES, SEPARATORS};
 use super::slots::{SHIPPED_STEMS, SLOT_COUNT, SLOT_NAMES};
 use super::status::{Status, WorkerState, HISTORY, HISTORY_STEP_SECONDS};
 use egui::{pos2, vec2, Align2, Color32, FontId, Rect, RichText, Sense, Stroke, Ui};
@@ -484,6 +484,10 @@ fn settings(ui: &mut Ui, params: &StemflowParams, setter: &ParamSetter) {
             ui.add(ParamSlider::for_param(&params.realtime_iterations, setter).with_width(150.0));
             ui.label("Iterations, offline render");
             ui.add(ParamSlider::for_param(&params.iterations, setter).with_width(150.0));
+            ui.end_row();
+
+            ui.label("Separator");
+            segmented(ui, setter, &params.separator, SEPARATORS);
             ui.end_row();
 
             ui.label("Objective");

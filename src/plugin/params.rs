@@ -4,8 +4,9 @@
 
 use super::slots::{SLOT_COUNT, SLOT_NAMES};
 use crate::engine::priors::runtime::Device;
+use crate::engine::search::langevin::LangevinSettings;
 use crate::engine::search::settings::{
-    Objective, OutputMode, SeparationSettings, GAMMA, ITERATIONS, REALTIME_ITERATIONS,
+    Objective, OutputMode, SearchKind, SeparationSettings, GAMMA, ITERATIONS, REALTIME_ITERATIONS,
 };
 use nice_plug::plugin::ParamValue;
 use nice_plug::prelude::*;
@@ -105,6 +106,8 @@ impl StripParams {
 pub const OBJECTIVES: &[&str] = &["MLE", "MAP"];
 /// Names of the output modes, in index order.
 pub const MODES: &[&str] = &["Consistent", "Mixture phase"];
+/// Names of the separators, in index order: Adam over the latents, or Langevin chains.
+pub const SEPARATORS: &[&str] = &["Adam", "Langevin"];
 /// Names of the devices, in index order.
 pub const DEVICES: &[&str] = &["CPU", "CUDA", "DirectML"];
 
@@ -121,6 +124,10 @@ pub struct StemflowParams {
     /// search: fewer, larger steps, so the worker keeps up with playback).
     #[id = "realtime_iterations"]
     pub realtime_iterations: IntParam,
+    /// How frames are separated ([`SEPARATORS`]): the Adam search, or Langevin chains under the
+    /// priors' scores (steps per frame from the quality knobs, the rest the engine's defaults).
+    #[id = "separator"]
+    pub separator: FloatParam,
     /// MLE or MAP ([`OBJECTIVES`]).
     #[id = "objective"]
     pub objective: FloatParam,
@@ -155,6 +162,7 @@ impl Default for StemflowParams {
                     max: ITERATIONS_KNOB_MAX,
                 },
             ),
+            separator: choice("Separator", SEPARATORS, 0),
             objective: choice("Objective", OBJECTIVES, 0),
             gamma: FloatParam::new(
                 "MAP gamma",
@@ -192,6 +200,12 @@ impl StemflowParams {
             (SeparationSettings::realtime_preset(), &self.realtime_iterations)
         };
         settings.iterations = iterations.value().max(0) as usize;
+        if chosen(&self.separator) > 0 {
+            settings.search = SearchKind::Langevin(LangevinSettings {
+                steps: settings.iterations,
+                ..LangevinSettings::DEFAULT
+            });
+        }
         settings.objective = match chosen(&self.objective) {
             0 => Objective::Mle,
             _ => Objective::Map {
@@ -292,6 +306,26 @@ pub type SharedParams = Arc<StemflowParams>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The separator choice picks the search: Adam by default, Langevin chains with the quality
+    /// knob's count as steps and the engine's other defaults.
+    #[test]
+    fn the_separator_choice_picks_the_search() {
+        let params = StemflowParams::default();
+        assert_eq!(params.settings(true).search, SearchKind::Adam);
+        // SAFETY: the parameter is not shared with an audio thread in this test.
+        unsafe { params.separator.as_ptr()._internal_set_normalized_value(1.0) };
+        let settings = params.settings(true);
+        assert_eq!(
+            settings.search,
+            SearchKind::Langevin(LangevinSettings {
+                steps: settings.iterations,
+                ..LangevinSettings::DEFAULT
+            })
+        );
+        assert_eq!(settings.validate(), Ok(()));
+    }
+
 
     /// A state holding every parameter at its default, as this build saves it.
     fn saved_state() -> PluginState {

@@ -64,6 +64,20 @@ pub struct LangevinSettings {
     pub seed: u64,
 }
 
+impl LangevinSettings {
+    /// The settings `--separator sgld` and the plugin's Langevin choice start from: the
+    /// textbook rule with the KL likelihood, in the log-magnitude domain (models/README.md,
+    /// "Langevin separation", has the measurements behind them).
+    pub const DEFAULT: LangevinSettings = LangevinSettings {
+        steps: 100,
+        eta: 1e-3,
+        sigma: 1.0,
+        form: LangevinForm::TextbookKl,
+        domain: LangevinDomain::LogMagnitude,
+        seed: 0,
+    };
+}
+
 /// Each stem's score ∇ₛ log p(s) with respect to its magnitudes: the priors' `score` graphs,
 /// or a known density in tests.
 pub trait ScoreSource {
