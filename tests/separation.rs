@@ -361,6 +361,8 @@ fn langevin_stems_sum_to_the_input_and_follow_their_seed() {
             form: LangevinForm::TextbookKl,
             domain: LangevinDomain::LogMagnitude,
             seed,
+            preconditioned: true,
+            average: true,
         }),
         ..SeparationSettings::default()
     };

@@ -146,6 +146,13 @@ pub struct SeparateArgs {
     /// SGLD: seed of the chains' noise (the same seed gives the same stems).
     #[arg(long, default_value_t = LangevinSettings::DEFAULT.seed)]
     pub seed: u64,
+    /// SGLD: RMSprop-preconditioned steps for the textbook rules (`true` or `false`).
+    #[arg(long, value_name = "BOOL", default_value_t = LangevinSettings::DEFAULT.preconditioned, action = clap::ArgAction::Set)]
+    pub sgld_precondition: bool,
+    /// SGLD: stems are the chains' mean over the second half of the steps (`true`) or their
+    /// last state (`false`).
+    #[arg(long, value_name = "BOOL", default_value_t = LangevinSettings::DEFAULT.average, action = clap::ArgAction::Set)]
+    pub sgld_average: bool,
     /// No progress bars or summary lines: errors only.
     #[arg(long)]
     pub quiet: bool,
@@ -281,6 +288,8 @@ impl SeparateArgs {
                     SgldDomainArg::Log => LangevinDomain::LogMagnitude,
                 },
                 seed: self.seed,
+                preconditioned: self.sgld_precondition,
+                average: self.sgld_average,
             });
         }
         Ok(settings)

@@ -326,7 +326,6 @@ mod tests {
         assert_eq!(settings.validate(), Ok(()));
     }
 
-
     /// A state holding every parameter at its default, as this build saves it.
     fn saved_state() -> PluginState {
         let defaults = StemflowParams::default();

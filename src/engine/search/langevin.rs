@@ -62,7 +62,24 @@ pub struct LangevinSettings {
     pub domain: LangevinDomain,
     /// Seed of the noise: the same seed gives the same stems.
     pub seed: u64,
+    /// RMSprop-preconditioned steps (after pSGLD, Li et al. 2016) for the textbook rules: each
+    /// element's step and noise variance are scaled by 1/max(√V, 1), V the running mean of its
+    /// squared gradient over the first half of the steps (bias-corrected; then held), so an element whose gradient is large is slowed to a
+    /// step of about η while the others keep the plain rule. The data term's gradient spans
+    /// orders of magnitude between loud and quiet bins, so without it a step size large enough
+    /// to move quiet bins throws loud ones off.
+    pub preconditioned: bool,
+    /// The stems are the chains' mean over the second half of the steps (an estimate of the
+    /// posterior mean) instead of their last state (one sample).
+    pub average: bool,
 }
+
+/// Decay of the preconditioner's running mean of squared gradients.
+const PRECONDITIONER_DECAY: f32 = 0.99;
+/// The RMS gradient (per unit of the chain's domain) below which the preconditioner leaves a step
+/// as it is: it only ever shortens steps, so an element whose gradient vanishes (at a mode, or
+/// where every stem already explains the mixture) does not get an unbounded step.
+const PRECONDITIONER_FLOOR: f32 = 1.0;
 
 impl LangevinSettings {
     /// The settings `--separator sgld` and the plugin's Langevin choice start from: the
@@ -75,6 +92,8 @@ impl LangevinSettings {
         form: LangevinForm::TextbookKl,
         domain: LangevinDomain::LogMagnitude,
         seed: 0,
+        preconditioned: true,
+        average: true,
     };
 }
 
@@ -114,6 +133,14 @@ pub struct LangevinSearch {
     chain_mean: Vec<f32>,
     /// One stem's noise for the current step.
     noise_buffer: Vec<f32>,
+    /// One stem's gradient (prior and data term) for the current step.
+    gradient: Vec<f32>,
+    /// Each chain's running mean of squared gradients (the preconditioner's V).
+    squared_gradients: Vec<Vec<f32>>,
+    /// Each stem's running sum of magnitudes over the averaged steps.
+    stem_sums: Vec<Vec<f32>>,
+    /// Steps the preconditioner has adapted over in the current run (its bias correction).
+    steps_taken: i32,
     /// The noise stream, continued from frame to frame.
     noise: GaussianNoise,
 }
@@ -133,6 +160,10 @@ impl LangevinSearch {
             mixture_in_domain: vec![0.0; len],
             chain_mean: vec![0.0; len],
             noise_buffer: vec![0.0; len],
+            gradient: vec![0.0; len],
+            squared_gradients: buffers(),
+            stem_sums: buffers(),
+            steps_taken: 0,
             noise: GaussianNoise::new(settings.seed),
         }
     }
@@ -159,13 +190,25 @@ impl LangevinSearch {
         self.check_shapes(source, mix_mag)?;
         self.start(mix_mag);
         let total = self.settings.steps;
+        let averaged_from = total / 2;
         progress.start(total);
         for step in 0..total {
             if cancel.load(Ordering::Relaxed) {
                 return Err(SearchError::Cancelled);
             }
             self.step(source, mix_mag)?;
+            if self.settings.average && step >= averaged_from {
+                for (sum, stem) in self.stem_sums.iter_mut().zip(&self.stems) {
+                    sum.iter_mut().zip(stem).for_each(|(a, &s)| *a += s);
+                }
+            }
             progress.record(step + 1, kl_divergence(mix_mag, &self.sum));
+        }
+        if self.settings.average {
+            let scale = 1.0 / (total - averaged_from) as f32;
+            for (stem, sum) in self.stems.iter_mut().zip(&self.stem_sums) {
+                stem.iter_mut().zip(sum).for_each(|(s, &a)| *s = a * scale);
+            }
         }
         Ok(())
     }
@@ -200,6 +243,9 @@ impl LangevinSearch {
         for (v, &m) in self.mixture_in_domain.iter_mut().zip(mix_mag) {
             *v = to_domain(domain, m.max(MAGNITUDE_FLOOR));
         }
+        self.squared_gradients.iter_mut().for_each(|v| v.fill(0.0));
+        self.stem_sums.iter_mut().for_each(|v| v.fill(0.0));
+        self.steps_taken = 0;
         self.update_stems();
     }
 
@@ -243,11 +289,20 @@ impl LangevinSearch {
             LangevinForm::AsWritten => 2.0 * eta.sqrt(),
             LangevinForm::TextbookGaussian | LangevinForm::TextbookKl => (2.0 * eta).sqrt(),
         };
+        let precondition = self.settings.preconditioned && form != LangevinForm::AsWritten;
+        // The preconditioner adapts over the first half of the steps and is then held, so the
+        // second half (the one averaged) is a Langevin chain with a fixed metric, whose
+        // stationary law is the posterior; a metric that keeps moving would bias it.
+        let adapting = self.steps_taken < (self.settings.steps as i32 / 2).max(1);
+        if adapting {
+            self.steps_taken += 1;
+        }
+        // The running mean starts at zero: divide by the weight it has gathered (as Adam does).
+        let bias_correction = 1.0 / (1.0 - PRECONDITIONER_DECAY.powi(self.steps_taken));
         for k in 0..self.chains.len() {
             self.noise.fill(&mut self.noise_buffer);
-            let chain = &mut self.chains[k];
             let (stem, score) = (&self.stems[k], &self.scores[k]);
-            for i in 0..chain.len() {
+            for i in 0..self.gradient.len() {
                 let prior = score_in_domain(domain, stem[i], score[i]);
                 let data = match form {
                     LangevinForm::AsWritten => -weight * (self.mixture_in_domain[i] - self.chain_mean[i]),
@@ -260,14 +315,35 @@ impl LangevinSearch {
                         weight * (mix_mag[i] / (self.sum[i] + KL_EPSILON) - 1.0),
                     ),
                 };
-                let moved = match form {
-                    // Line 4, then line 7 (the constraint's step is not scaled by a gradient).
-                    LangevinForm::AsWritten => {
-                        chain[i] + eta * prior + noise_scale * self.noise_buffer[i] + eta * data
-                    }
-                    _ => chain[i] + eta * (prior + data) + noise_scale * self.noise_buffer[i],
+                self.gradient[i] = match form {
+                    // Line 4's prior step; line 7's constraint step is added below, unscaled.
+                    LangevinForm::AsWritten => prior,
+                    _ => prior + data,
                 };
-                chain[i] = keep_in_domain(domain, moved);
+                if form == LangevinForm::AsWritten {
+                    self.noise_buffer[i] = noise_scale * self.noise_buffer[i] + eta * data;
+                } else {
+                    self.noise_buffer[i] *= noise_scale;
+                }
+            }
+            let chain = &mut self.chains[k];
+            if precondition {
+                let v = &mut self.squared_gradients[k];
+                if adapting {
+                    for (v, &g) in v.iter_mut().zip(&self.gradient) {
+                        *v = PRECONDITIONER_DECAY * *v + (1.0 - PRECONDITIONER_DECAY) * g * g;
+                    }
+                }
+                for i in 0..chain.len() {
+                    let g = 1.0 / (v[i] * bias_correction).sqrt().max(PRECONDITIONER_FLOOR);
+                    let moved = chain[i] + eta * g * self.gradient[i] + g.sqrt() * self.noise_buffer[i];
+                    chain[i] = keep_in_domain(domain, moved);
+                }
+            } else {
+                for i in 0..chain.len() {
+                    let moved = chain[i] + eta * self.gradient[i] + self.noise_buffer[i];
+                    chain[i] = keep_in_domain(domain, moved);
+                }
             }
         }
         self.update_stems();
@@ -359,6 +435,8 @@ mod tests {
             form,
             domain,
             seed: 11,
+            preconditioned: false,
+            average: false,
         }
     }
 
@@ -374,18 +452,31 @@ mod tests {
             means: vec![3.0, 1.0],
             tau: 1.0,
         };
-        let steps = 4000;
+        for preconditioned in [false, true] {
+            posterior_means_match(preconditioned, frames, &mix, &mut source);
+        }
+    }
+
+    fn posterior_means_match(preconditioned: bool, frames: usize, mix: &[f32], source: &mut GaussianStems) {
+        let len = BINS * frames;
+        let steps = 6000;
         let mut search = LangevinSearch::new(
             2,
             frames,
-            settings(LangevinForm::TextbookGaussian, LangevinDomain::Magnitude, 1),
+            LangevinSettings {
+                preconditioned,
+                // Large enough that the slowest direction (s₁ − s₂, held only by the priors)
+                // mixes many times over in the steps, small enough for little discretisation bias.
+                eta: 0.006,
+                ..settings(LangevinForm::TextbookGaussian, LangevinDomain::Magnitude, steps)
+            },
         );
-        search.check_shapes(&source, &mix).unwrap();
-        search.start(&mix);
+        search.check_shapes(source, mix).unwrap();
+        search.start(mix);
         let mut averages = vec![vec![0.0f64; len]; 2];
-        let burn_in = 1000;
+        let burn_in = steps / 2;
         for step in 0..steps {
-            search.step(&mut source, &mix).unwrap();
+            search.step(source, mix).unwrap();
             if step >= burn_in {
                 for (avg, stem) in averages.iter_mut().zip(search.stems()) {
                     for (a, &s) in avg.iter_mut().zip(stem) {
@@ -400,7 +491,7 @@ mod tests {
             let bin_mean = avg.iter().sum::<f64>() / len as f64;
             assert!(
                 (bin_mean - expected).abs() < 0.05,
-                "mean {bin_mean}, expected {expected}"
+                "preconditioned {preconditioned}: mean {bin_mean}, expected {expected}"
             );
         }
     }
@@ -424,6 +515,8 @@ mod tests {
                     };
                     let mut s = LangevinSettings {
                         seed,
+                        preconditioned: seed % 2 == 0,
+                        average: true,
                         ..settings(form, domain, 20)
                     };
                     s.eta = 1e-3;
@@ -435,7 +528,7 @@ mod tests {
                     assert_eq!(progress.iteration(), 20);
                     search.stems().to_vec()
                 };
-                let (a, b, c) = (run(1), run(1), run(2));
+                let (a, b, c) = (run(1), run(1), run(3));
                 assert_eq!(a, b, "{form:?} {domain:?}");
                 assert_ne!(a, c, "{form:?} {domain:?}");
                 assert!(a.iter().flatten().all(|v| v.is_finite() && *v >= 0.0));
