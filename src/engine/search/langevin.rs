@@ -334,15 +334,19 @@ impl LangevinSearch {
                         *v = PRECONDITIONER_DECAY * *v + (1.0 - PRECONDITIONER_DECAY) * g * g;
                     }
                 }
-                for i in 0..chain.len() {
-                    let g = 1.0 / (v[i] * bias_correction).sqrt().max(PRECONDITIONER_FLOOR);
-                    let moved = chain[i] + eta * g * self.gradient[i] + g.sqrt() * self.noise_buffer[i];
-                    chain[i] = keep_in_domain(domain, moved);
+                let steps = chain
+                    .iter_mut()
+                    .zip(v.iter())
+                    .zip(&self.gradient)
+                    .zip(&self.noise_buffer);
+                for (((x, &v), &gradient), &noise) in steps {
+                    let metric = 1.0 / (v * bias_correction).sqrt().max(PRECONDITIONER_FLOOR);
+                    *x = keep_in_domain(domain, *x + eta * metric * gradient + metric.sqrt() * noise);
                 }
             } else {
-                for i in 0..chain.len() {
-                    let moved = chain[i] + eta * self.gradient[i] + self.noise_buffer[i];
-                    chain[i] = keep_in_domain(domain, moved);
+                let steps = chain.iter_mut().zip(&self.gradient).zip(&self.noise_buffer);
+                for ((x, &gradient), &noise) in steps {
+                    *x = keep_in_domain(domain, *x + eta * gradient + noise);
                 }
             }
         }
