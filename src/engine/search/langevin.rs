@@ -519,7 +519,7 @@ mod tests {
                     };
                     let mut s = LangevinSettings {
                         seed,
-                        preconditioned: seed % 2 == 0,
+                        preconditioned: seed.is_multiple_of(2),
                         average: true,
                         ..settings(form, domain, 20)
                     };
