@@ -1,14 +1,16 @@
 //! `stemflow bench`: cost of separating one 5-s frame with the default settings, the realtime
-//! preset and `--preset paper`, measured in the same run (medians over repeats; ratios are what
-//! to compare across machines).
+//! preset, `--preset paper` and (when the priors have score graphs) `--separator sgld`, measured
+//! in the same run (medians over repeats; ratios are what to compare across machines).
 
 use super::peak_memory::separate_peak_mib;
 use super::shared::SharedArgs;
 use super::CliError;
 use crate::engine::files::audio_file::read_all;
 use crate::engine::metrics::median;
+use crate::engine::priors::prior::Prior;
+use crate::engine::search::langevin::LangevinSettings;
 use crate::engine::search::separator::Separator;
-use crate::engine::search::settings::Preset;
+use crate::engine::search::settings::{Preset, SearchKind, SeparationSettings};
 use crate::engine::signal::frames::frame_len_at;
 use clap::Args;
 use std::path::PathBuf;
@@ -23,7 +25,7 @@ pub struct BenchArgs {
     /// Stems to separate, comma-separated (default: every installed prior).
     #[arg(long, value_delimiter = ',')]
     pub stems: Vec<String>,
-    /// Iterations per frame (default: each preset's own).
+    /// Iterations (Langevin: steps) per frame (default: each run's own).
     #[arg(long)]
     pub iterations: Option<u32>,
     /// Timed frames per preset; the median is reported.
@@ -69,14 +71,31 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
     );
     println!(
         "{:<8} {:>10} {:>13} {:>9} {:>17}",
-        "preset", "iterations", "ms/iteration", "frame s", "real-time factor"
+        "run", "steps", "ms/step", "frame s", "real-time factor"
     );
-    let presets = [Preset::Default, Preset::Realtime, Preset::Paper];
+    // The three presets, then the Langevin separator with its defaults when every prior has
+    // the `score` graph it needs.
+    let mut runs: Vec<(String, SeparationSettings)> = [Preset::Default, Preset::Realtime, Preset::Paper]
+        .into_iter()
+        .map(|preset| (format!("{preset:?}").to_lowercase(), preset.settings()))
+        .collect();
+    if priors.iter().all(Prior::has_score) {
+        let sgld = SeparationSettings {
+            search: SearchKind::Langevin(LangevinSettings::DEFAULT),
+            ..Preset::Default.settings()
+        };
+        runs.push(("sgld".into(), sgld));
+    } else {
+        println!("(sgld not measured: not every prior has a `score` graph)");
+    }
     let mut frame_seconds = Vec::new();
-    for preset in presets {
-        let mut settings = shared.with_threads(preset.settings());
+    for (name, settings) in runs {
+        let mut settings = shared.with_threads(settings);
         if let Some(iterations) = args.iterations {
             settings.iterations = iterations as usize;
+            if let SearchKind::Langevin(langevin) = &mut settings.search {
+                langevin.steps = iterations as usize;
+            }
         }
         let mut separator = Separator::new(priors, settings, audio.sample_rate, audio.channels.len())?;
         separator.separate_frame(&frame_refs)?;
@@ -87,11 +106,12 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
             times.push(start.elapsed().as_secs_f64());
         }
         let seconds = median(&times);
+        let steps = settings.steps_per_frame();
         println!(
             "{:<8} {:>10} {:>13.1} {:>9.2} {:>17.2}",
-            format!("{preset:?}").to_lowercase(),
-            settings.iterations,
-            1000.0 * seconds / settings.iterations as f64,
+            name,
+            steps,
+            1000.0 * seconds / steps as f64,
             seconds,
             seconds / 5.0
         );
@@ -104,6 +124,9 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
         paper / frame_seconds[0],
         paper / frame_seconds[1]
     );
+    if let Some(sgld) = frame_seconds.get(3) {
+        println!("ratio sgld/default (frame time): {:.3}", sgld / frame_seconds[0]);
+    }
     if args.memory_minutes > 0.0 {
         let mut extra = vec![
             "--threads".to_string(),
