@@ -586,16 +586,7 @@ fn faults_in_the_worker_give_dry_audio_and_the_bounce_finishes() {
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     for (case, mut child, log) in children {
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("{}: the bounce did not finish within 300 s", case.name);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        };
+        let status = wait_until(&mut child, deadline, case.name);
         let log = std::fs::read_to_string(&log).unwrap();
         assert!(
             status.success(),
@@ -687,17 +678,27 @@ fn soak_eight_instances_through_lifecycle_changes() {
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(400);
-    let status = loop {
+    let status = wait_until(&mut child, deadline, "the soak");
+    assert!(status.success(), "the soak's child process failed");
+}
+
+/// The exit status of `child`, which must end before `deadline` (else it is killed and the test
+/// fails, naming `what`).
+fn wait_until(
+    child: &mut std::process::Child,
+    deadline: std::time::Instant,
+    what: &str,
+) -> std::process::ExitStatus {
+    loop {
         if let Some(status) = child.try_wait().unwrap() {
-            break status;
+            return status;
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("the soak did not finish within 400 s");
+            panic!("{what}: the child process did not finish by its deadline");
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    assert!(status.success(), "the soak's child process failed");
+    }
 }
 
 /// What the soak measures between rounds.

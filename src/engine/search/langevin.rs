@@ -18,7 +18,7 @@
 //! it is exp(v), positive by construction.
 
 use super::gaussian_noise::GaussianNoise;
-use super::latent_search::{Progress, SearchError};
+use super::latent_search::{check_search_shapes, Progress, SearchError};
 use super::objective::{kl_divergence, KL_EPSILON};
 use crate::engine::constants::BINS;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -215,21 +215,7 @@ impl LangevinSearch {
     }
 
     fn check_shapes<S: ScoreSource>(&self, source: &S, mix_mag: &[f32]) -> Result<(), SearchError> {
-        if source.stem_count() != self.chains.len() {
-            return Err(SearchError::Shape {
-                what: "priors",
-                expected: self.chains.len(),
-                found: source.stem_count(),
-            });
-        }
-        if mix_mag.len() != BINS * self.frames {
-            return Err(SearchError::Shape {
-                what: "mix_mag",
-                expected: BINS * self.frames,
-                found: mix_mag.len(),
-            });
-        }
-        Ok(())
+        check_search_shapes(self.chains.len(), self.frames, source.stem_count(), mix_mag.len())
     }
 
     /// Every chain at the mixture split evenly; the mixture in the chains' domain.

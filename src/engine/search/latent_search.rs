@@ -47,6 +47,31 @@ pub enum SearchError {
     },
 }
 
+/// `Ok` if a search built for `stems` stems over `frames` STFT frames is handed `priors` priors
+/// and a mixture of `mix_len` values, else the first mismatch (both searches check this).
+pub(crate) fn check_search_shapes(
+    stems: usize,
+    frames: usize,
+    priors: usize,
+    mix_len: usize,
+) -> Result<(), SearchError> {
+    if priors != stems {
+        return Err(SearchError::Shape {
+            what: "priors",
+            expected: stems,
+            found: priors,
+        });
+    }
+    if mix_len != BINS * frames {
+        return Err(SearchError::Shape {
+            what: "mix_mag",
+            expected: BINS * frames,
+            found: mix_len,
+        });
+    }
+    Ok(())
+}
+
 /// How far a search is, readable from another thread (a UI or progress bar) without locks.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -276,21 +301,7 @@ impl LatentSearch {
     }
 
     fn check_shapes(&self, priors: &[Prior], mix_mag: &[f32]) -> Result<(), SearchError> {
-        if priors.len() != self.n_stems() {
-            return Err(SearchError::Shape {
-                what: "priors",
-                expected: self.n_stems(),
-                found: priors.len(),
-            });
-        }
-        if mix_mag.len() != BINS * self.frames {
-            return Err(SearchError::Shape {
-                what: "mix_mag",
-                expected: BINS * self.frames,
-                found: mix_mag.len(),
-            });
-        }
-        Ok(())
+        check_search_shapes(self.n_stems(), self.frames, priors.len(), mix_mag.len())
     }
 
     /// sᵢ = gᵢ ⊙ fᵢ(zᵢ) for every stem (the stems side by side on the settings' threads), and

@@ -3,7 +3,7 @@
 
 use super::langevin::ScoreSource;
 use super::latent_search::SearchError;
-use crate::engine::priors::prior::{Prior, PriorError};
+use crate::engine::priors::prior::Prior;
 use crate::engine::spread::spread;
 
 /// Borrowed priors (in stem order) and the threads to score them on.
@@ -28,8 +28,7 @@ impl ScoreSource for PriorScores<'_> {
         let items: Vec<_> = self.priors.iter_mut().zip(stems).zip(scores.iter_mut()).collect();
         spread(self.threads, items, &|((prior, s), score)| {
             prior.score_into(s, frames, score).map(|_logp| ())
-        })
-        .map_err(|e: PriorError| SearchError::from(e))?;
+        })?;
         Ok(())
     }
 }
