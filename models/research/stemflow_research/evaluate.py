@@ -47,6 +47,7 @@ import numpy as np
 
 from stemflow_training.audio_io import read_mono
 from stemflow_training.files import sha256
+from stemflow_training.nmf import dictionary_frames, kl_nmf
 from stemflow_training.stft import SAMPLE_RATE, istft, stft
 
 STEMS = ('bass', 'drums', 'guitar', 'piano')
@@ -82,24 +83,8 @@ def segment_level_bias(ref, est, seg):
 
 
 # ---------------------------------------------------------------- KL-NMF
-def kl_nmf(V, k, iters, rng, W=None):
-    """KL-NMF V ~ W H by multiplicative updates; W fixed when given."""
-    F, T = V.shape
-    learn_w = W is None
-    if learn_w:
-        W = rng.random((F, k)) + 0.1
-    H = rng.random((W.shape[1], T)) + 0.1
-    V = V + 1e-9
-    for _ in range(iters):
-        WH = W @ H + 1e-9
-        H *= (W.T @ (V / WH)) / (W.sum(axis=0)[:, None] + 1e-12)
-        if learn_w:
-            WH = W @ H + 1e-9
-            W *= ((V / WH) @ H.T) / (H.sum(axis=1)[None, :] + 1e-12)
-            scale = W.sum(axis=0) + 1e-12
-            W /= scale[None, :]
-            H *= scale[:, None]
-    return W, H
+# kl_nmf and the dictionary frames live in the trainer's package (stemflow_training.nmf), which
+# also stores a dictionary in a prior (nmf.bin); `ev.kl_nmf` stays importable from here.
 
 
 def soundfont_of_segments(train_dir, stem):
@@ -133,16 +118,8 @@ def learn_dictionaries(train_dir, stems, atoms, iters, max_frames, seed, n_fft, 
         if not files:
             sys.exit(f"evaluate: no training stems in {os.path.join(train_dir, stem)}"
                      + (f" rendered with {soundfont}" if soundfont else ''))
-        order = rng.permutation(len(files))
-        cols, used = [], 0
-        for i in order:
-            M = np.abs(stft(read_mono(files[i]), n_fft=n_fft, hop=hop))
-            keep = M.sum(axis=0) > 1e-3   # drop silent frames
-            cols.append(M[:, keep])
-            used += 1
-            if sum(c.shape[1] for c in cols) >= max_frames:
-                break
-        V = np.concatenate(cols, axis=1)[:, :max_frames]
+        # files in an order drawn from rng, silent frames dropped, up to max_frames frames
+        V, used = dictionary_frames(files, n_fft, hop, max_frames, rng)
         t = time.time()
         W, _ = kl_nmf(V, atoms, iters, rng)
         dicts[stem] = W.astype(np.float32)
