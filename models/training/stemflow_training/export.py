@@ -1,4 +1,6 @@
 """Export a prior (decode, grad, encode, forward, backward and score graphs, manifest.json).
+An NMF dictionary already in the folder (nmf.bin, see nmf.py) is kept if it still matches its
+manifest section.
 
     python -m stemflow_training.export --random --stem sine --out models/priors/sine
     python -m stemflow_training.export --reexport models/priors/bass   # current layout, same weights
@@ -148,7 +150,11 @@ def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True, sh
     encode are written (format of the first priors: six self-contained graphs would not fit
     the size limit). `prepared`/`parameters`: re-export from existing graphs (`reexport_prior`)."""
     import onnx
+    from .nmf import existing_section
     os.makedirs(out_dir, exist_ok=True)
+    # an NMF dictionary already in the folder (nmf.bin, still matching its manifest section) is
+    # not the flow's: the rewritten manifest keeps its section (train.py then learns a new one)
+    nmf_section = existing_section(out_dir) if os.path.exists(os.path.join(out_dir, 'manifest.json')) else None
     graphs = build_graphs(cfg, params, norm, prepared=prepared)
     if not shared_weights:
         for role in ('forward', 'backward', 'score'):
@@ -187,6 +193,8 @@ def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True, sh
         "graphs": entries,
         "training": training_info,
     }
+    if nmf_section is not None:
+        manifest["nmf"] = nmf_section
     with open(os.path.join(out_dir, 'manifest.json'), 'w') as f:
         json.dump(manifest, f, indent=2)
         f.write('\n')
@@ -197,7 +205,8 @@ def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True, sh
 
 def reexport_prior(prior_dir):
     """Rewrites an exported prior in the current layout (shared weights, all six graphs) from its
-    own graphs' constants, keeping its manifest's model and training records. The arithmetic is
+    own graphs' constants, keeping its manifest's model and training records and its NMF
+    dictionary (`nmf` section and nmf.bin, unchanged; export_prior carries it over). The arithmetic is
     unchanged: every constant is the float32 value the old graphs held."""
     with open(os.path.join(prior_dir, 'manifest.json')) as f:
         old = json.load(f)

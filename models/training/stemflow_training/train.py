@@ -4,6 +4,10 @@
       --seconds-of-audio 600 --steps 3000 --out models/priors/sine
   python -m stemflow_training.train --stem sine --out models/priors/sine --export-only
 
+After the flow, the export learns the prior's source-only KL-NMF dictionary (nmf.bin, nmf.py) from
+the same training source (48 atoms, 200 updates, up to 20 000 frames of STFT 2048 / 512, seed 3),
+again on --export-only; --no-nmf skips it (an existing nmf.bin that matches is then kept).
+
 Objective: negative log-likelihood of dequantised standardised log-magnitudes
 x = (ln(|X| + F) - mu_b) / sigma_b + eps, eps ~ N(0, (noise/sigma_b)^2) (noise in
 nats of log-magnitude, default 0.1), on random crops of `--crop` frames (even).
@@ -28,7 +32,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
-from . import checkpoint, glow, data
+from . import checkpoint, glow, data, nmf
 from .stft import BINS
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -201,7 +205,8 @@ def evaluate(eval_fn, X, noise_x, seed=1234, chunk=4):
 state_params_holder = [None]
 
 
-def do_export(state, out, stem):
+def do_export(state, out, stem, a=None):
+    """Exports the flow, then (unless a.no_nmf) learns the NMF dictionary from the run's source."""
     from .export import export_prior
     cfg = glow.Config.from_dict(state['cfg'])
     info = dict(state['info'])
@@ -211,6 +216,28 @@ def do_export(state, out, stem):
         plot_curve(state['hist'], os.path.join(out, 'training_curve.png'), stem)
     log(f"exported {out}: " + ", ".join(f"{k} {os.path.getsize(os.path.join(out, v['file']))/1e6:.2f} MB"
                                          for k, v in m['graphs'].items()))
+    if a is not None and not a.no_nmf:
+        export_nmf(out, state['info'].get('source'), a)
+
+
+def export_nmf(out, source, a):
+    """Learns the source-only NMF dictionary from the same training source as the flow
+    (nmf.source_dictionary: deterministic, seed 3) and writes it into the prior (nmf.bin and the
+    manifest's `nmf` section). A source that cannot be read any more (an --export-only run
+    elsewhere) leaves the prior as export_prior wrote it, with the dictionary it had, if any."""
+    if not source:
+        log("NMF dictionary not learned: the checkpoint records no training source")
+        return
+    t = time.time()
+    try:
+        W, training = nmf.source_dictionary(source, a.nmf_atoms, a.nmf_iters, a.nmf_max_frames)
+    except (SystemExit, OSError, ValueError) as e:
+        kept = 'kept the one it had' if nmf.existing_section(out) else 'the prior has none'
+        log(f"NMF dictionary not learned from {source} ({e}); {kept}")
+        return
+    nmf.write_dictionary(out, W, nmf.N_FFT, nmf.HOP, training)
+    log(f"NMF dictionary: {W.shape[1]} atoms x {W.shape[0]} bins from {training['frames']} frames of "
+        f"{source}, learned in {time.time() - t:.1f} s ({os.path.join(out, nmf.FILE)})")
 
 
 def parse_args(argv=None):
@@ -241,6 +268,12 @@ def parse_args(argv=None):
     ap.add_argument('--export-only', action='store_true')
     ap.add_argument('--fresh', action='store_true',
                     help='start over: delete this stem\'s existing checkpoints first')
+    ap.add_argument('--no-nmf', action='store_true',
+                    help='do not learn the NMF dictionary (nmf.bin) after exporting the flow')
+    ap.add_argument('--nmf-atoms', type=int, default=nmf.ATOMS, help='NMF dictionary atoms')
+    ap.add_argument('--nmf-iters', type=int, default=nmf.ITERS, help='NMF multiplicative updates')
+    ap.add_argument('--nmf-max-frames', type=int, default=nmf.MAX_FRAMES,
+                    help='NMF learning frames (STFT 2048 / 512, non-silent)')
     return ap.parse_args(argv)
 
 
@@ -357,7 +390,7 @@ def main(argv=None):
         if state is None:
             raise SystemExit(f"no checkpoint in {ckdir}")
         state_params_holder[0] = state['params']
-        do_export(state, a.out, a.stem)
+        do_export(state, a.out, a.stem, a)
         return
     if not a.source and state is None:
         raise SystemExit("--source is required")
@@ -384,7 +417,7 @@ def main(argv=None):
     state['info']['wall_minutes'] = round((time.time() - t0) / 60, 2)
     save_ckpt(ckdir, state)
     state_params_holder[0] = params
-    do_export(state, a.out, a.stem)
+    do_export(state, a.out, a.stem, a)
 
 
 if __name__ == '__main__':
