@@ -30,18 +30,13 @@ fn priors(stems: &[&str]) -> Vec<Prior> {
         .collect()
 }
 
-#[test]
-fn two_source_mix_beats_half_mixture_by_6_db() {
+/// Median SDRs (1-s segments) of each stem of the two-source fixture separated with `settings`
+/// by `priors`, beside mixture/2's: `(stem, ours, mixture/2)`.
+fn two_source_sdrs(priors: Vec<Prior>, settings: SeparationSettings) -> Vec<(String, f64, f64)> {
     let fixture = repo("tests/fixtures/two_source");
     let mix = read_all(fixture.join("mix.wav")).unwrap();
-    let stems = ["sine", "noise"];
-    let mut separator = Separator::new(
-        priors(&stems),
-        SeparationSettings::default(),
-        mix.sample_rate,
-        mix.channels.len(),
-    )
-    .unwrap();
+    let stems: Vec<String> = priors.iter().map(|p| p.stem().to_string()).collect();
+    let mut separator = Separator::new(priors, settings, mix.sample_rate, mix.channels.len()).unwrap();
     let out = tempfile::tempdir().unwrap();
     separate_file(
         AudioReader::open(fixture.join("mix.wav")).unwrap(),
@@ -53,25 +48,118 @@ fn two_source_mix_beats_half_mixture_by_6_db() {
     )
     .unwrap();
     let segment = mix.sample_rate as usize; // 1-s segments
-    for stem in stems {
-        let reference = read_all(fixture.join(format!("{stem}.wav"))).unwrap();
-        let estimate = read_all(out.path().join(format!("{stem}.wav"))).unwrap();
-        let half_mix: Vec<Vec<f32>> = mix
-            .channels
-            .iter()
-            .map(|c| c.iter().map(|x| 0.5 * x).collect())
-            .collect();
-        let refs: Vec<&[f32]> = reference.channels.iter().map(Vec::as_slice).collect();
-        let est: Vec<&[f32]> = estimate.channels.iter().map(Vec::as_slice).collect();
-        let base: Vec<&[f32]> = half_mix.iter().map(Vec::as_slice).collect();
-        let ours = median(&segment_sdrs(&refs, &est, segment));
-        let baseline = median(&segment_sdrs(&refs, &base, segment));
+    let half_mix: Vec<Vec<f32>> = mix
+        .channels
+        .iter()
+        .map(|c| c.iter().map(|x| 0.5 * x).collect())
+        .collect();
+    stems
+        .into_iter()
+        .map(|stem| {
+            let reference = read_all(fixture.join(format!("{stem}.wav"))).unwrap();
+            let estimate = read_all(out.path().join(format!("{stem}.wav"))).unwrap();
+            let refs: Vec<&[f32]> = reference.channels.iter().map(Vec::as_slice).collect();
+            let est: Vec<&[f32]> = estimate.channels.iter().map(Vec::as_slice).collect();
+            let base: Vec<&[f32]> = half_mix.iter().map(Vec::as_slice).collect();
+            let ours = median(&segment_sdrs(&refs, &est, segment));
+            let baseline = median(&segment_sdrs(&refs, &base, segment));
+            (stem, ours, baseline)
+        })
+        .collect()
+}
+
+#[test]
+fn two_source_mix_beats_half_mixture_by_6_db() {
+    for (stem, ours, baseline) in two_source_sdrs(priors(&["sine", "noise"]), SeparationSettings::default()) {
         println!("{stem}: median SDR {ours:.2} dB, mixture/2 {baseline:.2} dB");
         assert!(
             ours >= baseline + 6.0,
             "{stem}: median SDR {ours:.2} dB should beat mixture/2 ({baseline:.2} dB) by 6 dB"
         );
     }
+}
+
+/// The priors' NMF dictionaries alone (weight 1, the flows' masks unused) separate too, and the
+/// default's product of the two experts is no worse than the flows alone on any stem.
+#[test]
+fn the_nmf_expert_separates_and_its_product_with_the_flows_is_no_worse_than_the_flows() {
+    let stems = ["sine", "noise"];
+    let with = |nmf_weight: f32| {
+        two_source_sdrs(
+            priors(&stems),
+            SeparationSettings {
+                nmf_weight,
+                ..SeparationSettings::default()
+            },
+        )
+    };
+    let (flows, nmf, both) = (
+        with(0.0),
+        with(1.0),
+        with(SeparationSettings::default().nmf_weight),
+    );
+    for i in 0..stems.len() {
+        let (stem, baseline) = (&flows[i].0, flows[i].2);
+        println!(
+            "{stem}: flows {:.2} dB, NMF {:.2} dB, product {:.2} dB, mixture/2 {baseline:.2} dB",
+            flows[i].1, nmf[i].1, both[i].1
+        );
+        assert!(
+            nmf[i].1 >= baseline + 3.0,
+            "{stem}: the NMF expert alone should beat mixture/2 by 3 dB"
+        );
+        assert!(
+            both[i].1 >= flows[i].1 - 0.5,
+            "{stem}: the product should not lose to the flows"
+        );
+    }
+}
+
+/// A prior without an NMF dictionary (trained before priors had one) still separates: the
+/// separator then uses the flows alone, exactly as at weight 0.
+#[test]
+fn priors_without_a_dictionary_separate_with_the_flows_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let copy = |stem: &str, keep_nmf: bool| {
+        let from = repo("tests/fixtures/priors").join(stem);
+        let to = root.path().join(stem);
+        std::fs::create_dir(&to).unwrap();
+        for entry in std::fs::read_dir(&from).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+        if !keep_nmf {
+            let path = to.join("manifest.json");
+            let mut manifest: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            manifest.as_object_mut().unwrap().remove("nmf");
+            std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+            std::fs::remove_file(to.join("nmf.bin")).unwrap();
+        }
+        to
+    };
+    let dirs = [copy("sine", true), copy("noise", false)];
+    let runtime = runtime();
+    let load = || -> Vec<Prior> {
+        dirs.iter()
+            .map(|d| Prior::load(&runtime, d, &SessionOptions::default()).unwrap())
+            .collect()
+    };
+    assert!(load()[0].nmf_dictionary().is_some() && load()[1].nmf_dictionary().is_none());
+    let settings = SeparationSettings {
+        iterations: 5,
+        ..SeparationSettings::default()
+    };
+    assert!(settings.nmf_weight > 0.0);
+    let default = two_source_sdrs(load(), settings);
+    let flows = two_source_sdrs(
+        load(),
+        SeparationSettings {
+            nmf_weight: 0.0,
+            ..settings
+        },
+    );
+    assert_eq!(default, flows);
 }
 
 /// A stereo test signal at `rate`: tones, noise and a 15 kHz component where the rate allows.

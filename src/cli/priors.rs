@@ -17,8 +17,13 @@ pub struct PriorsArgs {
 pub(super) fn describe(manifest: &Manifest) -> String {
     let m = &manifest.model;
     let field = |name: &str, value: Option<u64>| value.map(|v| format!(" {name}={v}")).unwrap_or_default();
+    let nmf = manifest
+        .nmf
+        .as_ref()
+        .map(|n| format!(" + NMF {} atoms ({}/{})", n.atoms, n.n_fft, n.hop))
+        .unwrap_or_default();
     format!(
-        "{}{}{}{}",
+        "{}{}{}{}{nmf}",
         m.kind,
         field("K", m.steps),
         field("hidden", m.hidden),

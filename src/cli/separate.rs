@@ -123,6 +123,14 @@ pub struct SeparateArgs {
     /// 2 = Wiener; below 1 softer).
     #[arg(long, value_name = "P")]
     pub mask_exponent: Option<f32>,
+    /// Weight w in [0, 1] of the NMF expert (each prior's NMF dictionary fitted to the mix) in
+    /// the masks gᵢ^(1−w)·nᵢ^w: 0 = the flows alone (the paper preset), 1 = the NMF alone
+    /// (default 0.5). Used when every prior has a dictionary.
+    #[arg(long, value_name = "W")]
+    pub nmf_weight: Option<f32>,
+    /// Multiplicative updates of the NMF expert per 5-s frame (default 50).
+    #[arg(long, value_name = "N")]
+    pub nmf_iterations: Option<u32>,
     /// How each frame's stems are found: `adam` (the latent search of the presets) or `sgld`
     /// (Langevin chains under the priors' scores; needs priors with a `score` graph).
     #[arg(long, value_enum, default_value = "adam")]
@@ -196,6 +204,8 @@ fn option_for(field: &str) -> &'static str {
         "mask_exponent" => "--mask-exponent",
         "calibration_strength" => "--level-calibration",
         "calibration_trim" => "--level-trim",
+        "nmf_weight" => "--nmf-weight",
+        "nmf_iterations" => "--nmf-iterations",
         "stem_threads" => "--stem-threads",
         "search.steps" => "--steps",
         "search.eta" => "--eta",
@@ -259,6 +269,12 @@ impl SeparateArgs {
         }
         if let Some(p) = self.mask_exponent {
             settings.mask_exponent = p;
+        }
+        if let Some(w) = self.nmf_weight {
+            settings.nmf_weight = w;
+        }
+        if let Some(n) = self.nmf_iterations {
+            settings.nmf_iterations = n as usize;
         }
         settings.objective = match (self.objective, self.gamma) {
             (Some(ObjectiveArg::Map), gamma) => Objective::Map {

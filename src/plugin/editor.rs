@@ -472,8 +472,8 @@ fn segmented(ui: &mut Ui, setter: &ParamSetter, param: &FloatParam, names: &[&st
     });
 }
 
-/// The separation settings: iterations for playback and for a render, objective and γ, output
-/// mode and device.
+/// The separation settings: iterations for playback and for a render, separator and NMF weight,
+/// objective and γ, output mode and device.
 fn settings(ui: &mut Ui, params: &StemflowParams, setter: &ParamSetter) {
     ui.label(RichText::new("Separation").strong());
     egui::Grid::new("settings")
@@ -488,6 +488,9 @@ fn settings(ui: &mut Ui, params: &StemflowParams, setter: &ParamSetter) {
 
             ui.label("Separator");
             segmented(ui, setter, &params.separator, SEPARATORS);
+            ui.label("NMF weight");
+            ui.add(ParamSlider::for_param(&params.nmf_weight, setter).with_width(150.0))
+                .on_hover_text("0: the flows' masks alone; 1: the NMF dictionaries' alone.");
             ui.end_row();
 
             ui.label("Objective");

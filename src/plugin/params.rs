@@ -6,7 +6,8 @@ use super::slots::{SLOT_COUNT, SLOT_NAMES};
 use crate::engine::priors::runtime::Device;
 use crate::engine::search::langevin::LangevinSettings;
 use crate::engine::search::settings::{
-    Objective, OutputMode, SearchKind, SeparationSettings, GAMMA, ITERATIONS, REALTIME_ITERATIONS,
+    Objective, OutputMode, SearchKind, SeparationSettings, DEFAULT_NMF_WEIGHT, GAMMA, ITERATIONS, NMF_WEIGHT,
+    REALTIME_ITERATIONS,
 };
 use nice_plug::plugin::ParamValue;
 use nice_plug::prelude::*;
@@ -137,6 +138,10 @@ pub struct StemflowParams {
     /// Consistent or mixture-phase output ([`MODES`]).
     #[id = "mode"]
     pub mode: FloatParam,
+    /// Weight of the NMF expert in the masks (0 = the flows alone, 1 = the NMF alone); used
+    /// when every loaded prior has an NMF dictionary.
+    #[id = "nmf_weight"]
+    pub nmf_weight: FloatParam,
     /// Where ONNX Runtime runs the priors ([`DEVICES`]).
     #[id = "device"]
     pub device: FloatParam,
@@ -174,6 +179,15 @@ impl Default for StemflowParams {
             )
             .with_step_size(0.01),
             mode: choice("Output mode", MODES, 0),
+            nmf_weight: FloatParam::new(
+                "NMF weight",
+                DEFAULT_NMF_WEIGHT,
+                FloatRange::Linear {
+                    min: NMF_WEIGHT.min as f32,
+                    max: NMF_WEIGHT.max as f32,
+                },
+            )
+            .with_step_size(0.05),
             device: choice("Device", DEVICES, 0),
         }
     }
@@ -216,6 +230,7 @@ impl StemflowParams {
             0 => OutputMode::Consistent,
             _ => OutputMode::MixturePhase,
         };
+        settings.nmf_weight = self.nmf_weight.value();
         settings
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::engine::constants::{BINS, FRAMES, FRAME_SECONDS, HOP, N_FFT, PRIOR_SAMPLE_RATE, TIME_MULTIPLE};
+use crate::engine::priors::nmf_dictionary::NmfSection;
 use crate::engine::priors::onnx_checks::external_data_locations;
 
 /// The manifest's file name inside a prior folder.
@@ -137,6 +138,9 @@ pub struct Manifest {
     /// Descriptive: how the prior was trained, shown by `stemflow priors`.
     #[serde(default)]
     pub training: TrainingInfo,
+    /// The prior's KL-NMF dictionary, when it has one (the separator's NMF expert).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nmf: Option<NmfSection>,
 }
 
 /// `magnitude_scaling`: recorded so a reader knows what the flow models; the engine never applies it.
@@ -242,6 +246,8 @@ pub struct VerifiedFiles {
     pub score: Option<VerifiedGraph>,
     /// `graphs.weights`, the external data the graphs refer to, if listed.
     pub weights: Option<ExternalData>,
+    /// `nmf.file`, the NMF dictionary's bytes, if the manifest has an `nmf` section.
+    pub nmf: Option<Vec<u8>>,
 }
 
 /// One verified graph: where it was read from (named in errors) and its content.
@@ -437,6 +443,17 @@ impl Manifest {
             backward: optional("graphs.backward", &self.graphs.backward)?,
             score: optional("graphs.score", &self.graphs.score)?,
             weights,
+            nmf: self
+                .nmf
+                .as_ref()
+                .map(|nmf| {
+                    let file = GraphFile {
+                        file: nmf.file.clone(),
+                        sha256: nmf.sha256.clone(),
+                    };
+                    verify_file(dir, &path, "nmf.file", &file).map(|(_, bytes)| bytes)
+                })
+                .transpose()?,
         };
         match (&self.graphs.forward, &self.graphs.backward) {
             (Some(_), None) => Err(mismatch(
@@ -744,6 +761,38 @@ mod tests {
         let mut bytes = weights.to_vec();
         bytes[3] ^= 1;
         fs::write(dir.join("weights.bin"), bytes).unwrap();
+        assert!(matches!(
+            Manifest::load_verified(&dir),
+            Err(ManifestError::HashMismatch { .. })
+        ));
+    }
+
+    /// An `nmf` section's file is read and hashed like a graph: absent, changed or listed with a
+    /// wrong sha256, the prior is refused naming `nmf.file`; intact, its bytes are verified files.
+    #[test]
+    fn a_listed_nmf_dictionary_is_verified_like_a_graph() {
+        let atoms: Vec<u8> = (0..9 * 2).flat_map(|i| (i as f32 + 1.0).to_le_bytes()).collect();
+        let sha = {
+            let root = tempfile::tempdir().unwrap();
+            let path = root.path().join("nmf.bin");
+            fs::write(&path, &atoms).unwrap();
+            sha256_file(&path).unwrap()
+        };
+        let (_root, dir) = edited_copy(|j| {
+            j["nmf"] = serde_json::json!({"file": "nmf.bin", "sha256": sha, "n_fft": 16, "hop": 4,
+                "window": "hann-periodic", "center": "zero", "atoms": 2, "bins": 9});
+        });
+        match Manifest::load_verified(&dir) {
+            Err(ManifestError::MissingFile { field, .. }) => assert_eq!(field, "nmf.file"),
+            other => panic!("expected MissingFile, got {other:?}"),
+        }
+        fs::write(dir.join("nmf.bin"), &atoms).unwrap();
+        let (manifest, files) = Manifest::load_with_files(&dir).unwrap();
+        assert_eq!(manifest.nmf.unwrap().atoms, 2);
+        assert_eq!(files.nmf.as_deref(), Some(atoms.as_slice()));
+        let mut changed = atoms.clone();
+        changed[0] ^= 1;
+        fs::write(dir.join("nmf.bin"), changed).unwrap();
         assert!(matches!(
             Manifest::load_verified(&dir),
             Err(ManifestError::HashMismatch { .. })

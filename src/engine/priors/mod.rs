@@ -7,6 +7,7 @@ pub mod calibration;
 pub mod catalog;
 pub mod data_dir;
 pub mod manifest;
+pub mod nmf_dictionary;
 pub mod onnx_checks;
 pub mod prior;
 pub mod runtime;

@@ -9,6 +9,7 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use crate::engine::constants::{BINS, TIME_MULTIPLE};
 use crate::engine::priors::manifest::{ExternalData, Manifest, ManifestError};
+use crate::engine::priors::nmf_dictionary::{DictionaryError, NmfDictionary};
 use crate::engine::priors::runtime::{Backend, Runtime, RuntimeError, SessionOptions};
 use crate::engine::priors::split_gradient::SplitGradient;
 use crate::engine::spread::spread;
@@ -22,6 +23,9 @@ pub enum PriorError {
     /// Creating a session failed (runtime missing, corrupt ONNX, ...).
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The NMF dictionary the manifest lists cannot be used.
+    #[error(transparent)]
+    Dictionary(#[from] DictionaryError),
     /// A graph's inputs or outputs differ from the contract.
     #[error("graph `{graph}`, tensor `{tensor}`: expected {expected}, found {found}")]
     GraphInterface {
@@ -180,6 +184,8 @@ pub struct Prior {
     /// Per-bin level gains already computed, so a separator rebuilt with the same priors does
     /// not decode them again.
     level_gains: Option<CachedLevelGains>,
+    /// The KL-NMF dictionary learned with the flow, when the prior has one (the NMF expert).
+    nmf: Option<NmfDictionary>,
 }
 
 impl fmt::Debug for Prior {
@@ -225,6 +231,10 @@ impl Prior {
             None => None,
         };
         let backend = common_backend(&backends);
+        let nmf = match (&manifest.nmf, &files.nmf) {
+            (Some(section), Some(bytes)) => Some(NmfDictionary::from_bytes(section, bytes)?),
+            _ => None,
+        };
         Ok(Prior {
             manifest,
             dir: dir.to_path_buf(),
@@ -236,6 +246,7 @@ impl Prior {
             _weights: files.weights,
             grad_scratch: Vec::new(),
             level_gains: None,
+            nmf,
         })
     }
 
@@ -287,6 +298,11 @@ impl Prior {
     /// Whether the prior has the split gradient (`forward` + `backward` graphs).
     pub fn has_split_gradient(&self) -> bool {
         self.split.is_some()
+    }
+
+    /// The prior's KL-NMF dictionary, if it has one.
+    pub fn nmf_dictionary(&self) -> Option<&NmfDictionary> {
+        self.nmf.as_ref()
     }
 
     /// Whether the prior has the `score` graph ([`Prior::score_into`]).

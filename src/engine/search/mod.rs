@@ -5,6 +5,7 @@
 pub mod gaussian_noise;
 pub mod langevin;
 pub mod latent_search;
+pub mod nmf_expert;
 pub mod objective;
 pub mod optimizer;
 pub mod prior_scores;

@@ -12,11 +12,12 @@ use crate::engine::priors::calibration::frame_level_gains;
 use crate::engine::priors::prior::Prior;
 use crate::engine::search::langevin::LangevinSearch;
 use crate::engine::search::latent_search::{LatentSearch, Progress, SearchError};
+use crate::engine::search::nmf_expert::{ExpertError, NmfExpert};
 use crate::engine::search::prior_scores::PriorScores;
 use crate::engine::search::settings::{SearchKind, SeparationSettings, SettingsError, CALIBRATION_SAMPLES};
 use crate::engine::signal::frames::frame_len_at;
 use crate::engine::signal::resample::{FrameResampler, ResampleError};
-use crate::engine::signal::resynth::{ResynthError, ResynthPlan};
+use crate::engine::signal::resynth::{ExpertMasks, ResynthError, ResynthPlan};
 use crate::engine::signal::stft::Stft;
 use crate::engine::spread::spread;
 use realfft::num_complex::Complex;
@@ -64,6 +65,9 @@ pub enum SeparationError {
         /// Its value.
         found: f32,
     },
+    /// The priors' NMF dictionaries cannot be used together.
+    #[error("cannot separate with the NMF expert: {0}")]
+    Expert(#[from] ExpertError),
     /// A separator needs at least one prior.
     #[error("cannot separate: expected at least one prior, found none")]
     NoPriors,
@@ -106,6 +110,8 @@ pub struct Separator {
     search: LatentSearch,
     /// The Langevin chains, when the settings ask for them instead of Adam.
     langevin: Option<LangevinSearch>,
+    /// The NMF expert, when its weight is above 0 and every prior has a dictionary.
+    expert: Option<NmfExpert>,
     /// Stem magnitudes used for a silent frame (the mix split evenly).
     silent_stems: Vec<Vec<f32>>,
     /// Masks → per-stem audio at the host rate, full band, every channel.
@@ -145,6 +151,11 @@ impl Separator {
                 Some(LangevinSearch::new(n_stems, FRAMES, langevin))
             }
         };
+        let expert = nmf_expert(&priors, &settings)?;
+        let resynth = match &expert {
+            Some(expert) => ResynthPlan::with_expert(host_rate, frame_len, n_stems, expert.grid())?,
+            None => ResynthPlan::new(host_rate, frame_len, n_stems)?,
+        };
         let mut search = LatentSearch::new(n_stems, FRAMES, settings);
         let strength = settings.calibration_strength;
         if strength > 0.0 {
@@ -172,7 +183,8 @@ impl Separator {
             search,
             langevin,
             silent_stems: vec![vec![0.0; BINS * FRAMES]; n_stems],
-            resynth: ResynthPlan::new(host_rate, frame_len, n_stems)?,
+            resynth,
+            expert,
             stems: vec![vec![vec![0.0; frame_len]; channels]; n_stems],
             progress: Arc::new(Progress::new()),
             cancel: Arc::new(AtomicBool::new(false)),
@@ -262,7 +274,11 @@ impl Separator {
         self.stft
             .magnitudes_bin_major_into(&self.spectrum, FRAMES, &mut self.mix_mag);
 
-        let stems: Vec<&[f32]> = if peak < SILENCE_PEAK {
+        let silent = peak < SILENCE_PEAK;
+        if let (Some(expert), false) = (&mut self.expert, silent) {
+            expert.fit(&self.prior_rate_frame);
+        }
+        let stems: Vec<&[f32]> = if silent {
             let share = 1.0 / self.priors.len() as f32;
             for stem in &mut self.silent_stems {
                 for (s, &x) in stem.iter_mut().zip(&self.mix_mag) {
@@ -282,11 +298,19 @@ impl Separator {
                 .run(&mut self.priors, &self.mix_mag, &self.progress, &self.cancel)?;
             self.search.stems().iter().map(Vec::as_slice).collect()
         };
+        let expert = match (&self.expert, silent) {
+            (Some(expert), false) => Some(ExpertMasks {
+                masks: expert.masks(),
+                weight: self.settings.nmf_weight,
+            }),
+            _ => None,
+        };
         self.resynth.process_into(
             &self.mix_mag,
             &stems,
             self.settings.mode,
             self.settings.mask_exponent,
+            expert,
             frame,
             &mut self.stems,
         );
@@ -297,6 +321,26 @@ impl Separator {
     pub fn stems(&self) -> &[Vec<Vec<f32>>] {
         &self.stems
     }
+}
+
+/// The NMF expert the settings ask for: none at weight 0, and none (with a warning) when a prior
+/// has no dictionary, so priors trained before dictionaries existed still separate.
+fn nmf_expert(priors: &[Prior], settings: &SeparationSettings) -> Result<Option<NmfExpert>, SeparationError> {
+    if settings.nmf_weight <= 0.0 {
+        return Ok(None);
+    }
+    if let Some(prior) = priors.iter().find(|p| p.nmf_dictionary().is_none()) {
+        log::warn!(
+            "prior `{}` has no NMF dictionary: separating with the flows alone (re-train it, or add one with `python -m stemflow_training.nmf`)",
+            prior.stem()
+        );
+        return Ok(None);
+    }
+    let dictionaries: Vec<_> = priors
+        .iter()
+        .filter_map(|p| p.nmf_dictionary().map(|d| (p.stem(), d)))
+        .collect();
+    Ok(Some(NmfExpert::new(&dictionaries, settings.nmf_iterations)?))
 }
 
 /// The largest |sample| of `frame`, or where its first non-finite sample is.

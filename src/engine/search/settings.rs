@@ -89,6 +89,17 @@ pub const DEFAULT_CALIBRATION_TRIM: f32 = 0.1;
 /// is unsure of (measurements: models/EXPERIMENTS.md). 1 restores s / Σ s exactly.
 pub const DEFAULT_MASK_EXPONENT: f32 = 0.5;
 
+/// Weights of the NMF expert in the output masks: 0 (the flow alone) to 1 (the NMF alone).
+pub const NMF_WEIGHT: Bounds = Bounds::closed(0.0, 1.0);
+/// Multiplicative updates of the NMF expert per frame.
+pub const NMF_ITERATIONS: Bounds = Bounds::closed(1.0, 10_000.0);
+/// The default weight of the NMF expert: the flow's and the NMF's masks count alike
+/// (measurements: models/EXPERIMENTS.md).
+pub const DEFAULT_NMF_WEIGHT: f32 = 0.5;
+/// The default NMF updates per frame: from a flat start, 50 fit the mixture less closely than
+/// 200 and separate better (measurements: models/EXPERIMENTS.md).
+pub const DEFAULT_NMF_ITERATIONS: usize = 50;
+
 /// The default calibration strength: halfway (in dB) from f(0) to the level (measurements:
 /// models/EXPERIMENTS.md).
 pub const DEFAULT_CALIBRATION_STRENGTH: f32 = 0.5;
@@ -164,6 +175,12 @@ pub struct SeparationSettings {
     /// The fraction of each bin's loudest latent samples the calibration leaves out of the
     /// level (0 = the mean level; see `priors::calibration::level_gains`).
     pub calibration_trim: f32,
+    /// Weight w of the NMF expert (`search::nmf_expert`) in the output masks, a product of
+    /// experts gᵢ^(1−w)·nᵢ^w of the flow's mask gᵢ and the NMF's nᵢ: 0 is the flow alone, 1 the
+    /// NMF alone. Used only when every prior has an NMF dictionary.
+    pub nmf_weight: f32,
+    /// Multiplicative updates of the NMF expert's activations per frame.
+    pub nmf_iterations: usize,
 }
 
 impl SeparationSettings {
@@ -185,6 +202,8 @@ impl SeparationSettings {
             calibration_strength: DEFAULT_CALIBRATION_STRENGTH,
             calibration_trim: DEFAULT_CALIBRATION_TRIM,
             stem_threads: default_threads().min(STEM_THREADS.max as usize),
+            nmf_weight: DEFAULT_NMF_WEIGHT,
+            nmf_iterations: DEFAULT_NMF_ITERATIONS,
         }
     }
 
@@ -228,17 +247,20 @@ impl SeparationSettings {
             "calibration_trim",
             f64::from(self.calibration_trim),
             CALIBRATION_TRIM,
-        )
+        )?;
+        check("nmf_weight", f64::from(self.nmf_weight), NMF_WEIGHT)?;
+        check("nmf_iterations", self.nmf_iterations as f64, NMF_ITERATIONS)
     }
 
     /// Exactly the paper's settings: z = 0, Adam 0.01, 150 iterations, MLE, mixture phase, and
-    /// the priors' outputs as they are (no level calibration).
+    /// the priors' outputs as they are (no level calibration, no NMF expert).
     pub fn paper_preset() -> Self {
         SeparationSettings {
             adam: AdamSettings::default(),
             iterations: PAPER_ITERATIONS,
             mode: OutputMode::MixturePhase,
             calibration_strength: 0.0,
+            nmf_weight: 0.0,
             ..Self::default_preset()
         }
     }

@@ -71,9 +71,49 @@ pub enum ResynthError {
 /// the host grid has the prior grid's time and frequency resolution (22050 → 1024/256,
 /// 44100 → 2048/512, 48000 → 2228/557).
 pub fn host_grid(host_rate: u32) -> (usize, usize) {
-    let n = (N_FFT as f64 * host_rate as f64 / PRIOR_SAMPLE_RATE as f64).round() as usize;
+    host_grid_for(host_rate, N_FFT)
+}
+
+/// The host STFT grid with the time and frequency resolution of an `n_fft`-point STFT at 22.05
+/// kHz: `n_fft·sr/22050` rounded to even, hop a quarter of it.
+pub fn host_grid_for(host_rate: u32, n_fft_at_prior_rate: usize) -> (usize, usize) {
+    let n = (n_fft_at_prior_rate as f64 * host_rate as f64 / PRIOR_SAMPLE_RATE as f64).round() as usize;
     let n_fft = (n & !1).max(8);
     (n_fft, n_fft / 4)
+}
+
+/// A grid of masks at the prior rate (22.05 kHz) other than the priors' own: the NMF expert's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaskGrid {
+    /// STFT size.
+    pub n_fft: usize,
+    /// STFT hop.
+    pub hop: usize,
+    /// Bins per frame (`n_fft / 2 + 1`).
+    pub bins: usize,
+    /// STFT frames of one 5-s frame.
+    pub frames: usize,
+}
+
+/// A second set of masks to combine with the priors' in [`ResynthPlan::process_into`]: a
+/// product of experts, mᵢ ∝ gᵢ^(1−w)·eᵢ^w of the priors' mask gᵢ and this mask eᵢ.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpertMasks<'a> {
+    /// One mask per stem, bin-major on the plan's [`MaskGrid`] (`[b * frames + t]`).
+    pub masks: &'a [Vec<f32>],
+    /// Its weight w in [0, 1].
+    pub weight: f32,
+}
+
+/// Where each host cell below 11.025 kHz lies on an expert's grid.
+#[derive(Debug, Clone)]
+struct ExpertTaps {
+    /// The expert's grid.
+    grid: MaskGrid,
+    /// For each host frame, the expert frames it lies between.
+    time_taps: Vec<Tap>,
+    /// For each host bin below `high_from`, the expert bins it lies between.
+    bin_taps: Vec<Tap>,
 }
 
 /// Linear interpolation between two prior-grid indices.
@@ -104,6 +144,15 @@ impl Tap {
             w: ((num % den) as f64 / den as f64) as f32,
         }
     }
+}
+
+/// The value of the bin-major grid `values` (`frames` per bin) between the bins and frames of two
+/// taps, interpolated bilinearly.
+fn bilinear(values: &[f32], frames: usize, bin: &Tap, time: &Tap) -> f32 {
+    let at = |b: usize, t: usize| values[b * frames + t];
+    let lo = (1.0 - bin.w) * at(bin.lo, time.lo) + bin.w * at(bin.hi, time.lo);
+    let hi = (1.0 - bin.w) * at(bin.lo, time.hi) + bin.w * at(bin.hi, time.hi);
+    (1.0 - time.w) * lo + time.w * hi
 }
 
 /// Everything to resynthesise one separation frame at one host rate and length, allocated once:
@@ -142,6 +191,8 @@ pub struct ResynthPlan {
     mix_spec: Vec<Complex<f32>>,
     /// One masked stem spectrum.
     stem_spec: Vec<Complex<f32>>,
+    /// The expert's taps, when the plan was made for one ([`ResynthPlan::with_expert`]).
+    expert: Option<ExpertTaps>,
 }
 
 impl std::fmt::Debug for ResynthPlan {
@@ -159,6 +210,56 @@ impl ResynthPlan {
     /// Plans resynthesis of `n_stems` stems from host frames of `host_len` samples at
     /// `host_rate`.
     pub fn new(host_rate: u32, host_len: usize, n_stems: usize) -> Result<Self, ResynthError> {
+        Self::plan(host_rate, host_len, n_stems, host_grid(host_rate))
+    }
+
+    /// [`Self::new`] for stems that also have an expert's masks on `grid`: the host STFT takes
+    /// the expert's resolution (`host_grid_for(host_rate, grid.n_fft)`), which is finer than the
+    /// priors' for the NMF expert, and the priors' masks are interpolated onto it.
+    pub fn with_expert(
+        host_rate: u32,
+        host_len: usize,
+        n_stems: usize,
+        grid: MaskGrid,
+    ) -> Result<Self, ResynthError> {
+        let mut plan = Self::plan(host_rate, host_len, n_stems, host_grid_for(host_rate, grid.n_fft))?;
+        let (n_fft, hop) = plan.host_grid();
+        let (sr, prior_sr) = (host_rate as u128, PRIOR_SAMPLE_RATE as u128);
+        // Host frame t is at t·hop/sr seconds = t·hop·22050/(sr·grid.hop) expert frames; host
+        // bin k at k·sr/n_fft Hz = k·sr·grid.n_fft/(n_fft·22050) expert bins.
+        let time_taps = (0..plan.host_frames)
+            .map(|t| {
+                Tap::at(
+                    t as u128 * hop as u128 * prior_sr,
+                    sr * grid.hop as u128,
+                    grid.frames - 1,
+                )
+            })
+            .collect();
+        let bin_taps = (0..plan.high_from)
+            .map(|k| {
+                Tap::at(
+                    k as u128 * sr * grid.n_fft as u128,
+                    n_fft as u128 * prior_sr,
+                    grid.bins - 1,
+                )
+            })
+            .collect();
+        plan.expert = Some(ExpertTaps {
+            grid,
+            time_taps,
+            bin_taps,
+        });
+        Ok(plan)
+    }
+
+    /// The plan on the host grid `(n_fft, hop)`.
+    fn plan(
+        host_rate: u32,
+        host_len: usize,
+        n_stems: usize,
+        (n_fft, hop): (usize, usize),
+    ) -> Result<Self, ResynthError> {
         check_sample_rate(host_rate)?;
         if n_stems == 0 {
             return Err(ResynthError::NoStems);
@@ -166,7 +267,6 @@ impl ResynthPlan {
         if host_len == 0 {
             return Err(ResynthError::EmptyFrame);
         }
-        let (n_fft, hop) = host_grid(host_rate);
         let stft = Stft::new(n_fft, hop);
         let host_frames = stft.frame_count(host_len);
         let host_bins = stft.bins();
@@ -202,6 +302,7 @@ impl ResynthPlan {
             mix_spec: vec![Complex::new(0.0, 0.0); host_frames * host_bins],
             stem_spec: vec![Complex::new(0.0, 0.0); host_frames * host_bins],
             stft,
+            expert: None,
         })
     }
 
@@ -226,17 +327,20 @@ impl ResynthPlan {
     }
 
     /// Resynthesises one frame. `mix_mag` and each `stems[i]` are 513 × 432 bin-major prior-grid
-    /// magnitudes; `input` is the host-rate frame (one slice of `host_len` samples per channel);
-    /// `output[i][c]` (preallocated, `host_len` samples) receives stem `i`, channel `c`.
-    /// Allocates nothing.
+    /// magnitudes; `expert`, if given, the expert's masks to combine with the stems' (the plan
+    /// must come from [`Self::with_expert`]); `input` is the host-rate frame (one slice of
+    /// `host_len` samples per channel); `output[i][c]` (preallocated, `host_len` samples)
+    /// receives stem `i`, channel `c`. Allocates nothing.
     ///
-    /// Panics if any buffer has the wrong size.
+    /// Panics if any buffer has the wrong size, or if `expert` is given to a plan without one.
+    #[allow(clippy::too_many_arguments)]
     pub fn process_into(
         &mut self,
         mix_mag: &[f32],
         stems: &[&[f32]],
         mode: OutputMode,
         mask_exponent: f32,
+        expert: Option<ExpertMasks<'_>>,
         input: &[&[f32]],
         output: &mut [Vec<Vec<f32>>],
     ) {
@@ -265,6 +369,9 @@ impl ResynthPlan {
 
         self.prior_masks_from(mix_mag, stems, mode, mask_exponent);
         self.interpolate_masks();
+        if let Some(expert) = expert {
+            self.combine_with_expert(expert, mode);
+        }
         for (c, channel) in input.iter().enumerate() {
             self.stft
                 .analyze_into(channel, self.host_frames, &mut self.mix_spec);
@@ -288,7 +395,7 @@ impl ResynthPlan {
         input: &[&[f32]],
     ) -> Vec<Vec<Vec<f32>>> {
         let mut out = vec![vec![vec![0.0; self.host_len]; input.len()]; self.n_stems];
-        self.process_into(mix_mag, stems, mode, mask_exponent, input, &mut out);
+        self.process_into(mix_mag, stems, mode, mask_exponent, None, input, &mut out);
         out
     }
 
@@ -362,13 +469,55 @@ impl ResynthPlan {
                 let row = &mut host[t * bins..(t + 1) * bins];
                 let (wt0, wt1) = (1.0 - tt.w, tt.w);
                 for (k, bt) in self.bin_taps.iter().enumerate() {
-                    let (wb0, wb1) = (1.0 - bt.w, bt.w);
-                    let lo = wb0 * prior[bt.lo * FRAMES + tt.lo] + wb1 * prior[bt.hi * FRAMES + tt.lo];
-                    let hi = wb0 * prior[bt.lo * FRAMES + tt.hi] + wb1 * prior[bt.hi * FRAMES + tt.hi];
-                    row[k] = wt0 * lo + wt1 * hi;
+                    row[k] = bilinear(prior, FRAMES, bt, tt);
                 }
                 let h = wt0 * high[tt.lo] + wt1 * high[tt.hi];
                 row[self.high_from..].fill(h);
+            }
+        }
+    }
+
+    /// Replaces each host mask below 11.025 kHz by gᵢ^(1−w)·eᵢ^w (gᵢ the priors' mask there, eᵢ
+    /// the expert's, interpolated), normalised to sum 1 in consistent mode; a cell where every
+    /// product is 0 keeps the priors' masks. The top octave keeps the priors' shares (the expert
+    /// does not reach above 11.025 kHz).
+    fn combine_with_expert(&mut self, expert: ExpertMasks<'_>, mode: OutputMode) {
+        let taps = self
+            .expert
+            .as_ref()
+            .expect("expert masks need a plan made with ResynthPlan::with_expert");
+        let grid = taps.grid;
+        assert_eq!(
+            expert.masks.len(),
+            self.n_stems,
+            "expected one expert mask per stem"
+        );
+        assert!(
+            expert.masks.iter().all(|m| m.len() == grid.bins * grid.frames),
+            "expert masks must be {} × {}",
+            grid.bins,
+            grid.frames
+        );
+        let w = expert.weight.clamp(0.0, 1.0);
+        let bins = self.host_bins;
+        for (t, tt) in taps.time_taps.iter().enumerate() {
+            for (k, bt) in taps.bin_taps.iter().enumerate() {
+                let idx = t * bins + k;
+                let mut sum = 0.0f32;
+                for (i, m) in expert.masks.iter().enumerate() {
+                    let e = bilinear(m, grid.frames, bt, tt).max(0.0);
+                    let g = self.host_masks[i][idx].max(0.0);
+                    let product = g.powf(1.0 - w) * e.powf(w);
+                    self.cell_weights[i] = product;
+                    sum += product;
+                }
+                let normalise = mode == OutputMode::Consistent;
+                if normalise && !(sum > 0.0 && sum.is_finite()) {
+                    continue;
+                }
+                for (host, &product) in self.host_masks.iter_mut().zip(&self.cell_weights) {
+                    host[idx] = if normalise { product / sum } else { product };
+                }
             }
         }
     }
@@ -435,6 +584,124 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The NMF expert's grid: 2048 / 512 at 22.05 kHz over one 5-s frame.
+    const EXPERT_GRID: MaskGrid = MaskGrid {
+        n_fft: 2048,
+        hop: 512,
+        bins: 1025,
+        frames: 1 + 110_250 / 512,
+    };
+
+    /// Random expert masks that sum to 1 in every cell; with `owner`, stem `owner` gets 1.
+    fn expert_masks(rng: &mut Rng, stems: usize, owner: Option<usize>) -> Vec<Vec<f32>> {
+        let cells = EXPERT_GRID.bins * EXPERT_GRID.frames;
+        let mut masks: Vec<Vec<f32>> = (0..stems)
+            .map(|i| match owner {
+                Some(o) => vec![if i == o { 1.0 } else { 0.0 }; cells],
+                None => (0..cells).map(|_| rng.next() + 1e-3).collect(),
+            })
+            .collect();
+        for idx in 0..cells {
+            let sum: f32 = masks.iter().map(|m| m[idx]).sum();
+            masks.iter_mut().for_each(|m| m[idx] /= sum);
+        }
+        masks
+    }
+
+    #[test]
+    fn with_an_expert_the_stems_still_sum_to_the_input_on_the_experts_finer_grid() {
+        for rate in [22_050u32, 44_100, 48_000] {
+            let len = host_len(rate);
+            let mut rng = Rng(rate as u64);
+            let input: Vec<f32> = (0..len).map(|_| rng.next() - 0.5).collect();
+            let stems: Vec<Vec<f32>> = (0..3)
+                .map(|_| (0..BINS * FRAMES).map(|_| rng.next() + 1e-3).collect())
+                .collect();
+            let mix: Vec<f32> = (0..BINS * FRAMES).map(|_| rng.next()).collect();
+            let masks = expert_masks(&mut rng, 3, None);
+            let mut plan = ResynthPlan::with_expert(rate, len, 3, EXPERT_GRID).unwrap();
+            assert_eq!(plan.host_grid(), host_grid_for(rate, 2048));
+            let s_refs: Vec<&[f32]> = stems.iter().map(|c| c.as_slice()).collect();
+            let mut out = vec![vec![vec![0.0; len]]; 3];
+            for weight in [0.25f32, 0.5, 1.0] {
+                let expert = ExpertMasks {
+                    masks: &masks,
+                    weight,
+                };
+                plan.process_into(
+                    &mix,
+                    &s_refs,
+                    OutputMode::Consistent,
+                    0.5,
+                    Some(expert),
+                    &[&input],
+                    &mut out,
+                );
+                let sum: Vec<f32> = (0..len).map(|n| out.iter().map(|s| s[0][n]).sum()).collect();
+                let db = error_db(&sum, &input);
+                assert!(db < -60.0, "rate {rate}, weight {weight}: {db} dB");
+                assert!(out.iter().flatten().flatten().all(|x| x.is_finite()));
+            }
+        }
+    }
+
+    #[test]
+    fn the_experts_weight_moves_the_masks_from_the_priors_to_the_expert() {
+        let len = host_len(22_050);
+        let mut rng = Rng(7);
+        let input: Vec<f32> = (0..len).map(|_| rng.next() - 0.5).collect();
+        let stems: Vec<Vec<f32>> = (0..2)
+            .map(|_| (0..BINS * FRAMES).map(|_| rng.next() + 1e-3).collect())
+            .collect();
+        let mix: Vec<f32> = (0..BINS * FRAMES).map(|_| rng.next()).collect();
+        let s_refs: Vec<&[f32]> = stems.iter().map(|c| c.as_slice()).collect();
+        let mut plan = ResynthPlan::with_expert(22_050, len, 2, EXPERT_GRID).unwrap();
+        let run = |plan: &mut ResynthPlan, expert: Option<ExpertMasks<'_>>| {
+            let mut out = vec![vec![vec![0.0; len]]; 2];
+            plan.process_into(
+                &mix,
+                &s_refs,
+                OutputMode::Consistent,
+                1.0,
+                expert,
+                &[&input],
+                &mut out,
+            );
+            out
+        };
+        // The expert gives every cell to stem 1.
+        let owned = expert_masks(&mut rng, 2, Some(1));
+        let alone = run(&mut plan, None);
+        let weight_0 = run(
+            &mut plan,
+            Some(ExpertMasks {
+                masks: &owned,
+                weight: 0.0,
+            }),
+        );
+        assert!(error_db(&weight_0[0][0], &alone[0][0]) < -100.0);
+        let weight_1 = run(
+            &mut plan,
+            Some(ExpertMasks {
+                masks: &owned,
+                weight: 1.0,
+            }),
+        );
+        assert!(error_db(&weight_1[1][0], &input) < -60.0);
+        assert!(weight_1[0][0].iter().all(|x| x.abs() < 1e-4));
+        // A product of experts: any weight above 0 lets the expert veto, so the cells it gives
+        // wholly to stem 1 go to stem 1.
+        let half = run(
+            &mut plan,
+            Some(ExpertMasks {
+                masks: &owned,
+                weight: 0.5,
+            }),
+        );
+        assert!(error_db(&half[1][0], &input) < -60.0);
+        assert!(error_db(&alone[1][0], &input) > -20.0);
     }
 
     #[test]
