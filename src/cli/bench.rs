@@ -75,10 +75,19 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
     );
     // The three presets, then the Langevin separator with its defaults when every prior has
     // the `score` graph it needs.
-    let mut runs: Vec<(String, SeparationSettings)> = [Preset::Default, Preset::Realtime, Preset::Paper]
-        .into_iter()
-        .map(|preset| (format!("{preset:?}").to_lowercase(), preset.settings()))
-        .collect();
+    let mut runs: Vec<(String, SeparationSettings)> =
+        [Preset::Default, Preset::Realtime, Preset::Paper, Preset::Nmf]
+            .into_iter()
+            .map(|preset| (format!("{preset:?}").to_lowercase(), preset.settings()))
+            .collect();
+    // The default without its NMF expert: what the expert costs.
+    runs.push((
+        "flows".into(),
+        SeparationSettings {
+            nmf_weight: 0.0,
+            ..Preset::Default.settings()
+        },
+    ));
     if priors.iter().all(Prior::has_score) {
         let sgld = SeparationSettings {
             search: SearchKind::Langevin(LangevinSettings::DEFAULT),
@@ -115,17 +124,33 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
             seconds,
             seconds / 5.0
         );
-        frame_seconds.push(seconds);
+        frame_seconds.push((name, seconds));
         priors = separator.into_priors();
     }
-    let paper = frame_seconds[2];
-    println!(
-        "ratio paper/default (frame time): {:.3}; paper/realtime: {:.3}",
-        paper / frame_seconds[0],
-        paper / frame_seconds[1]
+    let time_of = |run: &str| {
+        frame_seconds
+            .iter()
+            .find(|(name, _)| name == run)
+            .map(|(_, s)| *s)
+    };
+    let (default, paper) = (
+        time_of("default").unwrap_or(f64::NAN),
+        time_of("paper").unwrap_or(f64::NAN),
     );
-    if let Some(sgld) = frame_seconds.get(3) {
-        println!("ratio sgld/default (frame time): {:.3}", sgld / frame_seconds[0]);
+    println!(
+        "ratio paper/default (frame time): {:.3}; paper/realtime: {:.3}; paper/nmf: {:.3}",
+        paper / default,
+        paper / time_of("realtime").unwrap_or(f64::NAN),
+        paper / time_of("nmf").unwrap_or(f64::NAN)
+    );
+    if let Some(flows) = time_of("flows") {
+        println!(
+            "ratio default/flows (the NMF expert's cost): {:.3}",
+            default / flows
+        );
+    }
+    if let Some(sgld) = time_of("sgld") {
+        println!("ratio sgld/default (frame time): {:.3}", sgld / default);
     }
     if args.memory_minutes > 0.0 {
         let mut extra = vec![

@@ -92,8 +92,8 @@ pub struct SeparateArgs {
     /// Stems to separate, comma-separated (default: every installed prior).
     #[arg(long, value_delimiter = ',')]
     pub stems: Vec<String>,
-    /// Settings to start from (`default`, `realtime`: a shorter search, `paper`: the paper's); the
-    /// options below override them.
+    /// Settings to start from (`default`, `realtime`: a shorter search, `paper`: the paper's,
+    /// `nmf`: the NMF dictionaries alone, fastest); the options below override them.
     #[arg(long, default_value = "default")]
     pub preset: Preset,
     /// Adam iterations per 5-s frame.

@@ -278,7 +278,9 @@ impl Separator {
         if let (Some(expert), false) = (&mut self.expert, silent) {
             expert.fit(&self.prior_rate_frame);
         }
-        let stems: Vec<&[f32]> = if silent {
+        // At weight 1 the masks are the expert's alone, so the flows' search is skipped.
+        let expert_alone = self.expert.is_some() && self.settings.nmf_weight >= 1.0;
+        let stems: Vec<&[f32]> = if silent || expert_alone {
             let share = 1.0 / self.priors.len() as f32;
             for stem in &mut self.silent_stems {
                 for (s, &x) in stem.iter_mut().zip(&self.mix_mag) {

@@ -285,6 +285,19 @@ impl SeparationSettings {
     }
 }
 
+impl SeparationSettings {
+    /// The NMF expert alone (weight 1): each prior's dictionary fitted to the mixture, the flows'
+    /// search skipped, so a frame costs a fraction of a second (at a cost in quality;
+    /// models/README.md, "Current results"). Needs priors with NMF dictionaries; priors without
+    /// one separate with the flows, as the default does.
+    pub fn nmf_preset() -> Self {
+        SeparationSettings {
+            nmf_weight: 1.0,
+            ..Self::default_preset()
+        }
+    }
+}
+
 /// Adam iterations per frame of the paper (and of [`SeparationSettings::paper_preset`]).
 pub const PAPER_ITERATIONS: usize = 150;
 /// Adam iterations per frame of [`SeparationSettings::default_preset`]: a third of the paper's,
@@ -315,6 +328,8 @@ pub enum Preset {
     Paper,
     /// [`SeparationSettings::realtime_preset`].
     Realtime,
+    /// [`SeparationSettings::nmf_preset`].
+    Nmf,
 }
 
 impl Preset {
@@ -324,6 +339,7 @@ impl Preset {
             Preset::Default => SeparationSettings::default_preset(),
             Preset::Paper => SeparationSettings::paper_preset(),
             Preset::Realtime => SeparationSettings::realtime_preset(),
+            Preset::Nmf => SeparationSettings::nmf_preset(),
         }
     }
 }
@@ -335,8 +351,9 @@ impl FromStr for Preset {
             "default" => Ok(Preset::Default),
             "paper" => Ok(Preset::Paper),
             "realtime" => Ok(Preset::Realtime),
+            "nmf" => Ok(Preset::Nmf),
             other => Err(format!(
-                "expected `default`, `paper` or `realtime`, found `{other}`"
+                "expected `default`, `paper`, `realtime` or `nmf`, found `{other}`"
             )),
         }
     }
@@ -351,10 +368,12 @@ mod tests {
         assert_eq!(SeparationSettings::default_preset().validate(), Ok(()));
         assert_eq!(SeparationSettings::paper_preset().validate(), Ok(()));
         assert_eq!(SeparationSettings::realtime_preset().validate(), Ok(()));
+        assert_eq!(SeparationSettings::nmf_preset().validate(), Ok(()));
         for (name, preset) in [
             ("default", Preset::Default),
             ("paper", Preset::Paper),
             ("realtime", Preset::Realtime),
+            ("nmf", Preset::Nmf),
         ] {
             assert_eq!(name.parse::<Preset>(), Ok(preset));
         }
