@@ -115,12 +115,21 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
             times.push(start.elapsed().as_secs_f64());
         }
         let seconds = median(&times);
-        let steps = settings.steps_per_frame();
+        // At NMF weight 1 the flows' search is skipped: no steps.
+        let steps = if settings.nmf_weight >= 1.0 {
+            0
+        } else {
+            settings.steps_per_frame()
+        };
+        let ms_per_step = match steps {
+            0 => "-".to_string(),
+            n => format!("{:.1}", 1000.0 * seconds / n as f64),
+        };
         println!(
-            "{:<8} {:>10} {:>13.1} {:>9.2} {:>17.2}",
+            "{:<8} {:>10} {:>13} {:>9.2} {:>17.2}",
             name,
             steps,
-            1000.0 * seconds / steps as f64,
+            ms_per_step,
             seconds,
             seconds / 5.0
         );

@@ -24,7 +24,6 @@ The engine's NMF expert (`--nmf-weight w`) is `product (1-w)/w` with `nmf flat 5
 NMF's grid; its figures come from evaluate, which runs the CLI.
 """
 import argparse
-import glob
 import os
 import sys
 
@@ -40,9 +39,10 @@ NMF_GRID = (2048, 512)
 FLOW_GRID = (1024, 256)
 
 
-def glow_dir(root, pid):
-    """The folder of one piece's flow stems: ROOT/<piece> or ROOT/<piece>-<key>."""
-    for d in [os.path.join(root, pid)] + sorted(glob.glob(os.path.join(root, f'{pid}-*'))):
+def glow_dir(root, pid, mixture):
+    """The folder of one piece's flow stems: ROOT/<piece>, or evaluate's cache folder
+    ROOT/<piece>-<key>, the key a hash of the mixture file (two sets may share piece names)."""
+    for d in (os.path.join(root, pid), os.path.join(root, f'{pid}-{ev.file_key(mixture)}')):
         if os.path.isdir(d):
             return d
     sys.exit(f"expert_lab: no flow stems for {pid} in {root}")
@@ -141,7 +141,7 @@ def main(argv=None):
         n = len(mix)
         fit = lambda x: np.pad(x, (0, max(0, n - len(x))))[:n]
         refs = {s: fit(read_mono(os.path.join(args.references, pid, f'{s}.wav'))) for s in stems}
-        d = glow_dir(args.glow_estimates, pid)
+        d = glow_dir(args.glow_estimates, pid, mp)
         flows = {s: fit(read_mono(os.path.join(d, f'{s}.wav'))) for s in stems}
         for name, est in combinations(mix, flows, dicts, stems).items():
             for s in stems:

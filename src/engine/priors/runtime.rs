@@ -465,6 +465,14 @@ impl Runtime {
         Ok(runtime)
     }
 
+    /// The runtime already loaded in this process, if any.
+    pub fn loaded() -> Option<Arc<Runtime>> {
+        LOADED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     /// The library file in use (tests hand it to child processes).
     pub fn library_path(&self) -> &Path {
         &self.library

@@ -300,18 +300,17 @@ impl SeparationSettings {
 
 /// Adam iterations per frame of the paper (and of [`SeparationSettings::paper_preset`]).
 pub const PAPER_ITERATIONS: usize = 150;
-/// Adam iterations per frame of [`SeparationSettings::default_preset`]: a third of the paper's,
-/// which a 5-s frame of four stems needs to take about its hop (4.5 s) on two cores; with the
-/// larger step below it scores within 0.2 dB of the paper's search on average (models/README.md,
-/// "Current results").
-pub const DEFAULT_ITERATIONS: usize = 50;
+/// Adam iterations per frame of [`SeparationSettings::default_preset`]: a fifth of the paper's.
+/// With the NMF expert beside the flows, 30 steps of 0.03 score as well as 50 of 0.02 (within
+/// 0.12 dB on every stem of both evaluation sets; models/README.md, "Current results").
+pub const DEFAULT_ITERATIONS: usize = 30;
 /// Adam's step of [`SeparationSettings::default_preset`] (the paper's is 0.01).
-pub const DEFAULT_LEARNING_RATE: f32 = 0.02;
+pub const DEFAULT_LEARNING_RATE: f32 = 0.03;
 /// Adam iterations per frame of [`SeparationSettings::realtime_preset`].
-pub const REALTIME_ITERATIONS: usize = 30;
+pub const REALTIME_ITERATIONS: usize = 15;
 /// Adam's step of [`SeparationSettings::realtime_preset`]: larger than the default's, which
 /// recovers part of what the shorter search loses.
-pub const REALTIME_LEARNING_RATE: f32 = 0.03;
+pub const REALTIME_LEARNING_RATE: f32 = 0.04;
 
 impl Default for SeparationSettings {
     fn default() -> Self {
