@@ -488,9 +488,15 @@ fn settings(ui: &mut Ui, params: &StemflowParams, setter: &ParamSetter) {
 
             ui.label("Separator");
             segmented(ui, setter, &params.separator, SEPARATORS);
-            ui.label("NMF weight");
+            ui.end_row();
+
+            let hint = "0: the flows' masks alone; 1: the NMF dictionaries' alone.";
+            ui.label("NMF weight, playback");
+            ui.add(ParamSlider::for_param(&params.realtime_nmf_weight, setter).with_width(150.0))
+                .on_hover_text(hint);
+            ui.label("NMF weight, offline render");
             ui.add(ParamSlider::for_param(&params.nmf_weight, setter).with_width(150.0))
-                .on_hover_text("0: the flows' masks alone; 1: the NMF dictionaries' alone.");
+                .on_hover_text(hint);
             ui.end_row();
 
             ui.label("Objective");

@@ -7,7 +7,7 @@ use crate::engine::priors::runtime::Device;
 use crate::engine::search::langevin::LangevinSettings;
 use crate::engine::search::settings::{
     Objective, OutputMode, SearchKind, SeparationSettings, DEFAULT_NMF_WEIGHT, GAMMA, ITERATIONS, NMF_WEIGHT,
-    REALTIME_ITERATIONS,
+    REALTIME_ITERATIONS, REALTIME_NMF_WEIGHT,
 };
 use nice_plug::plugin::ParamValue;
 use nice_plug::prelude::*;
@@ -56,6 +56,19 @@ fn choice(name: &str, names: &'static [&'static str], default: usize) -> FloatPa
                 .position(|n| n.eq_ignore_ascii_case(s))
                 .map(|i| i as f32)
         }))
+}
+
+/// A knob for the NMF expert's weight over the engine's range, [`NMF_WEIGHT`].
+fn nmf_weight_knob(name: &str, default: f32) -> FloatParam {
+    FloatParam::new(
+        name,
+        default,
+        FloatRange::Linear {
+            min: NMF_WEIGHT.min as f32,
+            max: NMF_WEIGHT.max as f32,
+        },
+    )
+    .with_step_size(0.05)
 }
 
 /// Whether a [`switch`] is on.
@@ -138,10 +151,13 @@ pub struct StemflowParams {
     /// Consistent or mixture-phase output ([`MODES`]).
     #[id = "mode"]
     pub mode: FloatParam,
-    /// Weight of the NMF expert in the masks (0 = the flows alone, 1 = the NMF alone); used
-    /// when every loaded prior has an NMF dictionary.
+    /// Weight of the NMF expert in the masks of an offline render (0 = the flows alone, 1 = the
+    /// NMF alone; the default preset's); used when every loaded prior has an NMF dictionary.
     #[id = "nmf_weight"]
     pub nmf_weight: FloatParam,
+    /// The same while the host plays in real time (the realtime preset's).
+    #[id = "realtime_nmf_weight"]
+    pub realtime_nmf_weight: FloatParam,
     /// Where ONNX Runtime runs the priors ([`DEVICES`]).
     #[id = "device"]
     pub device: FloatParam,
@@ -179,15 +195,8 @@ impl Default for StemflowParams {
             )
             .with_step_size(0.01),
             mode: choice("Output mode", MODES, 0),
-            nmf_weight: FloatParam::new(
-                "NMF weight",
-                DEFAULT_NMF_WEIGHT,
-                FloatRange::Linear {
-                    min: NMF_WEIGHT.min as f32,
-                    max: NMF_WEIGHT.max as f32,
-                },
-            )
-            .with_step_size(0.05),
+            nmf_weight: nmf_weight_knob("NMF weight", DEFAULT_NMF_WEIGHT),
+            realtime_nmf_weight: nmf_weight_knob("Realtime NMF weight", REALTIME_NMF_WEIGHT),
             device: choice("Device", DEVICES, 0),
         }
     }
@@ -208,12 +217,21 @@ impl StemflowParams {
     /// host plays, each with its own iteration count. The engine validates them when it builds
     /// the separator.
     pub fn settings(&self, offline: bool) -> SeparationSettings {
-        let (mut settings, iterations) = if offline {
-            (SeparationSettings::default_preset(), &self.iterations)
+        let (mut settings, iterations, nmf_weight) = if offline {
+            (
+                SeparationSettings::default_preset(),
+                &self.iterations,
+                &self.nmf_weight,
+            )
         } else {
-            (SeparationSettings::realtime_preset(), &self.realtime_iterations)
+            (
+                SeparationSettings::realtime_preset(),
+                &self.realtime_iterations,
+                &self.realtime_nmf_weight,
+            )
         };
         settings.iterations = iterations.value().max(0) as usize;
+        settings.nmf_weight = nmf_weight.value();
         if chosen(&self.separator) > 0 {
             settings.search = SearchKind::Langevin(LangevinSettings {
                 steps: settings.iterations,
@@ -230,7 +248,6 @@ impl StemflowParams {
             0 => OutputMode::Consistent,
             _ => OutputMode::MixturePhase,
         };
-        settings.nmf_weight = self.nmf_weight.value();
         settings
     }
 }
