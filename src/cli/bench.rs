@@ -1,6 +1,6 @@
-//! `stemflow bench`: cost of separating one 5-s frame with the default settings, the realtime
-//! preset, `--preset paper` and (when the priors have score graphs) `--separator sgld`, measured
-//! in the same run (medians over repeats; ratios are what to compare across machines).
+//! `stemflow bench`: cost of separating one 5-s frame with the default settings, the realtime,
+//! paper and nmf presets, the default without its NMF expert and (when the priors have score
+//! graphs) `--separator sgld`, measured in the same run (medians over repeats; ratios are what to compare across machines).
 
 use super::peak_memory::separate_peak_mib;
 use super::shared::SharedArgs;
@@ -73,8 +73,8 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
         "{:<8} {:>10} {:>13} {:>9} {:>17}",
         "run", "steps", "ms/step", "frame s", "real-time factor"
     );
-    // The three presets, then the Langevin separator with its defaults when every prior has
-    // the `score` graph it needs.
+    // The presets, the default without its NMF expert, then the Langevin separator with its
+    // defaults when every prior has the `score` graph it needs.
     let mut runs: Vec<(String, SeparationSettings)> =
         [Preset::Default, Preset::Realtime, Preset::Paper, Preset::Nmf]
             .into_iter()
@@ -115,8 +115,8 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
             times.push(start.elapsed().as_secs_f64());
         }
         let seconds = median(&times);
-        // At NMF weight 1 the flows' search is skipped: no steps.
-        let steps = if settings.nmf_weight >= 1.0 {
+        // The expert alone skips the flows' search: no steps.
+        let steps = if settings.nmf_alone() {
             0
         } else {
             settings.steps_per_frame()

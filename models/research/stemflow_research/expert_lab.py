@@ -51,13 +51,7 @@ def glow_dir(root, pid, mixture):
 def nmf_models(V, dicts, stems, iters, flat):
     """Each stem's model W_i H_i of the magnitudes V (bins x frames)."""
     W = np.concatenate([dicts[s] for s in stems], axis=1).astype(np.float64)
-    if flat:
-        H = np.full((W.shape[1], V.shape[1]), V.sum(0).mean() / W.sum(0).mean() / W.shape[1] + 1e-9)
-        Vv = V + 1e-9
-        for _ in range(iters):
-            H *= (W.T @ (Vv / (W @ H + 1e-9))) / (W.sum(axis=0)[:, None] + 1e-12)
-    else:
-        _, H = kl_nmf(V, None, iters, np.random.default_rng(0), W=W)
+    _, H = kl_nmf(V, None, iters, np.random.default_rng(0), W=W, flat_start=flat)
     parts, k0 = [], 0
     for s in stems:
         k = dicts[s].shape[1]

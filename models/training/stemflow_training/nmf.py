@@ -36,13 +36,18 @@ SILENT_FRAME = 1e-3     # a frame whose magnitudes sum to at most this is droppe
 SUM_TOLERANCE = 1e-3    # |column sum - 1| allowed in a stored dictionary (float32 rounding)
 
 
-def kl_nmf(V, k, iters, rng, W=None):
-    """KL-NMF V ~ W H by multiplicative updates; W fixed when given."""
+def kl_nmf(V, k, iters, rng, W=None, flat_start=False):
+    """KL-NMF V ~ W H by multiplicative updates; W fixed when given. `flat_start` (with W given)
+    starts H at mean column sum of V / (mean column sum of W · atoms) instead of at random, as
+    the engine's NMF expert does (`src/engine/search/nmf_expert.rs`)."""
     F, T = V.shape
     learn_w = W is None
     if learn_w:
         W = rng.random((F, k)) + 0.1
-    H = rng.random((W.shape[1], T)) + 0.1
+    if flat_start and not learn_w:
+        H = np.full((W.shape[1], T), V.sum(0).mean() / W.sum(0).mean() / W.shape[1] + 1e-9)
+    else:
+        H = rng.random((W.shape[1], T)) + 0.1
     V = V + 1e-9
     for _ in range(iters):
         WH = W @ H + 1e-9

@@ -8,7 +8,7 @@
 //! models/EXPERIMENTS.md). Stem i's model is Vᵢ = Wᵢ·Hᵢ, its mask Vᵢ / Σⱼ Vⱼ.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
 use thiserror::Error;
 
 use crate::engine::constants::FRAME_SAMPLES;
@@ -73,9 +73,7 @@ pub struct NmfExpert {
     model: Array2<f32>,
     /// Wᵀ(V ⊘ W·H): total atoms × frames.
     numerator: Array2<f32>,
-    /// One stem's model Wᵢ·Hᵢ: bins × frames.
-    stem_model: Array2<f32>,
-    /// Each stem's mask Vᵢ / Σⱼ Vⱼ, bin-major (`[b * frames + t]`).
+    /// Each stem's model Wᵢ·Hᵢ, then its mask Vᵢ / Σⱼ Vⱼ, bin-major (`[b * frames + t]`).
     masks: Vec<Vec<f32>>,
 }
 
@@ -135,7 +133,6 @@ impl NmfExpert {
             activations: Array2::zeros((total, frames)),
             model: Array2::zeros((bins, frames)),
             numerator: Array2::zeros((total, frames)),
-            stem_model: Array2::zeros((bins, frames)),
             masks: vec![vec![0.0; bins * frames]; dictionaries.len()],
             atoms,
             atom_ends,
@@ -150,7 +147,8 @@ impl NmfExpert {
     }
 
     /// Fits the dictionaries to `frame` (the 5-s mono frame at 22.05 kHz, [`FRAME_SAMPLES`]
-    /// samples) and fills [`Self::masks`]. Allocates nothing.
+    /// samples) and fills [`Self::masks`]. Runs on the worker, never on the audio thread: its
+    /// buffers are the expert's own, but the matrix products allocate their packing scratch.
     pub fn fit(&mut self, frame: &[f32]) {
         self.analyse(frame);
         self.start_activations();
@@ -168,13 +166,11 @@ impl NmfExpert {
 
     /// The mixture's magnitudes on the dictionaries' STFT, plus ε.
     fn analyse(&mut self, frame: &[f32]) {
-        let (bins, frames) = (self.grid.bins, self.grid.frames);
+        let frames = self.grid.frames;
         self.stft.analyze_into(frame, frames, &mut self.spectrum);
-        for (t, column) in self.spectrum.chunks_exact(bins).enumerate() {
-            for (b, x) in column.iter().enumerate() {
-                self.mix[[b, t]] = x.norm() + NMF_EPSILON;
-            }
-        }
+        let mix = self.mix.as_slice_mut().expect("a new Array2 is contiguous");
+        self.stft.magnitudes_bin_major_into(&self.spectrum, frames, mix);
+        mix.iter_mut().for_each(|v| *v += NMF_EPSILON);
     }
 
     /// H = mean column sum of V / (mean column sum of W · atoms): a flat start at the mixture's
@@ -208,19 +204,17 @@ impl NmfExpert {
 
     /// Masks Vᵢ / Σⱼ Vⱼ from the fitted activations (an even split where every model is 0).
     fn fill_masks(&mut self) {
+        let shape = (self.grid.bins, self.grid.frames);
         let mut start = 0;
-        for (i, &end) in self.atom_ends.iter().enumerate() {
+        for (mask, &end) in self.masks.iter_mut().zip(&self.atom_ends) {
+            let mut model = ArrayViewMut2::from_shape(shape, mask).expect("sized in new");
             general_mat_mul(
                 1.0,
                 &self.atoms.slice(s![.., start..end]),
                 &self.activations.slice(s![start..end, ..]),
                 0.0,
-                &mut self.stem_model,
+                &mut model,
             );
-            let mask = &mut self.masks[i];
-            for (m, &v) in mask.iter_mut().zip(self.stem_model.iter()) {
-                *m = v;
-            }
             start = end;
         }
         let n = self.masks.len();

@@ -278,8 +278,7 @@ impl Separator {
         if let (Some(expert), false) = (&mut self.expert, silent) {
             expert.fit(&self.prior_rate_frame);
         }
-        // At weight 1 the masks are the expert's alone, so the flows' search is skipped.
-        let expert_alone = self.expert.is_some() && self.settings.nmf_weight >= 1.0;
+        let expert_alone = self.expert.is_some() && self.settings.nmf_alone();
         let stems: Vec<&[f32]> = if silent || expert_alone {
             let share = 1.0 / self.priors.len() as f32;
             for stem in &mut self.silent_stems {
@@ -331,17 +330,22 @@ fn nmf_expert(priors: &[Prior], settings: &SeparationSettings) -> Result<Option<
     if settings.nmf_weight <= 0.0 {
         return Ok(None);
     }
-    if let Some(prior) = priors.iter().find(|p| p.nmf_dictionary().is_none()) {
+    let dictionaries: Option<Vec<_>> = priors
+        .iter()
+        .map(|p| p.nmf_dictionary().map(|d| (p.stem(), d)))
+        .collect();
+    let Some(dictionaries) = dictionaries else {
+        let without: Vec<&str> = priors
+            .iter()
+            .filter(|p| p.nmf_dictionary().is_none())
+            .map(Prior::stem)
+            .collect();
         log::warn!(
-            "prior `{}` has no NMF dictionary: separating with the flows alone (re-train it, or add one with `python -m stemflow_training.nmf`)",
-            prior.stem()
+            "no NMF dictionary in prior(s) {}: separating with the flows alone (re-train, or add one with `python -m stemflow_training.nmf`)",
+            without.join(", ")
         );
         return Ok(None);
-    }
-    let dictionaries: Vec<_> = priors
-        .iter()
-        .filter_map(|p| p.nmf_dictionary().map(|d| (p.stem(), d)))
-        .collect();
+    };
     Ok(Some(NmfExpert::new(&dictionaries, settings.nmf_iterations)?))
 }
 

@@ -207,6 +207,12 @@ impl SeparationSettings {
         }
     }
 
+    /// Whether the masks are the NMF expert's alone (weight 1), so the flows' search is skipped
+    /// when every prior has a dictionary.
+    pub fn nmf_alone(&self) -> bool {
+        self.nmf_weight >= NMF_WEIGHT.max as f32
+    }
+
     /// Steps of the search per frame: Adam's iterations, or the Langevin chains' steps.
     pub fn steps_per_frame(&self) -> usize {
         match self.search {

@@ -146,6 +146,47 @@ impl Tap {
     }
 }
 
+/// The priors' own grid (1024 / 256 over a 432-frame segment).
+const PRIOR_GRID: MaskGrid = MaskGrid {
+    n_fft: N_FFT,
+    hop: HOP,
+    bins: BINS,
+    frames: FRAMES,
+};
+
+/// For each of `host_frames` host frames and each host bin below `bins_below`, the cells of
+/// `grid` (at 22.05 kHz) it lies between: host frame t is at t·hop/sr seconds =
+/// t·hop·22050/(sr·grid.hop) grid frames, host bin k at k·sr/n_fft Hz = k·sr·grid.n_fft/(n_fft·22050)
+/// grid bins (exact rational coordinates, clamped at the grid's edges).
+fn taps_onto(
+    grid: MaskGrid,
+    host_rate: u32,
+    (n_fft, hop): (usize, usize),
+    host_frames: usize,
+    bins_below: usize,
+) -> (Vec<Tap>, Vec<Tap>) {
+    let (sr, prior_sr) = (host_rate as u128, PRIOR_SAMPLE_RATE as u128);
+    let time_taps = (0..host_frames)
+        .map(|t| {
+            Tap::at(
+                t as u128 * hop as u128 * prior_sr,
+                sr * grid.hop as u128,
+                grid.frames - 1,
+            )
+        })
+        .collect();
+    let bin_taps = (0..bins_below)
+        .map(|k| {
+            Tap::at(
+                k as u128 * sr * grid.n_fft as u128,
+                n_fft as u128 * prior_sr,
+                grid.bins - 1,
+            )
+        })
+        .collect();
+    (time_taps, bin_taps)
+}
+
 /// The value of the bin-major grid `values` (`frames` per bin) between the bins and frames of two
 /// taps, interpolated bilinearly.
 fn bilinear(values: &[f32], frames: usize, bin: &Tap, time: &Tap) -> f32 {
@@ -223,28 +264,13 @@ impl ResynthPlan {
         grid: MaskGrid,
     ) -> Result<Self, ResynthError> {
         let mut plan = Self::plan(host_rate, host_len, n_stems, host_grid_for(host_rate, grid.n_fft))?;
-        let (n_fft, hop) = plan.host_grid();
-        let (sr, prior_sr) = (host_rate as u128, PRIOR_SAMPLE_RATE as u128);
-        // Host frame t is at t·hop/sr seconds = t·hop·22050/(sr·grid.hop) expert frames; host
-        // bin k at k·sr/n_fft Hz = k·sr·grid.n_fft/(n_fft·22050) expert bins.
-        let time_taps = (0..plan.host_frames)
-            .map(|t| {
-                Tap::at(
-                    t as u128 * hop as u128 * prior_sr,
-                    sr * grid.hop as u128,
-                    grid.frames - 1,
-                )
-            })
-            .collect();
-        let bin_taps = (0..plan.high_from)
-            .map(|k| {
-                Tap::at(
-                    k as u128 * sr * grid.n_fft as u128,
-                    n_fft as u128 * prior_sr,
-                    grid.bins - 1,
-                )
-            })
-            .collect();
+        let (time_taps, bin_taps) = taps_onto(
+            grid,
+            host_rate,
+            plan.host_grid(),
+            plan.host_frames,
+            plan.high_from,
+        );
         plan.expert = Some(ExpertTaps {
             grid,
             time_taps,
@@ -270,21 +296,13 @@ impl ResynthPlan {
         let stft = Stft::new(n_fft, hop);
         let host_frames = stft.frame_count(host_len);
         let host_bins = stft.bins();
-        let sr = host_rate as u128;
-        let prior_sr = PRIOR_SAMPLE_RATE as u128;
-        // Host frame t is at t·hop/sr seconds = t·hop·22050/(sr·256) prior frames.
-        let time_taps = (0..host_frames)
-            .map(|t| Tap::at(t as u128 * hop as u128 * prior_sr, sr * HOP as u128, FRAMES - 1))
-            .collect();
-        // Host bin k is at k·sr/n_fft Hz = k·sr·1024/(n_fft·22050) prior bins.
-        let bin_den = n_fft as u128 * prior_sr;
-        let bin_num = |k: usize| k as u128 * sr * N_FFT as u128;
+        // Host bin k is at k·sr/n_fft Hz; from the first one above 11025 Hz (the prior grid's
+        // last bin, k·sr·1024/(n_fft·22050) > 512) the high-band shares apply.
+        let (sr, prior_sr) = (host_rate as u128, PRIOR_SAMPLE_RATE as u128);
         let high_from = (0..host_bins)
-            .find(|&k| bin_num(k) > (BINS as u128 - 1) * bin_den)
+            .find(|&k| k as u128 * sr * N_FFT as u128 > (BINS as u128 - 1) * n_fft as u128 * prior_sr)
             .unwrap_or(host_bins);
-        let bin_taps = (0..high_from)
-            .map(|k| Tap::at(bin_num(k), bin_den, BINS - 1))
-            .collect();
+        let (time_taps, bin_taps) = taps_onto(PRIOR_GRID, host_rate, (n_fft, hop), host_frames, high_from);
         Ok(ResynthPlan {
             host_rate,
             host_len,
