@@ -63,6 +63,7 @@ fn ports_names_and_parameters() {
         "MAP gamma",
         "Output mode",
         "Device",
+        "Processing allowance",
     ] {
         assert!(params.contains(&name.to_string()), "missing {name}");
     }
@@ -81,10 +82,7 @@ fn every_rate_and_block_size_is_clean_aligned_and_sums_to_the_input() {
             // the first activation gives the worker time to load them.
             let settle = std::time::Duration::from_secs(if first { 4 } else { 0 });
             first = false;
-            let latency_expected = {
-                let frame = (5.0 * rate).round() as usize;
-                frame + frame - (0.5 * rate).round() as usize
-            };
+            let latency_expected = default_latency(rate);
             // Past the latency by a little: the outputs then carry (wet or fallback) stems.
             let seconds = latency_expected as f64 / rate + if block == 1 { 0.2 } else { 1.0 };
             let input = signal(rate, seconds, 2);
@@ -148,8 +146,7 @@ fn mono_layout_is_offered_and_processes_cleanly() {
 
     let rate = 48_000.0;
     let quick = quick(&mut instance, 1);
-    let frame = (5.0 * rate) as usize;
-    let latency_expected = 2 * frame - (0.5 * rate) as usize;
+    let latency_expected = default_latency(rate);
     let input = signal(rate, latency_expected as f64 / rate + 1.0, 1);
     let out = render(
         &mut instance,
@@ -182,7 +179,50 @@ fn reported_latency_equals_the_measured_alignment() {
     let rate = 48_000.0;
     let mut instance = instance();
     let quick = quick(&mut instance, 2);
-    let d = (5.0 * rate) as usize * 2 - (0.5 * rate) as usize;
+    assert_aligned(&mut instance, rate, &quick, default_latency(rate));
+}
+
+#[test]
+fn the_processing_allowance_sets_the_latency_from_the_next_activation() {
+    let _serial = serial();
+    let rate = 48_000.0;
+    let mut instance = instance();
+    let mut events = quick(&mut instance, 2).to_vec();
+    events.push(allowance(&mut instance, 1.5));
+    // Set while active: the latency reported at this activation stays.
+    let out = render(
+        &mut instance,
+        &signal(rate, 0.05, 2),
+        RenderSpec {
+            first_events: &events,
+            ..RenderSpec::new(rate, &[512])
+        },
+    );
+    assert_eq!(out.latency, default_latency(rate));
+    // The next activation reports 5 + 1.5 s, and the stems line up with it.
+    assert_aligned(&mut instance, rate, &[], latency_with(rate, 1.5));
+    // The whole hop: the largest allowance, 5 + 4.5 s; beyond it the value is held there.
+    let top = [allowance(&mut instance, 4.5)];
+    render(
+        &mut instance,
+        &signal(rate, 0.05, 2),
+        RenderSpec {
+            first_events: &top,
+            ..RenderSpec::new(rate, &[512])
+        },
+    );
+    assert_aligned(&mut instance, rate, &[], latency_with(rate, 4.5));
+}
+
+/// Renders a burst of noise offline and checks that the lag aligning the stems' sum with the
+/// input best is `expected`, which is also the reported latency.
+fn assert_aligned(
+    instance: &mut PluginInstance<TestHost>,
+    rate: f64,
+    events: &[ParamValueEvent],
+    expected: usize,
+) {
+    let d = expected;
     // Silence, a burst of noise at a known place, silence.
     let mut input = vec![vec![0.0f32; d + 60_000]; 2];
     let mut seed = 7u32;
@@ -193,14 +233,15 @@ fn reported_latency_equals_the_measured_alignment() {
         input[1][i] = -x;
     }
     let out = render(
-        &mut instance,
+        instance,
         &input,
         RenderSpec {
             offline: true,
-            first_events: &quick,
+            first_events: events,
             ..RenderSpec::new(rate, &[512])
         },
     );
+    assert_eq!(out.latency, expected, "reported latency");
     let sum = stem_sum(&out);
     // The lag that best aligns the stems' sum with the input.
     let best = (d - 2000..d + 2000)

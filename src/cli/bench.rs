@@ -1,6 +1,8 @@
-//! `stemflow bench`: cost of separating one 5-s frame with the default settings, the realtime,
-//! paper and nmf presets, the default without its NMF expert and (when the priors have score
-//! graphs) `--separator sgld`, measured in the same run (medians over repeats; ratios are what to compare across machines).
+//! `stemflow bench`: cost of separating one 5-s frame with the default settings (also the
+//! realtime preset), the paper and nmf presets, the default without its NMF expert and (when the
+//! priors have score graphs) `--separator sgld`, measured in the same run: the runs take turns,
+//! one frame each per round, so a machine that slows down or speeds up during the bench weighs on
+//! every run alike (medians over rounds; ratios are what to compare across machines).
 
 use super::peak_memory::separate_peak_mib;
 use super::shared::SharedArgs;
@@ -8,6 +10,7 @@ use super::CliError;
 use crate::engine::files::audio_file::read_all;
 use crate::engine::metrics::median;
 use crate::engine::priors::prior::Prior;
+use crate::engine::search::annealed_langevin::AnnealedSettings;
 use crate::engine::search::langevin::LangevinSettings;
 use crate::engine::search::separator::Separator;
 use crate::engine::search::settings::{Preset, SearchKind, SeparationSettings};
@@ -41,8 +44,7 @@ fn demo_mix() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models/demo/mix.wav"))
 }
 
-/// Run `bench`: one warm-up frame, then `repeat` timed frames per preset (default, realtime,
-/// paper).
+/// Run `bench`: a warm-up round, then `repeat` timed rounds of one frame per run.
 pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
     let input = args.input.clone().unwrap_or_else(demo_mix);
     let audio = read_all(&input)?;
@@ -75,11 +77,10 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
     );
     // The presets, the default without its NMF expert, then the Langevin separator with its
     // defaults when every prior has the `score` graph it needs.
-    let mut runs: Vec<(String, SeparationSettings)> =
-        [Preset::Default, Preset::Realtime, Preset::Paper, Preset::Nmf]
-            .into_iter()
-            .map(|preset| (format!("{preset:?}").to_lowercase(), preset.settings()))
-            .collect();
+    let mut runs: Vec<(String, SeparationSettings)> = [Preset::Default, Preset::Paper, Preset::Nmf]
+        .into_iter()
+        .map(|preset| (format!("{preset:?}").to_lowercase(), preset.settings()))
+        .collect();
     // The default without its NMF expert: what the expert costs.
     runs.push((
         "flows".into(),
@@ -97,30 +98,47 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
     } else {
         println!("(sgld not measured: not every prior has a `score` graph)");
     }
-    let mut frame_seconds = Vec::new();
-    for (name, settings) in runs {
-        let mut settings = shared.with_threads(settings);
-        if let Some(iterations) = args.iterations {
-            settings.iterations = iterations as usize;
-            if let SearchKind::Langevin(langevin) = &mut settings.search {
-                langevin.steps = iterations as usize;
-            }
-        }
-        let mut separator = Separator::new(priors, settings, audio.sample_rate, audio.channels.len())?;
-        separator.separate_frame(&frame_refs)?;
-        let mut times: Vec<f64> = Vec::new();
-        for _ in 0..args.repeat {
+    if priors.iter().all(Prior::has_noisy_score) {
+        let annealed = SeparationSettings {
+            search: SearchKind::Annealed(AnnealedSettings::DEFAULT),
+            ..Preset::Default.settings()
+        };
+        runs.push(("annealed".into(), annealed));
+    } else {
+        println!("(annealed not measured: not every prior has an `annealing` section)");
+    }
+    let runs: Vec<(String, SeparationSettings)> = runs
+        .into_iter()
+        .map(|(name, settings)| {
+            (
+                name,
+                with_iterations(shared.with_threads(settings), args.iterations),
+            )
+        })
+        .collect();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    let mut steps = vec![0usize; runs.len()];
+    // Round 0 warms every run up (and checks its settings); rounds 1… are timed.
+    for round in 0..=args.repeat {
+        for (((_, settings), times), steps) in runs.iter().zip(&mut times).zip(&mut steps) {
+            let mut separator = Separator::new(priors, *settings, audio.sample_rate, audio.channels.len())?;
+            // The expert alone skips the flows' search: no steps.
+            *steps = if settings.nmf_alone() {
+                0
+            } else {
+                separator.steps_per_frame()
+            };
             let start = Instant::now();
             separator.separate_frame(&frame_refs)?;
-            times.push(start.elapsed().as_secs_f64());
+            if round > 0 {
+                times.push(start.elapsed().as_secs_f64());
+            }
+            priors = separator.into_priors();
         }
-        let seconds = median(&times);
-        // The expert alone skips the flows' search: no steps.
-        let steps = if settings.nmf_alone() {
-            0
-        } else {
-            settings.steps_per_frame()
-        };
+    }
+    let mut frame_seconds = Vec::new();
+    for (((name, _), times), &steps) in runs.iter().zip(&times).zip(&steps) {
+        let seconds = median(times);
         let ms_per_step = match steps {
             0 => "-".to_string(),
             n => format!("{:.1}", 1000.0 * seconds / n as f64),
@@ -133,8 +151,7 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
             seconds,
             seconds / 5.0
         );
-        frame_seconds.push((name, seconds));
-        priors = separator.into_priors();
+        frame_seconds.push((name.clone(), seconds));
     }
     let time_of = |run: &str| {
         frame_seconds
@@ -147,9 +164,8 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
         time_of("paper").unwrap_or(f64::NAN),
     );
     println!(
-        "ratio paper/default (frame time): {:.3}; paper/realtime: {:.3}; paper/nmf: {:.3}",
+        "ratio paper/default (frame time): {:.3}; paper/nmf: {:.3}",
         paper / default,
-        paper / time_of("realtime").unwrap_or(f64::NAN),
         paper / time_of("nmf").unwrap_or(f64::NAN)
     );
     if let Some(flows) = time_of("flows") {
@@ -160,6 +176,9 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
     }
     if let Some(sgld) = time_of("sgld") {
         println!("ratio sgld/default (frame time): {:.3}", sgld / default);
+    }
+    if let Some(annealed) = time_of("annealed") {
+        println!("ratio annealed/default (frame time): {:.3}", annealed / default);
     }
     if args.memory_minutes > 0.0 {
         let mut extra = vec![
@@ -192,4 +211,17 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// `settings` with `iterations` (Langevin: steps) per frame, when given.
+fn with_iterations(mut settings: SeparationSettings, iterations: Option<u32>) -> SeparationSettings {
+    if let Some(iterations) = iterations {
+        settings.iterations = iterations as usize;
+        match &mut settings.search {
+            SearchKind::Langevin(langevin) => langevin.steps = iterations as usize,
+            SearchKind::Annealed(annealed) => annealed.steps_per_level = iterations as usize,
+            SearchKind::Adam => {}
+        }
+    }
+    settings
 }

@@ -44,7 +44,7 @@ enum Command {
     Separate(separate::SeparateArgs),
     /// List the installed priors and their manifests.
     Priors(priors::PriorsArgs),
-    /// Measure ms per step and the real-time factor of a 5-s frame: default, realtime and paper presets, and SGLD.
+    /// Measure ms per step and the real-time factor of a 5-s frame: the default, paper and nmf presets, the flows alone, and SGLD.
     Bench(bench::BenchArgs),
     /// Train a prior for a new stem from a folder of isolated recordings and install it.
     TrainPrior(train_prior::TrainPriorArgs),

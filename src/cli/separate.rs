@@ -16,6 +16,7 @@ use crate::engine::files::stem_format::{Container, SampleDepth, StemFormat};
 use crate::engine::limits::check_format;
 use crate::engine::priors::prior::Prior;
 use crate::engine::priors::runtime::Runtime;
+use crate::engine::search::annealed_langevin::AnnealedSettings;
 use crate::engine::search::langevin::{LangevinDomain, LangevinForm, LangevinSettings};
 use crate::engine::search::separator::{SeparationError, Separator};
 use crate::engine::search::settings::{
@@ -92,8 +93,9 @@ pub struct SeparateArgs {
     /// Stems to separate, comma-separated (default: every installed prior).
     #[arg(long, value_delimiter = ',')]
     pub stems: Vec<String>,
-    /// Settings to start from (`default`, `realtime`: a shorter search, `paper`: the paper's,
-    /// `nmf`: the NMF dictionaries alone, fastest); the options below override them.
+    /// Settings to start from (`default`; `realtime`, what the plugin plays with: the same;
+    /// `paper`: the paper's; `nmf`: the NMF dictionaries alone, fastest); the options below
+    /// override them.
     #[arg(long, default_value = "default")]
     pub preset: Preset,
     /// Adam iterations per 5-s frame.
@@ -131,8 +133,10 @@ pub struct SeparateArgs {
     /// Multiplicative updates of the NMF expert per 5-s frame (default 50).
     #[arg(long, value_name = "N")]
     pub nmf_iterations: Option<u32>,
-    /// How each frame's stems are found: `adam` (the latent search of the presets) or `sgld`
-    /// (Langevin chains under the priors' scores; needs priors with a `score` graph).
+    /// How each frame's stems are found: `adam` (the latent search of the presets), `sgld`
+    /// (Langevin chains under the priors' scores; needs priors with a `score` graph) or
+    /// `annealed` (Langevin chains down the priors' noise ladder; needs priors with an
+    /// `annealing` section).
     #[arg(long, value_enum, default_value = "adam")]
     pub separator: SeparatorArg,
     /// SGLD: the update rule (Frank & Ilse's Algorithm 1 as printed, or the textbook rule with a
@@ -142,23 +146,28 @@ pub struct SeparateArgs {
     /// SGLD: where the chains move (magnitudes or log-magnitudes).
     #[arg(long, value_enum, default_value = "log")]
     pub sgld_domain: SgldDomainArg,
-    /// SGLD: steps per 5-s frame.
-    #[arg(long, default_value_t = LangevinSettings::DEFAULT.steps as u32)]
-    pub steps: u32,
-    /// SGLD: step size η.
-    #[arg(long, default_value_t = LangevinSettings::DEFAULT.eta)]
-    pub eta: f32,
+    /// SGLD: steps per 5-s frame (default 100); annealed: steps per noise level (default 10).
+    #[arg(long)]
+    pub steps: Option<u32>,
+    /// SGLD: step size η (default 0.1); annealed: the step at the ladder's largest noise level,
+    /// scaled by (σ/σ₁)² at level σ (default 0.05).
+    #[arg(long)]
+    pub eta: Option<f32>,
     /// SGLD: width σ of the mixture likelihood (its weight is 1/σ²).
     #[arg(long, default_value_t = LangevinSettings::DEFAULT.sigma)]
     pub sigma: f32,
-    /// SGLD: seed of the chains' noise (the same seed gives the same stems).
+    /// Annealed: width of the mixture likelihood relative to the noise level (its weight is
+    /// 1/(λσ)²).
+    #[arg(long, value_name = "λ", default_value_t = AnnealedSettings::DEFAULT.likelihood_scale)]
+    pub likelihood_scale: f32,
+    /// SGLD and annealed: seed of the chains' noise (the same seed gives the same stems).
     #[arg(long, default_value_t = LangevinSettings::DEFAULT.seed)]
     pub seed: u64,
     /// SGLD: RMSprop-preconditioned steps for the textbook rules (`true` or `false`).
     #[arg(long, value_name = "BOOL", default_value_t = LangevinSettings::DEFAULT.preconditioned, action = clap::ArgAction::Set)]
     pub sgld_precondition: bool,
     /// SGLD: stems are the chains' mean over the second half of the steps (`true`) or their
-    /// last state (`false`).
+    /// last state (`false`); annealed: the mean over the last noise level's steps.
     #[arg(long, value_name = "BOOL", default_value_t = LangevinSettings::DEFAULT.average, action = clap::ArgAction::Set)]
     pub sgld_average: bool,
     /// No progress bars or summary lines: errors only.
@@ -173,6 +182,8 @@ pub enum SeparatorArg {
     Adam,
     /// Stochastic gradient Langevin dynamics over the stems.
     Sgld,
+    /// Annealed Langevin dynamics under the priors' noise-conditioned scores.
+    Annealed,
 }
 
 /// `--sgld-form`.
@@ -207,8 +218,9 @@ fn option_for(field: &str) -> &'static str {
         "nmf_weight" => "--nmf-weight",
         "nmf_iterations" => "--nmf-iterations",
         "stem_threads" => "--stem-threads",
-        "search.steps" => "--steps",
+        "search.steps" | "search.steps_per_level" => "--steps",
         "search.eta" => "--eta",
+        "search.likelihood_scale" => "--likelihood-scale",
         "search.sigma" => "--sigma",
         _ => "--preset",
     }
@@ -289,10 +301,21 @@ impl SeparateArgs {
             (Some(ObjectiveArg::Mle), _) => Objective::Mle,
             (None, None) => settings.objective,
         };
+        if self.separator == SeparatorArg::Annealed {
+            let defaults = AnnealedSettings::DEFAULT;
+            settings.search = SearchKind::Annealed(AnnealedSettings {
+                steps_per_level: self.steps.map_or(defaults.steps_per_level, |n| n as usize),
+                eta: self.eta.unwrap_or(defaults.eta),
+                likelihood_scale: self.likelihood_scale,
+                seed: self.seed,
+                average: self.sgld_average,
+            });
+        }
         if self.separator == SeparatorArg::Sgld {
+            let defaults = LangevinSettings::DEFAULT;
             settings.search = SearchKind::Langevin(LangevinSettings {
-                steps: self.steps as usize,
-                eta: self.eta,
+                steps: self.steps.map_or(defaults.steps, |n| n as usize),
+                eta: self.eta.unwrap_or(defaults.eta),
                 sigma: self.sigma,
                 form: match self.sgld_form {
                     SgldFormArg::AsWritten => LangevinForm::AsWritten,

@@ -142,7 +142,7 @@ impl NiceEguiApp for StemflowApp {
                 ui.separator();
                 strips(ui, &self.params, &self.status, &setter);
                 ui.separator();
-                settings(ui, &self.params, &setter);
+                settings(ui, &self.params, &self.status, &setter);
             });
         });
     }
@@ -193,8 +193,10 @@ fn worker_line(ui: &mut Ui, status: &Status) {
     ui.horizontal_wrapped(|ui| {
         ui.label(format!("Backend {}", if ready { backend } else { "–" }));
         ui.label(RichText::new("·").weak());
-        ui.label(format!("real-time factor {rtf}"))
-            .on_hover_text("Worker time per frame / 4.5-s hop: below 1 keeps up with playback.");
+        ui.label(format!("real-time factor {rtf}")).on_hover_text(
+            "Worker time per frame / 4.5-s hop. Playback keeps up while a frame takes less \
+                 than the processing allowance.",
+        );
         ui.label(RichText::new("·").weak());
         ui.label(format!("frames separated {frames}"));
         ui.label(RichText::new("·").weak());
@@ -473,8 +475,8 @@ fn segmented(ui: &mut Ui, setter: &ParamSetter, param: &FloatParam, names: &[&st
 }
 
 /// The separation settings: iterations for playback and for a render, separator and NMF weight,
-/// objective and γ, output mode and device.
-fn settings(ui: &mut Ui, params: &StemflowParams, setter: &ParamSetter) {
+/// objective and γ, output mode and device, and the processing allowance.
+fn settings(ui: &mut Ui, params: &StemflowParams, status: &Status, setter: &ParamSetter) {
     ui.label(RichText::new("Separation").strong());
     egui::Grid::new("settings")
         .num_columns(4)
@@ -515,7 +517,33 @@ fn settings(ui: &mut Ui, params: &StemflowParams, setter: &ParamSetter) {
             ui.label("Device");
             segmented(ui, setter, &params.device, DEVICES);
             ui.end_row();
+
+            allowance_row(ui, params, status, setter);
+            ui.end_row();
         });
+}
+
+/// The processing allowance and, when it differs from the one the host activated the plugin
+/// with, a button asking the host to restart processing so the new latency applies.
+fn allowance_row(ui: &mut Ui, params: &StemflowParams, status: &Status, setter: &ParamSetter) {
+    ui.label("Processing allowance");
+    ui.add(ParamSlider::for_param(&params.processing_allowance, setter).with_width(150.0))
+        .on_hover_text(
+            "The worker's time per frame in real time; the latency is the 5-s frame plus this. \
+             Lower it while the real-time factor leaves room, for less latency.",
+        );
+    let active = status.allowance_seconds.load(Ordering::Relaxed);
+    let wanted = params.processing_allowance.value();
+    if active > 0.0 && (wanted - active).abs() > 0.05 {
+        let text = format!("now {active:.1} s: apply");
+        if ui
+            .button(text)
+            .on_hover_text("Asks the host to restart the plugin's processing with the new latency.")
+            .clicked()
+        {
+            setter.raw_context.request_restart();
+        }
+    }
 }
 
 #[cfg(test)]

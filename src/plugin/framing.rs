@@ -4,16 +4,30 @@
 //! activation or reset ([`FrameGeometry`], the command line's framing). The part of the output
 //! that only frames `j − 1` and `j` touch, `[j·S, (j + 1)·S)`, is segment `j`: it is final once
 //! frame `j` is separated, i.e. once input sample `j·S + L − 1` has arrived and the worker has
-//! finished. The plugin therefore delays everything by `L + S` samples: `L` to collect a frame
-//! and `S` (one hop, the time the worker has per frame anyway to keep up) as the processing
-//! allowance. A short ramp before each segment decides whether the next segment is ready; if
-//! not, the outputs crossfade to the dry mix (see `stream.rs`).
+//! finished. The plugin therefore delays everything by `L + A` samples: `L` to collect a frame
+//! and `A`, the processing allowance, for the worker to separate it. `A` is at most one hop `S`
+//! (a worker slower than the hop falls behind whatever the latency) and can be set lower when
+//! the worker is fast, for less latency. A short ramp before each segment decides whether the
+//! next segment is ready; if not, the outputs crossfade to the dry mix (see `stream.rs`).
 
-use crate::engine::search::settings::SeparationSettings;
+use crate::engine::bounds::Bounds;
+use crate::engine::constants::FRAME_SECONDS;
+use crate::engine::search::settings::{SeparationSettings, DEFAULT_OVERLAP_SECONDS};
 use crate::engine::signal::frames::FrameGeometry;
 
 /// Length of the dry/wet crossfade, in seconds.
 pub const RAMP_SECONDS: f64 = 0.01;
+
+/// The hop between frames at the default overlap: a frame's worker time can never exceed it.
+pub const HOP_SECONDS: f64 = FRAME_SECONDS - DEFAULT_OVERLAP_SECONDS;
+
+/// Processing allowances the plugin offers, in seconds: from one second (a fast worker on an
+/// idle machine) to the whole hop.
+pub const PROCESSING_ALLOWANCE: Bounds = Bounds::closed(1.0, HOP_SECONDS);
+
+/// The default processing allowance: twice the worst frame time of the realtime preset measured
+/// on a 2-core machine (README, "Benchmark"), so the latency is 8 s rather than 9.5.
+pub const DEFAULT_PROCESSING_ALLOWANCE_SECONDS: f64 = 3.0;
 
 /// Frame geometry, latency and ramp at one sample rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +38,9 @@ pub struct Framing {
     pub frame_len: usize,
     /// Distance between frame starts (`S = L − O`), also the length of a segment.
     pub step: usize,
-    /// The plugin's fixed latency: `L + S`.
+    /// Samples the worker has to separate a frame before its segment plays (`A ≤ S`).
+    pub allowance: usize,
+    /// The plugin's fixed latency: `L + A`.
     pub latency: usize,
     /// Dry/wet crossfade length in samples (shorter than a segment).
     pub ramp: usize,
@@ -32,19 +48,27 @@ pub struct Framing {
 
 impl Framing {
     /// The framing at `sample_rate` (a supported rate) for the default settings' overlap, which
-    /// is what the command line uses.
-    pub fn new(sample_rate: u32) -> Framing {
+    /// is what the command line uses, with `allowance_seconds` of processing time per frame
+    /// (held to [`PROCESSING_ALLOWANCE`]; not finite: the default).
+    pub fn new(sample_rate: u32, allowance_seconds: f64) -> Framing {
         let overlap_seconds = SeparationSettings::default_preset().overlap_seconds;
         let geometry = FrameGeometry::at_rate(sample_rate.max(1), overlap_seconds)
             .or_else(|_| FrameGeometry::new(2, 0))
             .expect("a 2-sample frame without overlap is valid");
         let (frame_len, step) = (geometry.frame_len(), geometry.step());
         let ramp = ((RAMP_SECONDS * f64::from(sample_rate)).round() as usize).clamp(1, (step / 2).max(1));
+        let seconds = if allowance_seconds.is_finite() {
+            allowance_seconds.clamp(PROCESSING_ALLOWANCE.min, PROCESSING_ALLOWANCE.max)
+        } else {
+            DEFAULT_PROCESSING_ALLOWANCE_SECONDS
+        };
+        let allowance = ((seconds * f64::from(sample_rate)).round() as usize).clamp(1, step);
         Framing {
             geometry,
             frame_len,
             step,
-            latency: frame_len + step,
+            allowance,
+            latency: frame_len + allowance,
             ramp,
         }
     }
@@ -55,13 +79,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn latency_is_frame_plus_hop_at_every_rate() {
+    fn latency_is_frame_plus_allowance_at_every_rate() {
         for rate in [44_100u32, 48_000, 88_200, 96_000, 192_000, 384_000] {
-            let f = Framing::new(rate);
+            let f = Framing::new(rate, DEFAULT_PROCESSING_ALLOWANCE_SECONDS);
             assert_eq!(f.frame_len, (5.0 * f64::from(rate)).round() as usize);
             assert_eq!(f.geometry.overlap(), (0.5 * f64::from(rate)).round() as usize);
-            assert_eq!(f.latency, f.frame_len + f.step);
+            assert_eq!(f.allowance, (3.0 * f64::from(rate)).round() as usize);
+            assert_eq!(f.latency, f.frame_len + f.allowance);
             assert!(f.ramp < f.step);
         }
+    }
+
+    #[test]
+    fn the_allowance_is_held_between_one_second_and_the_hop() {
+        let rate = 48_000u32;
+        let hop = Framing::new(rate, 3.0).step;
+        assert_eq!(Framing::new(rate, 4.5).allowance, hop);
+        assert_eq!(Framing::new(rate, 60.0).allowance, hop);
+        assert_eq!(Framing::new(rate, 0.0).allowance, rate as usize);
+        assert_eq!(Framing::new(rate, -2.0).allowance, rate as usize);
+        assert_eq!(Framing::new(rate, f64::NAN).allowance, 3 * rate as usize);
+        assert_eq!(
+            Framing::new(rate, 1.5).latency,
+            5 * rate as usize + 3 * rate as usize / 2
+        );
     }
 }

@@ -158,11 +158,15 @@ impl Plugin for Stemflow {
             self.worker = WorkerHandle::spawn(self.params.clone(), self.status.clone(), beside);
         }
         let worker_thread = self.worker.as_ref().and_then(WorkerHandle::thread);
-        let link = Arc::new(Link::new(rate, channels, offline, worker_thread));
+        let allowance = f64::from(self.params.processing_allowance.value());
+        let link = Arc::new(Link::new(rate, channels, offline, allowance, worker_thread));
         context.set_latency_samples(link.framing.latency as u32);
         self.status
             .latency_seconds
             .store(link.framing.latency as f32 / rate as f32, Ordering::Relaxed);
+        self.status
+            .allowance_seconds
+            .store(link.framing.allowance as f32 / rate as f32, Ordering::Relaxed);
         self.stream = Some(Stream::new(link.clone(), self.status.clone()));
         if self.status.state() != status::WorkerState::Ready {
             // The worker is about to (re)load: an offline render waits for it.

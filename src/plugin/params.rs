@@ -2,12 +2,13 @@
 //! settings (offline and realtime quality, objective, output mode, device), plus state
 //! migration.
 
+use super::framing::{DEFAULT_PROCESSING_ALLOWANCE_SECONDS, PROCESSING_ALLOWANCE};
 use super::slots::{SLOT_COUNT, SLOT_NAMES};
 use crate::engine::priors::runtime::Device;
+use crate::engine::search::annealed_langevin::AnnealedSettings;
 use crate::engine::search::langevin::LangevinSettings;
 use crate::engine::search::settings::{
-    Objective, OutputMode, SearchKind, SeparationSettings, DEFAULT_NMF_WEIGHT, GAMMA, ITERATIONS, NMF_WEIGHT,
-    REALTIME_ITERATIONS, REALTIME_NMF_WEIGHT,
+    Objective, OutputMode, SearchKind, SeparationSettings, GAMMA, ITERATIONS, NMF_WEIGHT,
 };
 use nice_plug::plugin::ParamValue;
 use nice_plug::prelude::*;
@@ -120,8 +121,9 @@ impl StripParams {
 pub const OBJECTIVES: &[&str] = &["MLE", "MAP"];
 /// Names of the output modes, in index order.
 pub const MODES: &[&str] = &["Consistent", "Mixture phase"];
-/// Names of the separators, in index order: Adam over the latents, or Langevin chains.
-pub const SEPARATORS: &[&str] = &["Adam", "Langevin"];
+/// Names of the separators, in index order: Adam over the latents, Langevin chains, or Langevin
+/// chains annealed down the priors' noise ladder.
+pub const SEPARATORS: &[&str] = &["Adam", "Langevin", "Annealed"];
 /// Names of the devices, in index order.
 pub const DEVICES: &[&str] = &["CPU", "CUDA", "DirectML"];
 
@@ -138,8 +140,9 @@ pub struct StemflowParams {
     /// search: fewer, larger steps, so the worker keeps up with playback).
     #[id = "realtime_iterations"]
     pub realtime_iterations: IntParam,
-    /// How frames are separated ([`SEPARATORS`]): the Adam search, or Langevin chains under the
-    /// priors' scores (steps per frame from the quality knobs, the rest the engine's defaults).
+    /// How frames are separated ([`SEPARATORS`]): the Adam search, Langevin chains under the
+    /// priors' scores (steps per frame from the quality knobs, the rest the engine's defaults),
+    /// or annealed Langevin chains (the quality knobs' steps at each noise level).
     #[id = "separator"]
     pub separator: FloatParam,
     /// MLE or MAP ([`OBJECTIVES`]).
@@ -161,6 +164,11 @@ pub struct StemflowParams {
     /// Where ONNX Runtime runs the priors ([`DEVICES`]).
     #[id = "device"]
     pub device: FloatParam,
+    /// Seconds the worker has to separate a frame in real time; the latency is the 5-s frame
+    /// plus this. Read when the host activates the plugin (hosts handle a latency that changes
+    /// while they play badly), so a change applies from the next activation.
+    #[id = "processing_allowance"]
+    pub processing_allowance: FloatParam,
 }
 
 impl Default for StemflowParams {
@@ -177,7 +185,7 @@ impl Default for StemflowParams {
             ),
             realtime_iterations: IntParam::new(
                 "Realtime quality (iterations)",
-                REALTIME_ITERATIONS as i32,
+                SeparationSettings::realtime_preset().iterations as i32,
                 IntRange::Linear {
                     min: ITERATIONS.min as i32,
                     max: ITERATIONS_KNOB_MAX,
@@ -195,9 +203,23 @@ impl Default for StemflowParams {
             )
             .with_step_size(0.01),
             mode: choice("Output mode", MODES, 0),
-            nmf_weight: nmf_weight_knob("NMF weight", DEFAULT_NMF_WEIGHT),
-            realtime_nmf_weight: nmf_weight_knob("Realtime NMF weight", REALTIME_NMF_WEIGHT),
+            nmf_weight: nmf_weight_knob("NMF weight", SeparationSettings::default_preset().nmf_weight),
+            realtime_nmf_weight: nmf_weight_knob(
+                "Realtime NMF weight",
+                SeparationSettings::realtime_preset().nmf_weight,
+            ),
             device: choice("Device", DEVICES, 0),
+            processing_allowance: FloatParam::new(
+                "Processing allowance",
+                DEFAULT_PROCESSING_ALLOWANCE_SECONDS as f32,
+                FloatRange::Linear {
+                    min: PROCESSING_ALLOWANCE.min as f32,
+                    max: PROCESSING_ALLOWANCE.max as f32,
+                },
+            )
+            .with_step_size(0.1)
+            .with_unit(" s")
+            .non_automatable(),
         }
     }
 }
@@ -232,12 +254,17 @@ impl StemflowParams {
         };
         settings.iterations = iterations.value().max(0) as usize;
         settings.nmf_weight = nmf_weight.value();
-        if chosen(&self.separator) > 0 {
-            settings.search = SearchKind::Langevin(LangevinSettings {
+        settings.search = match chosen(&self.separator) {
+            0 => SearchKind::Adam,
+            1 => SearchKind::Langevin(LangevinSettings {
                 steps: settings.iterations,
                 ..LangevinSettings::DEFAULT
-            });
-        }
+            }),
+            _ => SearchKind::Annealed(AnnealedSettings {
+                steps_per_level: settings.iterations,
+                ..AnnealedSettings::DEFAULT
+            }),
+        };
         settings.objective = match chosen(&self.objective) {
             0 => Objective::Mle,
             _ => Objective::Map {
@@ -340,19 +367,31 @@ mod tests {
     use super::*;
 
     /// The separator choice picks the search: Adam by default, Langevin chains with the quality
-    /// knob's count as steps and the engine's other defaults.
+    /// knob's count as steps and the engine's other defaults, annealed chains with it as the steps
+    /// at each noise level.
     #[test]
     fn the_separator_choice_picks_the_search() {
         let params = StemflowParams::default();
         assert_eq!(params.settings(true).search, SearchKind::Adam);
         // SAFETY: the parameter is not shared with an audio thread in this test.
-        unsafe { params.separator.as_ptr()._internal_set_normalized_value(1.0) };
+        unsafe { params.separator.as_ptr()._internal_set_normalized_value(0.5) };
         let settings = params.settings(true);
         assert_eq!(
             settings.search,
             SearchKind::Langevin(LangevinSettings {
                 steps: settings.iterations,
                 ..LangevinSettings::DEFAULT
+            })
+        );
+        assert_eq!(settings.validate(), Ok(()));
+        // SAFETY: as above.
+        unsafe { params.separator.as_ptr()._internal_set_normalized_value(1.0) };
+        let settings = params.settings(true);
+        assert_eq!(
+            settings.search,
+            SearchKind::Annealed(AnnealedSettings {
+                steps_per_level: settings.iterations,
+                ..AnnealedSettings::DEFAULT
             })
         );
         assert_eq!(settings.validate(), Ok(()));

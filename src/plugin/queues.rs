@@ -124,9 +124,16 @@ pub struct Link {
 impl Link {
     /// Allocates the input frames for `channels` at `sample_rate` (segments are made by the
     /// worker once it knows how many stems it has).
-    /// `worker` is the thread to wake for each queued frame.
-    pub fn new(sample_rate: u32, channels: usize, offline: bool, worker: Option<Thread>) -> Link {
-        let framing = Framing::new(sample_rate);
+    /// `worker` is the thread to wake for each queued frame; `allowance_seconds` is the worker's
+    /// time per frame that the latency includes ([`Framing::new`]).
+    pub fn new(
+        sample_rate: u32,
+        channels: usize,
+        offline: bool,
+        allowance_seconds: f64,
+        worker: Option<Thread>,
+    ) -> Link {
+        let framing = Framing::new(sample_rate, allowance_seconds);
         let free_inputs = ArrayQueue::new(INPUT_FRAMES);
         for _ in 0..INPUT_FRAMES {
             let _ = free_inputs.push(Box::new(InputFrame::new(channels, framing.frame_len)));

@@ -42,7 +42,8 @@ pub struct Status {
     pub behind: AtomicBool,
     /// Segments the audio thread had to play dry since activation.
     pub late_segments: AtomicUsize,
-    /// Worker wall time per frame / audio time per hop (below 1 keeps up).
+    /// Worker wall time per frame / audio time per hop (below the processing allowance over the
+    /// hop keeps up).
     pub real_time_factor: AtomicF32,
     /// Progress of the frame in work, 0..1.
     pub progress: AtomicF32,
@@ -56,6 +57,9 @@ pub struct Status {
     /// The plugin's reported latency in seconds (set at activation), so the editor can say when
     /// separated audio starts coming out.
     pub latency_seconds: AtomicF32,
+    /// The worker's time per frame within that latency (set at activation), so the editor can
+    /// say what keeping up takes.
+    pub allowance_seconds: AtomicF32,
     /// Stems the loaded priors give (0 until they are loaded), for the dry fallback's shares.
     pub stem_count: AtomicUsize,
     /// Output slot of each stem.
@@ -107,6 +111,7 @@ impl Default for Status {
             separating: AtomicBool::new(false),
             frame_index: AtomicU64::new(0),
             latency_seconds: AtomicF32::new(0.0),
+            allowance_seconds: AtomicF32::new(0.0),
             stem_count: AtomicUsize::new(0),
             stem_slots: std::array::from_fn(|_| AtomicUsize::new(0)),
             meters: std::array::from_fn(|_| AtomicF32::new(0.0)),

@@ -7,6 +7,7 @@
 //! behind separates only the newest waiting frame (older ones are dropped: the audio thread plays
 //! them dry); in offline mode every frame is separated in order.
 
+use super::framing::Framing;
 use super::locate::{self, Lookup};
 use super::params::StemflowParams;
 use super::queues::{InputFrame, Link, Segment, SEGMENTS};
@@ -236,16 +237,17 @@ impl FrameTally {
         self.rtf_worst = self.rtf_worst.max(rtf);
     }
 
-    /// The log line for an activation that ends with `late_segments` played dry.
-    fn summary(&self, offline: bool, late_segments: usize) -> String {
+    /// The log line for an activation of `framing` that ends with `late_segments` played dry.
+    fn summary(&self, offline: bool, framing: &Framing, late_segments: usize) -> String {
         format!(
-            "Stemflow: {} activation ended: {} frames separated, {} failed (played dry), {} segments played dry (late), worker real-time factor mean {:.3} worst {:.3} (below 1 keeps up)",
+            "Stemflow: {} activation ended: {} frames separated, {} failed (played dry), {} segments played dry (late), worker real-time factor mean {:.3} worst {:.3} (below {:.3}, the processing allowance over the hop, keeps up)",
             if offline { "offline" } else { "realtime" },
             self.frames,
             self.failed,
             late_segments,
             self.rtf_sum / (self.frames + self.failed).max(1) as f64,
-            self.rtf_worst
+            self.rtf_worst,
+            framing.allowance as f64 / framing.step.max(1) as f64
         )
     }
 }
@@ -342,7 +344,7 @@ impl Worker {
                     link.closed.store(true, Ordering::Release);
                     if self.tally.frames > 0 {
                         let late = self.status.late_segments.load(Ordering::Relaxed);
-                        nice_log!("{}", self.tally.summary(link.offline, late));
+                        nice_log!("{}", self.tally.summary(link.offline, &link.framing, late));
                     }
                 }
                 true

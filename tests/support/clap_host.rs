@@ -500,6 +500,23 @@ pub fn stem_sum(render: &Render) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// The latency the plugin reports at `rate` with the default processing allowance: the 5-s frame
+/// plus 3 s for the worker.
+pub fn default_latency(rate: f64) -> usize {
+    latency_with(rate, 3.0)
+}
+
+/// The latency at `rate` with a processing allowance of `allowance` seconds.
+pub fn latency_with(rate: f64, allowance: f64) -> usize {
+    (5.0 * rate).round() as usize + (allowance * rate).round() as usize
+}
+
+/// The event setting the processing allowance to `seconds` (the parameter's 1–4.5 s range,
+/// normalized).
+pub fn allowance(instance: &mut PluginInstance<TestHost>, seconds: f64) -> ParamValueEvent {
+    set(instance, "Processing allowance", (seconds - 1.0) / 3.5)
+}
+
 /// The event setting parameter `name` of `instance` to `value` (plain step or normalized).
 pub fn set(instance: &mut PluginInstance<TestHost>, name: &str, value: f64) -> ParamValueEvent {
     ParamValueEvent::new(0, param_id(instance, name), Pckn::match_all(), value)

@@ -134,7 +134,7 @@ pub fn separate_file(
     let done = AtomicBool::new(false);
     let progress = separator.progress();
     let cancel = separator.cancel_flag();
-    let iterations = separator.settings().steps_per_frame();
+    let iterations = separator.steps_per_frame();
     let total = std::thread::scope(|scope| {
         let mut on_progress = on_progress;
         let (progress, frame_in_work, done, cancel) = (&progress, &frame_in_work, &done, &cancel);

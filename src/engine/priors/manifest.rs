@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::engine::constants::{BINS, FRAMES, FRAME_SECONDS, HOP, N_FFT, PRIOR_SAMPLE_RATE, TIME_MULTIPLE};
+use crate::engine::priors::annealing::AnnealingSection;
 use crate::engine::priors::nmf_dictionary::NmfSection;
 use crate::engine::priors::onnx_checks::external_data_locations;
 
@@ -141,6 +142,9 @@ pub struct Manifest {
     /// The prior's KL-NMF dictionary, when it has one (the separator's NMF expert).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nmf: Option<NmfSection>,
+    /// The prior's noise-conditioned flow, when it has one (the annealed Langevin separator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annealing: Option<AnnealingSection>,
 }
 
 /// `magnitude_scaling`: recorded so a reader knows what the flow models; the engine never applies it.
@@ -248,6 +252,9 @@ pub struct VerifiedFiles {
     pub weights: Option<ExternalData>,
     /// `nmf.file`, the NMF dictionary's bytes, if the manifest has an `nmf` section.
     pub nmf: Option<Vec<u8>>,
+    /// The noise-conditioned score graph, its weights and ladder, if the manifest has an
+    /// `annealing` section.
+    pub annealing: Option<VerifiedAnnealing>,
 }
 
 /// One verified graph: where it was read from (named in errors) and its content.
@@ -267,6 +274,17 @@ pub struct ExternalData {
     pub location: String,
     /// The file's content, whose sha256 matched the manifest.
     pub bytes: std::sync::Arc<[u8]>,
+}
+
+/// The files of an `annealing` section, verified, and its checked ladder.
+#[derive(Debug)]
+pub struct VerifiedAnnealing {
+    /// `annealing.score`: the `noisy_score` graph.
+    pub score: VerifiedGraph,
+    /// `annealing.weights`: the graph's external data.
+    pub weights: ExternalData,
+    /// `annealing.sigmas`, descending.
+    pub ladder: Vec<f32>,
 }
 
 /// One graph file and its expected content hash.
@@ -454,6 +472,11 @@ impl Manifest {
                     verify_file(dir, &path, "nmf.file", &file).map(|(_, bytes)| bytes)
                 })
                 .transpose()?,
+            annealing: self
+                .annealing
+                .as_ref()
+                .map(|section| verify_annealing(dir, &path, section))
+                .transpose()?,
         };
         match (&self.graphs.forward, &self.graphs.backward) {
             (Some(_), None) => Err(mismatch(
@@ -501,6 +524,38 @@ fn verify_graph(
             }),
         }),
     }
+}
+
+/// The `annealing` section's ladder and files: its weights hashed, its graph hashed and reading
+/// tensor data from those weights only.
+fn verify_annealing(
+    dir: &Path,
+    manifest: &Path,
+    section: &AnnealingSection,
+) -> Result<VerifiedAnnealing, ManifestError> {
+    let ladder = section.ladder().map_err(|e| ManifestError::FieldMismatch {
+        path: manifest.to_path_buf(),
+        field: e.field,
+        expected: e.expected,
+        found: e.found,
+    })?;
+    let (_, bytes) = verify_file(dir, manifest, "annealing.weights", &section.weights)?;
+    let weights = ExternalData {
+        location: section.weights.file.clone(),
+        bytes: bytes.into(),
+    };
+    let score = verify_graph(
+        dir,
+        manifest,
+        "annealing.score",
+        &section.score,
+        Some(section.weights.file.as_str()),
+    )?;
+    Ok(VerifiedAnnealing {
+        score,
+        weights,
+        ladder,
+    })
 }
 
 /// The last component of `dir` (resolving `.` and relative paths).

@@ -3,6 +3,7 @@
 //! calibration drawn from a prior's own samples. Imports only the engine's leaf modules
 //! (`constants`, `limits`), never signal, search or files.
 
+pub mod annealing;
 pub mod calibration;
 pub mod catalog;
 pub mod data_dir;

@@ -99,6 +99,8 @@ pub(crate) enum Role {
     Backward,
     /// `score.onnx`: s → (score, logp).
     Score,
+    /// `noisy_score.onnx` (the `annealing` section): (s, sigma) → (score, logp).
+    NoisyScore,
 }
 
 impl Role {
@@ -109,6 +111,7 @@ impl Role {
             Role::Forward => "forward",
             Role::Backward => "backward",
             Role::Score => "score",
+            Role::NoisyScore => "noisy_score",
         }
     }
 
@@ -119,6 +122,7 @@ impl Role {
             Role::Grad => &[("z", 3), ("g", 3), ("gamma", 1)],
             Role::Backward => &[("z", 3), ("s", 3), ("g", 3), ("gamma", 1)],
             Role::Score => &[("s", 3)],
+            Role::NoisyScore => &[("s", 3), ("sigma", 1)],
         }
     }
 
@@ -135,7 +139,7 @@ impl Role {
             Role::Grad => &[("s", 3), ("grad_z", 3), ("logp", 1)],
             Role::Forward => &[("s", 3), ("logp", 1)],
             Role::Backward => &[("grad_z", 3)],
-            Role::Score => &[("score", 3), ("logp", 1)],
+            Role::Score | Role::NoisyScore => &[("score", 3), ("logp", 1)],
         }
     }
 }
@@ -175,8 +179,13 @@ pub struct Prior {
     split: Option<SplitGradient>,
     /// s → (∇ₛ log p(s), log p(s)), when the prior lists a `score` graph.
     score: Option<LazyScore>,
-    /// The shared weights the sessions were given in memory, kept for as long as they run (ONNX
-    /// Runtime may refer to the buffer rather than copy it) and for the score session made later.
+    /// (s, σ) → (∇ₛ log p_σ(s), log p_σ(s)), when the prior has an `annealing` section.
+    noisy_score: Option<LazyScore>,
+    /// The `annealing` section's noise levels, descending (empty without the section).
+    ladder: Vec<f32>,
+    /// The shared weights the sessions were given in memory, held (never read) for as long as
+    /// they run: ONNX Runtime may refer to the buffer rather than copy it.
+    #[allow(dead_code)]
     weights: Option<ExternalData>,
     /// Where `grad` writes its f(z) when [`Prior::backward_into`] falls back to it (sized on
     /// first use for a frame length, then reused).
@@ -188,16 +197,96 @@ pub struct Prior {
     nmf: Option<NmfDictionary>,
 }
 
-/// The `score` graph, checked against the contract at load; its session is made on first use and
-/// then kept, so a prior that only ever runs the Adam search does not hold its memory (about
-/// 14 MB per prior, measured as peak RSS of `separate`).
+/// A score graph (`score`, or the `annealing` section's `noisy_score`), checked against the
+/// contract at load; its session is made on first use and then kept, so a prior that only ever
+/// runs the Adam search does not hold its memory (about 14 MB per prior, measured as peak RSS of
+/// `separate`).
 struct LazyScore {
     /// The verified graph the session is made from.
     graph: VerifiedGraph,
+    /// The external data it reads its weights from.
+    weights: Option<ExternalData>,
     /// How the prior's other sessions run.
     options: SessionOptions,
     /// The session, once made.
     session: Option<Session>,
+}
+
+impl LazyScore {
+    /// Makes a session of `graph` once to check it against the contract for `role`, then drops it
+    /// until the first run; returns the graph and the backend it ran on.
+    fn checked(
+        runtime: &Runtime,
+        role: Role,
+        graph: VerifiedGraph,
+        weights: Option<ExternalData>,
+        options: &SessionOptions,
+    ) -> Result<(LazyScore, Backend), PriorError> {
+        let (session, backend) = runtime.session(&graph, weights.as_ref(), options)?;
+        check_interface(role, &session)?;
+        let score = LazyScore {
+            graph,
+            weights,
+            options: *options,
+            session: None,
+        };
+        Ok((score, backend))
+    }
+
+    /// Runs the graph (`graph` names it in errors) on `s`, with `sigma` as its noise level when
+    /// given: writes the score to `score_out` and returns log p. Makes the session on first use.
+    fn run(
+        &mut self,
+        graph: &'static str,
+        s: &[f32],
+        sigma: Option<f32>,
+        frames: usize,
+        score_out: &mut [f32],
+    ) -> Result<f32, PriorError> {
+        let len = checked_len(frames)?;
+        check_len("s", len, s.len())?;
+        check_len("score_out", len, score_out.len())?;
+        if self.session.is_none() {
+            let runtime = Runtime::loaded().ok_or_else(|| PriorError::Run {
+                graph,
+                reason: "ONNX Runtime is not loaded".into(),
+            })?;
+            let (session, _) = runtime.session(&self.graph, self.weights.as_ref(), &self.options)?;
+            self.session = Some(session);
+        }
+        let session = self.session.as_mut().expect("made above");
+        let run_error = |e: ort::Error| PriorError::Run {
+            graph,
+            reason: e.to_string(),
+        };
+        let s = TensorRef::from_array_view(([1usize, BINS, frames], s)).map_err(run_error)?;
+        let level = [sigma.unwrap_or(0.0)];
+        let outputs = if sigma.is_some() {
+            let sigma = TensorRef::from_array_view(([1usize], &level[..])).map_err(run_error)?;
+            session.run(ort::inputs!["s" => s, "sigma" => sigma])
+        } else {
+            session.run(ort::inputs!["s" => s])
+        }
+        .map_err(run_error)?;
+        copy_output(
+            &outputs,
+            graph,
+            "score",
+            &[1, BINS as i64, frames as i64],
+            score_out,
+        )?;
+        let mut logp = [0.0f32];
+        copy_output(&outputs, graph, "logp", &[1], &mut logp)?;
+        Ok(logp[0])
+    }
+}
+
+/// The error for a graph the prior's manifest does not list.
+fn not_listed(graph: &'static str) -> PriorError {
+    PriorError::Run {
+        graph,
+        reason: format!("the prior lists no `{graph}` graph"),
+    }
 }
 
 impl fmt::Debug for Prior {
@@ -235,17 +324,26 @@ impl Prior {
         };
         let score = match files.score {
             Some(graph) => {
-                // Made once to check it, then dropped until a Langevin search needs it.
-                let (score, score_backend) = runtime.session(&graph, weights, options)?;
-                check_interface(Role::Score, &score)?;
+                let (score, score_backend) =
+                    LazyScore::checked(runtime, Role::Score, graph, weights.cloned(), options)?;
                 backends.push(score_backend);
-                Some(LazyScore {
-                    graph,
-                    options: *options,
-                    session: None,
-                })
+                Some(score)
             }
             None => None,
+        };
+        let (noisy_score, ladder) = match files.annealing {
+            Some(annealing) => {
+                let (score, score_backend) = LazyScore::checked(
+                    runtime,
+                    Role::NoisyScore,
+                    annealing.score,
+                    Some(annealing.weights),
+                    options,
+                )?;
+                backends.push(score_backend);
+                (Some(score), annealing.ladder)
+            }
+            None => (None, Vec::new()),
         };
         let backend = common_backend(&backends);
         let nmf = match (&manifest.nmf, &files.nmf) {
@@ -260,6 +358,8 @@ impl Prior {
             grad,
             split,
             score,
+            noisy_score,
+            ladder,
             weights: files.weights,
             grad_scratch: Vec::new(),
             level_gains: None,
@@ -331,41 +431,42 @@ impl Prior {
     /// log p(s) in nats (what `encode` reports). `s` (magnitudes, > 0) and `score_out` are
     /// `[1, 513, frames]` bin-major. An error of role `score` if the prior has no score graph.
     pub fn score_into(&mut self, s: &[f32], frames: usize, score_out: &mut [f32]) -> Result<f32, PriorError> {
-        let len = checked_len(frames)?;
-        check_len("s", len, s.len())?;
-        check_len("score_out", len, score_out.len())?;
         let graph = Role::Score.name();
-        let Some(score) = &mut self.score else {
+        let score = self.score.as_mut().ok_or_else(|| not_listed(graph))?;
+        score.run(graph, s, None, frames, score_out)
+    }
+
+    /// Whether the prior has the `annealing` section's noise-conditioned score
+    /// ([`Prior::noisy_score_into`]).
+    pub fn has_noisy_score(&self) -> bool {
+        self.noisy_score.is_some()
+    }
+
+    /// The noise levels the noise-conditioned flow was fine-tuned on, descending, in the flow's
+    /// standardised units; empty without an `annealing` section.
+    pub fn noise_ladder(&self) -> &[f32] {
+        &self.ladder
+    }
+
+    /// The noise-conditioned prior's score at noise level `sigma` (> 0): writes ∇ₛ log p_σ(s) to
+    /// `score_out` and returns log p_σ(s) in nats, as [`Prior::score_into`] does for the clean
+    /// prior. An error of role `noisy_score` if the prior has no `annealing` section.
+    pub fn noisy_score_into(
+        &mut self,
+        s: &[f32],
+        frames: usize,
+        sigma: f32,
+        score_out: &mut [f32],
+    ) -> Result<f32, PriorError> {
+        let graph = Role::NoisyScore.name();
+        let score = self.noisy_score.as_mut().ok_or_else(|| not_listed(graph))?;
+        if !(sigma.is_finite() && sigma > 0.0) {
             return Err(PriorError::Run {
                 graph,
-                reason: format!("the prior lists no `{graph}` graph"),
+                reason: format!("the noise level must be finite and above 0, found {sigma}"),
             });
-        };
-        if score.session.is_none() {
-            let runtime = Runtime::loaded().ok_or_else(|| PriorError::Run {
-                graph,
-                reason: "ONNX Runtime is not loaded".into(),
-            })?;
-            let (session, _) = runtime.session(&score.graph, self.weights.as_ref(), &score.options)?;
-            score.session = Some(session);
         }
-        let session = score.session.as_mut().expect("made above");
-        let run_error = |e: ort::Error| PriorError::Run {
-            graph,
-            reason: e.to_string(),
-        };
-        let s = TensorRef::from_array_view(([1usize, BINS, frames], s)).map_err(run_error)?;
-        let outputs = session.run(ort::inputs!["s" => s]).map_err(run_error)?;
-        copy_output(
-            &outputs,
-            graph,
-            "score",
-            &[1, BINS as i64, frames as i64],
-            score_out,
-        )?;
-        let mut logp = [0.0f32];
-        copy_output(&outputs, graph, "logp", &[1], &mut logp)?;
-        Ok(logp[0])
+        score.run(graph, s, Some(sigma), frames, score_out)
     }
 
     /// The first half of a gradient evaluation: writes s = f(z) to `s_out` (`[1, 513, frames]`
@@ -974,6 +1075,62 @@ mod tests {
             );
             assert!(error <= 1e-2 * scale, "{name}: error {error} of {scale}");
         }
+    }
+
+    /// The noise-conditioned score of the `annealing` section is the gradient of its own log-density
+    /// at every level of the ladder (central differences along a relative perturbation), and
+    /// smooths with the noise: its log-density at the mixture's even split changes with σ.
+    #[test]
+    fn the_noisy_score_is_the_gradient_of_its_logp_at_every_level() {
+        let runtime = runtime();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/priors/sine");
+        let mut prior = Prior::load(&runtime, &dir, &SessionOptions::default()).unwrap();
+        assert!(prior.has_noisy_score());
+        let ladder = prior.noise_ladder().to_vec();
+        assert!(ladder.len() >= 2 && ladder.windows(2).all(|w| w[0] > w[1]));
+        let frames = 2;
+        let len = BINS * frames;
+        let mut s = vec![0.0; len];
+        prior.decode_into(&uniform(len, 5), frames, &mut s).unwrap();
+        let v: Vec<f32> = s.iter().zip(uniform(len, 6)).map(|(s, d)| s * d).collect();
+        let step = 1e-3f32;
+        let plus: Vec<f32> = s.iter().zip(&v).map(|(s, v)| s + step * v).collect();
+        let minus: Vec<f32> = s.iter().zip(&v).map(|(s, v)| s - step * v).collect();
+        let (mut score, mut scratch) = (vec![0.0; len], vec![0.0; len]);
+        let mut logps = Vec::new();
+        for &sigma in [ladder[0], ladder[ladder.len() / 2], ladder[ladder.len() - 1]].iter() {
+            let logp = prior.noisy_score_into(&s, frames, sigma, &mut score).unwrap();
+            assert!(logp.is_finite() && score.iter().all(|g| g.is_finite()));
+            let logp_plus = prior
+                .noisy_score_into(&plus, frames, sigma, &mut scratch)
+                .unwrap() as f64;
+            let logp_minus = prior
+                .noisy_score_into(&minus, frames, sigma, &mut scratch)
+                .unwrap() as f64;
+            let difference = (logp_plus - logp_minus) / (2.0 * step as f64);
+            let directional: f64 = score.iter().zip(&v).map(|(g, v)| *g as f64 * *v as f64).sum();
+            let scale: f64 = score
+                .iter()
+                .zip(&v)
+                .map(|(g, v)| (*g as f64 * *v as f64).abs())
+                .sum();
+            let error = (difference - directional).abs();
+            println!("σ {sigma}: <score, v> {directional:.4}, finite difference {difference:.4}");
+            assert!(error <= 1e-2 * scale, "σ {sigma}: error {error} of {scale}");
+            logps.push(logp);
+        }
+        assert!(
+            logps.windows(2).any(|w| w[0] != w[1]),
+            "σ changes nothing: {logps:?}"
+        );
+        for bad in [0.0, -1.0, f32::NAN] {
+            let err = prior.noisy_score_into(&s, frames, bad, &mut score).unwrap_err();
+            assert!(err.to_string().contains("noise level"), "{err}");
+        }
+        let mut toy = Prior::load(&runtime, &fixture("toy"), &SessionOptions::default()).unwrap();
+        assert!(!toy.has_noisy_score() && toy.noise_ladder().is_empty());
+        let err = toy.noisy_score_into(&s, frames, 1.0, &mut score).unwrap_err();
+        assert!(err.to_string().contains("`noisy_score`"), "{err}");
     }
 
     /// A prior without a `score` graph loads and runs; asking it for the score is an error naming

@@ -2,6 +2,7 @@
 //! and its cotangent, Adam, the latent search over every prior, and the [`separator::Separator`]
 //! that takes a host-rate frame to per-stem audio. Imports `signal` and `priors`, never `files`.
 
+pub mod annealed_langevin;
 pub mod gaussian_noise;
 pub mod langevin;
 pub mod latent_search;

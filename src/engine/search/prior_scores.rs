@@ -1,6 +1,8 @@
-//! The priors as the Langevin search's [`ScoreSource`]: each prior's `score` graph, the stems
-//! side by side on the settings' threads.
+//! The priors as the Langevin searches' score sources: each prior's `score` graph
+//! ([`ScoreSource`]) or its noise-conditioned `noisy_score` ([`NoisyScoreSource`]), the stems side
+//! by side on the settings' threads.
 
+use super::annealed_langevin::NoisyScoreSource;
 use super::langevin::ScoreSource;
 use super::latent_search::SearchError;
 use crate::engine::priors::prior::Prior;
@@ -8,7 +10,8 @@ use crate::engine::spread::spread;
 
 /// Borrowed priors (in stem order) and the threads to score them on.
 pub struct PriorScores<'a> {
-    /// One prior per stem; each must have a `score` graph ([`Prior::has_score`]).
+    /// One prior per stem; each must have the graph the search uses ([`Prior::has_score`],
+    /// [`Prior::has_noisy_score`]).
     pub priors: &'a mut [Prior],
     /// Threads the stems' graphs run on side by side.
     pub threads: usize,
@@ -28,6 +31,26 @@ impl ScoreSource for PriorScores<'_> {
         let items: Vec<_> = self.priors.iter_mut().zip(stems).zip(scores.iter_mut()).collect();
         spread(self.threads, items, &|((prior, s), score)| {
             prior.score_into(s, frames, score).map(|_logp| ())
+        })?;
+        Ok(())
+    }
+}
+
+impl NoisyScoreSource for PriorScores<'_> {
+    fn stem_count(&self) -> usize {
+        self.priors.len()
+    }
+
+    fn noisy_scores_into(
+        &mut self,
+        stems: &[Vec<f32>],
+        frames: usize,
+        sigma: f32,
+        scores: &mut [Vec<f32>],
+    ) -> Result<(), SearchError> {
+        let items: Vec<_> = self.priors.iter_mut().zip(stems).zip(scores.iter_mut()).collect();
+        spread(self.threads, items, &|((prior, s), score)| {
+            prior.noisy_score_into(s, frames, sigma, score).map(|_logp| ())
         })?;
         Ok(())
     }

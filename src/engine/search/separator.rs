@@ -10,6 +10,7 @@ use crate::engine::constants::{BINS, FRAMES, FRAME_SAMPLES, HOP, N_FFT, PRIOR_SA
 use crate::engine::limits::{check_format, FormatError};
 use crate::engine::priors::calibration::frame_level_gains;
 use crate::engine::priors::prior::Prior;
+use crate::engine::search::annealed_langevin::AnnealedSearch;
 use crate::engine::search::langevin::LangevinSearch;
 use crate::engine::search::latent_search::{LatentSearch, Progress, SearchError};
 use crate::engine::search::nmf_expert::{ExpertError, NmfExpert};
@@ -77,6 +78,43 @@ pub enum SeparationError {
         /// The prior without one.
         stem: String,
     },
+    /// The annealed search needs every prior's noise-conditioned score, and this one has none.
+    #[error("cannot separate with annealed Langevin dynamics: prior `{stem}` has no `annealing` section (a noise-conditioned score; made by `python -m stemflow_training.noise_tune`)")]
+    NoNoisyScore {
+        /// The prior without one.
+        stem: String,
+    },
+    /// The annealed search walks one ladder of noise levels for every stem.
+    #[error("cannot separate with annealed Langevin dynamics: prior `{stem}` was fine-tuned on the noise levels {found:?}, expected those of `{first}`, {expected:?}")]
+    MixedLadders {
+        /// The first prior.
+        first: String,
+        /// Its ladder.
+        expected: Vec<f32>,
+        /// The prior whose ladder differs.
+        stem: String,
+        /// Its ladder.
+        found: Vec<f32>,
+    },
+}
+
+/// The noise ladder every prior's `annealing` section shares, or why there is none.
+fn common_ladder(priors: &[Prior]) -> Result<Vec<f32>, SeparationError> {
+    if let Some(prior) = priors.iter().find(|p| !p.has_noisy_score()) {
+        return Err(SeparationError::NoNoisyScore {
+            stem: prior.stem().to_string(),
+        });
+    }
+    let first = &priors[0];
+    if let Some(other) = priors.iter().find(|p| p.noise_ladder() != first.noise_ladder()) {
+        return Err(SeparationError::MixedLadders {
+            first: first.stem().to_string(),
+            expected: first.noise_ladder().to_vec(),
+            stem: other.stem().to_string(),
+            found: other.noise_ladder().to_vec(),
+        });
+    }
+    Ok(first.noise_ladder().to_vec())
 }
 
 /// Peak below which a frame counts as silent (−120 dBFS) and skips the search.
@@ -110,6 +148,9 @@ pub struct Separator {
     search: LatentSearch,
     /// The Langevin chains, when the settings ask for them instead of Adam.
     langevin: Option<LangevinSearch>,
+    /// The annealed Langevin chains and the priors' common noise ladder, when the settings ask
+    /// for them.
+    annealed: Option<(AnnealedSearch, Vec<f32>)>,
     /// The NMF expert, when its weight is above 0 and every prior has a dictionary.
     expert: Option<NmfExpert>,
     /// Stem magnitudes used for a silent frame (the mix split evenly).
@@ -140,8 +181,15 @@ impl Separator {
         let frame_len = frame_len_at(host_rate);
         let n_stems = priors.len();
         let mut priors = priors;
+        let annealed = match settings.search {
+            SearchKind::Annealed(annealed) => Some((
+                AnnealedSearch::new(n_stems, FRAMES, annealed),
+                common_ladder(&priors)?,
+            )),
+            _ => None,
+        };
         let langevin = match settings.search {
-            SearchKind::Adam => None,
+            SearchKind::Adam | SearchKind::Annealed(_) => None,
             SearchKind::Langevin(langevin) => {
                 if let Some(prior) = priors.iter().find(|p| !p.has_score()) {
                     return Err(SeparationError::NoScore {
@@ -182,6 +230,7 @@ impl Separator {
             mix_mag: vec![0.0; BINS * FRAMES],
             search,
             langevin,
+            annealed,
             silent_stems: vec![vec![0.0; BINS * FRAMES]; n_stems],
             resynth,
             expert,
@@ -215,6 +264,16 @@ impl Separator {
     /// Stem names in output order.
     pub fn stem_names(&self) -> impl Iterator<Item = &str> {
         self.priors.iter().map(Prior::stem)
+    }
+
+    /// Steps of the search per frame: Adam's iterations, the Langevin chains' steps, or the
+    /// annealed chains' steps over the whole ladder.
+    pub fn steps_per_frame(&self) -> usize {
+        match (&self.settings.search, &self.annealed) {
+            (SearchKind::Langevin(langevin), _) => langevin.steps,
+            (SearchKind::Annealed(annealed), Some((_, ladder))) => annealed.steps_per_level * ladder.len(),
+            _ => self.settings.iterations,
+        }
     }
 
     /// Number of stems.
@@ -294,6 +353,13 @@ impl Separator {
             };
             langevin.run(&mut scores, &self.mix_mag, &self.progress, &self.cancel)?;
             langevin.stems().iter().map(Vec::as_slice).collect()
+        } else if let Some((annealed, ladder)) = &mut self.annealed {
+            let mut scores = PriorScores {
+                priors: &mut self.priors,
+                threads: self.settings.stem_threads,
+            };
+            annealed.run(&mut scores, &self.mix_mag, ladder, &self.progress, &self.cancel)?;
+            annealed.stems().iter().map(Vec::as_slice).collect()
         } else {
             self.search
                 .run(&mut self.priors, &self.mix_mag, &self.progress, &self.cancel)?;

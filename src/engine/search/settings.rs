@@ -3,6 +3,7 @@
 
 use crate::engine::bounds::Bounds;
 use crate::engine::constants::FRAME_SECONDS;
+use crate::engine::search::annealed_langevin::AnnealedSettings;
 use crate::engine::search::langevin::LangevinSettings;
 pub use crate::engine::signal::resynth::OutputMode;
 use crate::engine::spread::default_threads;
@@ -79,6 +80,9 @@ pub const STEM_THREADS: Bounds = Bounds::closed(1.0, 64.0);
 /// Seconds neighbouring frames may overlap: at most half a frame, so a sample is shared by at
 /// most two frames.
 pub const OVERLAP_SECONDS: Bounds = Bounds::closed(0.0, FRAME_SECONDS / 2.0);
+/// The default overlap of neighbouring frames: half a second of crossfade, so a frame advances
+/// by 4.5 s.
+pub const DEFAULT_OVERLAP_SECONDS: f64 = 0.5;
 
 /// The default calibration trim: each bin's loudest 10 % of latent samples are left out of its
 /// level, because the mean of a wide level distribution is set by rare loud events that do not
@@ -138,6 +142,9 @@ pub enum SearchKind {
     /// Langevin chains over the stems' magnitudes under each prior's score (needs priors with a
     /// `score` graph).
     Langevin(LangevinSettings),
+    /// Langevin chains annealed down the priors' noise ladder under their noise-conditioned
+    /// scores (needs priors with an `annealing` section, all with the same ladder).
+    Annealed(AnnealedSettings),
 }
 
 /// Langevin steps per frame a run may ask for.
@@ -198,7 +205,7 @@ impl SeparationSettings {
             objective: Objective::Mle,
             mode: OutputMode::Consistent,
             mask_exponent: DEFAULT_MASK_EXPONENT,
-            overlap_seconds: 0.5,
+            overlap_seconds: DEFAULT_OVERLAP_SECONDS,
             calibration_strength: DEFAULT_CALIBRATION_STRENGTH,
             calibration_trim: DEFAULT_CALIBRATION_TRIM,
             stem_threads: default_threads().min(STEM_THREADS.max as usize),
@@ -213,14 +220,6 @@ impl SeparationSettings {
         self.nmf_weight >= NMF_WEIGHT.max as f32
     }
 
-    /// Steps of the search per frame: Adam's iterations, or the Langevin chains' steps.
-    pub fn steps_per_frame(&self) -> usize {
-        match self.search {
-            SearchKind::Adam => self.iterations,
-            SearchKind::Langevin(langevin) => langevin.steps,
-        }
-    }
-
     /// `Ok` if every field lies in its range (the constants above), else the first that does not,
     /// with its range and value. The engine calls this once, when a separator is built.
     pub fn validate(&self) -> Result<(), SettingsError> {
@@ -229,6 +228,19 @@ impl SeparationSettings {
             check("search.steps", langevin.steps as f64, LANGEVIN_STEPS)?;
             check("search.eta", f64::from(langevin.eta), LANGEVIN_ETA)?;
             check("search.sigma", f64::from(langevin.sigma), LANGEVIN_SIGMA)?;
+        }
+        if let SearchKind::Annealed(annealed) = self.search {
+            check(
+                "search.steps_per_level",
+                annealed.steps_per_level as f64,
+                LANGEVIN_STEPS,
+            )?;
+            check("search.eta", f64::from(annealed.eta), LANGEVIN_ETA)?;
+            check(
+                "search.likelihood_scale",
+                f64::from(annealed.likelihood_scale),
+                LANGEVIN_SIGMA,
+            )?;
         }
         check("stem_threads", self.stem_threads as f64, STEM_THREADS)?;
         check(
@@ -273,22 +285,13 @@ impl SeparationSettings {
 }
 
 impl SeparationSettings {
-    /// The default settings with a shorter search for playback: [`REALTIME_ITERATIONS`] Adam
-    /// steps of [`REALTIME_LEARNING_RATE`] and the NMF expert at [`REALTIME_NMF_WEIGHT`], so a 5-s frame of four stems takes well under the
-    /// 4.5-s hop on two cores, with a margin for a busy machine (at a little cost in quality;
-    /// models/README.md, "Current results").
-    /// The plugin uses it while the host plays in real time; offline renders use the default.
+    /// The settings the plugin uses while the host plays in real time. The default's search is
+    /// short enough for playback (about a fifth of the 4.5-s hop per 5-s frame of four stems on
+    /// two cores; README, "Benchmark"), so this is the default itself, and realtime playback
+    /// sounds as an offline render does. The name stays for `--preset realtime` and for the
+    /// plugin's playback knobs, which start here.
     pub fn realtime_preset() -> Self {
-        let default = Self::default_preset();
-        SeparationSettings {
-            iterations: REALTIME_ITERATIONS,
-            adam: AdamSettings {
-                learning_rate: REALTIME_LEARNING_RATE,
-                ..default.adam
-            },
-            nmf_weight: REALTIME_NMF_WEIGHT,
-            ..default
-        }
+        Self::default_preset()
     }
 }
 
@@ -307,22 +310,14 @@ impl SeparationSettings {
 
 /// Adam iterations per frame of the paper (and of [`SeparationSettings::paper_preset`]).
 pub const PAPER_ITERATIONS: usize = 150;
-/// Adam iterations per frame of [`SeparationSettings::default_preset`]: a fifth of the paper's.
-/// With the NMF expert beside the flows, 30 steps of 0.03 score as well as 50 of 0.02 (within
-/// 0.12 dB on every stem of both evaluation sets; models/README.md, "Current results").
-pub const DEFAULT_ITERATIONS: usize = 30;
-/// Adam's step of [`SeparationSettings::default_preset`] (the paper's is 0.01).
-pub const DEFAULT_LEARNING_RATE: f32 = 0.03;
-/// Adam iterations per frame of [`SeparationSettings::realtime_preset`]: 12 steps of 0.05 with
-/// the NMF expert at [`REALTIME_NMF_WEIGHT`] stay above the strong NMF on every stem of both
-/// evaluation sets, in a tenth of the paper's frame time (models/README.md, "Current results").
-pub const REALTIME_ITERATIONS: usize = 12;
-/// Adam's step of [`SeparationSettings::realtime_preset`]: larger than the default's, which
-/// recovers part of what the shorter search loses.
-pub const REALTIME_LEARNING_RATE: f32 = 0.05;
-/// The NMF expert's weight in [`SeparationSettings::realtime_preset`]: a little more than the
-/// default's, since the flows' search is shorter.
-pub const REALTIME_NMF_WEIGHT: f32 = 0.6;
+/// Adam iterations per frame of [`SeparationSettings::default_preset`]: a fifteenth of the
+/// paper's. With the NMF expert beside the flows, 10 steps of 0.06 stay above the strong NMF on
+/// every stem of both evaluation sets, within 0.08 dB of 30 steps of 0.03 on the averages
+/// (models/README.md, "Current results"; EXPERIMENTS.md, "Ten iterations").
+pub const DEFAULT_ITERATIONS: usize = 10;
+/// Adam's step of [`SeparationSettings::default_preset`] (the paper's is 0.01): larger steps
+/// recover part of what a short search loses; 0.08 overshoots.
+pub const DEFAULT_LEARNING_RATE: f32 = 0.06;
 
 impl Default for SeparationSettings {
     fn default() -> Self {
@@ -391,27 +386,13 @@ mod tests {
         assert!("fast".parse::<Preset>().unwrap_err().contains("`realtime`"));
     }
 
-    /// The realtime preset is the default with a shorter search (and the NMF expert weighted to
-    /// match) and nothing else changed, so realtime playback and an offline render differ only in
-    /// how far the search goes.
+    /// The default searches a fraction of the paper's iterations, and realtime playback uses
+    /// the default itself, so a bounce equals what was heard.
     #[test]
-    fn the_realtime_preset_only_shortens_the_search() {
-        let (default, realtime) = (
-            SeparationSettings::default_preset(),
-            SeparationSettings::realtime_preset(),
-        );
-        assert!(realtime.iterations < default.iterations);
-        assert!(default.iterations < SeparationSettings::paper_preset().iterations);
-        assert_eq!(realtime.iterations, REALTIME_ITERATIONS);
-        assert_eq!(realtime.adam.learning_rate, REALTIME_LEARNING_RATE);
-        assert_eq!(realtime.nmf_weight, REALTIME_NMF_WEIGHT);
-        let lengthened = SeparationSettings {
-            iterations: default.iterations,
-            adam: default.adam,
-            nmf_weight: default.nmf_weight,
-            ..realtime
-        };
-        assert_eq!(lengthened, default);
+    fn the_realtime_preset_is_the_default() {
+        let default = SeparationSettings::default_preset();
+        assert!(default.iterations * 10 <= SeparationSettings::paper_preset().iterations);
+        assert_eq!(SeparationSettings::realtime_preset(), default);
     }
 
     #[test]

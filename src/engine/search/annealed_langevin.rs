@@ -1,0 +1,339 @@
+//! Annealed Langevin separation (after Jayaram & Thickstun, ICML 2020): one chain per stem over
+//! its log-magnitudes, run down a ladder of noise levels σ₁ > … > σ_L under each prior's
+//! noise-conditioned score (CONTRACT.md, "Noise-conditioned score"). At a large σ the prior is the
+//! clean one smoothed by Gaussian noise, so its score points towards the instrument's data from
+//! far away, where a prior trained on clean data is flat; each level starts from where the last
+//! one ended.
+//!
+//! At level σ, for every stem k (v = ln s, m the mixture, Σ = Σᵢ sᵢ, ε ~ N(0, I)):
+//!
+//! vₖ ← vₖ + η_σ·(∇ᵥ log p_σ(vₖ) + (ln m − ln Σ)/(λσ)² · sₖ/Σ) + √(2η_σ)·ε,  η_σ = η·(σ/σ₁)²
+//!
+//! The data term is the gradient of a Gaussian likelihood of the mixture in the log domain,
+//! log N(ln m; ln Σ, (λσ)²): annealed with the prior (a noisier prior explains the mixture more
+//! loosely), and bounded by the stem's share sₖ/Σ ≤ 1, so loud and quiet bins take steps of one
+//! scale, which a magnitude-domain likelihood does not give. The step shrinks with σ² (Song &
+//! Ermon's rule), which keeps the steps' signal-to-noise ratio the same at every level. The
+//! stems are the chains' mean over the last level (or their last state).
+
+use super::gaussian_noise::GaussianNoise;
+use super::langevin::MAGNITUDE_FLOOR;
+use super::latent_search::{check_search_shapes, Progress, SearchError};
+use super::objective::kl_divergence;
+use crate::engine::constants::BINS;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What an annealed run is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnnealedSettings {
+    /// Steps at each level of the ladder.
+    pub steps_per_level: usize,
+    /// Step size η at the ladder's first (largest) level; level σ takes η·(σ/σ₁)².
+    pub eta: f32,
+    /// λ: the mixture likelihood's width relative to the noise level (its weight is 1/(λσ)²).
+    pub likelihood_scale: f32,
+    /// Seed of the noise: the same seed gives the same stems.
+    pub seed: u64,
+    /// The stems are the chains' mean over the last level's steps (an estimate of the posterior
+    /// mean) instead of their last state.
+    pub average: bool,
+}
+
+impl AnnealedSettings {
+    /// The settings `--separator annealed` and the plugin's annealed choice start from
+    /// (measurements: models/README.md, "Langevin separation").
+    pub const DEFAULT: AnnealedSettings = AnnealedSettings {
+        steps_per_level: 10,
+        eta: 0.05,
+        likelihood_scale: 1.0,
+        seed: 0,
+        average: true,
+    };
+}
+
+/// Each stem's noise-conditioned score ∇ₛ log p_σ(s): the priors' `noisy_score` graphs, or a known
+/// density in tests.
+pub trait NoisyScoreSource {
+    /// How many stems it scores.
+    fn stem_count(&self) -> usize;
+
+    /// Writes every stem's score at noise level `sigma` and `stems[k]` (`[513, frames]`
+    /// bin-major magnitudes) into `scores[k]`.
+    fn noisy_scores_into(
+        &mut self,
+        stems: &[Vec<f32>],
+        frames: usize,
+        sigma: f32,
+        scores: &mut [Vec<f32>],
+    ) -> Result<(), SearchError>;
+}
+
+/// The chains' buffers for a fixed number of stems and frames, allocated once and reused.
+#[derive(Debug)]
+pub struct AnnealedSearch {
+    settings: AnnealedSettings,
+    /// STFT frames per separation frame.
+    frames: usize,
+    /// Each chain's log-magnitudes.
+    chains: Vec<Vec<f32>>,
+    /// Each stem's magnitudes at its chain's state.
+    stems: Vec<Vec<f32>>,
+    /// Each stem's noise-conditioned score with respect to its magnitudes.
+    scores: Vec<Vec<f32>>,
+    /// Σᵢ sᵢ.
+    sum: Vec<f32>,
+    /// ln m, the mixture's log-magnitudes (floored).
+    log_mixture: Vec<f32>,
+    /// One stem's noise for the current step.
+    noise_buffer: Vec<f32>,
+    /// Each stem's running sum of magnitudes over the averaged steps.
+    stem_sums: Vec<Vec<f32>>,
+    /// The noise stream, continued from frame to frame.
+    noise: GaussianNoise,
+}
+
+impl AnnealedSearch {
+    /// Buffers for `n_stems` chains over `frames` STFT frames.
+    pub fn new(n_stems: usize, frames: usize, settings: AnnealedSettings) -> Self {
+        let len = BINS * frames;
+        let buffers = || (0..n_stems).map(|_| vec![0.0f32; len]).collect::<Vec<_>>();
+        AnnealedSearch {
+            settings,
+            frames,
+            chains: buffers(),
+            stems: buffers(),
+            scores: buffers(),
+            sum: vec![0.0; len],
+            log_mixture: vec![0.0; len],
+            noise_buffer: vec![0.0; len],
+            stem_sums: buffers(),
+            noise: GaussianNoise::new(settings.seed),
+        }
+    }
+
+    /// The stems' magnitudes after the last run, one `[513, frames]` buffer per stem.
+    pub fn stems(&self) -> &[Vec<f32>] {
+        &self.stems
+    }
+
+    /// Runs the chains for one frame from the mixture split evenly, `steps_per_level` steps at
+    /// each level of `ladder` (descending, every level > 0), the cancel flag checked before each.
+    /// The result is in [`AnnealedSearch::stems`].
+    pub fn run<S: NoisyScoreSource>(
+        &mut self,
+        source: &mut S,
+        mix_mag: &[f32],
+        ladder: &[f32],
+        progress: &Progress,
+        cancel: &AtomicBool,
+    ) -> Result<(), SearchError> {
+        check_search_shapes(self.chains.len(), self.frames, source.stem_count(), mix_mag.len())?;
+        self.start(mix_mag);
+        let per_level = self.settings.steps_per_level;
+        let total = per_level * ladder.len();
+        progress.start(total);
+        let top = ladder.first().copied().unwrap_or(1.0);
+        let mut done = 0;
+        for (level, &sigma) in ladder.iter().enumerate() {
+            let last_level = level + 1 == ladder.len();
+            for _ in 0..per_level {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(SearchError::Cancelled);
+                }
+                self.step(source, sigma, top)?;
+                if self.settings.average && last_level {
+                    for (sum, stem) in self.stem_sums.iter_mut().zip(&self.stems) {
+                        sum.iter_mut().zip(stem).for_each(|(a, &s)| *a += s);
+                    }
+                }
+                done += 1;
+                progress.record(done, kl_divergence(mix_mag, &self.sum));
+            }
+        }
+        if self.settings.average && per_level > 0 && !ladder.is_empty() {
+            let scale = 1.0 / per_level as f32;
+            for (stem, sum) in self.stems.iter_mut().zip(&self.stem_sums) {
+                stem.iter_mut().zip(sum).for_each(|(s, &a)| *s = a * scale);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every chain at the mixture split evenly; ln m.
+    fn start(&mut self, mix_mag: &[f32]) {
+        let share = 1.0 / self.chains.len() as f32;
+        for chain in &mut self.chains {
+            for (v, &m) in chain.iter_mut().zip(mix_mag) {
+                *v = (m * share).max(MAGNITUDE_FLOOR).ln();
+            }
+        }
+        for (v, &m) in self.log_mixture.iter_mut().zip(mix_mag) {
+            *v = m.max(MAGNITUDE_FLOOR).ln();
+        }
+        self.stem_sums.iter_mut().for_each(|v| v.fill(0.0));
+        self.update_stems();
+    }
+
+    /// The stems' magnitudes and their sum at the chains' states.
+    fn update_stems(&mut self) {
+        for (chain, stem) in self.chains.iter().zip(&mut self.stems) {
+            for (s, &v) in stem.iter_mut().zip(chain) {
+                *s = v.exp();
+            }
+        }
+        self.sum.fill(0.0);
+        for stem in &self.stems {
+            for (sum, &s) in self.sum.iter_mut().zip(stem) {
+                *sum += s;
+            }
+        }
+    }
+
+    /// One step of every chain at noise level `sigma` (`top` the ladder's first level).
+    fn step<S: NoisyScoreSource>(&mut self, source: &mut S, sigma: f32, top: f32) -> Result<(), SearchError> {
+        source.noisy_scores_into(&self.stems, self.frames, sigma, &mut self.scores)?;
+        let eta = self.settings.eta * (sigma / top).powi(2);
+        let width = self.settings.likelihood_scale * sigma;
+        let weight = 1.0 / (width * width);
+        let noise_scale = (2.0 * eta).sqrt();
+        for k in 0..self.chains.len() {
+            self.noise.fill(&mut self.noise_buffer);
+            let (stem, score, chain) = (&self.stems[k], &self.scores[k], &mut self.chains[k]);
+            for i in 0..chain.len() {
+                // The density of v = ln s is p(eᵛ)·eᵛ: its score is s·∂ log p/∂s + 1.
+                let prior = stem[i] * score[i] + 1.0;
+                let total = self.sum[i].max(MAGNITUDE_FLOOR);
+                let data = weight * (self.log_mixture[i] - total.ln()) * (stem[i] / total);
+                chain[i] += eta * (prior + data) + noise_scale * self.noise_buffer[i];
+            }
+        }
+        self.update_stems();
+        if self.sum.iter().any(|v| !v.is_finite()) {
+            return Err(SearchError::NotFinite {
+                what: "annealed Langevin chain",
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stems whose log-magnitudes are independent Gaussians N(μₖ, τ²) convolved with the noise:
+    /// N(μₖ, τ² + σ²) in v = ln s, so ∂ log p_σ/∂s = (1/s)·((μₖ − v)/(τ² + σ²) − 1).
+    struct LogGaussianStems {
+        means: Vec<f32>,
+        tau: f32,
+    }
+
+    impl NoisyScoreSource for LogGaussianStems {
+        fn stem_count(&self) -> usize {
+            self.means.len()
+        }
+
+        fn noisy_scores_into(
+            &mut self,
+            stems: &[Vec<f32>],
+            _frames: usize,
+            sigma: f32,
+            scores: &mut [Vec<f32>],
+        ) -> Result<(), SearchError> {
+            let var = self.tau * self.tau + sigma * sigma;
+            for ((stem, score), &mean) in stems.iter().zip(scores.iter_mut()).zip(&self.means) {
+                for (g, &s) in score.iter_mut().zip(stem) {
+                    *g = ((mean - s.ln()) / var - 1.0) / s;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    const LADDER: [f32; 5] = [1.0, 0.5, 0.25, 0.1, 0.05];
+
+    /// Two stems whose priors sit at e³ and e¹ in every bin, a mixture that is their sum: the
+    /// chains leave the even split and land near the priors' modes, and their sum explains the
+    /// mixture.
+    #[test]
+    fn chains_move_from_the_even_split_to_the_priors_and_keep_the_mixture() {
+        let frames = 2;
+        let len = BINS * frames;
+        let (a, b) = (3.0f32.exp(), 1.0f32.exp());
+        let mix = vec![a + b; len];
+        let mut source = LogGaussianStems {
+            means: vec![3.0, 1.0],
+            tau: 0.1,
+        };
+        let settings = AnnealedSettings {
+            steps_per_level: 60,
+            eta: 0.05,
+            ..AnnealedSettings::DEFAULT
+        };
+        let mut search = AnnealedSearch::new(2, frames, settings);
+        let progress = Progress::new();
+        search
+            .run(&mut source, &mix, &LADDER, &progress, &AtomicBool::new(false))
+            .unwrap();
+        assert_eq!(progress.iteration(), 60 * LADDER.len());
+        let mean = |k: usize| search.stems()[k].iter().sum::<f32>() / len as f32;
+        assert!(
+            (mean(0) / a - 1.0).abs() < 0.05,
+            "stem 0: {} against {a}",
+            mean(0)
+        );
+        assert!(
+            (mean(1) / b - 1.0).abs() < 0.15,
+            "stem 1: {} against {b}",
+            mean(1)
+        );
+        let (even_error, error) = ((a - b) / 2.0, (mean(0) - a).abs());
+        assert!(error < even_error / 10.0);
+    }
+
+    /// The same seed gives the same stems, another seed others; the run stops when cancelled.
+    #[test]
+    fn chains_are_deterministic_finite_and_cancellable() {
+        let frames = 4;
+        let mix: Vec<f32> = (0..BINS * frames).map(|i| 1.0 + (i % 7) as f32).collect();
+        let run = |seed: u64| {
+            let mut source = LogGaussianStems {
+                means: vec![1.0, 0.0, -1.0],
+                tau: 0.5,
+            };
+            let settings = AnnealedSettings {
+                seed,
+                steps_per_level: 4,
+                ..AnnealedSettings::DEFAULT
+            };
+            let mut search = AnnealedSearch::new(3, frames, settings);
+            search
+                .run(
+                    &mut source,
+                    &mix,
+                    &LADDER,
+                    &Progress::new(),
+                    &AtomicBool::new(false),
+                )
+                .unwrap();
+            search.stems().to_vec()
+        };
+        let (a, b, c) = (run(1), run(1), run(2));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.iter().flatten().all(|v| v.is_finite() && *v > 0.0));
+        let mut source = LogGaussianStems {
+            means: vec![1.0],
+            tau: 1.0,
+        };
+        let mut search = AnnealedSearch::new(1, frames, AnnealedSettings::DEFAULT);
+        let result = search.run(
+            &mut source,
+            &mix,
+            &LADDER,
+            &Progress::new(),
+            &AtomicBool::new(true),
+        );
+        assert!(matches!(result, Err(SearchError::Cancelled)));
+    }
+}
