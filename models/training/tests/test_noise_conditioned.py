@@ -3,6 +3,7 @@ the zero-initialised noise channel leaves the flow as it was at every level; the
 noisy_score graph (random non-zero weights, noise channel included) against jax.grad of the JAX
 conditioned log-density; the manifest's `annealing` section written, verified and kept by a
 re-export, every other file untouched."""
+import glob
 import json
 import os
 
@@ -18,6 +19,9 @@ from test_score import TOL, rel, session, x_score
 
 LEVELS = (1.0, 0.2, 0.01)
 PRIORS = os.path.join(os.path.dirname(__file__), '..', '..', 'priors')
+FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'tests', 'fixtures', 'priors')
+ANNEALED = sorted(d for root in (PRIORS, FIXTURES) for d in glob.glob(os.path.join(root, '*', ''))
+                  if nc.SECTION in json.load(open(os.path.join(d, 'manifest.json'))))
 
 
 def jax_constants(cfg, params, norm):
@@ -176,3 +180,26 @@ def test_training_export_drops_a_stale_section(tmp_path):
     assert nc.SECTION not in m
     assert not os.path.exists(os.path.join(d, nc.SCORE_FILE))
     assert not os.path.exists(os.path.join(d, nc.WEIGHTS_FILE))
+
+
+@pytest.mark.parametrize("d", ANNEALED, ids=[os.path.basename(os.path.dirname(d)) for d in ANNEALED])
+def test_prior_annealing_section(d):
+    """Every prior with an `annealing` section (shipped and fixtures): it verifies (files, sha256,
+    ladder, domain), the graph's I/O names and external data are the contract's, it was measured
+    at every level before and after fine-tuning, and it gives finite outputs at every level."""
+    m = json.load(open(os.path.join(d, 'manifest.json')))
+    section = nc.verify_section(d, m[nc.SECTION])
+    g = onnx.load(os.path.join(d, section['score']['file']), load_external_data=False).graph
+    assert [i.name for i in g.input] == ['s', 'sigma'] and [o.name for o in g.output] == ['score', 'logp']
+    locations = {kv.value for t in g.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+                 for kv in t.external_data if kv.key == 'location'}
+    assert locations == {section['weights']['file']}
+    measured = section['training']['valid_bits_per_dim']
+    assert len(measured['before']) == len(measured['after']) == len(section['sigmas'])
+    cfg = export.config_from_manifest(m)
+    _, _, norm, _ = nc.prior_parameters(d)
+    sess = session(os.path.join(d, section['score']['file']))
+    s = magnitudes(cfg, norm, np.random.default_rng(0), 1, 8)
+    for lv in section['sigmas']:
+        score, lp = sess.run(None, {'s': s, 'sigma': np.array([lv], np.float32)})
+        assert np.all(np.isfinite(score)) and np.all(np.isfinite(lp))
