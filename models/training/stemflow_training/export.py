@@ -143,18 +143,27 @@ def share_weights(graphs, location=WEIGHTS_FILE):
 
 
 def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True, shared_weights=True,
-                 prepared=None, parameters=None):
+                 prepared=None, parameters=None, keep_annealing=False):
     """Writes the graphs and manifest.json to `out_dir`. With `shared_weights` (the default)
     the large weights go once into `weights.bin`, which the graphs reference (CONTRACT.md,
     "Shared weights"); without it every graph embeds its own copy and only decode, grad and
     encode are written (format of the first priors: six self-contained graphs would not fit
-    the size limit). `prepared`/`parameters`: re-export from existing graphs (`reexport_prior`)."""
+    the size limit). `prepared`/`parameters`: re-export from existing graphs (`reexport_prior`).
+    A noise-conditioned flow in the folder (noise_conditioned.py) was fine-tuned from the old
+    weights: its section is kept with `keep_annealing` (the same weights), else it and its files
+    are removed."""
     import onnx
     from .nmf import existing_section
+    from . import noise_conditioned
     os.makedirs(out_dir, exist_ok=True)
     # an NMF dictionary already in the folder (nmf.bin, still matching its manifest section) is
     # not the flow's: the rewritten manifest keeps its section (train.py then learns a new one)
     nmf_section = existing_section(out_dir) if os.path.exists(os.path.join(out_dir, 'manifest.json')) else None
+    annealing = noise_conditioned.existing_section(out_dir) if keep_annealing else None
+    if annealing is None:
+        for name in (noise_conditioned.SCORE_FILE, noise_conditioned.WEIGHTS_FILE):
+            if os.path.exists(os.path.join(out_dir, name)):
+                os.remove(os.path.join(out_dir, name))
     graphs = build_graphs(cfg, params, norm, prepared=prepared)
     if not shared_weights:
         for role in ('forward', 'backward', 'score'):
@@ -195,6 +204,8 @@ def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True, sh
     }
     if nmf_section is not None:
         manifest["nmf"] = nmf_section
+    if annealing is not None:
+        manifest[noise_conditioned.SECTION] = annealing
     with open(os.path.join(out_dir, 'manifest.json'), 'w') as f:
         json.dump(manifest, f, indent=2)
         f.write('\n')
@@ -203,21 +214,29 @@ def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True, sh
     return manifest
 
 
+def config_from_manifest(manifest):
+    """The flow's Config as an exported prior's manifest.json (parsed) records it."""
+    m = manifest['model']
+    cfg = glow.Config(steps=m['steps'], hidden=m['hidden'], group_size=m['group_size'],
+                      dilations=tuple(m['dilations']), kernel=m['kernel'],
+                      floor=manifest['magnitude_scaling']['floor'])
+    cfg.check()
+    return cfg
+
+
 def reexport_prior(prior_dir):
     """Rewrites an exported prior in the current layout (shared weights, all six graphs) from its
-    own graphs' constants, keeping its manifest's model and training records and its NMF
-    dictionary (`nmf` section and nmf.bin, unchanged; export_prior carries it over). The arithmetic is
+    own graphs' constants, keeping its manifest's model and training records, its NMF
+    dictionary (`nmf` section and nmf.bin, unchanged; export_prior carries it over) and its
+    noise-conditioned score (`annealing` section and files, unchanged). The arithmetic is
     unchanged: every constant is the float32 value the old graphs held."""
     with open(os.path.join(prior_dir, 'manifest.json')) as f:
         old = json.load(f)
     m = old['model']
-    cfg = glow.Config(steps=m['steps'], hidden=m['hidden'], group_size=m['group_size'],
-                      dilations=tuple(m['dilations']), kernel=m['kernel'],
-                      floor=old['magnitude_scaling']['floor'])
-    cfg.check()
+    cfg = config_from_manifest(old)
     prepared = prepared_from_graphs(cfg, prior_dir)
     return export_prior(prior_dir, old['stem'], cfg, None, None, old['training'],
-                        prepared=prepared, parameters=m['parameters'])
+                        prepared=prepared, parameters=m['parameters'], keep_annealing=True)
 
 
 def smoke_test(out_dir, T=8):

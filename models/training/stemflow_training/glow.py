@@ -85,11 +85,16 @@ def lu_init(rng, G, gs):
     """Glow's LU parametrisation of each 1x1 group matrix, started at a random
     rotation: W = P L (U + diag(sign * exp(logs))); L unit lower, U strictly upper.
     P and sign are fixed (the training step stops their gradients)."""
+    return lu_params([np.linalg.qr(rng.standard_normal((gs, gs)))[0] for _ in range(G)])
+
+
+def lu_params(matrices):
+    """The LU parameters (lu_init's) of given group matrices [G, gs, gs] (scipy.linalg.lu):
+    how a trained flow's 1x1 convolutions are read back from exported graphs."""
     import scipy.linalg
     out = {k: [] for k in ('W_P', 'W_L', 'W_U', 'W_logs', 'W_sign')}
-    for _ in range(G):
-        q = np.linalg.qr(rng.standard_normal((gs, gs)))[0]
-        p, l, u = scipy.linalg.lu(q)
+    for w in matrices:
+        p, l, u = scipy.linalg.lu(w)
         d = np.diag(u)
         out['W_P'].append(p)
         out['W_L'].append(np.tril(l, -1))
@@ -170,6 +175,8 @@ def prepare(cfg, params, norm, ops, xp):
             'c2_w': c('c2_w', f(st['c2_w'])), 'c2_b': c('c2_b', f(st['c2_b'])),
             'c3_w': c('c3_w', f(st['c3_w'])), 'c3_b': c('c3_b', f(st['c3_b'])),
         })
+        if 'c1_ws' in st:   # a noise-conditioned flow (noise_conditioned.py)
+            P['steps'][-1]['c1_ws'] = c('c1_ws', f(st['c1_ws']))
     C = cfg.bins
     const_x = const_T - 0.5 * C * math.log(2 * math.pi)
     P['const_x'] = const_x                       # per frame, x-space density
@@ -183,9 +190,17 @@ def prepare(cfg, params, norm, ops, xp):
     return P
 
 
-def _nn(ops, cfg, st, a, keep=False):
+def _nn(ops, cfg, st, a, cond=None):
+    """The coupling network on the conditioning half a. `cond` [B, 1, T/2] (a noise-conditioned
+    flow's ln(noise level), noise_conditioned.py) is its first convolution's extra input channel,
+    whose weights are the step's `c1_ws` [H, 1, k]: conv(concat(a, cond)) written as the sum of
+    the two convolutions, so the reverse passes, which need the cotangent of a only, stay as
+    they are."""
     d1, d2, d3 = cfg.dilations
-    h1 = ops.relu(ops.conv1d(a, st['c1_w'], st['c1_b'], d1))
+    pre = ops.conv1d(a, st['c1_w'], st['c1_b'], d1)
+    if cond is not None:
+        pre = ops.add(pre, ops.conv1d(cond, st['c1_ws'], None, d1))
+    h1 = ops.relu(pre)
     h2 = ops.relu(ops.conv1d(h1, st['c2_w'], st['c2_b'], d2))
     h = ops.conv1d(h2, st['c3_w'], st['c3_b'], d3)
     hs, t = ops.split_channels(h, cfg.bins)
@@ -203,14 +218,15 @@ def _nn_adjoint(ops, cfg, st, c, g_h):
     return ops.conv1d_adjoint(g1, st['c1_w'], d1)
 
 
-def encode_step(ops, cfg, st, u, keep=False):
+def encode_step(ops, cfg, st, u, keep=False, cond=None):
     """One step x -> z. With `keep`, also returns what its reverse pass needs: the coupling
-    network's hidden activations h1, h2, its tanh th, e = exp(ls) and be = b * e."""
+    network's hidden activations h1, h2, its tanh th, e = exp(ls) and be = b * e. `cond`: the
+    coupling network's conditioning channel (_nn)."""
     G, gs = cfg.groups, cfg.group_size
     u = ops.add(ops.mul(u, st['an_scale']), st['an_bias'])
     u = ops.group_matmul(u, st['W'])
     a, b = ops.split_groups(u, G, gs)
-    ls, t, (h1, h2, th) = _nn(ops, cfg, st, a)
+    ls, t, (h1, h2, th) = _nn(ops, cfg, st, a, cond)
     e = ops.exp(ls)
     be = ops.mul(b, e)
     b = ops.add(be, t)
@@ -220,14 +236,16 @@ def encode_step(ops, cfg, st, u, keep=False):
     return out
 
 
-def encode_x(ops, cfg, P, x, keep=False):
+def encode_x(ops, cfg, P, x, keep=False, log_noise=None):
     """x [B, C, T] -> z [B, C, T], data-dependent log-det part (sum of coupling ls) [B]; with
-    `keep`, also every step's cache (encode_step)."""
+    `keep`, also every step's cache (encode_step). `log_noise` [B]: ln of the noise level of a
+    noise-conditioned flow (its steps have `c1_ws`), fed to every coupling network."""
     u = ops.squeeze_time(x, cfg.bins)
+    cond = None if log_noise is None else ops.broadcast_time(log_noise, u)
     ld = None
     caches = []
     for st in P['steps']:
-        u, l, *cache = encode_step(ops, cfg, st, u, keep)
+        u, l, *cache = encode_step(ops, cfg, st, u, keep, cond)
         caches += cache
         ld = l if ld is None else ops.add(ld, l)
     z = ops.unsqueeze_time(u, cfg.bins)
@@ -342,17 +360,19 @@ def grad_adjoint(ops, cfg, P, z, g, gamma):
     return s, backward_saved(ops, cfg, P, z, s, saved, g, gamma), logp
 
 
-def encode_s(ops, cfg, P, s):
-    """s -> z and log p(s) (encode graph)."""
+def encode_s(ops, cfg, P, s, log_noise=None):
+    """s -> z and log p(s) (encode graph); `log_noise` as in encode_x."""
     v = ops.log(ops.maximum(s, ENCODE_LOG_FLOOR))
     x = ops.mul(ops.sub(v, P['mu']), P['inv_sigma'])
-    z, ld = encode_x(ops, cfg, P, x)
+    z, ld = encode_x(ops, cfg, P, x, log_noise=log_noise)
     return z, logp_terms(ops, P, z, ld, v)
 
 
-def score_adjoint(ops, cfg, P, s):
+def score_adjoint(ops, cfg, P, s, log_noise=None):
     """The encode direction, then its hand-written reverse pass (score graph).
     Returns the score d log p(s)/ds [B, C, T] and log p(s) [B], the encode graph's logp.
+    `log_noise` [B] (a noise-conditioned flow, as in encode_x) is an input the score is not
+    taken with respect to: it only enters the forward pass.
 
     log p(s) = -1/2 |z|^2 + sum_steps sum ls - sum v + T * const_s, v = ln max(s, floor),
     x = (v - mu) / sigma, z = encode_x(x): the cotangent of z is -z, that of every coupling's
@@ -362,7 +382,7 @@ def score_adjoint(ops, cfg, P, s):
     one = ops.const('one', np.float32(1.0))
     v = ops.log(ops.maximum(s, ENCODE_LOG_FLOOR))
     x = ops.mul(ops.sub(v, P['mu']), P['inv_sigma'])
-    z, ld, caches = encode_x(ops, cfg, P, x, keep=True)
+    z, ld, caches = encode_x(ops, cfg, P, x, keep=True, log_noise=log_noise)
     logp = logp_terms(ops, P, z, ld, v)
     gu = ops.squeeze_time(ops.neg(z), cfg.bins)
     for k in reversed(range(len(P['steps']))):     # encode ran k = 0 .. K-1
@@ -384,13 +404,14 @@ def score_adjoint(ops, cfg, P, s):
 
 # ---------------------------------------------------------------- JAX helpers
 
-def jax_logpx(cfg, params, x):
-    """x-space log density [B] (training objective), differentiable in params."""
+def jax_logpx(cfg, params, x, noise=None):
+    """x-space log density [B] (training objective), differentiable in params; `noise` [B]: the
+    noise levels of a noise-conditioned flow's examples (noise_conditioned.py)."""
     import jax.numpy as jnp
     from .ops import JaxOps
     ops = JaxOps()
     P = prepare(cfg, params, None, ops, jnp)
-    z, ld = encode_x(ops, cfg, P, x)
+    z, ld = encode_x(ops, cfg, P, x, log_noise=None if noise is None else jnp.log(noise))
     return -0.5 * jnp.sum(z * z, axis=(1, 2)) + ld + x.shape[-1] * P['const_x']
 
 

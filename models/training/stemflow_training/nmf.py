@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from .files import sha256
+from .files import listed_file, sha256, write_atomic
 from .stft import stft
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -141,13 +141,6 @@ def check_dictionary(W, n_fft):
         raise ValueError(f"NMF dictionary atoms must sum to 1 (found {sums.min():.6f}..{sums.max():.6f})")
 
 
-def _write_atomic(path, data, mode='wb'):
-    tmp = path + '.tmp'
-    with open(tmp, mode) as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def write_dictionary(prior_dir, W, n_fft=N_FFT, hop=HOP, training_info=None):
     """Writes W to `prior_dir/nmf.bin` (float32 little-endian, bin-major) and adds or replaces the
     `nmf` section of its manifest.json, every other key kept in its place. Returns the section."""
@@ -156,7 +149,7 @@ def write_dictionary(prior_dir, W, n_fft=N_FFT, hop=HOP, training_info=None):
         W = W.astype(np.float32)
     check_dictionary(W, n_fft)
     path = os.path.join(prior_dir, FILE)
-    _write_atomic(path, np.ascontiguousarray(W).astype('<f4', copy=False).tobytes())
+    write_atomic(path, np.ascontiguousarray(W).astype('<f4', copy=False).tobytes())
     section = {'file': FILE, 'sha256': sha256(path), 'n_fft': int(n_fft), 'hop': int(hop),
                'window': 'hann-periodic', 'center': 'zero', 'atoms': int(W.shape[1]),
                'bins': int(W.shape[0]), 'training': training_info or {}}
@@ -164,7 +157,7 @@ def write_dictionary(prior_dir, W, n_fft=N_FFT, hop=HOP, training_info=None):
     with open(manifest_path) as f:
         manifest = json.load(f)
     manifest['nmf'] = section
-    _write_atomic(manifest_path, json.dumps(manifest, indent=2) + '\n', 'w')
+    write_atomic(manifest_path, json.dumps(manifest, indent=2) + '\n', 'w')
     return section
 
 
@@ -180,11 +173,7 @@ def verify_section(prior_dir, section):
     bins, atoms = int(section['bins']), int(section['atoms'])
     if bins != section['n_fft'] // 2 + 1 or atoms < 1:
         raise ValueError(f"nmf: bins {bins} and atoms {atoms} do not fit n_fft {section['n_fft']}")
-    path = os.path.join(prior_dir, section['file'])
-    if os.path.basename(section['file']) != section['file'] or not os.path.isfile(path):
-        raise ValueError(f"nmf: no file {section['file']} in {prior_dir}")
-    if sha256(path) != section['sha256']:
-        raise ValueError(f"nmf: sha256 of {path} does not match the manifest")
+    path = listed_file(prior_dir, section, 'nmf')
     raw = open(path, 'rb').read()
     if len(raw) != bins * atoms * 4:
         raise ValueError(f"nmf: {path} has {len(raw)} bytes, expected {bins} x {atoms} x 4")

@@ -110,6 +110,10 @@ class JaxOps:
     def sum_per_example(self, x):
         return self.jnp.sum(x, axis=(1, 2))
 
+    def broadcast_time(self, v, like):
+        """v [B] as a channel [B, 1, T] constant in time, T that of `like` [B, C, T]."""
+        return v[:, None, None] * self.jnp.ones((1, 1, like.shape[-1]), like.dtype)
+
     def time_len(self, u):
         return float(u.shape[-1])
 
@@ -117,21 +121,30 @@ class JaxOps:
 class OnnxOps:
     """Builds an ONNX graph; every method returns the name of a tensor."""
 
-    def __init__(self):
+    def __init__(self, inputs=()):
+        """`inputs`: the graph's input names, which no constant may take (a constant named like
+        the per-bin `sigma` gets a suffix when the graph has an input `sigma`)."""
         import onnx
         from onnx import helper
         self.onnx = onnx
         self.helper = helper
         self.nodes = []
         self.inits = {}
+        self.reserved = set(inputs)
+        self.taken = set()   # node outputs so far
         self.n = 0
 
     def _name(self, base):
+        """A new tensor or node name, never a constant's (constants named `shape` get suffixes
+        too, and a Shape node's output is `shape_<n>`)."""
         self.n += 1
+        while f"{base}_{self.n}" in self.inits:
+            self.n += 1
         return f"{base}_{self.n}"
 
     def node(self, op, inputs, n_out=1, **attrs):
         outs = [self._name(op.lower()) for _ in range(n_out)]
+        self.taken.update(outs)
         self.nodes.append(self.helper.make_node(op, inputs, outs, name=self._name('n_' + op), **attrs))
         return outs[0] if n_out == 1 else outs
 
@@ -141,7 +154,7 @@ class OnnxOps:
             arr = arr.astype(np.float32)
         base = name
         i = 0
-        while name in self.inits:
+        while name in self.inits or name in self.reserved or name in self.taken:
             i += 1
             name = f"{base}_{i}"
         self.inits[name] = self.onnx.numpy_helper.from_array(arr, name=name)
@@ -231,6 +244,12 @@ class OnnxOps:
 
     def sum_per_example(self, x):
         return self.node('ReduceSum', [x, self._i64([1, 2])], keepdims=0)
+
+    def broadcast_time(self, v, like):
+        v3 = self.node('Reshape', [v, self._i64([-1, 1, 1])])
+        t = self.node('Shape', [like], start=2)
+        shape = self.node('Concat', [self._i64([1, 1]), t], axis=0)
+        return self.node('Expand', [v3, shape])
 
     def time_len(self, u):
         shp = self.node('Shape', [u])

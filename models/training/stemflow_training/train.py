@@ -141,12 +141,15 @@ def plot_curve(hist, path, stem):
     plt.close(fig)
 
 
-def build_fns(cfg, lr, total_steps, clip, warmup=200):
+def build_fns(cfg, lr, total_steps, clip, warmup=200, conditioned=False):
+    """The jitted Adam step and loss (bits/dim) of a batch x [B, C, T], or, `conditioned`, of a
+    batch (x, noise levels [B]) of a noise-conditioned flow (noise_tune.py)."""
     import jax
     import jax.numpy as jnp
 
-    def loss_fn(params, x):
-        lp = glow.jax_logpx(cfg, params, x)
+    def loss_fn(params, batch):
+        x, noise = batch if conditioned else (batch, None)
+        lp = glow.jax_logpx(cfg, params, x, noise)
         return -jnp.mean(lp) / (x.shape[1] * x.shape[2] * math.log(2.0))
 
     def lr_at(step):
@@ -286,16 +289,15 @@ def resume(a, ckdir):
     return None if a.fresh else latest_ckpt(ckdir)
 
 
-def prepare_data(a, state, cfg, source, t0):
-    """Load the source's magnitudes and standardise them (the norm of a resumed model is kept):
+def prepare_data(a, norm, cfg, source, t0):
+    """Load the source's magnitudes and standardise them with `norm` (a resumed or exported
+    model's), or with statistics of the training data when it is None:
     (norm, training x, validation x, the training subset evaluated, dequantisation noise in x,
     description of the data)."""
     mag_tr, mag_va, desc = data.load_source(source, a.seconds_of_audio, a.valid_seconds)
     log(f"data: {desc}; train {mag_tr.shape}, valid {mag_va.shape} ({time.time() - t0:.1f} s)")
-    if state is None:
+    if norm is None:
         norm = compute_norm(mag_tr, cfg.floor)
-    else:
-        norm = state['norm']
     Xtr = standardise(mag_tr, norm, cfg.floor)
     Xva = standardise(mag_va, norm, cfg.floor)
     del mag_tr, mag_va
@@ -402,7 +404,8 @@ def main(argv=None):
     cfg = glow.Config(steps=a.flow_steps, hidden=a.hidden, group_size=a.group_size) if state is None \
         else glow.Config.from_dict(state['cfg'])
     augment_strength = a.augment if state is None else state['info'].get('augment', 0.0)
-    norm, Xtr, Xva, Xtr_eval, noise_x, desc = prepare_data(a, state, cfg, source, t0)
+    norm, Xtr, Xva, Xtr_eval, noise_x, desc = prepare_data(
+        a, None if state is None else state['norm'], cfg, source, t0)
     aug = (norm, cfg.floor, augment_strength)
     if state is None:
         state = new_state(a, cfg, norm, Xtr, noise_x, source, desc, augment_strength)

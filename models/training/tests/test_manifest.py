@@ -1,5 +1,5 @@
-"""(e) shipped priors: manifest fields per CONTRACT.md, sha256 of every graph, I/O names (the
-optional `nmf` section: test_nmf.py)."""
+"""(e) shipped priors: manifest fields per CONTRACT.md, sha256 of every graph, I/O names, size
+with the optional sections (the `nmf` section: test_nmf.py; `annealing`: test_noise_conditioned.py)."""
 import glob
 import hashlib
 import json
@@ -53,6 +53,8 @@ def test_manifest(d):
                 assert location == m['graphs']['weights']['file'], (role, t.name, location)
     if 'nmf' in m:   # the optional NMF dictionary (test_nmf.py checks it) counts towards the size
         total += os.path.getsize(os.path.join(d, m['nmf']['file']))
+    if 'annealing' in m:   # the optional noise-conditioned score (test_noise_conditioned.py) too
+        total += sum(os.path.getsize(os.path.join(d, m['annealing'][r]['file'])) for r in ('score', 'weights'))
     assert total <= 20 * 1000 * 1000
 
 
