@@ -1097,3 +1097,39 @@ fn sgld_needs_priors_with_a_score_graph_and_valid_settings() {
     let output = separate(&input, &out, &["--separator", "sgld", "--eta", "0"]);
     assert_clean_failure(&output, "--eta", &out);
 }
+
+/// `--separator annealed` with a prior that has no `annealing` section: one error line naming the
+/// prior and the section, nothing written; out-of-range annealed settings name their option.
+#[test]
+fn annealed_needs_priors_with_an_annealing_section_and_valid_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = good_mix_in(tmp.path());
+    let priors = copy_priors(tmp.path());
+    let manifest = priors.join("noise").join("manifest.json");
+    let mut json: serde_json::Value = serde_json::from_str(&fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert!(json.as_object_mut().unwrap().remove("annealing").is_some());
+    fs::write(&manifest, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let out = tmp.path().join("out");
+    let priors_arg = priors.to_str().unwrap();
+    let output = separate(
+        &input,
+        &out,
+        &[
+            "--priors",
+            priors_arg,
+            "--stems",
+            "sine,noise",
+            "--separator",
+            "annealed",
+        ],
+    );
+    assert_clean_failure(&output, "prior `noise` has no `annealing` section", &out);
+    for (option, value) in [("--eta", "0"), ("--likelihood-scale", "0"), ("--steps", "0")] {
+        let output = separate(
+            &input,
+            &out,
+            &["--priors", priors_arg, "--separator", "annealed", option, value],
+        );
+        assert_clean_failure(&output, option, &out);
+    }
+}

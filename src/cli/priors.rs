@@ -22,8 +22,13 @@ pub(super) fn describe(manifest: &Manifest) -> String {
         .as_ref()
         .map(|n| format!(" + NMF {} atoms ({}/{})", n.atoms, n.n_fft, n.hop))
         .unwrap_or_default();
+    let annealing = manifest
+        .annealing
+        .as_ref()
+        .map(|a| format!(" + noise-conditioned score ({} levels)", a.sigmas.len()))
+        .unwrap_or_default();
     format!(
-        "{}{}{}{}{nmf}",
+        "{}{}{}{}{nmf}{annealing}",
         m.kind,
         field("K", m.steps),
         field("hidden", m.hidden),

@@ -163,9 +163,10 @@ pub struct SeparateArgs {
     /// SGLD and annealed: seed of the chains' noise (the same seed gives the same stems).
     #[arg(long, default_value_t = LangevinSettings::DEFAULT.seed)]
     pub seed: u64,
-    /// SGLD: RMSprop-preconditioned steps for the textbook rules (`true` or `false`).
-    #[arg(long, value_name = "BOOL", default_value_t = LangevinSettings::DEFAULT.preconditioned, action = clap::ArgAction::Set)]
-    pub sgld_precondition: bool,
+    /// SGLD: RMSprop-preconditioned steps for the textbook rules (default `true`); annealed: the
+    /// inverse-Fisher metric of running squared gradients (default `false`).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub sgld_precondition: Option<bool>,
     /// SGLD: stems are the chains' mean over the second half of the steps (`true`) or their
     /// last state (`false`); annealed: the mean over the last noise level's steps.
     #[arg(long, value_name = "BOOL", default_value_t = LangevinSettings::DEFAULT.average, action = clap::ArgAction::Set)]
@@ -309,6 +310,7 @@ impl SeparateArgs {
                 likelihood_scale: self.likelihood_scale,
                 seed: self.seed,
                 average: self.sgld_average,
+                preconditioned: self.sgld_precondition.unwrap_or(defaults.preconditioned),
             });
         }
         if self.separator == SeparatorArg::Sgld {
@@ -327,7 +329,7 @@ impl SeparateArgs {
                     SgldDomainArg::Log => LangevinDomain::LogMagnitude,
                 },
                 seed: self.seed,
-                preconditioned: self.sgld_precondition,
+                preconditioned: self.sgld_precondition.unwrap_or(defaults.preconditioned),
                 average: self.sgld_average,
             });
         }

@@ -37,19 +37,33 @@ pub struct AnnealedSettings {
     /// The stems are the chains' mean over the last level's steps (an estimate of the posterior
     /// mean) instead of their last state.
     pub average: bool,
+    /// Each element's step and noise variance are scaled by M = 1/V, V a running mean of its
+    /// squared gradient (for a Gaussian N(μ, w²), E[g²] = 1/w², so M is its variance: the inverse
+    /// Fisher information). A step is then η of the element's own posterior width whatever the
+    /// bin's scale in the flow's units, and the noise keeps that width; η does not shrink with σ
+    /// (M does, as σ²). V is carried from level to level scaled by (σ_prev/σ)², the growth of
+    /// the curvature. Without it the step is η·(σ/σ₁)² in ln s for every element.
+    pub preconditioned: bool,
 }
 
 impl AnnealedSettings {
     /// The settings `--separator annealed` and the plugin's annealed choice start from
     /// (measurements: models/README.md, "Langevin separation").
     pub const DEFAULT: AnnealedSettings = AnnealedSettings {
-        steps_per_level: 10,
+        steps_per_level: 20,
         eta: 0.05,
-        likelihood_scale: 1.0,
+        likelihood_scale: 0.5,
         seed: 0,
         average: true,
+        preconditioned: false,
     };
 }
+
+/// The smallest mean squared gradient the preconditioner divides by: M is at most 10 (a
+/// posterior width of about 3 nats of ln s).
+const PRECONDITIONER_FLOOR: f32 = 0.1;
+/// Decay of the preconditioner's running mean of squared gradients.
+const PRECONDITIONER_DECAY: f32 = 0.8;
 
 /// Each stem's noise-conditioned score ∇ₛ log p_σ(s): the priors' `noisy_score` graphs, or a known
 /// density in tests.
@@ -86,6 +100,13 @@ pub struct AnnealedSearch {
     log_mixture: Vec<f32>,
     /// One stem's noise for the current step.
     noise_buffer: Vec<f32>,
+    /// One stem's gradient (prior and data term) for the current step.
+    gradient: Vec<f32>,
+    /// Each chain's running mean of squared gradients (the preconditioner's V).
+    squared_gradients: Vec<Vec<f32>>,
+    /// Steps the preconditioner has averaged over in the current run (its bias correction on the
+    /// first level, where V starts from zero).
+    adapted_steps: i32,
     /// Each stem's running sum of magnitudes over the averaged steps.
     stem_sums: Vec<Vec<f32>>,
     /// The noise stream, continued from frame to frame.
@@ -106,6 +127,9 @@ impl AnnealedSearch {
             sum: vec![0.0; len],
             log_mixture: vec![0.0; len],
             noise_buffer: vec![0.0; len],
+            gradient: vec![0.0; len],
+            squared_gradients: buffers(),
+            adapted_steps: 0,
             stem_sums: buffers(),
             noise: GaussianNoise::new(settings.seed),
         }
@@ -136,11 +160,17 @@ impl AnnealedSearch {
         let mut done = 0;
         for (level, &sigma) in ladder.iter().enumerate() {
             let last_level = level + 1 == ladder.len();
+            if level > 0 {
+                let growth = (ladder[level - 1] / sigma).powi(2);
+                self.squared_gradients
+                    .iter_mut()
+                    .for_each(|v| v.iter_mut().for_each(|v| *v *= growth));
+            }
             for _ in 0..per_level {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(SearchError::Cancelled);
                 }
-                self.step(source, sigma, top)?;
+                self.step(source, sigma, top, level == 0)?;
                 if self.settings.average && last_level {
                     for (sum, stem) in self.stem_sums.iter_mut().zip(&self.stems) {
                         sum.iter_mut().zip(stem).for_each(|(a, &s)| *a += s);
@@ -171,6 +201,8 @@ impl AnnealedSearch {
             *v = m.max(MAGNITUDE_FLOOR).ln();
         }
         self.stem_sums.iter_mut().for_each(|v| v.fill(0.0));
+        self.squared_gradients.iter_mut().for_each(|v| v.fill(0.0));
+        self.adapted_steps = 0;
         self.update_stems();
     }
 
@@ -189,22 +221,65 @@ impl AnnealedSearch {
         }
     }
 
-    /// One step of every chain at noise level `sigma` (`top` the ladder's first level).
-    fn step<S: NoisyScoreSource>(&mut self, source: &mut S, sigma: f32, top: f32) -> Result<(), SearchError> {
+    /// One step of every chain at noise level `sigma` (`top` the ladder's first level); `adapting`
+    /// on the first level, where the preconditioner gathers its squared gradients.
+    fn step<S: NoisyScoreSource>(
+        &mut self,
+        source: &mut S,
+        sigma: f32,
+        top: f32,
+        adapting: bool,
+    ) -> Result<(), SearchError> {
         source.noisy_scores_into(&self.stems, self.frames, sigma, &mut self.scores)?;
-        let eta = self.settings.eta * (sigma / top).powi(2);
+        let precondition = self.settings.preconditioned;
+        // Preconditioned, the metric carries the σ² scaling; plain, the step does.
+        let eta = if precondition {
+            self.settings.eta
+        } else {
+            self.settings.eta * (sigma / top).powi(2)
+        };
         let width = self.settings.likelihood_scale * sigma;
         let weight = 1.0 / (width * width);
         let noise_scale = (2.0 * eta).sqrt();
+        if adapting {
+            self.adapted_steps += 1;
+        }
+        // V starts at zero on the first level: divide by the weight it has gathered (as Adam does).
+        let bias_correction = if adapting {
+            1.0 / (1.0 - PRECONDITIONER_DECAY.powi(self.adapted_steps))
+        } else {
+            1.0
+        };
         for k in 0..self.chains.len() {
             self.noise.fill(&mut self.noise_buffer);
-            let (stem, score, chain) = (&self.stems[k], &self.scores[k], &mut self.chains[k]);
-            for i in 0..chain.len() {
+            let (stem, score) = (&self.stems[k], &self.scores[k]);
+            for i in 0..self.gradient.len() {
                 // The density of v = ln s is p(eᵛ)·eᵛ: its score is s·∂ log p/∂s + 1.
                 let prior = stem[i] * score[i] + 1.0;
                 let total = self.sum[i].max(MAGNITUDE_FLOOR);
                 let data = weight * (self.log_mixture[i] - total.ln()) * (stem[i] / total);
-                chain[i] += eta * (prior + data) + noise_scale * self.noise_buffer[i];
+                self.gradient[i] = prior + data;
+            }
+            let chain = &mut self.chains[k];
+            if precondition {
+                let v = &mut self.squared_gradients[k];
+                for (v, &g) in v.iter_mut().zip(&self.gradient) {
+                    *v = PRECONDITIONER_DECAY * *v + (1.0 - PRECONDITIONER_DECAY) * g * g;
+                }
+                let steps = chain
+                    .iter_mut()
+                    .zip(v.iter())
+                    .zip(&self.gradient)
+                    .zip(&self.noise_buffer);
+                for (((x, &v), &g), &noise) in steps {
+                    let metric = 1.0 / (v * bias_correction).max(PRECONDITIONER_FLOOR);
+                    *x += eta * metric * g + noise_scale * metric.sqrt() * noise;
+                }
+            } else {
+                let steps = chain.iter_mut().zip(&self.gradient).zip(&self.noise_buffer);
+                for ((x, &g), &noise) in steps {
+                    *x += eta * g + noise_scale * noise;
+                }
             }
         }
         self.update_stems();
@@ -268,6 +343,7 @@ mod tests {
         let settings = AnnealedSettings {
             steps_per_level: 60,
             eta: 0.05,
+            preconditioned: false,
             ..AnnealedSettings::DEFAULT
         };
         let mut search = AnnealedSearch::new(2, frames, settings);
