@@ -1090,10 +1090,14 @@ fn sgld_needs_priors_with_a_score_graph_and_valid_settings() {
     let tmp = tempfile::tempdir().unwrap();
     let input = good_mix_in(tmp.path());
     let priors = copy_priors(tmp.path());
+    let manifest = priors.join("sine").join("manifest.json");
+    let mut json: serde_json::Value = serde_json::from_str(&fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert!(json["graphs"].as_object_mut().unwrap().remove("score").is_some());
+    fs::write(&manifest, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     let out = tmp.path().join("out");
     let priors_arg = priors.to_str().unwrap();
     let output = separate(&input, &out, &["--priors", priors_arg, "--separator", "sgld"]);
-    assert_clean_failure(&output, "has no `score` graph", &out);
+    assert_clean_failure(&output, "prior `sine` has no `score` graph", &out);
     let output = separate(&input, &out, &["--separator", "sgld", "--eta", "0"]);
     assert_clean_failure(&output, "--eta", &out);
 }

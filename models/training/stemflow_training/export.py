@@ -4,6 +4,7 @@ manifest section.
 
     python -m stemflow_training.export --random --stem sine --out models/priors/sine
     python -m stemflow_training.export --reexport models/priors/bass   # current layout, same weights
+    python -m stemflow_training.export --add-score tests/fixtures/priors/sine   # + score.onnx
 (training exports through train.py --export-only.)
 """
 import argparse
@@ -239,6 +240,30 @@ def reexport_prior(prior_dir):
                         prepared=prepared, parameters=m['parameters'], keep_annealing=True)
 
 
+def add_score(prior_dir):
+    """Writes a self-contained `score.onnx` (CONTRACT.md) into a prior of the first layout
+    (self-contained graphs, no `weights.bin`) from its own graphs' constants and lists it in the
+    manifest, leaving every other file and manifest key as it is: the test-fixture priors keep
+    the graphs their reference vectors hash, and gain the score a Langevin search needs."""
+    import onnx
+    path = os.path.join(prior_dir, 'manifest.json')
+    with open(path) as f:
+        manifest = json.load(f)
+    if 'weights' in manifest['graphs']:
+        raise SystemExit(f"{prior_dir} has shared weights: use --reexport")
+    cfg = config_from_manifest(manifest)
+    graphs = build_graphs(cfg, None, None, prepared=prepared_from_graphs(cfg, prior_dir))
+    score_path = os.path.join(prior_dir, 'score.onnx')
+    onnx.save(graphs['score'], score_path)
+    onnx.checker.check_model(score_path)
+    manifest['graphs']['score'] = {"file": "score.onnx", "sha256": sha256(score_path)}
+    with open(path, 'w') as f:
+        json.dump(manifest, f, indent=2)
+        f.write('\n')
+    smoke_test(prior_dir)
+    return manifest
+
+
 def smoke_test(out_dir, T=8):
     import onnxruntime as ort
     rng = np.random.default_rng(0)
@@ -284,12 +309,18 @@ def main():
     ap.add_argument('--random', action='store_true', help='export an UNTRAINED prior with random weights')
     ap.add_argument('--reexport', metavar='DIR',
                     help='rewrite the prior in DIR in the current layout from its own graphs')
+    ap.add_argument('--add-score', metavar='DIR',
+                    help='add a self-contained score graph to the first-layout prior in DIR')
     ap.add_argument('--stem')
     ap.add_argument('--out')
     ap.add_argument('--seed', type=int, default=0)
     a = ap.parse_args()
     if a.reexport:
         m = reexport_prior(a.reexport)
+        print(json.dumps(m['graphs'], indent=1))
+        return
+    if a.add_score:
+        m = add_score(a.add_score)
         print(json.dumps(m['graphs'], indent=1))
         return
     if not (a.stem and a.out):
