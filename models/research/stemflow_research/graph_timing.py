@@ -4,7 +4,7 @@
         --prior ../priors/bass [--repeat 30]
 
 Prints the median milliseconds per call of decode, grad, encode and, when the prior has them,
-forward and backward, and what one iteration of the latent search costs per stem either way
+forward and backward, score and noisy_score (at sigma 0.1), and what one iteration of the latent search costs per stem either way
 (decode + grad, or forward + backward).
 """
 import argparse
@@ -61,9 +61,16 @@ def main(argv=None):
         feed.update(z=z, g=g, gamma=gamma)
         ms['forward'] = median_ms(lambda: fwd.run(None, {'z': z}), a.repeat)
         ms['backward'] = median_ms(lambda: bwd.run(None, feed), a.repeat)
+    if os.path.exists(graph('score')):
+        sc = session(graph('score'))
+        ms['score'] = median_ms(lambda: sc.run(None, {'s': s}), a.repeat)
+    if os.path.exists(graph('noisy_score')):   # the noise-conditioned score (CONTRACT.md)
+        nsc = session(graph('noisy_score'))
+        sigma = np.array([0.1], np.float32)
+        ms['noisy_score'] = median_ms(lambda: nsc.run(None, {'s': s, 'sigma': sigma}), a.repeat)
     print(f"{a.prior}: median ms per call over {a.repeat}, B = 1, T = {FRAMES}")
     for role, v in ms.items():
-        print(f"  {role:<9} {v:7.1f}")
+        print(f"  {role:<11} {v:7.1f}")
     print(f"  iteration per stem: decode + grad {ms['decode'] + ms['grad']:.1f}", end='')
     if 'forward' in ms:
         split = ms['forward'] + ms['backward']

@@ -105,15 +105,13 @@ def check_start(cfg, params, norm, prior_dir, Xva):
     return float(np.max(np.abs(np.asarray(lp, np.float64) - lp_graph) / np.abs(lp_graph)))
 
 
-def tune_loop(a, state, cfg, Xtr, noise_x, ckdir, t0, minutes):
-    """Adam steps from the state's step to --steps (or --max-minutes), logging every 50 and
-    checkpointing every --ckpt-every (with the run's total `minutes()` so far); returns the
-    final parameters (JAX) and the eval function."""
+def tune_loop(a, state, train_step, Xtr, noise_x, ckdir, t0, minutes):
+    """Adam steps (`train_step`, train.build_fns) from the state's step to --steps (or
+    --max-minutes), logging every 50 and checkpointing every --ckpt-every (with the run's total
+    `minutes()` so far); the state holds the end point. Returns the final parameters (JAX)."""
     import jax
     import jax.numpy as jnp
     sigmas = state['info']['sigmas']
-    train_step, eval_fn = train.build_fns(cfg, state['info']['lr'], state['info']['planned_steps'],
-                                          a.clip, warmup=a.warmup, conditioned=True)
     params, m, v = (jax.tree_util.tree_map(jnp.asarray, state[k]) for k in ('params', 'm', 'v'))
     step = state['step']
     rng = np.random.default_rng([a.seed, step, 7])
@@ -124,7 +122,7 @@ def tune_loop(a, state, cfg, Xtr, noise_x, ckdir, t0, minutes):
                                    for k, x in (('params', params), ('m', m), ('v', v))})
         state['info']['minutes'] = minutes()
 
-    while step < state['info']['planned_steps']:
+    while step < a.steps:
         xb, lv = noisy_batch(rng, Xtr, a, noise_x, sigmas)
         params, m, v, loss, gn = train_step(params, m, v, jnp.float32(step), (xb, lv))
         step += 1
@@ -140,14 +138,14 @@ def tune_loop(a, state, cfg, Xtr, noise_x, ckdir, t0, minutes):
             state['info']['steps_per_second'] = round(sps, 3)
             run, n_run = 0.0, 0
         out_of_time = a.max_minutes is not None and (time.time() - t0) / 60 > a.max_minutes
-        if step % a.ckpt_every == 0 or out_of_time:
+        if step % a.ckpt_every == 0 or step == a.steps or out_of_time:
             snapshot()
             train.save_ckpt(ckdir, state)
         if out_of_time:
             train.log(f"--max-minutes reached at step {step}")
             break
     snapshot()
-    return params, eval_fn
+    return params
 
 
 def new_state(a, cfg, params, norm, source, desc):
@@ -224,11 +222,11 @@ def main(argv=None):
     def minutes():
         return round(base_minutes + (time.time() - t0) / 60, 2)
     sigmas = state['info']['sigmas']
-    _, eval_fn = train.build_fns(cfg, 1.0, 1, a.clip, conditioned=True)
+    train_step, eval_fn = train.build_fns(cfg, a.lr, a.steps, a.clip, warmup=a.warmup, conditioned=True)
     if 'valid_before' not in state['info']:
         state['info']['valid_before'] = evaluate_levels(eval_fn, state['params'], Xva, noise_x, sigmas)
         train.log("valid bits/dim per level before: " + level_table(sigmas, state['info']['valid_before']))
-    params, eval_fn = tune_loop(a, state, cfg, Xtr, noise_x, ckdir, t0, minutes)
+    params = tune_loop(a, state, train_step, Xtr, noise_x, ckdir, t0, minutes)
     state['info']['valid_after'] = evaluate_levels(eval_fn, params, Xva, noise_x, sigmas)
     train.log("valid bits/dim per level after:  " + level_table(sigmas, state['info']['valid_after']))
     state['info']['minutes'] = minutes()

@@ -203,3 +203,35 @@ def test_prior_annealing_section(d):
     for lv in section['sigmas']:
         score, lp = sess.run(None, {'s': s, 'sigma': np.array([lv], np.float32)})
         assert np.all(np.isfinite(score)) and np.all(np.isfinite(lp))
+
+
+def test_fine_tuning_resumes_from_the_saved_step(tmp_path):
+    """noise_tune's loop on a tiny flow: the zero channel is where it starts, it checkpoints,
+    a resumed run continues from exactly the saved state, the noise channel learns, and the
+    per-level validation has one figure per level."""
+    from stemflow_training import noise_tune, train
+    from test_checkpoint import TINY, assert_identical, _data
+    norm, X, noise_x = _data()
+    ckdir = str(tmp_path / 'ck')
+    args = lambda steps: noise_tune.parse_args(
+        ['--prior', str(tmp_path), '--ckpt-dir', ckdir, '--batch', '2', '--crop', '8', '--warmup', '2',
+         '--ckpt-every', '2', '--steps', str(steps), '--sigmas', '1.0,0.1,0.01'])
+    a = args(3)
+    a.noise = 0.1
+    params, _ = export.random_prior(TINY, 0)
+    state = noise_tune.new_state(a, TINY, params, norm, 'synthetic:test', 'test data')
+    assert all(not np.any(st['c1_ws']) for st in state['params']['steps'])
+    train_step, eval_fn = train.build_fns(TINY, a.lr, a.steps, a.clip, warmup=a.warmup, conditioned=True)
+    before = noise_tune.evaluate_levels(eval_fn, state['params'], X, noise_x, a.sigmas)
+    assert len(before) == 3 and before == noise_tune.evaluate_levels(eval_fn, state['params'], X, noise_x, a.sigmas)
+    noise_tune.tune_loop(a, state, train_step, X, noise_x, ckdir, 0.0, lambda: 1.0)
+    assert state['step'] == 3 and state['info']['minutes'] == 1.0
+
+    a = args(5)
+    resumed = train.resume(a, ckdir)
+    assert_identical(state, resumed)
+    train_step, _ = train.build_fns(TINY, a.lr, a.steps, a.clip, warmup=a.warmup, conditioned=True)
+    noise_tune.tune_loop(a, resumed, train_step, X, noise_x, ckdir, 0.0, lambda: 2.0)
+    assert resumed['step'] == 5
+    assert any(np.any(st['c1_ws']) for st in resumed['params']['steps'])
+    assert_identical(resumed, train.latest_ckpt(ckdir))
