@@ -417,7 +417,7 @@ fn offline_bounce_equals_the_cli() {
 
     let mut instance = instance();
     let quick = quick(&mut instance, 2);
-    let d = frame + step;
+    let d = default_latency(rate);
     let padded = with_silence(input.clone(), d);
     let out = render(
         &mut instance,
@@ -509,7 +509,7 @@ fn passthrough_child() {
     let _serial = serial();
     let rate = 44_100.0;
     let mut instance = instance();
-    let d = 220_500 + 198_450;
+    let d = default_latency(rate);
     let input = signal(rate, d as f64 / rate + 1.0, 2);
     let out = render(
         &mut instance,
