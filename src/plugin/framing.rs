@@ -25,8 +25,9 @@ pub const HOP_SECONDS: f64 = FRAME_SECONDS - DEFAULT_OVERLAP_SECONDS;
 /// idle machine) to the whole hop.
 pub const PROCESSING_ALLOWANCE: Bounds = Bounds::closed(1.0, HOP_SECONDS);
 
-/// The default processing allowance: twice the worst frame time of the realtime preset measured
-/// on a 2-core machine (README, "Benchmark"), so the latency is 8 s rather than 9.5.
+/// The default processing allowance: about twice the slowest frame of the realtime preset in a
+/// 2-minute paced render on a 2-core machine (1.65 s; README, "Benchmark"), so the latency is 8 s
+/// rather than 9.5.
 pub const DEFAULT_PROCESSING_ALLOWANCE_SECONDS: f64 = 3.0;
 
 /// Frame geometry, latency and ramp at one sample rate.
