@@ -80,7 +80,7 @@ fn every_rate_and_block_size_is_clean_aligned_and_sums_to_the_input() {
         for block in [1usize, 64, 512, 4096, 8192] {
             // Before its priors are loaded the plugin passes the mix through with silent stems;
             // the first activation gives the worker time to load them.
-            let settle = std::time::Duration::from_secs(if first { 4 } else { 0 });
+            let settle = std::time::Duration::from_secs(if first { 10 } else { 0 });
             first = false;
             let latency_expected = default_latency(rate);
             // Past the latency by a little: the outputs then carry (wet or fallback) stems.
