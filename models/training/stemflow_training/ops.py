@@ -53,6 +53,30 @@ class JaxOps:
     def maximum(self, a, c):
         return self.jnp.maximum(a, c)
 
+    def clip(self, a, lo, hi):
+        return self.jnp.clip(a, lo, hi)
+
+    def abs(self, a):
+        return self.jnp.abs(a)
+
+    def sign(self, a):
+        return self.jnp.sign(a)
+
+    def log_softmax_channels(self, a):
+        return self.jax.nn.log_softmax(a, axis=1)
+
+    def sum_channels(self, a):
+        """Sum over channels, kept as one channel: [B, C, T] -> [B, 1, T]."""
+        return self.jnp.sum(a, axis=1, keepdims=True)
+
+    def shift_right(self, a):
+        """u[t] = a[t - 1], u[0] = 0 (causal: what precedes each sample)."""
+        return self.jnp.pad(a, ((0, 0), (0, 0), (1, 0)))[:, :, :-1]
+
+    def shift_left(self, a):
+        """u[t] = a[t + 1], u[T - 1] = 0: the adjoint of shift_right."""
+        return self.jnp.pad(a, ((0, 0), (0, 0), (0, 1)))[:, :, 1:]
+
     def conv1d(self, x, w, b, dilation):
         """ONNX-style Conv (cross-correlation), k odd, 'same' padding."""
         k = w.shape[-1]
@@ -194,6 +218,30 @@ class OnnxOps:
 
     def maximum(self, a, c):
         return self.node('Max', [a, self.const('floor', np.asarray(c, np.float32))])
+
+    def clip(self, a, lo, hi):
+        return self.node('Clip', [a, self.const('clip_lo', np.asarray(lo, np.float32)),
+                                  self.const('clip_hi', np.asarray(hi, np.float32))])
+
+    def abs(self, a):
+        return self.node('Abs', [a])
+
+    def sign(self, a):
+        return self.node('Sign', [a])
+
+    def log_softmax_channels(self, a):
+        return self.node('LogSoftmax', [a], axis=1)
+
+    def sum_channels(self, a):
+        return self.node('ReduceSum', [a, self._i64([1])], keepdims=1)
+
+    def shift_right(self, a):
+        padded = self.node('Pad', [a, self._i64([0, 0, 1, 0, 0, 0])])
+        return self.node('Slice', [padded, self._i64([0]), self._i64([-1]), self._i64([2])])
+
+    def shift_left(self, a):
+        padded = self.node('Pad', [a, self._i64([0, 0, 0, 0, 0, 1])])
+        return self.node('Slice', [padded, self._i64([1]), self._i64([2 ** 62]), self._i64([2])])
 
     def conv1d(self, x, w, b, dilation):
         k = int(self.inits[w].dims[-1])
