@@ -1137,3 +1137,80 @@ fn annealed_needs_priors_with_an_annealing_section_and_valid_settings() {
         assert_clean_failure(&output, option, &out);
     }
 }
+
+/// Time-domain priors (`tests/fixtures/waveform_priors`, white Gaussians): with `--separator
+/// sgld --mode waveform` the stems are the chains themselves, on every channel, and for a small σ
+/// they sum to the mix's mono downmix; the default Adam search refuses them, as `--mode waveform`
+/// refuses spectrogram priors (one error line, nothing written); `stemflow priors` shows their
+/// domain and time multiple.
+#[test]
+fn waveform_priors_run_with_sgld_and_adam_refuses_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = good_mix_in(tmp.path());
+    let priors = repo("tests/fixtures/waveform_priors");
+    let priors_arg = priors.to_str().unwrap();
+    let out = tmp.path().join("out");
+    let stems = ["--priors", priors_arg, "--stems", "quiet,loud"];
+    let output = separate(&input, &out, &stems);
+    assert_clean_failure(&output, "prior `quiet` is a time-domain (waveform) prior", &out);
+    let spectrogram = repo("tests/fixtures/priors");
+    let waveform_mode = ["--separator", "sgld", "--mode", "waveform"];
+    let output = separate(
+        &input,
+        &out,
+        &[
+            &["--priors", spectrogram.to_str().unwrap(), "--stems", "sine"][..],
+            &waveform_mode,
+        ]
+        .concat(),
+    );
+    assert_clean_failure(&output, "--mode waveform", &out);
+
+    let chains = ["--steps", "200", "--eta", "1e-5", "--sigma", "0.01"];
+    let output = separate(&input, &out, &[&stems[..], &waveform_mode, &chains].concat());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mix = read_all(&input).unwrap();
+    let downmix: Vec<f32> = (0..mix.channels[0].len())
+        .map(|i| mix.channels.iter().map(|c| c[i]).sum::<f32>() / mix.channels.len() as f32)
+        .collect();
+    let stems: Vec<_> = ["quiet", "loud"]
+        .iter()
+        .map(|s| read_all(out.join(format!("{s}.wav"))).unwrap())
+        .collect();
+    for stem in &stems {
+        assert_eq!((stem.sample_rate, stem.channels.len()), (44_100, 2));
+        assert_eq!(
+            stem.channels[0], stem.channels[1],
+            "one waveform on every channel"
+        );
+    }
+    let residual: f64 = downmix
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| f64::from(stems.iter().map(|s| s.channels[0][i]).sum::<f32>() - x).powi(2))
+        .sum();
+    let energy: f64 = downmix.iter().map(|x| f64::from(*x).powi(2)).sum();
+    let db = 10.0 * (residual / energy).log10();
+    println!("the waveform stems sum to the downmix within {db:.1} dB");
+    assert!(db < -20.0, "the chains' sum misses the downmix by {db:.1} dB");
+    let energy_of = |s: &[f32]| s.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>();
+    assert!(
+        energy_of(&stems[0].channels[0]) < energy_of(&stems[1].channels[0]),
+        "the quiet prior's stem is the quieter"
+    );
+
+    let listing = stemflow()
+        .args(["priors", "--priors", priors_arg])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("time-domain (waveform) prior, time_multiple=16"),
+        "{stdout}"
+    );
+}

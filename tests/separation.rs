@@ -466,14 +466,7 @@ fn langevin_stems_sum_to_the_input_and_follow_their_seed() {
         (frame, separator.stems().to_vec())
     };
     let (frame, stems) = run(5);
-    for (c, channel) in frame.iter().enumerate() {
-        let residual = channel
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| (stems.iter().map(|s| s[c][i]).sum::<f32>() - x).abs())
-            .fold(0.0f32, f32::max);
-        assert!(residual < 1e-4, "channel {c}: stems miss the input by {residual}");
-    }
+    assert_stems_sum_to(&frame, &stems, "");
     assert!(stems.iter().flatten().flatten().all(|v| v.is_finite()));
     assert_eq!(run(5).1, stems, "the same seed gives the same stems");
     assert_ne!(run(6).1, stems, "another seed gives other stems");
@@ -553,14 +546,7 @@ fn annealed_langevin_separates_the_two_source_mix_and_sums_to_the_input() {
         (frame, separator.stems().to_vec())
     };
     let (frame, stems) = run(5);
-    for (c, channel) in frame.iter().enumerate() {
-        let residual = channel
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| (stems.iter().map(|s| s[c][i]).sum::<f32>() - x).abs())
-            .fold(0.0f32, f32::max);
-        assert!(residual < 1e-4, "channel {c}: stems miss the input by {residual}");
-    }
+    assert_stems_sum_to(&frame, &stems, "");
     assert_eq!(run(5).1, stems, "the same seed gives the same stems");
     let toy = Prior::load(
         &runtime(),
@@ -571,5 +557,64 @@ fn annealed_langevin_separates_the_two_source_mix_and_sums_to_the_input() {
     match Separator::new(vec![toy], annealed(5), rate, 2) {
         Err(SeparationError::NoNoisyScore { stem }) => assert_eq!(stem, "toy"),
         other => panic!("expected a missing-annealing error, got {:?}", other.err()),
+    }
+}
+
+/// Every channel of `stems` (stem × channel × sample) sums to that of `frame` within 10⁻⁴ (`what`
+/// names the case in the message).
+fn assert_stems_sum_to(frame: &[Vec<f32>], stems: &[Vec<Vec<f32>>], what: &str) {
+    for (c, channel) in frame.iter().enumerate() {
+        let residual = channel
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (stems.iter().map(|s| s[c][i]).sum::<f32>() - x).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            residual < 1e-4,
+            "{what}channel {c}: stems miss the input by {residual}"
+        );
+    }
+}
+
+/// Consistent output from time-domain priors' chains (`tests/fixtures/waveform_priors`): each
+/// chain's waveform becomes magnitudes by the separator's STFT and then masks on the host-rate
+/// mix, so the stems sum to the input (stereo, 44.1 kHz; Algorithm 1 as written and the textbook
+/// rule), a silent frame included.
+#[test]
+fn consistent_stems_from_waveform_chains_sum_to_the_input() {
+    use stemflow::engine::search::langevin::{LangevinDomain, LangevinForm, LangevinSettings};
+    use stemflow::engine::search::settings::{OutputMode, SearchKind};
+    let runtime = runtime();
+    let dir = repo("tests/fixtures/waveform_priors");
+    let rate = 44_100;
+    let input = stereo_signal(rate, 5.0);
+    for form in [LangevinForm::AsWritten, LangevinForm::TextbookGaussian] {
+        let priors = ["quiet", "loud"]
+            .iter()
+            .map(|stem| Prior::load(&runtime, &dir.join(stem), &SessionOptions::default()).unwrap())
+            .collect();
+        let settings = SeparationSettings {
+            search: SearchKind::Langevin(LangevinSettings {
+                steps: 10,
+                eta: 1e-4,
+                sigma: 0.1,
+                form,
+                domain: LangevinDomain::Magnitude,
+                seed: 0,
+                preconditioned: false,
+                average: true,
+            }),
+            mode: OutputMode::Consistent,
+            ..SeparationSettings::default()
+        };
+        let mut separator = Separator::new(priors, settings, rate, 2).unwrap();
+        assert_eq!(separator.steps_per_frame(), 10);
+        let len = separator.frame_len();
+        let signal: Vec<Vec<f32>> = input.iter().map(|c| c[..len].to_vec()).collect();
+        for frame in [signal, vec![vec![0.0; len]; 2]] {
+            let refs: Vec<&[f32]> = frame.iter().map(Vec::as_slice).collect();
+            separator.separate_frame(&refs).unwrap();
+            assert_stems_sum_to(&frame, separator.stems(), &format!("{form:?}, "));
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use super::shared::SharedArgs;
 use super::CliError;
-use crate::engine::priors::manifest::Manifest;
+use crate::engine::priors::manifest::{Domain, Manifest};
 use clap::Args;
 
 /// Arguments of `priors`.
@@ -27,8 +27,15 @@ pub(super) fn describe(manifest: &Manifest) -> String {
         .as_ref()
         .map(|a| format!(" + noise-conditioned score ({} levels)", a.sigmas.len()))
         .unwrap_or_default();
+    let domain = match manifest.domain() {
+        Domain::Waveform => format!(
+            "time-domain (waveform) prior, time_multiple={}: ",
+            manifest.time_multiple
+        ),
+        Domain::Spectrogram => String::new(),
+    };
     format!(
-        "{}{}{}{}{nmf}{annealing}",
+        "{domain}{}{}{}{}{nmf}{annealing}",
         m.kind,
         field("K", m.steps),
         field("hidden", m.hidden),

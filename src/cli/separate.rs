@@ -14,13 +14,15 @@ use crate::engine::files::audio_file::{AudioError, AudioReader};
 use crate::engine::files::separate_file::{separate_file, JobSummary, SeparateFileError};
 use crate::engine::files::stem_format::{Container, SampleDepth, StemFormat};
 use crate::engine::limits::check_format;
+use crate::engine::priors::manifest::Domain;
 use crate::engine::priors::prior::Prior;
 use crate::engine::priors::runtime::Runtime;
 use crate::engine::search::annealed_langevin::AnnealedSettings;
 use crate::engine::search::langevin::{LangevinDomain, LangevinForm, LangevinSettings};
 use crate::engine::search::separator::{SeparationError, Separator};
 use crate::engine::search::settings::{
-    Objective, OutputMode, Preset, SearchKind, SeparationSettings, SettingsError,
+    Objective, OutputMode, Preset, SearchKind, SeparationSettings, SettingsError, WAVEFORM_ANNEALED,
+    WAVEFORM_LANGEVIN,
 };
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -110,7 +112,9 @@ pub struct SeparateArgs {
     /// Weight of the prior term for `--objective map`, in (0, 1].
     #[arg(long)]
     pub gamma: Option<f32>,
-    /// Output mode: consistent (stems sum to the mix) or mixture-phase (the paper's).
+    /// Output mode: consistent (stems sum to the mix), mixture-phase (the paper's) or, with
+    /// time-domain (waveform) priors, waveform (each stem is its chain's waveform; the stems need
+    /// not sum to the mix).
     #[arg(long)]
     pub mode: Option<OutputMode>,
     /// Level calibration strength in [0, 4]: each prior's output is scaled per frequency bin
@@ -140,26 +144,30 @@ pub struct SeparateArgs {
     #[arg(long, value_enum, default_value = "adam")]
     pub separator: SeparatorArg,
     /// SGLD: the update rule (Frank & Ilse's Algorithm 1 as printed, or the textbook rule with a
-    /// Gaussian or the KL likelihood of the mixture).
-    #[arg(long, value_enum, default_value = "textbook-kl")]
-    pub sgld_form: SgldFormArg,
+    /// Gaussian or the KL likelihood of the mixture). Default textbook-kl; textbook-gaussian for
+    /// time-domain (waveform) priors, on which the KL rule is not defined.
+    #[arg(long, value_enum)]
+    pub sgld_form: Option<SgldFormArg>,
     /// SGLD: where the chains move (magnitudes or log-magnitudes).
     #[arg(long, value_enum, default_value = "log")]
     pub sgld_domain: SgldDomainArg,
-    /// SGLD: steps per 5-s frame (default 100); annealed: steps per noise level (default 10).
+    /// SGLD: steps per 5-s frame (default 100; 200 for waveform priors); annealed: steps per
+    /// noise level (default 20; 50 for waveform priors).
     #[arg(long)]
     pub steps: Option<u32>,
-    /// SGLD: step size η (default 0.1); annealed: the step at the ladder's largest noise level,
-    /// scaled by (σ/σ₁)² at level σ (default 0.05).
+    /// SGLD: step size η (default 0.1; 1e-4 for waveform priors); annealed: the step at the
+    /// ladder's largest noise level, scaled by (σ/σ₁)² at level σ (default 0.05; 0.01 for
+    /// waveform priors).
     #[arg(long)]
     pub eta: Option<f32>,
-    /// SGLD: width σ of the mixture likelihood (its weight is 1/σ²).
-    #[arg(long, default_value_t = LangevinSettings::DEFAULT.sigma)]
-    pub sigma: f32,
+    /// SGLD: width σ of the mixture likelihood (its weight is 1/σ²; default 1, in the chains'
+    /// domain; 0.02 for waveform priors, in amplitude).
+    #[arg(long)]
+    pub sigma: Option<f32>,
     /// Annealed: width of the mixture likelihood relative to the noise level (its weight is
-    /// 1/(λσ)²).
-    #[arg(long, value_name = "λ", default_value_t = AnnealedSettings::DEFAULT.likelihood_scale)]
-    pub likelihood_scale: f32,
+    /// 1/(λσ)²; default 0.5; 1 for waveform priors).
+    #[arg(long, value_name = "λ")]
+    pub likelihood_scale: Option<f32>,
     /// SGLD and annealed: seed of the chains' noise (the same seed gives the same stems).
     #[arg(long, default_value_t = LangevinSettings::DEFAULT.seed)]
     pub seed: u64,
@@ -261,9 +269,16 @@ impl SeparateArgs {
         }
     }
 
-    /// The preset with every option given applied, or why the options contradict each other
-    /// (each value's range is the engine's, checked when the separator is built).
+    /// [`SeparateArgs::settings_for`] spectrogram priors (what a run starts from before its priors
+    /// are loaded).
     fn settings(&self) -> Result<SeparationSettings, CliError> {
+        self.settings_for(Domain::Spectrogram)
+    }
+
+    /// The preset with every option given applied, the Langevin defaults those of priors of
+    /// `domain`, or why the options contradict each other (each value's range is the engine's,
+    /// checked when the separator is built).
+    fn settings_for(&self, domain: Domain) -> Result<SeparationSettings, CliError> {
         let mut settings = self.preset.settings();
         if let Some(iterations) = self.iterations {
             settings.iterations = iterations as usize;
@@ -302,24 +317,36 @@ impl SeparateArgs {
             (Some(ObjectiveArg::Mle), _) => Objective::Mle,
             (None, None) => settings.objective,
         };
+        let (langevin_defaults, annealed_defaults, form_default) = match domain {
+            Domain::Spectrogram => (
+                LangevinSettings::DEFAULT,
+                AnnealedSettings::DEFAULT,
+                SgldFormArg::TextbookKl,
+            ),
+            Domain::Waveform => (
+                WAVEFORM_LANGEVIN,
+                WAVEFORM_ANNEALED,
+                SgldFormArg::TextbookGaussian,
+            ),
+        };
         if self.separator == SeparatorArg::Annealed {
-            let defaults = AnnealedSettings::DEFAULT;
+            let defaults = annealed_defaults;
             settings.search = SearchKind::Annealed(AnnealedSettings {
                 steps_per_level: self.steps.map_or(defaults.steps_per_level, |n| n as usize),
                 eta: self.eta.unwrap_or(defaults.eta),
-                likelihood_scale: self.likelihood_scale,
+                likelihood_scale: self.likelihood_scale.unwrap_or(defaults.likelihood_scale),
                 seed: self.seed,
                 average: self.sgld_average,
                 preconditioned: self.sgld_precondition.unwrap_or(defaults.preconditioned),
             });
         }
         if self.separator == SeparatorArg::Sgld {
-            let defaults = LangevinSettings::DEFAULT;
+            let defaults = langevin_defaults;
             settings.search = SearchKind::Langevin(LangevinSettings {
                 steps: self.steps.map_or(defaults.steps, |n| n as usize),
                 eta: self.eta.unwrap_or(defaults.eta),
-                sigma: self.sigma,
-                form: match self.sgld_form {
+                sigma: self.sigma.unwrap_or(defaults.sigma),
+                form: match self.sgld_form.unwrap_or(form_default) {
                     SgldFormArg::AsWritten => LangevinForm::AsWritten,
                     SgldFormArg::TextbookGaussian => LangevinForm::TextbookGaussian,
                     SgldFormArg::TextbookKl => LangevinForm::TextbookKl,
@@ -533,6 +560,13 @@ impl Job<'_> {
         };
         if self.priors.is_none() {
             let priors = self.shared.load_priors(&runtime, &self.args.stems)?;
+            // Time-domain priors take their own Langevin defaults (a mixed set is refused by the
+            // separator).
+            if !priors.is_empty() && priors.iter().all(|p| p.domain() == Domain::Waveform) {
+                self.settings = self
+                    .shared
+                    .with_threads(self.args.settings_for(Domain::Waveform)?);
+            }
             if self.fingerprint.is_none() {
                 self.fingerprint = Some(self.fingerprint_of(&priors));
             }

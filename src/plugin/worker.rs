@@ -14,6 +14,7 @@ use super::queues::{InputFrame, Link, Segment, SEGMENTS};
 use super::slots::{assign_slots, SLOT_COUNT, SLOT_NAMES};
 use super::status::{Status, WorkerState};
 use crate::engine::priors::catalog::{default_search_dirs, installed_search_dirs, PriorCatalog};
+use crate::engine::priors::manifest::Domain;
 use crate::engine::priors::prior::Prior;
 use crate::engine::priors::runtime::{Device, Runtime, RuntimeOptions, SessionOptions};
 use crate::engine::search::separator::Separator;
@@ -451,6 +452,24 @@ impl Worker {
                 }
                 Err(e) => problems.push(format!("{}: {e}", entry.stem)),
             }
+        }
+        // One separator runs priors of one domain: beside spectrogram priors, time-domain ones
+        // are left out (named); time-domain priors alone run with the Langevin separators (Adam
+        // refuses them with the separator's error).
+        if priors.iter().any(|p| p.domain() == Domain::Spectrogram) {
+            let mut kept = (Vec::new(), Vec::new());
+            for (prior, slot) in priors.into_iter().zip(prior_slots) {
+                if prior.domain() == Domain::Waveform {
+                    problems.push(format!(
+                        "{}: a time-domain (waveform) prior, not used beside spectrogram priors",
+                        prior.stem()
+                    ));
+                } else {
+                    kept.0.push(prior);
+                    kept.1.push(slot);
+                }
+            }
+            (priors, prior_slots) = kept;
         }
         if priors.is_empty() {
             return Err(LoadError::Failed(format!(

@@ -3,11 +3,14 @@
 //! noise of that level added, whose score at large σ is informative far from clean data. The
 //! annealed Langevin separator walks down its ladder of levels.
 
-use super::manifest::GraphFile;
+use super::manifest::{Domain, GraphFile};
 use serde::{Deserialize, Serialize};
 
-/// The only domain the noise is defined in: the flow's standardised log-magnitudes.
+/// The domain a spectrogram prior's noise is defined in: the flow's standardised log-magnitudes.
 pub const ANNEALING_DOMAIN: &str = "standardised-log-magnitude";
+/// The domain a waveform prior's noise is defined in: waveform amplitude (σ is the standard
+/// deviation of the Gaussian noise added to every sample).
+pub const WAVEFORM_ANNEALING_DOMAIN: &str = "waveform";
 /// Levels a ladder may hold.
 pub const LADDER_LEVELS: std::ops::RangeInclusive<usize> = 1..=64;
 
@@ -18,10 +21,14 @@ pub struct AnnealingSection {
     /// The `noisy_score` graph: (s, sigma) → (∇ₛ log p_σ(s), log p_σ(s)).
     pub score: GraphFile,
     /// The external-data file the graph's weights are in (not the prior's `graphs.weights`).
-    pub weights: GraphFile,
-    /// The noise levels of the fine-tuning, descending, in standardised units.
+    /// Required for a spectrogram prior; a waveform prior's graph may embed its weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<GraphFile>,
+    /// The noise levels of the fine-tuning, descending, in standardised units (waveform
+    /// amplitude for a waveform prior).
     pub sigmas: Vec<f64>,
-    /// Where σ is measured: [`ANNEALING_DOMAIN`].
+    /// Where σ is measured: [`ANNEALING_DOMAIN`], or [`WAVEFORM_ANNEALING_DOMAIN`] for a
+    /// waveform prior.
     pub domain: String,
     /// Descriptive: parameter count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,13 +51,18 @@ pub struct AnnealingError {
 }
 
 impl AnnealingSection {
-    /// The ladder as the searches use it, after checking the domain and that the levels are
-    /// finite, positive, strictly descending and between 1 and 64 of them.
-    pub fn ladder(&self) -> Result<Vec<f32>, AnnealingError> {
-        if self.domain != ANNEALING_DOMAIN {
+    /// The ladder as the searches use it, after checking the domain (the one of a prior of
+    /// `prior_domain`) and that the levels are finite, positive, strictly descending and between
+    /// 1 and 64 of them.
+    pub fn ladder(&self, prior_domain: Domain) -> Result<Vec<f32>, AnnealingError> {
+        let expected = match prior_domain {
+            Domain::Spectrogram => ANNEALING_DOMAIN,
+            Domain::Waveform => WAVEFORM_ANNEALING_DOMAIN,
+        };
+        if self.domain != expected {
             return Err(AnnealingError {
                 field: "annealing.domain",
-                expected: format!("`{ANNEALING_DOMAIN}`"),
+                expected: format!("`{expected}`"),
                 found: format!("`{}`", self.domain),
             });
         }
@@ -82,7 +94,7 @@ mod tests {
         };
         AnnealingSection {
             score: file("noisy_score.onnx"),
-            weights: file("noisy_weights.bin"),
+            weights: Some(file("noisy_weights.bin")),
             sigmas,
             domain: domain.into(),
             parameters: None,
@@ -92,7 +104,9 @@ mod tests {
 
     #[test]
     fn a_descending_ladder_passes() {
-        let ladder = section(vec![1.0, 0.1, 0.01], ANNEALING_DOMAIN).ladder().unwrap();
+        let ladder = section(vec![1.0, 0.1, 0.01], ANNEALING_DOMAIN)
+            .ladder(Domain::Spectrogram)
+            .unwrap();
         assert_eq!(ladder, vec![1.0, 0.1, 0.01]);
     }
 
@@ -108,11 +122,24 @@ mod tests {
             vec![f64::INFINITY, 1.0],
             vec![0.5; 65],
         ] {
-            let err = section(sigmas.clone(), ANNEALING_DOMAIN).ladder().unwrap_err();
+            let err = section(sigmas.clone(), ANNEALING_DOMAIN)
+                .ladder(Domain::Spectrogram)
+                .unwrap_err();
             assert_eq!(err.field, "annealing.sigmas", "{sigmas:?}");
         }
-        let err = section(vec![1.0], "magnitude").ladder().unwrap_err();
+        let err = section(vec![1.0], "magnitude")
+            .ladder(Domain::Spectrogram)
+            .unwrap_err();
         assert_eq!(err.field, "annealing.domain");
         assert!(err.to_string().contains("`magnitude`"));
+        // Each prior domain has its own noise domain.
+        let waveform = section(vec![0.3, 0.1], WAVEFORM_ANNEALING_DOMAIN);
+        assert_eq!(waveform.ladder(Domain::Waveform).unwrap(), vec![0.3, 0.1]);
+        let err = waveform.ladder(Domain::Spectrogram).unwrap_err();
+        assert_eq!(err.field, "annealing.domain");
+        let err = section(vec![1.0], ANNEALING_DOMAIN)
+            .ladder(Domain::Waveform)
+            .unwrap_err();
+        assert!(err.to_string().contains("`waveform`"), "{err}");
     }
 }

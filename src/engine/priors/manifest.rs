@@ -102,6 +102,41 @@ pub enum ManifestError {
     },
 }
 
+/// What a prior's graphs model (the manifest's `domain`): magnitude spectrograms on the engine's
+/// STFT grid (the default, and every prior before the field existed) or raw mono waveforms at
+/// 22.05 kHz (time-domain priors, which ship a `score` graph only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Domain {
+    /// `spectrogram` (or no `domain` field): the Glow priors of CONTRACT.md.
+    #[default]
+    Spectrogram,
+    /// `waveform`: a density over samples in [-1, 1].
+    Waveform,
+}
+
+/// The `domain` value of a waveform prior.
+pub const WAVEFORM_DOMAIN: &str = "waveform";
+/// The `domain` value of a spectrogram prior (also what an absent field means).
+pub const SPECTROGRAM_DOMAIN: &str = "spectrogram";
+/// The `time_multiple` values a waveform prior may declare: powers of two in this range.
+pub const WAVEFORM_TIME_MULTIPLE: std::ops::RangeInclusive<usize> = 1..=4096;
+
+impl Domain {
+    /// The manifest's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Domain::Spectrogram => SPECTROGRAM_DOMAIN,
+            Domain::Waveform => WAVEFORM_DOMAIN,
+        }
+    }
+}
+
+impl std::fmt::Display for Domain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A prior's `manifest.json`. Unknown extra fields are ignored so newer trainers can add
 /// descriptive data without breaking older engines.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,8 +147,39 @@ pub struct Manifest {
     pub format_version: u32,
     /// Instrument name; equals the folder name and is what users select with `--stems`.
     pub stem: String,
+    /// What the graphs model: `spectrogram` (also when absent) or `waveform`
+    /// ([`Manifest::domain`]; any other value is refused by [`Manifest::verify`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
     /// Signal representation the graphs expect; must equal the engine's constants.
     pub sample_rate: u32,
+    /// The time axis must be a multiple of this: STFT frames for a spectrogram prior (the
+    /// engine's constant), samples for a waveform prior (a power of two, 1–4096).
+    pub time_multiple: usize,
+    /// The STFT fields of a spectrogram prior. Required for one (a missing field is a parse
+    /// error naming it, as before the domain existed); a waveform prior's are ignored (`None`
+    /// after [`Manifest::load`], whatever the file holds).
+    #[serde(flatten)]
+    pub spectrogram: Option<SpectrogramFields>,
+    /// Descriptive: the architecture, shown by `stemflow priors`.
+    pub model: ModelInfo,
+    /// The ONNX graphs this prior ships.
+    pub graphs: Graphs,
+    /// Descriptive: how the prior was trained, shown by `stemflow priors`.
+    #[serde(default)]
+    pub training: TrainingInfo,
+    /// The prior's KL-NMF dictionary, when it has one (the separator's NMF expert).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nmf: Option<NmfSection>,
+    /// The prior's noise-conditioned flow, when it has one (the annealed Langevin separator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annealing: Option<AnnealingSection>,
+}
+
+/// The STFT grid and scaling a spectrogram prior's graphs were trained on; each must equal the
+/// engine's constants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpectrogramFields {
     /// STFT size.
     pub n_fft: usize,
     /// STFT hop.
@@ -128,23 +194,8 @@ pub struct Manifest {
     pub frames: usize,
     /// Frequency bins.
     pub bins: usize,
-    /// The time axis must be a multiple of this.
-    pub time_multiple: usize,
     /// How the flow's data space maps to magnitudes (applied inside the graphs).
     pub magnitude_scaling: MagnitudeScaling,
-    /// Descriptive: the architecture, shown by `stemflow priors`.
-    pub model: ModelInfo,
-    /// The ONNX graphs this prior ships.
-    pub graphs: Graphs,
-    /// Descriptive: how the prior was trained, shown by `stemflow priors`.
-    #[serde(default)]
-    pub training: TrainingInfo,
-    /// The prior's KL-NMF dictionary, when it has one (the separator's NMF expert).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nmf: Option<NmfSection>,
-    /// The prior's noise-conditioned flow, when it has one (the annealed Langevin separator).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annealing: Option<AnnealingSection>,
 }
 
 /// `magnitude_scaling`: recorded so a reader knows what the flow models; the engine never applies it.
@@ -199,7 +250,8 @@ pub struct TrainingInfo {
     pub valid_bits_per_dim: Option<f64>,
 }
 
-/// `graphs`: the ONNX files by role. `decode` and `grad` are required by the engine (checked in
+/// `graphs`: the ONNX files by role. `decode` and `grad` are required by the engine for a
+/// spectrogram prior, `score` for a waveform prior, whose other graphs are never read (checked in
 /// [`Manifest::load_verified`] so the error names the field); `encode` is for warm starts;
 /// `forward` and `backward` are the gradient split in two, which the search prefers when listed;
 /// `score` is the density's gradient in the magnitude domain, for sampling there.
@@ -236,17 +288,19 @@ pub struct Graphs {
 /// A prior's files as [`Manifest::verify`] read and hashed them: what sessions are made from.
 #[derive(Debug)]
 pub struct VerifiedFiles {
-    /// `graphs.decode`.
-    pub decode: VerifiedGraph,
-    /// `graphs.grad`.
-    pub grad: VerifiedGraph,
-    /// `graphs.encode`, if listed.
+    /// What the graphs model (the manifest's checked `domain`).
+    pub domain: Domain,
+    /// `graphs.decode`: always there for a spectrogram prior, never read for a waveform prior.
+    pub decode: Option<VerifiedGraph>,
+    /// `graphs.grad`: always there for a spectrogram prior, never read for a waveform prior.
+    pub grad: Option<VerifiedGraph>,
+    /// `graphs.encode`, if listed (spectrogram priors).
     pub encode: Option<VerifiedGraph>,
     /// `graphs.forward`, if listed (then `backward` is too).
     pub forward: Option<VerifiedGraph>,
     /// `graphs.backward`, if listed.
     pub backward: Option<VerifiedGraph>,
-    /// `graphs.score`, if listed.
+    /// `graphs.score`, if listed (always, for a waveform prior: it is the prior).
     pub score: Option<VerifiedGraph>,
     /// `graphs.weights`, the external data the graphs refer to, if listed.
     pub weights: Option<ExternalData>,
@@ -281,8 +335,9 @@ pub struct ExternalData {
 pub struct VerifiedAnnealing {
     /// `annealing.score`: the `noisy_score` graph.
     pub score: VerifiedGraph,
-    /// `annealing.weights`: the graph's external data.
-    pub weights: ExternalData,
+    /// `annealing.weights`: the graph's external data (absent only for a waveform prior whose
+    /// noisy graph embeds its weights).
+    pub weights: Option<ExternalData>,
     /// `annealing.sigmas`, descending.
     pub ladder: Vec<f32>,
 }
@@ -338,17 +393,39 @@ impl Manifest {
             path: path.clone(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|e| ManifestError::Parse {
-            path,
+        let parse_error = |e: serde_json::Error| ManifestError::Parse {
+            path: path.clone(),
             message: e.to_string(),
-        })
+        };
+        let mut manifest: Manifest = serde_json::from_str(&text).map_err(parse_error)?;
+        match manifest.domain.as_deref() {
+            Some(WAVEFORM_DOMAIN) => manifest.spectrogram = None,
+            // A spectrogram prior needs its STFT fields: parsed on their own, serde names the
+            // first missing or malformed one (the flattened `Option` above only says "none").
+            None | Some(SPECTROGRAM_DOMAIN) if manifest.spectrogram.is_none() => {
+                serde_json::from_str::<SpectrogramFields>(&text).map_err(parse_error)?;
+            }
+            // Any other domain is named by `verify`.
+            _ => {}
+        }
+        Ok(manifest)
+    }
+
+    /// What the graphs model. A verified manifest's `domain` is one of the two; an unverified one
+    /// with another value reads as a spectrogram prior here ([`Manifest::verify`] refuses it).
+    pub fn domain(&self) -> Domain {
+        match self.domain.as_deref() {
+            Some(WAVEFORM_DOMAIN) => Domain::Waveform,
+            _ => Domain::Spectrogram,
+        }
     }
 
     /// Parses `dir/manifest.json` and checks everything the contract requires: format and
-    /// version, every signal field against the engine's constants, the stem name against the
-    /// folder name, and that the `decode` and `grad` graphs (and `encode`, `forward`,
+    /// version, the `domain`, every signal field against the engine's constants (for a waveform
+    /// prior: the sample rate, and `time_multiple` a power of two from 1 to 4096), the stem name
+    /// against the folder name, and that the `decode` and `grad` graphs (and `encode`, `forward`,
     /// `backward` and `score`, when listed; `forward` and `backward` only together) exist with the
-    /// listed sha256.
+    /// listed sha256 — for a waveform prior the `score` graph alone, required.
     pub fn load_verified(dir: &Path) -> Result<Manifest, ManifestError> {
         Ok(Manifest::load_with_files(dir)?.0)
     }
@@ -392,25 +469,61 @@ impl Manifest {
             FORMAT_VERSION as usize,
             self.format_version as usize,
         )?;
+        let domain = match self.domain.as_deref() {
+            None | Some(SPECTROGRAM_DOMAIN) => Domain::Spectrogram,
+            Some(WAVEFORM_DOMAIN) => Domain::Waveform,
+            Some(other) => {
+                return Err(mismatch(
+                    "domain",
+                    format!("`{SPECTROGRAM_DOMAIN}` (or absent) or `{WAVEFORM_DOMAIN}`"),
+                    format!("`{other}`"),
+                ))
+            }
+        };
         check_num(
             "sample_rate",
             PRIOR_SAMPLE_RATE as usize,
             self.sample_rate as usize,
         )?;
-        check_num("n_fft", N_FFT, self.n_fft)?;
-        check_num("hop", HOP, self.hop)?;
-        check_str("window", WINDOW, &self.window)?;
-        check_str("center", CENTER, &self.center)?;
-        if (self.frame_seconds - FRAME_SECONDS).abs() > 1e-9 {
-            return Err(mismatch(
-                "frame_seconds",
-                FRAME_SECONDS.to_string(),
-                self.frame_seconds.to_string(),
-            ));
+        match (domain, &self.spectrogram) {
+            (Domain::Spectrogram, Some(stft)) => {
+                check_num("n_fft", N_FFT, stft.n_fft)?;
+                check_num("hop", HOP, stft.hop)?;
+                check_str("window", WINDOW, &stft.window)?;
+                check_str("center", CENTER, &stft.center)?;
+                if (stft.frame_seconds - FRAME_SECONDS).abs() > 1e-9 {
+                    return Err(mismatch(
+                        "frame_seconds",
+                        FRAME_SECONDS.to_string(),
+                        stft.frame_seconds.to_string(),
+                    ));
+                }
+                check_num("frames", FRAMES, stft.frames)?;
+                check_num("bins", BINS, stft.bins)?;
+                check_num("time_multiple", TIME_MULTIPLE, self.time_multiple)?;
+            }
+            (Domain::Spectrogram, None) => {
+                // `load` refuses this; a manifest built in code may still lack them.
+                return Err(ManifestError::MissingField {
+                    path: path.clone(),
+                    field: "n_fft",
+                });
+            }
+            (Domain::Waveform, _) => {
+                let multiple = self.time_multiple;
+                if !WAVEFORM_TIME_MULTIPLE.contains(&multiple) || !multiple.is_power_of_two() {
+                    return Err(mismatch(
+                        "time_multiple",
+                        format!(
+                            "a power of two from {} to {} (samples)",
+                            WAVEFORM_TIME_MULTIPLE.start(),
+                            WAVEFORM_TIME_MULTIPLE.end()
+                        ),
+                        multiple.to_string(),
+                    ));
+                }
+            }
         }
-        check_num("frames", FRAMES, self.frames)?;
-        check_num("bins", BINS, self.bins)?;
-        check_num("time_multiple", TIME_MULTIPLE, self.time_multiple)?;
 
         if !is_valid_stem_name(&self.stem) {
             return Err(mismatch(
@@ -453,13 +566,34 @@ impl Manifest {
                 .map(|graph| verify_graph(dir, &path, field, graph, listed))
                 .transpose()
         };
+        // A waveform prior runs its `score` graph alone; the flow's graphs, if listed, are not
+        // used and so not read.
+        let spectrogram = domain == Domain::Spectrogram;
         let files = VerifiedFiles {
-            decode: required("graphs.decode", &self.graphs.decode)?,
-            grad: required("graphs.grad", &self.graphs.grad)?,
-            encode: optional("graphs.encode", &self.graphs.encode)?,
-            forward: optional("graphs.forward", &self.graphs.forward)?,
-            backward: optional("graphs.backward", &self.graphs.backward)?,
-            score: optional("graphs.score", &self.graphs.score)?,
+            domain,
+            decode: spectrogram
+                .then(|| required("graphs.decode", &self.graphs.decode))
+                .transpose()?,
+            grad: spectrogram
+                .then(|| required("graphs.grad", &self.graphs.grad))
+                .transpose()?,
+            encode: spectrogram
+                .then(|| optional("graphs.encode", &self.graphs.encode))
+                .transpose()?
+                .flatten(),
+            forward: spectrogram
+                .then(|| optional("graphs.forward", &self.graphs.forward))
+                .transpose()?
+                .flatten(),
+            backward: spectrogram
+                .then(|| optional("graphs.backward", &self.graphs.backward))
+                .transpose()?
+                .flatten(),
+            score: if spectrogram {
+                optional("graphs.score", &self.graphs.score)?
+            } else {
+                Some(required("graphs.score", &self.graphs.score)?)
+            },
             weights,
             nmf: self
                 .nmf
@@ -475,10 +609,10 @@ impl Manifest {
             annealing: self
                 .annealing
                 .as_ref()
-                .map(|section| verify_annealing(dir, &path, section))
+                .map(|section| verify_annealing(dir, &path, section, domain))
                 .transpose()?,
         };
-        match (&self.graphs.forward, &self.graphs.backward) {
+        match (&files.forward, &files.backward) {
             (Some(_), None) => Err(mismatch(
                 "graphs.backward",
                 "a `backward` graph, since `forward` is listed".into(),
@@ -532,24 +666,36 @@ fn verify_annealing(
     dir: &Path,
     manifest: &Path,
     section: &AnnealingSection,
+    domain: Domain,
 ) -> Result<VerifiedAnnealing, ManifestError> {
-    let ladder = section.ladder().map_err(|e| ManifestError::FieldMismatch {
+    let ladder = section.ladder(domain).map_err(|e| ManifestError::FieldMismatch {
         path: manifest.to_path_buf(),
         field: e.field,
         expected: e.expected,
         found: e.found,
     })?;
-    let (_, bytes) = verify_file(dir, manifest, "annealing.weights", &section.weights)?;
-    let weights = ExternalData {
-        location: section.weights.file.clone(),
-        bytes: bytes.into(),
+    let weights = match (&section.weights, domain) {
+        (Some(file), _) => {
+            let (_, bytes) = verify_file(dir, manifest, "annealing.weights", file)?;
+            Some(ExternalData {
+                location: file.file.clone(),
+                bytes: bytes.into(),
+            })
+        }
+        (None, Domain::Waveform) => None,
+        (None, Domain::Spectrogram) => {
+            return Err(ManifestError::MissingField {
+                path: manifest.to_path_buf(),
+                field: "annealing.weights",
+            })
+        }
     };
     let score = verify_graph(
         dir,
         manifest,
         "annealing.score",
         &section.score,
-        Some(section.weights.file.as_str()),
+        weights.as_ref().map(|w| w.location.as_str()),
     )?;
     Ok(VerifiedAnnealing {
         score,
@@ -657,7 +803,7 @@ mod tests {
     fn the_toy_manifest_passes() {
         let manifest = Manifest::load_verified(&toy_dir()).unwrap();
         assert_eq!(manifest.stem, "toy");
-        assert_eq!(manifest.frames, FRAMES);
+        assert_eq!(manifest.spectrogram.as_ref().unwrap().frames, FRAMES);
         assert!(manifest.graphs.encode.is_some());
         assert_eq!(manifest.model.kind, "toy-elementwise");
     }

@@ -1,5 +1,8 @@
 //! A loaded prior: its `decode` and `grad` sessions (and the split gradient and the score, when it
-//! has them), checked against the contract, and the calls that run them into caller buffers.
+//! has them), checked against the contract, and the calls that run them into caller buffers. A
+//! time-domain (waveform) prior has only its score graphs, over `[1, 1, T]` samples
+//! ([`Prior::waveform_score_into`], [`Prior::waveform_noisy_score_into`]); the spectrogram calls
+//! refuse it, and the waveform calls refuse a spectrogram prior ([`PriorError::WrongDomain`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -8,7 +11,7 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use crate::engine::constants::{BINS, TIME_MULTIPLE};
-use crate::engine::priors::manifest::{ExternalData, Manifest, ManifestError, VerifiedGraph};
+use crate::engine::priors::manifest::{Domain, ExternalData, Manifest, ManifestError, VerifiedGraph};
 use crate::engine::priors::nmf_dictionary::{DictionaryError, NmfDictionary};
 use crate::engine::priors::runtime::{Backend, Runtime, RuntimeError, SessionOptions};
 use crate::engine::priors::split_gradient::SplitGradient;
@@ -84,6 +87,31 @@ pub enum PriorError {
         /// The contract's `time_multiple`.
         multiple: usize,
     },
+    /// A waveform's length is not a positive multiple of the prior's `time_multiple`.
+    #[error(
+        "prior `{stem}`: a waveform must hold a positive multiple of {multiple} samples, found {samples}"
+    )]
+    BadSamples {
+        /// The prior.
+        stem: String,
+        /// What was handed in.
+        samples: usize,
+        /// The manifest's `time_multiple`.
+        multiple: usize,
+    },
+    /// A call of one domain on a prior of the other (a spectrogram call on a time-domain prior,
+    /// or a waveform call on a spectrogram prior).
+    #[error("prior `{stem}` is a {domain} prior: `{call}` is for {wanted} priors only")]
+    WrongDomain {
+        /// The prior.
+        stem: String,
+        /// The prior's domain.
+        domain: Domain,
+        /// The method called.
+        call: &'static str,
+        /// The domain that method is for.
+        wanted: Domain,
+    },
 }
 
 /// Which graph of a prior (for error messages and contract checks).
@@ -101,6 +129,10 @@ pub(crate) enum Role {
     Score,
     /// `noisy_score.onnx` (the `annealing` section): (s, sigma) → (score, logp).
     NoisyScore,
+    /// A waveform prior's `score.onnx`: x → (score, logp), over `[B, 1, T]` samples.
+    WaveformScore,
+    /// A waveform prior's `noisy_score.onnx`: (x, sigma) → (score, logp).
+    WaveformNoisyScore,
 }
 
 impl Role {
@@ -110,8 +142,17 @@ impl Role {
             Role::Grad => "grad",
             Role::Forward => "forward",
             Role::Backward => "backward",
-            Role::Score => "score",
-            Role::NoisyScore => "noisy_score",
+            Role::Score | Role::WaveformScore => "score",
+            Role::NoisyScore | Role::WaveformNoisyScore => "noisy_score",
+        }
+    }
+
+    /// The size of axis 1 of the role's rank-3 tensors: frequency bins, or one channel of
+    /// samples.
+    fn channels(self) -> usize {
+        match self {
+            Role::WaveformScore | Role::WaveformNoisyScore => 1,
+            _ => BINS,
         }
     }
 
@@ -123,6 +164,8 @@ impl Role {
             Role::Backward => &[("z", 3), ("s", 3), ("g", 3), ("gamma", 1)],
             Role::Score => &[("s", 3)],
             Role::NoisyScore => &[("s", 3), ("sigma", 1)],
+            Role::WaveformScore => &[("x", 3)],
+            Role::WaveformNoisyScore => &[("x", 3), ("sigma", 1)],
         }
     }
 
@@ -139,7 +182,9 @@ impl Role {
             Role::Grad => &[("s", 3), ("grad_z", 3), ("logp", 1)],
             Role::Forward => &[("s", 3), ("logp", 1)],
             Role::Backward => &[("grad_z", 3)],
-            Role::Score | Role::NoisyScore => &[("score", 3), ("logp", 1)],
+            Role::Score | Role::NoisyScore | Role::WaveformScore | Role::WaveformNoisyScore => {
+                &[("score", 3), ("logp", 1)]
+            }
         }
     }
 }
@@ -170,16 +215,20 @@ pub struct Prior {
     dir: PathBuf,
     /// Where the sessions run (CPU after a GPU fallback).
     backend: Backend,
-    /// z → s.
-    decode: Session,
-    /// (z, g, gamma) → (s, grad_z, logp).
-    grad: Session,
+    /// What the graphs model; a waveform prior has only its score graphs.
+    domain: Domain,
+    /// z → s (spectrogram priors).
+    decode: Option<Session>,
+    /// (z, g, gamma) → (s, grad_z, logp) (spectrogram priors).
+    grad: Option<Session>,
     /// The gradient as a forward and a backward graph, when the prior lists them; the search's
     /// iterations then run the flow forward once instead of twice.
     split: Option<SplitGradient>,
-    /// s → (∇ₛ log p(s), log p(s)), when the prior lists a `score` graph.
+    /// s → (∇ₛ log p(s), log p(s)), when the prior lists a `score` graph (x → (∇ₓ log p(x),
+    /// log p(x)) for a waveform prior, which always has one).
     score: Option<LazyScore>,
-    /// (s, σ) → (∇ₛ log p_σ(s), log p_σ(s)), when the prior has an `annealing` section.
+    /// (s, σ) → (∇ₛ log p_σ(s), log p_σ(s)), when the prior has an `annealing` section (over
+    /// waveforms for a waveform prior).
     noisy_score: Option<LazyScore>,
     /// The `annealing` section's noise levels, descending (empty without the section).
     ladder: Vec<f32>,
@@ -202,6 +251,8 @@ pub struct Prior {
 /// runs the Adam search does not hold its memory (about 14 MB per prior, measured as peak RSS of
 /// `separate`).
 struct LazyScore {
+    /// What the graph is (its input names and shapes).
+    role: Role,
     /// The verified graph the session is made from.
     graph: VerifiedGraph,
     /// The external data it reads its weights from.
@@ -225,6 +276,7 @@ impl LazyScore {
         let (session, backend) = runtime.session(&graph, weights.as_ref(), options)?;
         check_interface(role, &session)?;
         let score = LazyScore {
+            role,
             graph,
             weights,
             options: *options,
@@ -233,18 +285,21 @@ impl LazyScore {
         Ok((score, backend))
     }
 
-    /// Runs the graph (`graph` names it in errors) on `s`, with `sigma` as its noise level when
-    /// given: writes the score to `score_out` and returns log p. Makes the session on first use.
+    /// Runs the graph on `s` (`[1, channels, time]`, the role's channels), with `sigma` as its
+    /// noise level when given: writes the score to `score_out` and returns log p. Makes the
+    /// session on first use. The caller checks `time` against the prior's time multiple.
     fn run(
         &mut self,
-        graph: &'static str,
         s: &[f32],
         sigma: Option<f32>,
-        frames: usize,
+        time: usize,
         score_out: &mut [f32],
     ) -> Result<f32, PriorError> {
-        let len = checked_len(frames)?;
-        check_len("s", len, s.len())?;
+        let graph = self.role.name();
+        let (input, _) = self.role.inputs()[0];
+        let channels = self.role.channels();
+        let len = channels * time;
+        check_len(input, len, s.len())?;
         check_len("score_out", len, score_out.len())?;
         if self.session.is_none() {
             let runtime = Runtime::loaded().ok_or_else(|| PriorError::Run {
@@ -259,26 +314,40 @@ impl LazyScore {
             graph,
             reason: e.to_string(),
         };
-        let s = TensorRef::from_array_view(([1usize, BINS, frames], s)).map_err(run_error)?;
+        let s = TensorRef::from_array_view(([1usize, channels, time], s)).map_err(run_error)?;
         let level = [sigma.unwrap_or(0.0)];
         let outputs = if sigma.is_some() {
             let sigma = TensorRef::from_array_view(([1usize], &level[..])).map_err(run_error)?;
-            session.run(ort::inputs!["s" => s, "sigma" => sigma])
+            session.run(ort::inputs![input => s, "sigma" => sigma])
         } else {
-            session.run(ort::inputs!["s" => s])
+            session.run(ort::inputs![input => s])
         }
         .map_err(run_error)?;
         copy_output(
             &outputs,
             graph,
             "score",
-            &[1, BINS as i64, frames as i64],
+            &[1, channels as i64, time as i64],
             score_out,
         )?;
         let mut logp = [0.0f32];
         copy_output(&outputs, graph, "logp", &[1], &mut logp)?;
         Ok(logp[0])
     }
+}
+
+/// The noise-conditioned score, after checking that the prior has one and that `sigma` is a
+/// usable noise level.
+fn noisy_score_at(noisy_score: &mut Option<LazyScore>, sigma: f32) -> Result<&mut LazyScore, PriorError> {
+    let graph = Role::NoisyScore.name();
+    let score = noisy_score.as_mut().ok_or_else(|| not_listed(graph))?;
+    if !(sigma.is_finite() && sigma > 0.0) {
+        return Err(PriorError::Run {
+            graph,
+            reason: format!("the noise level must be finite and above 0, found {sigma}"),
+        });
+    }
+    Ok(score)
 }
 
 /// The error for a graph the prior's manifest does not list.
@@ -301,17 +370,31 @@ impl fmt::Debug for Prior {
 
 impl Prior {
     /// Verifies `dir/manifest.json` and its graphs, creates the `decode` and `grad` sessions (and
-    /// those of the split gradient and the score, when listed) and checks their input/output
-    /// names, element types and ranks against the contract.
+    /// those of the split gradient and the score, when listed; a waveform prior's score graphs
+    /// alone) and checks their input/output names, element types and ranks against the contract.
     pub fn load(runtime: &Runtime, dir: &Path, options: &SessionOptions) -> Result<Prior, PriorError> {
         crate::engine::fault::inject(crate::engine::fault::Site::PriorLoad);
         let (manifest, files) = Manifest::load_with_files(dir)?;
+        let domain = files.domain;
         let weights = files.weights.as_ref();
-        let (decode, decode_backend) = runtime.session(&files.decode, weights, options)?;
-        let (grad, grad_backend) = runtime.session(&files.grad, weights, options)?;
-        check_interface(Role::Decode, &decode)?;
-        check_interface(Role::Grad, &grad)?;
-        let mut backends = vec![decode_backend, grad_backend];
+        let mut backends = Vec::new();
+        let mut flow_session = |role: Role, graph: &Option<VerifiedGraph>| {
+            graph
+                .as_ref()
+                .map(|graph| {
+                    let (session, backend) = runtime.session(graph, weights, options)?;
+                    check_interface(role, &session)?;
+                    backends.push(backend);
+                    Ok::<_, PriorError>(session)
+                })
+                .transpose()
+        };
+        let decode = flow_session(Role::Decode, &files.decode)?;
+        let grad = flow_session(Role::Grad, &files.grad)?;
+        let (score_role, noisy_role) = match domain {
+            Domain::Spectrogram => (Role::Score, Role::NoisyScore),
+            Domain::Waveform => (Role::WaveformScore, Role::WaveformNoisyScore),
+        };
         let split = match (&files.forward, &files.backward) {
             (Some(forward), Some(backward)) => {
                 let (split, split_backend) =
@@ -325,7 +408,7 @@ impl Prior {
         let score = match files.score {
             Some(graph) => {
                 let (score, score_backend) =
-                    LazyScore::checked(runtime, Role::Score, graph, weights.cloned(), options)?;
+                    LazyScore::checked(runtime, score_role, graph, weights.cloned(), options)?;
                 backends.push(score_backend);
                 Some(score)
             }
@@ -333,13 +416,8 @@ impl Prior {
         };
         let (noisy_score, ladder) = match files.annealing {
             Some(annealing) => {
-                let (score, score_backend) = LazyScore::checked(
-                    runtime,
-                    Role::NoisyScore,
-                    annealing.score,
-                    Some(annealing.weights),
-                    options,
-                )?;
+                let (score, score_backend) =
+                    LazyScore::checked(runtime, noisy_role, annealing.score, annealing.weights, options)?;
                 backends.push(score_backend);
                 (Some(score), annealing.ladder)
             }
@@ -354,6 +432,7 @@ impl Prior {
             manifest,
             dir: dir.to_path_buf(),
             backend,
+            domain,
             decode,
             grad,
             split,
@@ -431,9 +510,11 @@ impl Prior {
     /// log p(s) in nats (what `encode` reports). `s` (magnitudes, > 0) and `score_out` are
     /// `[1, 513, frames]` bin-major. An error of role `score` if the prior has no score graph.
     pub fn score_into(&mut self, s: &[f32], frames: usize, score_out: &mut [f32]) -> Result<f32, PriorError> {
+        self.expect_domain(Domain::Spectrogram, "score_into")?;
         let graph = Role::Score.name();
         let score = self.score.as_mut().ok_or_else(|| not_listed(graph))?;
-        score.run(graph, s, None, frames, score_out)
+        checked_len(frames)?;
+        score.run(s, None, frames, score_out)
     }
 
     /// Whether the prior has the `annealing` section's noise-conditioned score
@@ -458,15 +539,96 @@ impl Prior {
         sigma: f32,
         score_out: &mut [f32],
     ) -> Result<f32, PriorError> {
-        let graph = Role::NoisyScore.name();
-        let score = self.noisy_score.as_mut().ok_or_else(|| not_listed(graph))?;
-        if !(sigma.is_finite() && sigma > 0.0) {
-            return Err(PriorError::Run {
-                graph,
-                reason: format!("the noise level must be finite and above 0, found {sigma}"),
-            });
+        self.expect_domain(Domain::Spectrogram, "noisy_score_into")?;
+        let score = noisy_score_at(&mut self.noisy_score, sigma)?;
+        checked_len(frames)?;
+        score.run(s, Some(sigma), frames, score_out)
+    }
+
+    /// What the prior's graphs model.
+    pub fn domain(&self) -> Domain {
+        self.domain
+    }
+
+    /// The length every graph input's time axis must be a multiple of: STFT frames for a
+    /// spectrogram prior, samples for a waveform prior.
+    pub fn time_multiple(&self) -> usize {
+        match self.domain {
+            Domain::Spectrogram => TIME_MULTIPLE,
+            Domain::Waveform => self.manifest.time_multiple,
         }
-        score.run(graph, s, Some(sigma), frames, score_out)
+    }
+
+    /// A waveform prior's score: writes ∇ₓ log p(x) (nats per unit amplitude) to `score_out` and
+    /// returns log p(x) in nats for the whole segment. `x` (samples in [-1, 1] at 22.05 kHz) and
+    /// `score_out` hold the same number of samples, a positive multiple of
+    /// [`Prior::time_multiple`]. The session is made on the first call; nothing is allocated by
+    /// the engine after that.
+    pub fn waveform_score_into(&mut self, x: &[f32], score_out: &mut [f32]) -> Result<f32, PriorError> {
+        self.expect_domain(Domain::Waveform, "waveform_score_into")?;
+        self.check_samples(x.len())?;
+        let score = self
+            .score
+            .as_mut()
+            .ok_or_else(|| not_listed(Role::Score.name()))?;
+        score.run(x, None, x.len(), score_out)
+    }
+
+    /// A waveform prior's noise-conditioned score at noise level `sigma` (> 0, the standard
+    /// deviation in amplitude units of the Gaussian noise added to every sample): writes
+    /// ∇ₓ log p_σ(x) to `score_out` and returns log p_σ(x), as [`Prior::waveform_score_into`]
+    /// does for the clean prior. An error of role `noisy_score` without an `annealing` section.
+    pub fn waveform_noisy_score_into(
+        &mut self,
+        x: &[f32],
+        sigma: f32,
+        score_out: &mut [f32],
+    ) -> Result<f32, PriorError> {
+        self.expect_domain(Domain::Waveform, "waveform_noisy_score_into")?;
+        self.check_samples(x.len())?;
+        let score = noisy_score_at(&mut self.noisy_score, sigma)?;
+        score.run(x, Some(sigma), x.len(), score_out)
+    }
+
+    /// `Ok` if the prior is of `domain`, else the error naming `call`.
+    fn expect_domain(&self, domain: Domain, call: &'static str) -> Result<(), PriorError> {
+        if self.domain == domain {
+            return Ok(());
+        }
+        Err(PriorError::WrongDomain {
+            stem: self.manifest.stem.clone(),
+            domain: self.domain,
+            call,
+            wanted: domain,
+        })
+    }
+
+    /// `Ok` if `samples` is a positive multiple of the prior's time multiple.
+    fn check_samples(&self, samples: usize) -> Result<(), PriorError> {
+        let multiple = self.time_multiple();
+        if samples > 0 && samples.is_multiple_of(multiple) {
+            return Ok(());
+        }
+        Err(PriorError::BadSamples {
+            stem: self.manifest.stem.clone(),
+            samples,
+            multiple,
+        })
+    }
+
+    /// The `decode` or `grad` session (`graph` names it), or the error of a waveform prior,
+    /// which has neither.
+    fn flow_session<'a>(
+        session: &'a mut Option<Session>,
+        stem: &str,
+        call: &'static str,
+    ) -> Result<&'a mut Session, PriorError> {
+        session.as_mut().ok_or_else(|| PriorError::WrongDomain {
+            stem: stem.to_string(),
+            domain: Domain::Waveform,
+            call,
+            wanted: Domain::Spectrogram,
+        })
     }
 
     /// The first half of a gradient evaluation: writes s = f(z) to `s_out` (`[1, 513, frames]`
@@ -516,8 +678,9 @@ impl Prior {
             graph,
             reason: e.to_string(),
         };
+        let decode = Self::flow_session(&mut self.decode, &self.manifest.stem, "decode_into")?;
         let z = TensorRef::from_array_view(([1usize, BINS, frames], z)).map_err(run_error)?;
-        let outputs = self.decode.run(ort::inputs!["z" => z]).map_err(run_error)?;
+        let outputs = decode.run(ort::inputs!["z" => z]).map_err(run_error)?;
         copy_output(&outputs, graph, "s", &[1, BINS as i64, frames as i64], s_out)
     }
 
@@ -543,13 +706,13 @@ impl Prior {
             graph,
             reason: e.to_string(),
         };
+        let grad = Self::flow_session(&mut self.grad, &self.manifest.stem, "grad_into")?;
         let gamma = [gamma];
         let shape = [1usize, BINS, frames];
         let z = TensorRef::from_array_view((shape, z)).map_err(run_error)?;
         let g = TensorRef::from_array_view((shape, g)).map_err(run_error)?;
         let gamma = TensorRef::from_array_view(([1usize], &gamma[..])).map_err(run_error)?;
-        let outputs = self
-            .grad
+        let outputs = grad
             .run(ort::inputs!["z" => z, "g" => g, "gamma" => gamma])
             .map_err(run_error)?;
         let full = [1, BINS as i64, frames as i64];
@@ -670,10 +833,12 @@ pub(crate) fn check_interface(role: Role, session: &Session) -> Result<(), Prior
                             format!("rank {} ({shape})", shape.len()),
                         ));
                     }
-                    if *rank == 3 && shape[1] != BINS as i64 && shape[1] >= 0 {
+                    let channels = role.channels();
+                    if *rank == 3 && shape[1] != channels as i64 && shape[1] >= 0 {
+                        let axis = if channels == BINS { "bins" } else { "channel" };
                         return Err(interface_error(
                             name,
-                            format!("{BINS} bins on axis 1"),
+                            format!("{channels} {axis} on axis 1"),
                             format!("{}", shape[1]),
                         ));
                     }
@@ -962,7 +1127,11 @@ mod tests {
             fs::write(entry.unwrap().path(), b"replaced after the check").unwrap();
         }
         let (mut decode, _) = runtime
-            .session(&files.decode, files.weights.as_ref(), &SessionOptions::default())
+            .session(
+                files.decode.as_ref().unwrap(),
+                files.weights.as_ref(),
+                &SessionOptions::default(),
+            )
             .unwrap();
         let mut reference = Prior::load(
             &runtime,

@@ -58,7 +58,8 @@ pub struct LangevinSettings {
     pub sigma: f32,
     /// The update rule.
     pub form: LangevinForm,
-    /// Where the chains move.
+    /// Where the chains move. Meaningless for time-domain (waveform) priors, whose chains move
+    /// in waveform amplitude (`search::waveform_langevin`); ignored there.
     pub domain: LangevinDomain,
     /// Seed of the noise: the same seed gives the same stems.
     pub seed: u64,
@@ -67,7 +68,7 @@ pub struct LangevinSettings {
     /// squared gradient over the first half of the steps (bias-corrected; then held), so an element whose gradient is large is slowed to a
     /// step of about η while the others keep the plain rule. The data term's gradient spans
     /// orders of magnitude between loud and quiet bins, so without it a step size large enough
-    /// to move quiet bins throws loud ones off.
+    /// to move quiet bins throws loud ones off. Ignored by the waveform chains (plain steps).
     pub preconditioned: bool,
     /// The stems are the chains' mean over the second half of the steps (an estimate of the
     /// posterior mean) instead of their last state (one sample).

@@ -12,3 +12,4 @@ pub mod optimizer;
 pub mod prior_scores;
 pub mod separator;
 pub mod settings;
+pub mod waveform_langevin;

@@ -1,10 +1,12 @@
 //! The priors as the Langevin searches' score sources: each prior's `score` graph
-//! ([`ScoreSource`]) or its noise-conditioned `noisy_score` ([`NoisyScoreSource`]), the stems side
-//! by side on the settings' threads.
+//! ([`ScoreSource`]) or its noise-conditioned `noisy_score` ([`NoisyScoreSource`]), over
+//! magnitudes, or either over waveforms for time-domain priors ([`WaveformScoreSource`]), the
+//! stems side by side on the settings' threads.
 
 use super::annealed_langevin::NoisyScoreSource;
 use super::langevin::ScoreSource;
 use super::latent_search::SearchError;
+use super::waveform_langevin::WaveformScoreSource;
 use crate::engine::priors::prior::Prior;
 use crate::engine::spread::spread;
 
@@ -51,6 +53,29 @@ impl NoisyScoreSource for PriorScores<'_> {
         let items: Vec<_> = self.priors.iter_mut().zip(stems).zip(scores.iter_mut()).collect();
         spread(self.threads, items, &|((prior, s), score)| {
             prior.noisy_score_into(s, frames, sigma, score).map(|_logp| ())
+        })?;
+        Ok(())
+    }
+}
+
+impl WaveformScoreSource for PriorScores<'_> {
+    fn stem_count(&self) -> usize {
+        self.priors.len()
+    }
+
+    fn waveform_scores_into(
+        &mut self,
+        stems: &[Vec<f32>],
+        sigma: Option<f32>,
+        scores: &mut [Vec<f32>],
+    ) -> Result<(), SearchError> {
+        let items: Vec<_> = self.priors.iter_mut().zip(stems).zip(scores.iter_mut()).collect();
+        spread(self.threads, items, &|((prior, x), score)| {
+            match sigma {
+                Some(sigma) => prior.waveform_noisy_score_into(x, sigma, score),
+                None => prior.waveform_score_into(x, score),
+            }
+            .map(|_logp| ())
         })?;
         Ok(())
     }

@@ -2,20 +2,27 @@
 //!
 //! A [`Separator`] owns the loaded priors and every buffer one frame needs, allocated once in
 //! [`Separator::new`]. [`Separator::separate_frame`] takes a host-rate multichannel frame, makes a
-//! mono 22.05 kHz copy, searches every prior's latent for the mixture's magnitudes, and turns the
-//! result into per-stem audio at the host rate and channel count ([`Separator::stems`]). Progress
-//! and cancellation travel through atomics that another thread may hold.
+//! mono 22.05 kHz copy, searches every prior's latent for the mixture's magnitudes (or runs
+//! Langevin chains over them, or, with time-domain priors, over the mono copy's samples), and
+//! turns the result into per-stem audio at the host rate and channel count
+//! ([`Separator::stems`]). Progress and cancellation travel through atomics that another thread
+//! may hold.
 
 use crate::engine::constants::{BINS, FRAMES, FRAME_SAMPLES, HOP, N_FFT, PRIOR_SAMPLE_RATE};
 use crate::engine::limits::{check_format, FormatError};
 use crate::engine::priors::calibration::frame_level_gains;
+use crate::engine::priors::manifest::Domain;
 use crate::engine::priors::prior::Prior;
 use crate::engine::search::annealed_langevin::AnnealedSearch;
+use crate::engine::search::langevin::LangevinForm;
 use crate::engine::search::langevin::LangevinSearch;
 use crate::engine::search::latent_search::{LatentSearch, Progress, SearchError};
 use crate::engine::search::nmf_expert::{ExpertError, NmfExpert};
 use crate::engine::search::prior_scores::PriorScores;
-use crate::engine::search::settings::{SearchKind, SeparationSettings, SettingsError, CALIBRATION_SAMPLES};
+use crate::engine::search::settings::{
+    OutputMode, SearchKind, SeparationSettings, SettingsError, CALIBRATION_SAMPLES,
+};
+use crate::engine::search::waveform_langevin::WaveformChains;
 use crate::engine::signal::frames::frame_len_at;
 use crate::engine::signal::resample::{FrameResampler, ResampleError};
 use crate::engine::signal::resynth::{ExpertMasks, ResynthError, ResynthPlan};
@@ -96,6 +103,116 @@ pub enum SeparationError {
         /// Its ladder.
         found: Vec<f32>,
     },
+    /// The Adam latent search needs a flow's latent, which a time-domain prior does not have.
+    #[error("cannot separate with the Adam latent search: prior `{stem}` is a time-domain (waveform) prior, and the Adam latent search works only on spectrogram priors; use `--separator sgld` or `--separator annealed`")]
+    WaveformWithAdam {
+        /// The first waveform prior.
+        stem: String,
+    },
+    /// One run separates with priors of one domain.
+    #[error("cannot separate with priors of two domains: `{spectrogram}` is a spectrogram prior and `{waveform}` a time-domain (waveform) prior; choose priors of one kind")]
+    MixedDomains {
+        /// A spectrogram prior.
+        spectrogram: String,
+        /// A waveform prior.
+        waveform: String,
+    },
+    /// The KL likelihood compares magnitudes, and waveform chains move over signed samples.
+    #[error("cannot separate with the textbook-KL Langevin rule: prior `{stem}` is a time-domain (waveform) prior, and the KL likelihood is defined on magnitude spectrograms only; use `--sgld-form textbook-gaussian` or `--sgld-form as-written`")]
+    KlOnWaveforms {
+        /// The first waveform prior.
+        stem: String,
+    },
+    /// Waveform output is the chains' own waveforms, which only time-domain priors have.
+    #[error("cannot write waveform output: prior `{stem}` is a spectrogram prior, and `--mode waveform` is for time-domain (waveform) priors; use `--mode consistent` or `--mode mixture-phase`")]
+    WaveformModeWithSpectrograms {
+        /// The first spectrogram prior.
+        stem: String,
+    },
+}
+
+/// The domain every prior shares, or the error naming one prior of each.
+fn common_domain(priors: &[Prior]) -> Result<Domain, SeparationError> {
+    let find = |domain| {
+        priors
+            .iter()
+            .find(|p| p.domain() == domain)
+            .map(|p| p.stem().to_string())
+    };
+    match (find(Domain::Spectrogram), find(Domain::Waveform)) {
+        (Some(spectrogram), Some(waveform)) => Err(SeparationError::MixedDomains {
+            spectrogram,
+            waveform,
+        }),
+        (None, Some(_)) => Ok(Domain::Waveform),
+        _ => Ok(Domain::Spectrogram),
+    }
+}
+
+/// How time-domain priors' chains run.
+#[derive(Debug, Clone, Copy)]
+enum WaveformSchedule {
+    /// SGLD with these settings.
+    Langevin(crate::engine::search::langevin::LangevinSettings),
+    /// Annealed over the priors' common ladder.
+    Annealed(crate::engine::search::annealed_langevin::AnnealedSettings),
+}
+
+/// What a separator with time-domain priors holds besides the spectrogram path's buffers.
+struct WaveformPath {
+    /// The chains over the padded mono 22.05 kHz frame.
+    chains: WaveformChains,
+    /// SGLD or annealed.
+    schedule: WaveformSchedule,
+    /// The priors' common ladder (annealed only; empty otherwise).
+    ladder: Vec<f32>,
+    /// The mono 22.05 kHz frame zero-padded to a multiple of the priors' largest time multiple.
+    padded_mix: Vec<f32>,
+    /// Each stem's magnitudes from its chain's first [`FRAME_SAMPLES`] samples (bin-major).
+    stem_mags: Vec<Vec<f32>>,
+    /// 22.05 kHz → host rate, for [`OutputMode::Waveform`].
+    to_host: FrameResampler,
+    /// One stem's chain at the host rate (the resampler's output length).
+    host_stem: Vec<f32>,
+}
+
+impl WaveformPath {
+    /// Buffers for `priors` (all waveform priors) under `settings`.
+    fn new(priors: &[Prior], settings: &SeparationSettings, host_rate: u32) -> Result<Self, SeparationError> {
+        let stem = priors[0].stem().to_string();
+        let schedule = match settings.search {
+            SearchKind::Adam => return Err(SeparationError::WaveformWithAdam { stem }),
+            SearchKind::Langevin(langevin) if langevin.form == LangevinForm::TextbookKl => {
+                return Err(SeparationError::KlOnWaveforms { stem })
+            }
+            SearchKind::Langevin(langevin) => WaveformSchedule::Langevin(langevin),
+            SearchKind::Annealed(annealed) => WaveformSchedule::Annealed(annealed),
+        };
+        let (ladder, seed) = match schedule {
+            WaveformSchedule::Langevin(langevin) => (Vec::new(), langevin.seed),
+            WaveformSchedule::Annealed(annealed) => (common_ladder(priors)?, annealed.seed),
+        };
+        let multiple = priors.iter().map(Prior::time_multiple).max().unwrap_or(1);
+        let samples = FRAME_SAMPLES.div_ceil(multiple) * multiple;
+        let to_host = FrameResampler::new(PRIOR_SAMPLE_RATE, host_rate, FRAME_SAMPLES)?;
+        Ok(WaveformPath {
+            chains: WaveformChains::new(priors.len(), samples, seed),
+            schedule,
+            ladder,
+            padded_mix: vec![0.0; samples],
+            stem_mags: vec![vec![0.0; BINS * FRAMES]; priors.len()],
+            host_stem: vec![0.0; to_host.output_len(FRAME_SAMPLES)],
+            to_host,
+        })
+    }
+
+    /// Steps per frame.
+    fn steps(&self) -> usize {
+        match self.schedule {
+            WaveformSchedule::Langevin(langevin) => langevin.steps,
+            WaveformSchedule::Annealed(annealed) => annealed.steps_per_level * self.ladder.len(),
+        }
+    }
 }
 
 /// The noise ladder every prior's `annealing` section shares, or why there is none.
@@ -151,6 +268,8 @@ pub struct Separator {
     /// The annealed Langevin chains and the priors' common noise ladder, when the settings ask
     /// for them.
     annealed: Option<(AnnealedSearch, Vec<f32>)>,
+    /// The chains of time-domain priors (then `langevin` and `annealed` are `None`).
+    waveform: Option<WaveformPath>,
     /// The NMF expert, when its weight is above 0 and every prior has a dictionary.
     expert: Option<NmfExpert>,
     /// Stem magnitudes used for a silent frame (the mix split evenly).
@@ -181,8 +300,19 @@ impl Separator {
         let frame_len = frame_len_at(host_rate);
         let n_stems = priors.len();
         let mut priors = priors;
+        let domain = common_domain(&priors)?;
+        if let (OutputMode::Waveform, Domain::Spectrogram) = (settings.mode, domain) {
+            return Err(SeparationError::WaveformModeWithSpectrograms {
+                stem: priors[0].stem().to_string(),
+            });
+        }
+        let waveform = match domain {
+            Domain::Waveform => Some(WaveformPath::new(&priors, &settings, host_rate)?),
+            Domain::Spectrogram => None,
+        };
+        let spectrogram = waveform.is_none();
         let annealed = match settings.search {
-            SearchKind::Annealed(annealed) => Some((
+            SearchKind::Annealed(annealed) if spectrogram => Some((
                 AnnealedSearch::new(n_stems, FRAMES, annealed),
                 common_ladder(&priors)?,
             )),
@@ -190,6 +320,7 @@ impl Separator {
         };
         let langevin = match settings.search {
             SearchKind::Adam | SearchKind::Annealed(_) => None,
+            SearchKind::Langevin(_) if !spectrogram => None,
             SearchKind::Langevin(langevin) => {
                 if let Some(prior) = priors.iter().find(|p| !p.has_score()) {
                     return Err(SeparationError::NoScore {
@@ -199,14 +330,18 @@ impl Separator {
                 Some(LangevinSearch::new(n_stems, FRAMES, langevin))
             }
         };
-        let expert = nmf_expert(&priors, &settings)?;
+        // Time-domain priors have neither a dictionary nor a latent to calibrate.
+        let expert = match spectrogram {
+            true => nmf_expert(&priors, &settings)?,
+            false => None,
+        };
         let resynth = match &expert {
             Some(expert) => ResynthPlan::with_expert(host_rate, frame_len, n_stems, expert.grid())?,
             None => ResynthPlan::new(host_rate, frame_len, n_stems)?,
         };
         let mut search = LatentSearch::new(n_stems, FRAMES, settings);
         let strength = settings.calibration_strength;
-        if strength > 0.0 {
+        if strength > 0.0 && spectrogram {
             // Each prior's gains on its own, the priors side by side.
             let all_gains = spread(settings.stem_threads, priors.iter_mut().collect(), &|prior| {
                 frame_level_gains(prior, CALIBRATION_SAMPLES, settings.calibration_trim)
@@ -231,6 +366,7 @@ impl Separator {
             search,
             langevin,
             annealed,
+            waveform,
             silent_stems: vec![vec![0.0; BINS * FRAMES]; n_stems],
             resynth,
             expert,
@@ -269,6 +405,9 @@ impl Separator {
     /// Steps of the search per frame: Adam's iterations, the Langevin chains' steps, or the
     /// annealed chains' steps over the whole ladder.
     pub fn steps_per_frame(&self) -> usize {
+        if let Some(waveform) = &self.waveform {
+            return waveform.steps();
+        }
         match (&self.settings.search, &self.annealed) {
             (SearchKind::Langevin(langevin), _) => langevin.steps,
             (SearchKind::Annealed(annealed), Some((_, ladder))) => annealed.steps_per_level * ladder.len(),
@@ -334,6 +473,39 @@ impl Separator {
             .magnitudes_bin_major_into(&self.spectrum, FRAMES, &mut self.mix_mag);
 
         let silent = peak < SILENCE_PEAK;
+        if let Some(waveform) = &mut self.waveform {
+            let mut scores = PriorScores {
+                priors: &mut self.priors,
+                threads: self.settings.stem_threads,
+            };
+            waveform.run(
+                &mut scores,
+                &self.prior_rate_frame,
+                silent,
+                &self.progress,
+                &self.cancel,
+            )?;
+            if self.settings.mode == OutputMode::Waveform {
+                waveform.write_stems(&mut self.stems)?;
+                return Ok(());
+            }
+            for (chain, mags) in waveform.chains.stems().iter().zip(&mut waveform.stem_mags) {
+                self.stft
+                    .analyze_into(&chain[..FRAME_SAMPLES], FRAMES, &mut self.spectrum);
+                self.stft.magnitudes_bin_major_into(&self.spectrum, FRAMES, mags);
+            }
+            let stems: Vec<&[f32]> = waveform.stem_mags.iter().map(Vec::as_slice).collect();
+            self.resynth.process_into(
+                &self.mix_mag,
+                &stems,
+                self.settings.mode,
+                self.settings.mask_exponent,
+                None,
+                frame,
+                &mut self.stems,
+            );
+            return Ok(());
+        }
         if let (Some(expert), false) = (&mut self.expert, silent) {
             expert.fit(&self.prior_rate_frame);
         }
@@ -387,6 +559,47 @@ impl Separator {
     /// The stems of the last separated frame: stem × channel × [`Self::frame_len`] samples.
     pub fn stems(&self) -> &[Vec<Vec<f32>>] {
         &self.stems
+    }
+}
+
+impl WaveformPath {
+    /// Runs the chains on the mono frame `mix` (the mixture split evenly when `silent`).
+    fn run(
+        &mut self,
+        scores: &mut PriorScores<'_>,
+        mix: &[f32],
+        silent: bool,
+        progress: &Progress,
+        cancel: &AtomicBool,
+    ) -> Result<(), SeparationError> {
+        self.padded_mix[..mix.len()].copy_from_slice(mix);
+        self.padded_mix[mix.len()..].fill(0.0);
+        let (chains, mix) = (&mut self.chains, &self.padded_mix);
+        match (silent, self.schedule) {
+            (true, _) => chains.split_evenly(mix)?,
+            (false, WaveformSchedule::Langevin(settings)) => {
+                chains.run_langevin(scores, mix, &settings, progress, cancel)?
+            }
+            (false, WaveformSchedule::Annealed(settings)) => {
+                chains.run_annealed(scores, mix, &self.ladder, &settings, progress, cancel)?
+            }
+        }
+        Ok(())
+    }
+
+    /// [`OutputMode::Waveform`]: each stem's chain (its first [`FRAME_SAMPLES`] samples)
+    /// resampled to the host rate, on every channel of `stems` (stem × channel × frame length).
+    fn write_stems(&mut self, stems: &mut [Vec<Vec<f32>>]) -> Result<(), SeparationError> {
+        for (chain, channels) in self.chains.stems().iter().zip(stems.iter_mut()) {
+            self.to_host
+                .process_into(&chain[..FRAME_SAMPLES], &mut self.host_stem)?;
+            for channel in channels.iter_mut() {
+                let n = channel.len().min(self.host_stem.len());
+                channel[..n].copy_from_slice(&self.host_stem[..n]);
+                channel[n..].fill(0.0);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -154,6 +154,40 @@ pub const LANGEVIN_ETA: Bounds = Bounds::above(0.0, 10.0);
 /// Widths σ of the Langevin mixture likelihood.
 pub const LANGEVIN_SIGMA: Bounds = Bounds::above(0.0, 1.0e6);
 
+/// The SGLD settings time-domain (waveform) priors start from, where the spectrogram priors
+/// start from [`LangevinSettings::DEFAULT`]. The chains move in waveform amplitude (samples in
+/// [-1, 1]): σ = 0.02 is a likelihood width of about −34 dBFS, and η = 10⁻⁴ keeps the data term's
+/// step η/σ² = 0.25 per chain below 1 (with N stems the residual shrinks by N·η/σ² a step, stable
+/// up to 7 stems) while the noise √(2η) ≈ 0.014 per sample is averaged over the second half of 200
+/// steps. The textbook Gaussian rule (the KL rule is not defined on signed samples); `domain` and
+/// `preconditioned` mean nothing for waveforms and are ignored. Not yet measured on trained
+/// waveform priors.
+pub const WAVEFORM_LANGEVIN: LangevinSettings = LangevinSettings {
+    steps: 200,
+    eta: 1e-4,
+    sigma: 0.02,
+    form: crate::engine::search::langevin::LangevinForm::TextbookGaussian,
+    domain: crate::engine::search::langevin::LangevinDomain::Magnitude,
+    seed: 0,
+    preconditioned: false,
+    average: true,
+};
+
+/// The annealed settings time-domain (waveform) priors start from, where the spectrogram priors
+/// start from [`AnnealedSettings::DEFAULT`]. At level σ the data term's step is
+/// η_σ/(λσ)² = η/(λσ₁)² per chain at every level, and the prior's at most η/σ₁²: for a ladder
+/// from σ₁ = 0.3 (in amplitude) and λ = 1, η = 0.01 makes both 0.11, below 1 for up to 9 stems.
+/// 50 steps per level; `preconditioned` is ignored for waveforms. Not yet measured on trained
+/// waveform priors.
+pub const WAVEFORM_ANNEALED: AnnealedSettings = AnnealedSettings {
+    steps_per_level: 50,
+    eta: 0.01,
+    likelihood_scale: 1.0,
+    seed: 0,
+    average: true,
+    preconditioned: false,
+};
+
 /// Everything one separation run needs to know besides the priors and the audio.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SeparationSettings {
@@ -165,7 +199,7 @@ pub struct SeparationSettings {
     pub iterations: usize,
     /// MLE or MAP.
     pub objective: Objective,
-    /// Mask or mixture-phase output.
+    /// Mask, mixture-phase or (time-domain priors only) waveform output.
     pub mode: OutputMode,
     /// Exponent p of the consistent masks sᵢ^p / Σⱼ sⱼ^p: how sharply each time-frequency cell
     /// is given to the stem that explains most of it (no effect on mixture-phase output).
@@ -375,6 +409,19 @@ mod tests {
         assert_eq!(SeparationSettings::paper_preset().validate(), Ok(()));
         assert_eq!(SeparationSettings::realtime_preset().validate(), Ok(()));
         assert_eq!(SeparationSettings::nmf_preset().validate(), Ok(()));
+        for search in [
+            SearchKind::Langevin(WAVEFORM_LANGEVIN),
+            SearchKind::Annealed(WAVEFORM_ANNEALED),
+        ] {
+            let settings = SeparationSettings {
+                search,
+                ..SeparationSettings::default_preset()
+            };
+            assert_eq!(settings.validate(), Ok(()));
+        }
+        // The waveform defaults' data step η/σ² stays below 1.
+        let waveform = WAVEFORM_LANGEVIN;
+        assert!(waveform.eta / (waveform.sigma * waveform.sigma) < 1.0);
         for (name, preset) in [
             ("default", Preset::Default),
             ("paper", Preset::Paper),

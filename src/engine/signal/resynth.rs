@@ -29,6 +29,10 @@ pub enum OutputMode {
     Consistent,
     /// The paper's output: each stem's decoded magnitude with the mixture phase.
     MixturePhase,
+    /// Time-domain priors only: each stem is its Langevin chain's waveform itself, resampled to
+    /// the host rate on every channel; the stems need not sum to the input. The separator writes
+    /// these without the masks; handed to [`ResynthPlan`] it masks as [`OutputMode::Consistent`].
+    Waveform,
 }
 
 impl FromStr for OutputMode {
@@ -37,8 +41,9 @@ impl FromStr for OutputMode {
         match s {
             "consistent" => Ok(OutputMode::Consistent),
             "mixture-phase" => Ok(OutputMode::MixturePhase),
+            "waveform" => Ok(OutputMode::Waveform),
             other => Err(format!(
-                "expected `consistent` or `mixture-phase`, found `{other}`"
+                "expected `consistent`, `mixture-phase` or `waveform`, found `{other}`"
             )),
         }
     }
@@ -49,6 +54,7 @@ impl fmt::Display for OutputMode {
         f.write_str(match self {
             OutputMode::Consistent => "consistent",
             OutputMode::MixturePhase => "mixture-phase",
+            OutputMode::Waveform => "waveform",
         })
     }
 }
@@ -458,7 +464,7 @@ impl ResynthPlan {
                         self.high_share[i][t] += (consistent as f64 * energy) as f32;
                     }
                     self.prior_masks[i][idx] = match mode {
-                        OutputMode::Consistent => consistent,
+                        OutputMode::Consistent | OutputMode::Waveform => consistent,
                         OutputMode::MixturePhase if x > MIN_MIX_MAGNITUDE => {
                             (s / x).min(MAX_MIXTURE_PHASE_GAIN)
                         }
@@ -529,7 +535,7 @@ impl ResynthPlan {
                     self.cell_weights[i] = product;
                     sum += product;
                 }
-                let normalise = mode == OutputMode::Consistent;
+                let normalise = mode != OutputMode::MixturePhase;
                 if normalise && !(sum > 0.0 && sum.is_finite()) {
                     continue;
                 }
