@@ -174,6 +174,24 @@ def langevin(priors, m, steps, eta, sigma, form, seed, ladder=None, lam=1.0, log
     return acc / max(n_acc, 1)
 
 
+def screen(priors, form, etas, a, first, log):
+    """Median SDR of each step size on `a.screen_mixes` held-out mixes from index `first` on
+    (after the evaluated ones), `a.screen_steps` steps; diverging sizes score -inf."""
+    made = [toy_sources.mix(first + i) for i in range(a.screen_mixes)]
+    m = np.stack([x for x, _, _ in made]).astype(np.float32)
+    refs = np.stack([r for _, r, _ in made])
+    scores = {}
+    for eta in etas:
+        try:
+            est = langevin(priors, m, a.screen_steps, eta, a.sigma, form, a.seed)
+            scores[f"{eta:g}"] = float(np.median(scores_for(refs, est)))
+        except FloatingPointError:
+            scores[f"{eta:g}"] = float('-inf')
+        log(f"  screen {form} eta {eta:g}: median SDR {scores[f'{eta:g}']:.2f}")
+    best = max(etas, key=lambda e: scores[f"{e:g}"])
+    return dict(scores=scores, best=best, mixes=a.screen_mixes, steps=a.screen_steps)
+
+
 def mu_law_round_trip(mixes, refs, mu=255.0):
     """What 8-bit μ-law codes cost separation: the SDR of each true source after a round trip
     through its code (the best a separation in codes can reach), and how far the sum of the
@@ -268,11 +286,17 @@ def markdown(res):
                   f"(the ceiling of a separation in codes); the sum of the quantised sources misses the mix by "
                   f"SDR {q['mix_sdr_median']:.1f} dB (median over {q['mixes']} mixes).", '']
     if 'sdr' in res:
-        lines += ['SDR (dB) on held-out toy mixes, median (mean) per source type:', '',
-                  '| method | mixes | ' + ' | '.join(KINDS) + ' | all |', '|---' * (len(KINDS) + 3) + '|']
+        lines += ['SDR (dB) on held-out toy mixes, median (mean) per source type (η: the step size; '
+                  's/mix: seconds per mix):', '',
+                  '| method | mixes | η | s/mix | ' + ' | '.join(KINDS) + ' | all |', '|---' * (len(KINDS) + 5) + '|']
         for name, r in res['sdr'].items():
+            if 'error' in r:
+                lines.append(f"| {name} | {r['mixes']} | | | {r['error']} |")
+                continue
             s = r['summary']
-            lines.append(f"| {name} | {r['mixes']} | " + ' | '.join(
+            eta = f"{r['eta']:g}" if r.get('eta') else ''
+            secs = f"{r['seconds']:.0f}" if r.get('seconds') else ''
+            lines.append(f"| {name} | {r['mixes']} | {eta} | {secs} | " + ' | '.join(
                 f"{s[k]['median']:.2f} ({s[k]['mean']:.2f})" for k in list(KINDS) + ['all']) + ' |')
         lines.append('')
     return '\n'.join(lines)
@@ -287,10 +311,15 @@ def parse_args(argv):
     ap.add_argument('--mixes', type=int, default=50, help='held-out mixes for mixture/4, oracle and Glow')
     ap.add_argument('--sgld-mixes', type=int, default=50, help='held-out mixes for the Langevin chains')
     ap.add_argument('--likelihood-examples', type=int, default=20)
-    ap.add_argument('--steps', type=int, default=100, help='Langevin steps (annealed: per level)')
-    ap.add_argument('--eta', type=float, default=1e-5)
+    ap.add_argument('--steps', type=int, default=100, help='SGLD steps')
+    ap.add_argument('--annealed-steps', type=int, default=20, help='annealed Langevin steps per level')
+    ap.add_argument('--eta', type=float, action='append',
+                    help='SGLD step size(s); with several, each family and form takes the one with the best median '
+                         'SDR on --screen-mixes mixes that are not evaluated (default: 1e-7, 1e-6, 1e-5)')
+    ap.add_argument('--screen-mixes', type=int, default=2)
+    ap.add_argument('--screen-steps', type=int, default=50)
     ap.add_argument('--sigma', type=float, default=0.01, help='likelihood width of the non-annealed chains')
-    ap.add_argument('--annealed-eta', type=float, default=1e-4)
+    ap.add_argument('--annealed-eta', type=float, default=1e-3, help='step size at the first level')
     ap.add_argument('--likelihood-scale', type=float, default=1.0)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0)
@@ -336,7 +365,7 @@ def main(argv=None):
         res['sdr'][name] = dict(mixes=count, summary=summary(scores_for(refs[:count], est)),
                                 seconds=seconds)
         save()
-        log(markdown({'sdr': {name: res['sdr'][name]}}).splitlines()[-2])
+        log(markdown({'sdr': {name: res['sdr'][name]}}).splitlines()[-1])
 
     record('mixture/4', np.repeat(mixes[None, :a.mixes] / 4, 4, axis=0), a.mixes)
     oracle = np.stack([consistent_masks(refs[b], mixes[b]) for b in range(a.mixes)], axis=1)
@@ -354,8 +383,10 @@ def main(argv=None):
     res['mu_law'] = mu_law_round_trip(mixes[:a.mixes], refs[:a.mixes])
     save()
     m = mixes[:a.sgld_mixes]
-    runs = [('textbook', a.eta, 'SGLD (textbook)'), ('as-written', a.eta, 'SGLD (as written)'),
-            ('annealed', a.annealed_eta, 'annealed Langevin')]
+    etas = a.eta or [1e-7, 1e-6, 1e-5]
+    runs = [('textbook', etas, 'SGLD (textbook)'), ('as-written', etas, 'SGLD (as written)'),
+            ('annealed', [a.annealed_eta], 'annealed Langevin')]
+    res.setdefault('screen', {})
     for fam, priors in families.items():
         for form, eta, label in runs:
             name = f"{fam} + {label}"
@@ -363,10 +394,15 @@ def main(argv=None):
                 continue
             if name in res['sdr'] and (name + ', masked' in res['sdr'] or 'error' in res['sdr'][name]):
                 continue
-            log(f"{name}: {a.sgld_mixes} mixes, {a.steps} steps{' per level' if form == 'annealed' else ''}")
+            steps = a.annealed_steps if form == 'annealed' else a.steps
+            if len(eta) > 1 and name not in res['screen']:
+                res['screen'][name] = screen(priors, form, eta, a, n, log)
+                save()
+            eta = res['screen'][name]['best'] if len(eta) > 1 else eta[0]
+            log(f"{name}: {a.sgld_mixes} mixes, {steps} steps{' per level' if form == 'annealed' else ''}, eta {eta:g}")
             t0 = time.time()
             try:
-                est = langevin(priors, m, a.steps, eta, a.sigma, form, a.seed,
+                est = langevin(priors, m, steps, eta, a.sigma, form, a.seed,
                                ladder=priors[0].ladder, lam=a.likelihood_scale, log=log)
             except FloatingPointError as e:
                 res['sdr'][name] = dict(mixes=a.sgld_mixes, error=str(e))
@@ -375,6 +411,7 @@ def main(argv=None):
                 continue
             secs = (time.time() - t0) / a.sgld_mixes
             record(name, est, a.sgld_mixes, secs)
+            res['sdr'][name]['eta'] = eta
             masked = np.stack([consistent_masks(est[:, b], m[b]) for b in range(len(m))], axis=1)
             record(name + ', masked', masked, a.sgld_mixes, secs)
             kept[name] = est[:, 0]
