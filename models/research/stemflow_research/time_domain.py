@@ -228,7 +228,7 @@ def glow_estimates(mixes, work, priors_dir, extra):
         sf.write(path, m, SAMPLE_RATE, subtype='FLOAT')
         dest = os.path.join(work, f"glow_{b:03d}")
         cmd = [exe, 'separate', path, '-o', dest, '--priors', priors_dir, '--stems', ','.join(KINDS),
-               '--overwrite'] + extra
+               '--force'] + extra
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
