@@ -176,20 +176,25 @@ def langevin(priors, m, steps, eta, sigma, form, seed, ladder=None, lam=1.0, log
 
 def screen(priors, form, etas, a, first, log):
     """Median SDR of each step size on `a.screen_mixes` held-out mixes from index `first` on
-    (after the evaluated ones), `a.screen_steps` steps; diverging sizes score -inf."""
+    (after the evaluated ones), `a.screen_steps` steps (annealed: `a.annealed_steps` per level);
+    diverging sizes score None."""
     made = [toy_sources.mix(first + i) for i in range(a.screen_mixes)]
     m = np.stack([x for x, _, _ in made]).astype(np.float32)
     refs = np.stack([r for _, r, _ in made])
     scores = {}
     for eta in etas:
         try:
-            est = langevin(priors, m, a.screen_steps, eta, a.sigma, form, a.seed)
+            steps = a.annealed_steps if form == 'annealed' else a.screen_steps
+            est = langevin(priors, m, steps, eta, a.sigma, form, a.seed,
+                           ladder=priors[0].ladder, lam=a.likelihood_scale)
             scores[f"{eta:g}"] = float(np.median(scores_for(refs, est)))
         except FloatingPointError:
-            scores[f"{eta:g}"] = float('-inf')
-        log(f"  screen {form} eta {eta:g}: median SDR {scores[f'{eta:g}']:.2f}")
-    best = max(etas, key=lambda e: scores[f"{e:g}"])
-    return dict(scores=scores, best=best, mixes=a.screen_mixes, steps=a.screen_steps)
+            scores[f"{eta:g}"] = None  # diverged (JSON has no -inf)
+        log(f"  screen {form} eta {eta:g}: " + ('diverged' if scores[f'{eta:g}'] is None
+                                                else f"median SDR {scores[f'{eta:g}']:.2f}"))
+    best = max(etas, key=lambda e: -np.inf if scores[f"{e:g}"] is None else scores[f"{e:g}"])
+    steps = f"{a.annealed_steps} per level" if form == 'annealed' else a.screen_steps
+    return dict(scores=scores, best=best, mixes=a.screen_mixes, steps=steps)
 
 
 def mu_law_round_trip(mixes, refs, mu=255.0):
@@ -299,6 +304,14 @@ def markdown(res):
             lines.append(f"| {name} | {r['mixes']} | {eta} | {secs} | " + ' | '.join(
                 f"{s[k]['median']:.2f} ({s[k]['mean']:.2f})" for k in list(KINDS) + ['all']) + ' |')
         lines.append('')
+    if res.get('screen'):
+        lines += ['Step-size screen (median SDR in dB on mixes that are not scored above; "diverged": the '
+                  'chains left the finite numbers):', '', '| chains | mixes | steps | η: median SDR | chosen |',
+                  '|---|---|---|---|---|']
+        for name, r in res['screen'].items():
+            cells = ', '.join(f"{e}: {'diverged' if v is None else f'{v:.2f}'}" for e, v in r['scores'].items())
+            lines.append(f"| {name} | {r['mixes']} | {r['steps']} | {cells} | {r['best']:g} |")
+        lines.append('')
     return '\n'.join(lines)
 
 
@@ -319,7 +332,8 @@ def parse_args(argv):
     ap.add_argument('--screen-mixes', type=int, default=2)
     ap.add_argument('--screen-steps', type=int, default=50)
     ap.add_argument('--sigma', type=float, default=0.01, help='likelihood width of the non-annealed chains')
-    ap.add_argument('--annealed-eta', type=float, default=1e-3, help='step size at the first level')
+    ap.add_argument('--annealed-eta', type=float, action='append',
+                    help='step size(s) at the first level, screened like --eta when several (default: 1e-3)')
     ap.add_argument('--likelihood-scale', type=float, default=1.0)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0)
@@ -383,9 +397,12 @@ def main(argv=None):
     res['mu_law'] = mu_law_round_trip(mixes[:a.mixes], refs[:a.mixes])
     save()
     m = mixes[:a.sgld_mixes]
+    if a.sgld_mixes != a.mixes:
+        # the reference the chains are read against, on exactly their mixes
+        record(f'mixture/4 (the {a.sgld_mixes} Langevin mixes)', np.repeat(m[None] / 4, 4, axis=0), a.sgld_mixes)
     etas = a.eta or [1e-7, 1e-6, 1e-5]
     runs = [('textbook', etas, 'SGLD (textbook)'), ('as-written', etas, 'SGLD (as written)'),
-            ('annealed', [a.annealed_eta], 'annealed Langevin')]
+            ('annealed', a.annealed_eta or [1e-3], 'annealed Langevin')]
     res.setdefault('screen', {})
     for fam, priors in families.items():
         for form, eta, label in runs:

@@ -66,7 +66,9 @@ class ToyData:
 
 class StemData:
     """Random windows of isolated recordings (every audio file under a folder), near-silent
-    windows skipped; the last tenth of each file (in time) is held out."""
+    windows skipped. Every tenth file (in name order) is held out when there are ten or more and
+    the held-out ones can hold a full frame (a folder of short segments, such as the renderer's
+    5-s ones); otherwise the last tenth of each file in time."""
 
     def __init__(self, folder, silence_rms=1e-3):
         from .audio_io import read_mono
@@ -74,12 +76,14 @@ class StemData:
         if not files:
             raise ValueError(f"no .wav or .flac files under {folder}")
         self.folder = folder
-        self.train, self.valid = [], []
-        for f in files:
-            y = read_mono(f).astype(np.float32)
-            cut = int(len(y) * 0.9)
-            self.train.append(y[:cut])
-            self.valid.append(y[cut:])
+        audio = [read_mono(f).astype(np.float32) for f in files]
+        by_file = [y for i, y in enumerate(audio) if i % 10 == 9]
+        if len(audio) >= 10 and all(len(y) >= toy_sources.FRAME for y in by_file):
+            self.train = [y for i, y in enumerate(audio) if i % 10 != 9]
+            self.valid = by_file
+        else:
+            self.train = [y[:int(len(y) * 0.9)] for y in audio]
+            self.valid = [y[int(len(y) * 0.9):] for y in audio]
         self.silence_rms = silence_rms
 
     def batch(self, rng, batch, crop):
