@@ -181,10 +181,10 @@ def screen(priors, form, etas, a, first, log):
     made = [toy_sources.mix(first + i) for i in range(a.screen_mixes)]
     m = np.stack([x for x, _, _ in made]).astype(np.float32)
     refs = np.stack([r for _, r, _ in made])
+    steps = a.annealed_steps if form == 'annealed' else a.screen_steps
     scores = {}
     for eta in etas:
         try:
-            steps = a.annealed_steps if form == 'annealed' else a.screen_steps
             est = langevin(priors, m, steps, eta, a.sigma, form, a.seed,
                            ladder=priors[0].ladder, lam=a.likelihood_scale)
             scores[f"{eta:g}"] = float(np.median(scores_for(refs, est)))
@@ -193,8 +193,8 @@ def screen(priors, form, etas, a, first, log):
         log(f"  screen {form} eta {eta:g}: " + ('diverged' if scores[f'{eta:g}'] is None
                                                 else f"median SDR {scores[f'{eta:g}']:.2f}"))
     best = max(etas, key=lambda e: -np.inf if scores[f"{e:g}"] is None else scores[f"{e:g}"])
-    steps = f"{a.annealed_steps} per level" if form == 'annealed' else a.screen_steps
-    return dict(scores=scores, best=best, mixes=a.screen_mixes, steps=steps)
+    return dict(scores=scores, best=best, mixes=a.screen_mixes,
+                steps=f"{steps} per level" if form == 'annealed' else steps)
 
 
 def mu_law_round_trip(mixes, refs, mu=255.0):
