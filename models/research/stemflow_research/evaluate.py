@@ -194,6 +194,20 @@ def priors_key(priors, stems):
     return h.hexdigest()[:10]
 
 
+def prior_row_name(priors, stems, variant, cli_args):
+    """The table row of a prior set the CLI runs: its family (the manifest's domain and model
+    kind: Glow, FloWaveNet, WaveNet) and its search (the objective, or --separator when given)."""
+    with open(os.path.join(priors, stems[0], 'manifest.json')) as f:
+        manifest = json.load(f)
+    kind = manifest.get('model', {}).get('kind', '') if manifest.get('domain') == 'waveform' else 'glow'
+    family = {'glow': 'Glow', 'flowavenet': 'FloWaveNet', 'wavenet': 'WaveNet'}.get(kind, kind or 'waveform')
+    words = cli_args.split()
+    separator = words[words.index('--separator') + 1] if '--separator' in words[:-1] else None
+    objective = 'MLE' if variant == 'mle' else f"MAP γ={variant.split(':')[1]}"
+    return f"{family} + {separator}" + (f" ({objective})" if variant != 'mle' else '') if separator \
+        else f"{family} {objective}"
+
+
 def run_glow(mix_path, out_dir, priors, variant, stems, extra):
     cmd = stemflow_cmd() + ['separate', mix_path, '-o', out_dir, '--stems', ','.join(stems), '--priors', priors]
     if variant != 'mle':
@@ -328,8 +342,7 @@ def methods_to_run(args, stems):
                         + (f"{config['soundfont']} only, " if config['soundfont'] else '') + f"{masks})")
                 methods[name] = ('nmf', {s: dicts[s] for s in stems}, config)
     for variant in (args.glow_variant or (['mle'] if args.glow else [])):
-        name = 'Glow ' + ('MLE' if variant == 'mle' else f"MAP γ={variant.split(':')[1]}")
-        methods[name] = ('glow', variant)
+        methods[prior_row_name(args.glow, stems, variant, args.glow_args)] = ('glow', variant)
     for item in args.estimates:
         name, _, d = item.partition('=')
         methods[name] = ('dir', d)

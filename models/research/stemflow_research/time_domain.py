@@ -28,8 +28,11 @@ separator works on one 5-s frame at a time, which would spend most of its time o
 mix with `stemflow separate --separator sgld` and reports both.
 """
 import argparse
+import contextlib
+import fcntl
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -47,6 +50,35 @@ TOY_GLOW = os.path.join(REPO, 'models', 'priors-time', 'toy-glow')
 KINDS = toy_sources.KINDS
 FAMILIES = ('FloWaveNet', 'WaveNet')
 EPS = 1e-7
+# the figure's span (54 ms), and all of each estimate that figure_estimates.npz keeps
+FIGURE_SAMPLES = 1200
+
+
+def load_json(path):
+    return json.load(open(path)) if os.path.exists(path) else {}
+
+
+def write_atomically(path, text):
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def locked(path):
+    """An exclusive lock on path + '.lock' while the block runs (runs in parallel)."""
+    with open(path + '.lock', 'w') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def slug(name):
+    """A file name for a table row's name."""
+    return re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_').lower()
 
 
 # ---------------------------------------------------------------- priors
@@ -197,6 +229,28 @@ def screen(priors, form, etas, a, first, log):
                 steps=f"{steps} per level" if form == 'annealed' else steps)
 
 
+def chains_in_chunks(run, m, chunk, path, log):
+    """Estimates [N, B, T] of `run(mixes, first)` over the mixes m [B, T] in chunks of `chunk`
+    mixes. Each finished chunk is kept in `path` (npz: the estimates so far and the seconds they
+    took), so a stopped run resumes at the next chunk; returns the estimates and the seconds per
+    mix over every run that contributed."""
+    done = dict(np.load(path)) if os.path.exists(path) else {}
+    est = [done['est']] if done else []
+    count = done['est'].shape[1] if done else 0
+    seconds = float(done['seconds']) if done else 0.0
+    while count < len(m):
+        t0 = time.time()
+        part = run(m[count:count + chunk], count)
+        seconds += time.time() - t0
+        est.append(part.astype(np.float32))
+        count += part.shape[1]
+        tmp = path + '.tmp.npz'
+        np.savez(tmp, est=np.concatenate(est, axis=1), seconds=seconds)
+        os.replace(tmp, path)
+        log(f"  {count}/{len(m)} mixes done")
+    return np.concatenate(est, axis=1)[:, :len(m)], seconds / len(m)
+
+
 def mu_law_round_trip(mixes, refs, mu=255.0):
     """What 8-bit μ-law codes cost separation: the SDR of each true source after a round trip
     through its code (the best a separation in codes can reach), and how far the sum of the
@@ -245,7 +299,7 @@ def glow_estimates(mixes, work, priors_dir, extra):
 
 
 # ---------------------------------------------------------------- 3. figure
-def figure(path, mix, refs, estimates, rate=SAMPLE_RATE, samples=1200):
+def figure(path, mix, refs, estimates, rate=SAMPLE_RATE, samples=FIGURE_SAMPLES):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -335,6 +389,9 @@ def parse_args(argv):
     ap.add_argument('--annealed-eta', type=float, action='append',
                     help='step size(s) at the first level, screened like --eta when several (default: 1e-3)')
     ap.add_argument('--likelihood-scale', type=float, default=1.0)
+    ap.add_argument('--chunk', type=int, default=10,
+                    help='mixes per batch of chains; each finished batch is kept under OUT/chains, so a '
+                         'stopped run resumes at the next one')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--skip', action='append', default=[],
@@ -346,27 +403,45 @@ def main(argv=None):
     a = parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
     res_path = os.path.join(a.out, 'results.json')
-    res = json.load(open(res_path)) if os.path.exists(res_path) else {}
+    res = load_json(res_path)
     log = lambda msg: print(msg, flush=True)
 
-    def save():
-        with open(res_path, 'w') as f:
-            json.dump(res, f, indent=1)
-        with open(os.path.join(a.out, 'results.md'), 'w') as f:
-            f.write(markdown(res))
+    def put(section, key, value):
+        """Sets res[section][key] (section None: res[key]) in results.json as it is on disk now,
+        so that runs in parallel (other families or forms, into the same folder) keep each
+        other's rows; res becomes the merged results."""
+        with locked(res_path):
+            merged = load_json(res_path)
+            for part in ('likelihood', 'sdr', 'screen'):
+                merged.setdefault(part, {})
+            (merged.setdefault(section, {}) if section else merged)[key] = value
+            write_atomically(res_path, json.dumps(merged, indent=1))
+            write_atomically(os.path.join(a.out, 'results.md'), markdown(merged))
+        res.clear()
+        res.update(merged)
+
+    def keep_for_figure(name, est):
+        """Keeps mix 0's estimates [N, T] of a row for the figure (merged like put)."""
+        with locked(fig_path):
+            kept.update(dict(np.load(fig_path)) if os.path.exists(fig_path) else {})
+            kept[name] = est[:, 0, :FIGURE_SAMPLES]
+            tmp = fig_path + '.tmp.npz'
+            np.savez(tmp, **kept)
+            os.replace(tmp, fig_path)
 
     families = {fam: load_priors(path, a.threads) for fam, path in
                 (('FloWaveNet', a.priors), ('WaveNet', a.wavenet_priors))
                 if fam not in a.skip and all(os.path.isdir(os.path.join(path, k)) for k in KINDS)}
     res.setdefault('likelihood', {})
+    fig_path = os.path.join(a.out, 'figure_estimates.npz')
+    kept = dict(np.load(fig_path)) if os.path.exists(fig_path) else {}
     if 'likelihood' not in a.skip:
         for fam, priors in families.items():
             for noisy in (False, True):
                 key = f"{fam}: {'noisy' if noisy else 'clean'}"
                 if key not in res['likelihood'] and (not noisy or all(p.noisy for p in priors)):
                     log(f"cross-likelihood ({key})")
-                    res['likelihood'][key] = cross_likelihood(priors, a.likelihood_examples, noisy)
-                    save()
+                    put('likelihood', key, cross_likelihood(priors, a.likelihood_examples, noisy))
 
     n = max(a.mixes, a.sgld_mixes)
     made = [toy_sources.mix(i) for i in range(n)]
@@ -375,27 +450,23 @@ def main(argv=None):
     res.setdefault('sdr', {})
     estimates_for_figure = {}
 
-    def record(name, est, count, seconds=None):
-        res['sdr'][name] = dict(mixes=count, summary=summary(scores_for(refs[:count], est)),
-                                seconds=seconds)
-        save()
+    def record(name, est, count, seconds=None, eta=None):
+        row = dict(mixes=count, summary=summary(scores_for(refs[:count], est)), seconds=seconds)
+        put('sdr', name, dict(row, eta=eta) if eta is not None else row)
         log(markdown({'sdr': {name: res['sdr'][name]}}).splitlines()[-1])
 
     record('mixture/4', np.repeat(mixes[None, :a.mixes] / 4, 4, axis=0), a.mixes)
     oracle = np.stack([consistent_masks(refs[b], mixes[b]) for b in range(a.mixes)], axis=1)
     record('oracle ratio mask', oracle, a.mixes)
-    fig_path = os.path.join(a.out, 'figure_estimates.npz')
-    kept = dict(np.load(fig_path)) if os.path.exists(fig_path) else {}
     glow = 'Glow (spectrogram) + Adam'
-    if 'glow' not in a.skip and os.path.isdir(a.glow_priors) and (glow not in res['sdr'] or glow not in kept):
+    glow_row = res['sdr'].get(glow, {})
+    if 'glow' not in a.skip and os.path.isdir(a.glow_priors) and (glow_row.get('mixes', 0) < a.mixes or glow not in kept):
         with tempfile.TemporaryDirectory() as work:
             t0 = time.time()
             est = glow_estimates(mixes[:a.mixes], work, a.glow_priors, ['--nmf-weight', '0'])
             record(glow, est, a.mixes, (time.time() - t0) / a.mixes)
-            kept[glow] = est[:, 0]
-            np.savez(fig_path, **kept)
-    res['mu_law'] = mu_law_round_trip(mixes[:a.mixes], refs[:a.mixes])
-    save()
+            keep_for_figure(glow, est)
+    put(None, 'mu_law', mu_law_round_trip(mixes[:a.mixes], refs[:a.mixes]))
     m = mixes[:a.sgld_mixes]
     if a.sgld_mixes != a.mixes:
         # the reference the chains are read against, on exactly their mixes
@@ -409,30 +480,29 @@ def main(argv=None):
             name = f"{fam} + {label}"
             if form in a.skip or (form == 'annealed' and not all(p.noisy for p in priors)):
                 continue
-            if name in res['sdr'] and (name + ', masked' in res['sdr'] or 'error' in res['sdr'][name]):
+            row = res['sdr'].get(name, {})
+            if 'error' in row or (row.get('mixes', 0) >= a.sgld_mixes and name + ', masked' in res['sdr']):
                 continue
             steps = a.annealed_steps if form == 'annealed' else a.steps
             if len(eta) > 1 and name not in res['screen']:
-                res['screen'][name] = screen(priors, form, eta, a, n, log)
-                save()
+                put('screen', name, screen(priors, form, eta, a, n, log))
             eta = res['screen'][name]['best'] if len(eta) > 1 else eta[0]
             log(f"{name}: {a.sgld_mixes} mixes, {steps} steps{' per level' if form == 'annealed' else ''}, eta {eta:g}")
-            t0 = time.time()
+            # the chains' noise is seeded by the first mix of each chunk
+            run = lambda part, first: langevin(priors, part, steps, eta, a.sigma, form, a.seed + first,
+                                               ladder=priors[0].ladder, lam=a.likelihood_scale, log=log)
+            partial = os.path.join(a.out, 'chains', f"{slug(name)}_eta{eta:g}_steps{steps}_seed{a.seed}.npz")
+            os.makedirs(os.path.dirname(partial), exist_ok=True)
             try:
-                est = langevin(priors, m, steps, eta, a.sigma, form, a.seed,
-                               ladder=priors[0].ladder, lam=a.likelihood_scale, log=log)
+                est, secs = chains_in_chunks(run, m, a.chunk, partial, log)
             except FloatingPointError as e:
-                res['sdr'][name] = dict(mixes=a.sgld_mixes, error=str(e))
-                save()
+                put('sdr', name, dict(mixes=a.sgld_mixes, error=str(e)))
                 log(str(e))
                 continue
-            secs = (time.time() - t0) / a.sgld_mixes
-            record(name, est, a.sgld_mixes, secs)
-            res['sdr'][name]['eta'] = eta
+            record(name, est, a.sgld_mixes, secs, eta)
             masked = np.stack([consistent_masks(est[:, b], m[b]) for b in range(len(m))], axis=1)
             record(name + ', masked', masked, a.sgld_mixes, secs)
-            kept[name] = est[:, 0]
-            np.savez(fig_path, **kept)
+            keep_for_figure(name, est)
     # the figure: every method but the as-written chains (which the textbook ones resemble)
     estimates_for_figure.update({k: v for k, v in kept.items() if 'as written' not in k})
     if estimates_for_figure:

@@ -1,5 +1,6 @@
 """The evaluation's SDR definition, masks and baselines, its estimate cache, and the
 prior-preference check."""
+import json
 import os
 
 import numpy as np
@@ -84,3 +85,13 @@ def test_crops_of_same_named_pieces_from_two_sets_do_not_collide(tmp_path):
     for crop in crops:
         audio, _ = sf.read(crop, dtype='float32')
         np.testing.assert_array_equal(audio, sources[crop.parent.name])
+
+
+def test_a_prior_row_is_named_after_its_family_and_search(tmp_path):
+    for name, manifest in (('glow', {'stem': 'bass', 'model': {'kind': 'glow'}}),
+                           ('flow', {'stem': 'bass', 'domain': 'waveform', 'model': {'kind': 'flowavenet'}})):
+        (tmp_path / name / 'bass').mkdir(parents=True)
+        (tmp_path / name / 'bass' / 'manifest.json').write_text(json.dumps(manifest))
+    assert ev.prior_row_name(str(tmp_path / 'glow'), ['bass'], 'mle', '') == 'Glow MLE'
+    assert ev.prior_row_name(str(tmp_path / 'glow'), ['bass'], 'map:0.5', '--steps 50') == 'Glow MAP γ=0.5'
+    assert ev.prior_row_name(str(tmp_path / 'flow'), ['bass'], 'mle', '--separator sgld --steps 30') == 'FloWaveNet + sgld'

@@ -63,3 +63,27 @@ def test_consistent_masks_share_out_the_mix_and_the_oracle_beats_mixture_over_fo
     oracle = np.median([td.sdr(r, e) for r, e in zip(refs, masked)])
     quarter = np.median([td.sdr(r, m / 4) for r in refs])
     assert oracle > quarter + 2.0
+
+
+def test_chains_in_chunks_resume_at_the_first_unfinished_chunk(tmp_path):
+    """A run stopped after its first chunk resumes there: the finished chunk is not run again,
+    and the estimates equal an uninterrupted run's."""
+    m = np.arange(5 * 8, dtype=np.float32).reshape(5, 8)
+    calls = []
+
+    def run(part, first):
+        calls.append(first)
+        if first == 2 and len(calls) == 2:
+            raise KeyboardInterrupt  # stopped in the second chunk
+        return np.stack([part * (k + 1) + first for k in range(3)])
+
+    path = str(tmp_path / 'chains.npz')
+    try:
+        td.chains_in_chunks(run, m, 2, path, log=lambda msg: None)
+    except KeyboardInterrupt:
+        pass
+    est, secs = td.chains_in_chunks(run, m, 2, path, log=lambda msg: None)
+    assert calls == [0, 2, 2, 4]
+    whole, _ = td.chains_in_chunks(run, m, 2, str(tmp_path / 'whole.npz'), log=lambda msg: None)
+    np.testing.assert_array_equal(est, whole)
+    assert est.shape == (3, 5, 8) and secs >= 0
