@@ -204,8 +204,9 @@ def prior_row_name(priors, stems, variant, cli_args):
     words = cli_args.split()
     separator = words[words.index('--separator') + 1] if '--separator' in words[:-1] else None
     objective = 'MLE' if variant == 'mle' else f"MAP γ={variant.split(':')[1]}"
-    return f"{family} + {separator}" + (f" ({objective})" if variant != 'mle' else '') if separator \
-        else f"{family} {objective}"
+    if separator is None:
+        return f"{family} {objective}"
+    return f"{family} + {separator}" if variant == 'mle' else f"{family} + {separator} ({objective})"
 
 
 def run_glow(mix_path, out_dir, priors, variant, stems, extra):

@@ -40,6 +40,7 @@ import time
 
 import numpy as np
 
+from stemflow_research.evaluate import priors_key
 from stemflow_training import toy_sources
 from stemflow_training.stft import SAMPLE_RATE, istft, stft
 
@@ -54,8 +55,12 @@ EPS = 1e-7
 FIGURE_SAMPLES = 1200
 
 
-def load_json(path):
-    return json.load(open(path)) if os.path.exists(path) else {}
+def load_results(path):
+    """results.json with its three tables present (empty when new)."""
+    res = json.load(open(path)) if os.path.exists(path) else {}
+    for table in ('likelihood', 'sdr', 'screen'):
+        res.setdefault(table, {})
+    return res
 
 
 def write_atomically(path, text):
@@ -65,15 +70,19 @@ def write_atomically(path, text):
     os.replace(tmp, path)
 
 
+def save_npz_atomically(path, **arrays):
+    tmp = path + '.tmp.npz'
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
 @contextlib.contextmanager
 def locked(path):
-    """An exclusive lock on path + '.lock' while the block runs (runs in parallel)."""
+    """An exclusive lock on path + '.lock' while the block runs (runs in parallel); closing
+    the lock file releases it."""
     with open(path + '.lock', 'w') as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+        yield
 
 
 def slug(name):
@@ -244,9 +253,7 @@ def chains_in_chunks(run, m, chunk, path, log):
         seconds += time.time() - t0
         est.append(part.astype(np.float32))
         count += part.shape[1]
-        tmp = path + '.tmp.npz'
-        np.savez(tmp, est=np.concatenate(est, axis=1), seconds=seconds)
-        os.replace(tmp, path)
+        save_npz_atomically(path, est=np.concatenate(est, axis=1), seconds=seconds)
         log(f"  {count}/{len(m)} mixes done")
     return np.concatenate(est, axis=1)[:, :len(m)], seconds / len(m)
 
@@ -344,7 +351,7 @@ def markdown(res):
         lines += [f"μ-law (8-bit) round trip of the true sources: SDR median {q['source_sdr_median']:.1f} dB "
                   f"(the ceiling of a separation in codes); the sum of the quantised sources misses the mix by "
                   f"SDR {q['mix_sdr_median']:.1f} dB (median over {q['mixes']} mixes).", '']
-    if 'sdr' in res:
+    if res.get('sdr'):
         lines += ['SDR (dB) on held-out toy mixes, median (mean) per source type (η: the step size; '
                   's/mix: seconds per mix):', '',
                   '| method | mixes | η | s/mix | ' + ' | '.join(KINDS) + ' | all |', '|---' * (len(KINDS) + 5) + '|']
@@ -403,7 +410,7 @@ def main(argv=None):
     a = parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
     res_path = os.path.join(a.out, 'results.json')
-    res = load_json(res_path)
+    res = load_results(res_path)
     log = lambda msg: print(msg, flush=True)
 
     def put(section, key, value):
@@ -411,9 +418,7 @@ def main(argv=None):
         so that runs in parallel (other families or forms, into the same folder) keep each
         other's rows; res becomes the merged results."""
         with locked(res_path):
-            merged = load_json(res_path)
-            for part in ('likelihood', 'sdr', 'screen'):
-                merged.setdefault(part, {})
+            merged = load_results(res_path)
             (merged.setdefault(section, {}) if section else merged)[key] = value
             write_atomically(res_path, json.dumps(merged, indent=1))
             write_atomically(os.path.join(a.out, 'results.md'), markdown(merged))
@@ -425,14 +430,11 @@ def main(argv=None):
         with locked(fig_path):
             kept.update(dict(np.load(fig_path)) if os.path.exists(fig_path) else {})
             kept[name] = est[:, 0, :FIGURE_SAMPLES]
-            tmp = fig_path + '.tmp.npz'
-            np.savez(tmp, **kept)
-            os.replace(tmp, fig_path)
+            save_npz_atomically(fig_path, **kept)
 
     families = {fam: load_priors(path, a.threads) for fam, path in
                 (('FloWaveNet', a.priors), ('WaveNet', a.wavenet_priors))
                 if fam not in a.skip and all(os.path.isdir(os.path.join(path, k)) for k in KINDS)}
-    res.setdefault('likelihood', {})
     fig_path = os.path.join(a.out, 'figure_estimates.npz')
     kept = dict(np.load(fig_path)) if os.path.exists(fig_path) else {}
     if 'likelihood' not in a.skip:
@@ -447,8 +449,6 @@ def main(argv=None):
     made = [toy_sources.mix(i) for i in range(n)]
     mixes = np.stack([m for m, _, _ in made]).astype(np.float32)
     refs = np.stack([s for _, s, _ in made]).astype(np.float32)
-    res.setdefault('sdr', {})
-    estimates_for_figure = {}
 
     def record(name, est, count, seconds=None, eta=None):
         row = dict(mixes=count, summary=summary(scores_for(refs[:count], est)), seconds=seconds)
@@ -474,7 +474,6 @@ def main(argv=None):
     etas = a.eta or [1e-7, 1e-6, 1e-5]
     runs = [('textbook', etas, 'SGLD (textbook)'), ('as-written', etas, 'SGLD (as written)'),
             ('annealed', a.annealed_eta or [1e-3], 'annealed Langevin')]
-    res.setdefault('screen', {})
     for fam, priors in families.items():
         for form, eta, label in runs:
             name = f"{fam} + {label}"
@@ -491,7 +490,10 @@ def main(argv=None):
             # the chains' noise is seeded by the first mix of each chunk
             run = lambda part, first: langevin(priors, part, steps, eta, a.sigma, form, a.seed + first,
                                                ladder=priors[0].ladder, lam=a.likelihood_scale, log=log)
-            partial = os.path.join(a.out, 'chains', f"{slug(name)}_eta{eta:g}_steps{steps}_seed{a.seed}.npz")
+            # keyed by everything the chains depend on, so no setting's batches are reused for another
+            partial = os.path.join(a.out, 'chains', f"{slug(name)}-{priors_key(a.priors if fam == 'FloWaveNet' else a.wavenet_priors, KINDS)}"
+                                   f"_eta{eta:g}_steps{steps}_sigma{a.sigma:g}_lam{a.likelihood_scale:g}"
+                                   f"_chunk{a.chunk}_seed{a.seed}.npz")
             os.makedirs(os.path.dirname(partial), exist_ok=True)
             try:
                 est, secs = chains_in_chunks(run, m, a.chunk, partial, log)
@@ -504,7 +506,7 @@ def main(argv=None):
             record(name + ', masked', masked, a.sgld_mixes, secs)
             keep_for_figure(name, est)
     # the figure: every method but the as-written chains (which the textbook ones resemble)
-    estimates_for_figure.update({k: v for k, v in kept.items() if 'as written' not in k})
+    estimates_for_figure = {k: v for k, v in kept.items() if 'as written' not in k}
     if estimates_for_figure:
         figure(os.path.join(a.out, 'toy_mix.png'), mixes[0], refs[0], estimates_for_figure)
     print(markdown(res))
