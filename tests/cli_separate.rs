@@ -1203,6 +1203,26 @@ fn waveform_priors_run_with_sgld_and_adam_refuses_them() {
         "the quiet prior's stem is the quieter"
     );
 
+    // σ 0.01 puts the chains' stiffest direction near 2·10⁴, so η 1.5e-4 overflows and half of it
+    // holds: the run halves once, says so, and finishes; η 1 diverges at every halving and stops.
+    let named = ["--priors", priors_arg, "--stems", "quiet,loud"];
+    let too_large = ["--steps", "200", "--eta", "1.5e-4", "--sigma", "0.01"];
+    let output = separate(&input, &out, &[&named[..], &waveform_mode, &too_large].concat());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("diverged at step size 1.5e-4; this frame and the next run at 7.5e-5"),
+        "{stderr}"
+    );
+    fs::remove_dir_all(&out).unwrap();
+    let hopeless = ["--steps", "200", "--eta", "1", "--sigma", "0.01"];
+    let output = separate(&input, &out, &[&named[..], &waveform_mode, &hopeless].concat());
+    assert_clean_failure(
+        &output,
+        "diverged at step size 1e0 and at every halving down to 1.25e-1",
+        &out,
+    );
+
     let listing = stemflow()
         .args(["priors", "--priors", priors_arg])
         .output()

@@ -963,21 +963,33 @@ mod tests {
         }
     }
 
+    /// A folder `toy` in a new temporary directory (kept alive by the first value) holding the
+    /// toy fixture's `graphs`; the caller writes the rest.
+    fn toy_copy(graphs: &[&str]) -> (tempfile::TempDir, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("toy");
+        fs::create_dir(&dir).unwrap();
+        for f in graphs {
+            fs::copy(fixture("toy").join(f), dir.join(f)).unwrap();
+        }
+        (root, dir)
+    }
+
+    /// Writes `manifest` into `dir`.
+    fn write_manifest(dir: &Path, manifest: &Manifest) {
+        fs::write(dir.join(MANIFEST_FILE), serde_json::to_string(manifest).unwrap()).unwrap();
+    }
+
     #[test]
     fn a_graph_breaking_the_interface_is_named() {
         // A copy of the toy prior whose grad graph is the decode graph (wrong inputs/outputs),
         // with the manifest's hash updated so only the interface check can catch it.
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("toy");
-        fs::create_dir(&dir).unwrap();
-        for f in ["decode.onnx", "encode.onnx"] {
-            fs::copy(fixture("toy").join(f), dir.join(f)).unwrap();
-        }
+        let (_root, dir) = toy_copy(&["decode.onnx", "encode.onnx"]);
         fs::copy(fixture("toy").join("decode.onnx"), dir.join("grad.onnx")).unwrap();
         let mut manifest = Manifest::load(&fixture("toy")).unwrap();
         manifest.graphs.grad.as_mut().unwrap().sha256 =
             manifest.graphs.decode.as_ref().unwrap().sha256.clone();
-        fs::write(dir.join(MANIFEST_FILE), serde_json::to_string(&manifest).unwrap()).unwrap();
+        write_manifest(&dir, &manifest);
         match Prior::load(&runtime(), &dir, &SessionOptions::default()) {
             Err(PriorError::GraphInterface {
                 graph: "grad",
@@ -990,17 +1002,12 @@ mod tests {
 
     #[test]
     fn a_corrupt_graph_with_a_matching_hash_is_refused_before_a_session() {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("toy");
-        fs::create_dir(&dir).unwrap();
-        for f in ["grad.onnx", "encode.onnx"] {
-            fs::copy(fixture("toy").join(f), dir.join(f)).unwrap();
-        }
+        let (_root, dir) = toy_copy(&["grad.onnx", "encode.onnx"]);
         fs::write(dir.join("decode.onnx"), b"not a protobuf at all").unwrap();
         let mut manifest = Manifest::load(&fixture("toy")).unwrap();
         manifest.graphs.decode.as_mut().unwrap().sha256 =
             crate::engine::priors::manifest::sha256_file(&dir.join("decode.onnx")).unwrap();
-        fs::write(dir.join(MANIFEST_FILE), serde_json::to_string(&manifest).unwrap()).unwrap();
+        write_manifest(&dir, &manifest);
         let result = Prior::load(&runtime(), &dir, &SessionOptions::default());
         match result {
             Err(PriorError::Manifest(ManifestError::NotOnnx { file, .. })) => {
@@ -1013,7 +1020,7 @@ mod tests {
         let mut manifest = Manifest::load(&dir).unwrap();
         manifest.graphs.decode.as_mut().unwrap().sha256 =
             crate::engine::priors::manifest::sha256_file(&dir.join("decode.onnx")).unwrap();
-        fs::write(dir.join(MANIFEST_FILE), serde_json::to_string(&manifest).unwrap()).unwrap();
+        write_manifest(&dir, &manifest);
         let result = Prior::load(&runtime(), &dir, &SessionOptions::default());
         assert!(
             matches!(result, Err(PriorError::Runtime(RuntimeError::Session { .. }))),

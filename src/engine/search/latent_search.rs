@@ -35,6 +35,17 @@ pub enum SearchError {
         /// What did.
         what: &'static str,
     },
+    /// Waveform Langevin chains diverged at every step size they tried, halving from `first`.
+    #[error(
+        "the Langevin chains diverged at step size {first:e} and at every halving down to {last:e}; \
+         use a step size (eta) below {last:e}"
+    )]
+    Diverged {
+        /// The step size of the first try.
+        first: f32,
+        /// The step size of the last try.
+        last: f32,
+    },
     /// The priors or the mixture do not match the sizes the search was built for.
     #[error("{what}: expected {expected}, found {found}")]
     Shape {

@@ -7,7 +7,7 @@ use super::annealed_langevin::NoisyScoreSource;
 use super::langevin::ScoreSource;
 use super::latent_search::SearchError;
 use super::waveform_langevin::WaveformScoreSource;
-use crate::engine::priors::prior::Prior;
+use crate::engine::priors::prior::{Prior, PriorError};
 use crate::engine::spread::spread;
 
 /// Borrowed priors (in stem order) and the threads to score them on.
@@ -17,6 +17,23 @@ pub struct PriorScores<'a> {
     pub priors: &'a mut [Prior],
     /// Threads the stems' graphs run on side by side.
     pub threads: usize,
+}
+
+impl PriorScores<'_> {
+    /// Runs `graph` for every stem (its prior, its state, its score buffer) on the threads; the
+    /// graphs' log-densities are dropped, as no search reads them.
+    fn each_stem(
+        &mut self,
+        stems: &[Vec<f32>],
+        scores: &mut [Vec<f32>],
+        graph: &(impl Fn(&mut Prior, &[f32], &mut [f32]) -> Result<f32, PriorError> + Sync),
+    ) -> Result<(), SearchError> {
+        let items: Vec<_> = self.priors.iter_mut().zip(stems).zip(scores.iter_mut()).collect();
+        spread(self.threads, items, &|((prior, state), score)| {
+            graph(prior, state, score)
+        })?;
+        Ok(())
+    }
 }
 
 impl ScoreSource for PriorScores<'_> {
@@ -30,11 +47,9 @@ impl ScoreSource for PriorScores<'_> {
         frames: usize,
         scores: &mut [Vec<f32>],
     ) -> Result<(), SearchError> {
-        let items: Vec<_> = self.priors.iter_mut().zip(stems).zip(scores.iter_mut()).collect();
-        spread(self.threads, items, &|((prior, s), score)| {
-            prior.score_into(s, frames, score).map(|_logp| ())
-        })?;
-        Ok(())
+        self.each_stem(stems, scores, &|prior, s, score| {
+            prior.score_into(s, frames, score)
+        })
     }
 }
 
@@ -50,11 +65,9 @@ impl NoisyScoreSource for PriorScores<'_> {
         sigma: f32,
         scores: &mut [Vec<f32>],
     ) -> Result<(), SearchError> {
-        let items: Vec<_> = self.priors.iter_mut().zip(stems).zip(scores.iter_mut()).collect();
-        spread(self.threads, items, &|((prior, s), score)| {
-            prior.noisy_score_into(s, frames, sigma, score).map(|_logp| ())
-        })?;
-        Ok(())
+        self.each_stem(stems, scores, &|prior, s, score| {
+            prior.noisy_score_into(s, frames, sigma, score)
+        })
     }
 }
 
@@ -69,14 +82,9 @@ impl WaveformScoreSource for PriorScores<'_> {
         sigma: Option<f32>,
         scores: &mut [Vec<f32>],
     ) -> Result<(), SearchError> {
-        let items: Vec<_> = self.priors.iter_mut().zip(stems).zip(scores.iter_mut()).collect();
-        spread(self.threads, items, &|((prior, x), score)| {
-            match sigma {
-                Some(sigma) => prior.waveform_noisy_score_into(x, sigma, score),
-                None => prior.waveform_score_into(x, score),
-            }
-            .map(|_logp| ())
-        })?;
-        Ok(())
+        self.each_stem(stems, scores, &|prior, x, score| match sigma {
+            Some(sigma) => prior.waveform_noisy_score_into(x, sigma, score),
+            None => prior.waveform_score_into(x, score),
+        })
     }
 }

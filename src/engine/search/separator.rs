@@ -575,14 +575,24 @@ impl WaveformPath {
         self.padded_mix[..mix.len()].copy_from_slice(mix);
         self.padded_mix[mix.len()..].fill(0.0);
         let (chains, mix) = (&mut self.chains, &self.padded_mix);
-        match (silent, self.schedule) {
-            (true, _) => chains.split_evenly(mix)?,
+        let scale = chains.step_scale();
+        let eta = match (silent, self.schedule) {
+            (true, _) => return Ok(chains.split_evenly(mix)?),
             (false, WaveformSchedule::Langevin(settings)) => {
-                chains.run_langevin(scores, mix, &settings, progress, cancel)?
+                chains.run_langevin(scores, mix, &settings, progress, cancel)?;
+                settings.eta
             }
             (false, WaveformSchedule::Annealed(settings)) => {
-                chains.run_annealed(scores, mix, &self.ladder, &settings, progress, cancel)?
+                chains.run_annealed(scores, mix, &self.ladder, &settings, progress, cancel)?;
+                settings.eta
             }
+        };
+        if chains.step_scale() < scale {
+            log::warn!(
+                "the Langevin chains diverged at step size {:e}; this frame and the next run at {:e}",
+                eta * scale,
+                eta * chains.step_scale()
+            );
         }
         Ok(())
     }

@@ -19,12 +19,25 @@
 //! settings) are ignored here: the chains move in amplitude, with plain steps. The stems are the
 //! chains' last state, or with `average` their mean over the second half of the steps (the last
 //! level when annealed), an estimate of the posterior mean.
+//!
+//! A step too large for the priors' scores makes the chains overflow within a few steps. The
+//! frame is then run again from the even split with the step size halved, up to
+//! [`STEP_HALVINGS`] times, and the chains keep the factor they finished with for the next frame
+//! ([`WaveformChains::step_scale`]), so the caller can say so and later frames do not diverge
+//! first.
 
 use super::annealed_langevin::AnnealedSettings;
 use super::gaussian_noise::GaussianNoise;
 use super::langevin::{LangevinForm, LangevinSettings};
 use super::latent_search::{Progress, SearchError};
+use crate::engine::priors::prior::PriorError;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How many times a frame's chains are restarted with half the step size after they diverge
+/// before the frame fails: the last try runs at η / 2^`STEP_HALVINGS`. Three halvings cover a
+/// step size set up to eight times too large; a setting further off is an error to fix, not a
+/// cost to pay on every frame.
+pub const STEP_HALVINGS: u32 = 3;
 
 /// Each stem's score over its waveform: the waveform priors' `score` graphs (no noise level) or
 /// `noisy_score` graphs (at `sigma`), or a known density in tests.
@@ -81,6 +94,9 @@ pub struct WaveformChains {
     stems: Vec<Vec<f32>>,
     /// The noise stream, continued from frame to frame.
     noise: GaussianNoise,
+    /// The factor of the set step size the chains run at: 1 until a frame's chains diverge, then
+    /// the halved factor that frame finished with.
+    step_scale: f32,
 }
 
 impl WaveformChains {
@@ -95,7 +111,13 @@ impl WaveformChains {
             stem_sums: buffers(),
             stems: buffers(),
             noise: GaussianNoise::new(seed),
+            step_scale: 1.0,
         }
+    }
+
+    /// The factor of the settings' step size the chains run at (1 unless a frame diverged).
+    pub fn step_scale(&self) -> f32 {
+        self.step_scale
     }
 
     /// Samples per chain.
@@ -119,7 +141,8 @@ impl WaveformChains {
     }
 
     /// Runs the plain chains (`settings.form` as written or textbook Gaussian) for one frame from
-    /// the mixture split evenly: `settings.steps` steps, the cancel flag checked before each.
+    /// the mixture split evenly: `settings.steps` steps at [`Self::step_scale`]·η, the cancel
+    /// flag checked before each, halving the step after a divergence.
     pub fn run_langevin<S: WaveformScoreSource>(
         &mut self,
         source: &mut S,
@@ -134,20 +157,28 @@ impl WaveformChains {
             // The separator refuses it before a run; here it would mean the Gaussian rule.
             LangevinForm::TextbookKl => DataTerm::Gaussian,
         };
-        let step = Step {
-            sigma: None,
-            eta: settings.eta,
-            weight: 1.0 / (settings.sigma * settings.sigma),
-            term,
-        };
         let total = settings.steps;
         let averaged_from = if settings.average { total / 2 } else { total };
-        let schedule = (0..total).map(|i| (step, i >= averaged_from));
-        self.run(source, mix, schedule, total, progress, cancel)
+        let schedule = |scale: f32| {
+            let step = Step {
+                sigma: None,
+                eta: settings.eta * scale,
+                weight: 1.0 / (settings.sigma * settings.sigma),
+                term,
+            };
+            (0..total).map(move |i| (step, i >= averaged_from))
+        };
+        let run = Run {
+            total,
+            progress,
+            cancel,
+        };
+        self.run_halving(source, mix, settings.eta, schedule, run)
     }
 
     /// Runs the annealed chains for one frame from the mixture split evenly: `steps_per_level`
-    /// steps at each level of `ladder` (descending, every level > 0).
+    /// steps at each level of `ladder` (descending, every level > 0), every step size scaled by
+    /// [`Self::step_scale`] and halved after a divergence.
     pub fn run_annealed<S: WaveformScoreSource>(
         &mut self,
         source: &mut S,
@@ -160,17 +191,60 @@ impl WaveformChains {
         let per_level = settings.steps_per_level;
         let top = ladder.first().copied().unwrap_or(1.0);
         let last = ladder.len().saturating_sub(1);
-        let schedule = ladder.iter().enumerate().flat_map(|(level, &sigma)| {
-            let width = settings.likelihood_scale * sigma;
-            let step = Step {
-                sigma: Some(sigma),
-                eta: settings.eta * (sigma / top).powi(2),
-                weight: 1.0 / (width * width),
-                term: DataTerm::Gaussian,
-            };
-            std::iter::repeat_n((step, settings.average && level == last), per_level)
-        });
-        self.run(source, mix, schedule, per_level * ladder.len(), progress, cancel)
+        let schedule = |scale: f32| {
+            ladder.iter().enumerate().flat_map(move |(level, &sigma)| {
+                let width = settings.likelihood_scale * sigma;
+                let step = Step {
+                    sigma: Some(sigma),
+                    eta: settings.eta * scale * (sigma / top).powi(2),
+                    weight: 1.0 / (width * width),
+                    term: DataTerm::Gaussian,
+                };
+                std::iter::repeat_n((step, settings.average && level == last), per_level)
+            })
+        };
+        let run = Run {
+            total: per_level * ladder.len(),
+            progress,
+            cancel,
+        };
+        self.run_halving(source, mix, settings.eta, schedule, run)
+    }
+
+    /// Runs `schedule(scale)` from [`Self::step_scale`], halving the scale after each divergence
+    /// up to [`STEP_HALVINGS`] times and keeping the one it finished with, or
+    /// [`SearchError::Diverged`] with the step sizes (`eta` times the scales) it tried.
+    fn run_halving<S, I>(
+        &mut self,
+        source: &mut S,
+        mix: &[f32],
+        eta: f32,
+        schedule: impl Fn(f32) -> I,
+        run: Run<'_>,
+    ) -> Result<(), SearchError>
+    where
+        S: WaveformScoreSource,
+        I: Iterator<Item = (Step, bool)>,
+    {
+        let first = self.step_scale;
+        let mut scale = first;
+        for halving in 0..=STEP_HALVINGS {
+            match self.run(source, mix, schedule(scale), &run) {
+                Ok(()) => {
+                    self.step_scale = scale;
+                    return Ok(());
+                }
+                Err(error) if !is_divergence(&error) => return Err(error),
+                Err(_) if halving < STEP_HALVINGS => scale *= 0.5,
+                Err(_) => {
+                    return Err(SearchError::Diverged {
+                        first: eta * first,
+                        last: eta * scale,
+                    })
+                }
+            }
+        }
+        unreachable!("the last halving returns")
     }
 
     /// Every chain at the mixture split evenly; the sums cleared.
@@ -190,16 +264,19 @@ impl WaveformChains {
         Ok(())
     }
 
-    /// Runs `schedule` (each step and whether it is averaged) of `total` steps.
+    /// Runs `schedule` (each step and whether it is averaged) of `run.total` steps.
     fn run<S: WaveformScoreSource>(
         &mut self,
         source: &mut S,
         mix: &[f32],
         schedule: impl Iterator<Item = (Step, bool)>,
-        total: usize,
-        progress: &Progress,
-        cancel: &AtomicBool,
+        run: &Run<'_>,
     ) -> Result<(), SearchError> {
+        let Run {
+            total,
+            progress,
+            cancel,
+        } = *run;
         if source.stem_count() != self.chains.len() {
             return Err(SearchError::Shape {
                 what: "priors",
@@ -282,6 +359,26 @@ impl WaveformChains {
     }
 }
 
+/// What one frame's run reports to and reads from its caller, the same for every try.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    /// Steps per try.
+    total: usize,
+    /// Where the steps are counted.
+    progress: &'a Progress,
+    /// Checked before each step.
+    cancel: &'a AtomicBool,
+}
+
+/// Whether `error` is the chains leaving the finite numbers — their own state, or a score graph
+/// given a state it overflows on — rather than a fault a smaller step would not mend.
+fn is_divergence(error: &SearchError) -> bool {
+    matches!(
+        error,
+        SearchError::NotFinite { .. } | SearchError::Prior(PriorError::NonFinite { .. })
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +437,7 @@ mod tests {
         let mut chains = WaveformChains::new(2, mix.len(), settings.seed);
         let progress = Progress::new();
         chains.run_langevin(&mut source, mix, settings, &progress, &AtomicBool::new(cancel))?;
+        assert_eq!(chains.step_scale(), 1.0, "a stable step size is kept");
         assert_eq!(progress.iteration(), settings.steps);
         Ok(chains.stems().to_vec())
     }
@@ -461,5 +559,54 @@ mod tests {
             )
             .unwrap();
         assert_eq!(progress.iteration(), 2);
+    }
+
+    /// A step too large for the scores: with the textbook rule the chains' update matrix here has
+    /// eigenvalues 46 and 265 (1/vₖ plus the likelihood's 1/σ² = 100 on both), so η 0.014
+    /// overflows within 120 steps and η 0.007 is stable. The frame then finishes at half the
+    /// step, with finite stems that still sum to nearly the mixture; a step no halving can save
+    /// fails with both step sizes it tried.
+    #[test]
+    fn a_diverging_step_is_halved_until_the_chains_hold() {
+        let mix = mixture(128);
+        let mut source = WhiteGaussians {
+            variances: vec![0.01, 0.09],
+        };
+        let mut chains = WaveformChains::new(2, mix.len(), 4);
+        let progress = Progress::new();
+        let cancel = AtomicBool::new(false);
+        let diverging = LangevinSettings {
+            eta: 0.014,
+            ..langevin(LangevinForm::TextbookGaussian, 120, 4)
+        };
+        chains
+            .run_langevin(&mut source, &mix, &diverging, &progress, &cancel)
+            .unwrap();
+        assert_eq!(chains.step_scale(), 0.5);
+        assert_eq!(progress.iteration(), 120, "the last try ran every step");
+        assert!(chains.stems().iter().flatten().all(|v| v.is_finite()));
+        let residual = (0..mix.len())
+            .map(|i| (mix[i] - chains.stems()[0][i] - chains.stems()[1][i]).powi(2))
+            .sum::<f32>()
+            / mix.len() as f32;
+        assert!(residual < 0.01, "the stems keep the mixture: residual {residual}");
+        // The next frame starts at the halved factor and keeps it.
+        chains
+            .run_langevin(&mut source, &mix, &diverging, &progress, &cancel)
+            .unwrap();
+        assert_eq!(chains.step_scale(), 0.5);
+
+        let hopeless = LangevinSettings {
+            eta: 1.0,
+            ..diverging
+        };
+        let mut chains = WaveformChains::new(2, mix.len(), 4);
+        match chains.run_langevin(&mut source, &mix, &hopeless, &progress, &cancel) {
+            Err(SearchError::Diverged { first, last }) => {
+                assert_eq!(first, 1.0);
+                assert_eq!(last, 1.0 / 2f32.powi(STEP_HALVINGS as i32));
+            }
+            other => panic!("expected Diverged, found {other:?}"),
+        }
     }
 }
