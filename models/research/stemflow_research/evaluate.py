@@ -220,6 +220,10 @@ def run_glow(mix_path, out_dir, priors, variant, stems, extra):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"evaluate: {' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
+    # a separation that succeeded may still have changed its settings (a halved Langevin step)
+    for line in r.stderr.splitlines():
+        if ' WARN' in line:
+            print(f"evaluate: {os.path.basename(mix_path)}: {line}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- table
