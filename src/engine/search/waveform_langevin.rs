@@ -227,24 +227,26 @@ impl WaveformChains {
         I: Iterator<Item = (Step, bool)>,
     {
         let first = self.step_scale;
-        let mut scale = first;
-        for halving in 0..=STEP_HALVINGS {
+        let (mut scale, mut halvings) = (first, 0);
+        loop {
             match self.run(source, mix, schedule(scale), &run) {
                 Ok(()) => {
                     self.step_scale = scale;
                     return Ok(());
                 }
                 Err(error) if !is_divergence(&error) => return Err(error),
-                Err(_) if halving < STEP_HALVINGS => scale *= 0.5,
-                Err(_) => {
+                Err(_) if halvings == STEP_HALVINGS => {
                     return Err(SearchError::Diverged {
                         first: eta * first,
                         last: eta * scale,
                     })
                 }
+                Err(_) => {
+                    scale *= 0.5;
+                    halvings += 1;
+                }
             }
         }
-        unreachable!("the last halving returns")
     }
 
     /// Every chain at the mixture split evenly; the sums cleared.
