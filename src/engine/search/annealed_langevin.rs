@@ -20,6 +20,7 @@ use super::gaussian_noise::GaussianNoise;
 use super::langevin::MAGNITUDE_FLOOR;
 use super::latent_search::{check_search_shapes, Progress, SearchError};
 use super::objective::kl_divergence;
+use super::step_halving::StepHalving;
 use crate::engine::constants::BINS;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -111,6 +112,8 @@ pub struct AnnealedSearch {
     stem_sums: Vec<Vec<f32>>,
     /// The noise stream, continued from frame to frame.
     noise: GaussianNoise,
+    /// The factor of the set step size the chains run at, kept from frame to frame.
+    halving: StepHalving,
 }
 
 impl AnnealedSearch {
@@ -132,6 +135,7 @@ impl AnnealedSearch {
             adapted_steps: 0,
             stem_sums: buffers(),
             noise: GaussianNoise::new(settings.seed),
+            halving: StepHalving::default(),
         }
     }
 
@@ -140,9 +144,20 @@ impl AnnealedSearch {
         &self.stems
     }
 
+    /// The settings in use.
+    pub fn settings(&self) -> &AnnealedSettings {
+        &self.settings
+    }
+
+    /// The factor of the settings' step size the chains run at (1 unless a frame diverged).
+    pub fn step_scale(&self) -> f32 {
+        self.halving.scale()
+    }
+
     /// Runs the chains for one frame from the mixture split evenly, `steps_per_level` steps at
-    /// each level of `ladder` (descending, every level > 0), the cancel flag checked before each.
-    /// The result is in [`AnnealedSearch::stems`].
+    /// each level of `ladder` (descending, every level > 0), the cancel flag checked before each,
+    /// every step size scaled by [`Self::step_scale`] and halved after a divergence
+    /// ([`super::step_halving`]). The result is in [`AnnealedSearch::stems`].
     pub fn run<S: NoisyScoreSource>(
         &mut self,
         source: &mut S,
@@ -152,6 +167,25 @@ impl AnnealedSearch {
         cancel: &AtomicBool,
     ) -> Result<(), SearchError> {
         check_search_shapes(self.chains.len(), self.frames, source.stem_count(), mix_mag.len())?;
+        let mut halving = self.halving;
+        let eta = self.settings.eta;
+        let result = halving.run(eta, |scale| {
+            self.run_at(source, mix_mag, ladder, eta * scale, progress, cancel)
+        });
+        self.halving = halving;
+        result
+    }
+
+    /// One try of a frame with step size `eta` at the ladder's first level.
+    fn run_at<S: NoisyScoreSource>(
+        &mut self,
+        source: &mut S,
+        mix_mag: &[f32],
+        ladder: &[f32],
+        eta: f32,
+        progress: &Progress,
+        cancel: &AtomicBool,
+    ) -> Result<(), SearchError> {
         self.start(mix_mag);
         let per_level = self.settings.steps_per_level;
         let total = per_level * ladder.len();
@@ -170,7 +204,7 @@ impl AnnealedSearch {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(SearchError::Cancelled);
                 }
-                self.step(source, sigma, top, level == 0)?;
+                self.step(source, eta, sigma, top, level == 0)?;
                 if self.settings.average && last_level {
                     for (sum, stem) in self.stem_sums.iter_mut().zip(&self.stems) {
                         sum.iter_mut().zip(stem).for_each(|(a, &s)| *a += s);
@@ -221,11 +255,13 @@ impl AnnealedSearch {
         }
     }
 
-    /// One step of every chain at noise level `sigma` (`top` the ladder's first level); `adapting`
-    /// on the first level, where the preconditioner gathers its squared gradients.
+    /// One step of every chain at noise level `sigma` (`top` the ladder's first level, `eta` the
+    /// step size there); `adapting` on the first level, where the preconditioner gathers its
+    /// squared gradients.
     fn step<S: NoisyScoreSource>(
         &mut self,
         source: &mut S,
+        eta: f32,
         sigma: f32,
         top: f32,
         adapting: bool,
@@ -234,9 +270,9 @@ impl AnnealedSearch {
         let precondition = self.settings.preconditioned;
         // Preconditioned, the metric carries the σ² scaling; plain, the step does.
         let eta = if precondition {
-            self.settings.eta
+            eta
         } else {
-            self.settings.eta * (sigma / top).powi(2)
+            eta * (sigma / top).powi(2)
         };
         let width = self.settings.likelihood_scale * sigma;
         let weight = 1.0 / (width * width);
@@ -327,43 +363,65 @@ mod tests {
 
     const LADDER: [f32; 5] = [1.0, 0.5, 0.25, 0.1, 0.05];
 
+    /// Two stems whose priors sit at e³ and e¹ in every bin of two frames, and their sum.
+    struct TwoStems {
+        frames: usize,
+        /// e³ and e¹.
+        modes: [f32; 2],
+        mix: Vec<f32>,
+        source: LogGaussianStems,
+    }
+
+    impl TwoStems {
+        /// A new search's frame: 60 plain steps a level at `eta`.
+        fn run(&mut self, eta: f32) -> (AnnealedSearch, Progress, Result<(), SearchError>) {
+            let settings = AnnealedSettings {
+                steps_per_level: 60,
+                eta,
+                preconditioned: false,
+                ..AnnealedSettings::DEFAULT
+            };
+            let mut search = AnnealedSearch::new(2, self.frames, settings);
+            let progress = Progress::new();
+            let cancel = AtomicBool::new(false);
+            let result = search.run(&mut self.source, &self.mix, &LADDER, &progress, &cancel);
+            (search, progress, result)
+        }
+
+        /// Each stem's mean over its bins.
+        fn means(&self, search: &AnnealedSearch) -> [f32; 2] {
+            let mean = |k: usize| search.stems()[k].iter().sum::<f32>() / self.mix.len() as f32;
+            [mean(0), mean(1)]
+        }
+    }
+
+    fn two_stems() -> TwoStems {
+        let frames = 2;
+        let modes = [3.0f32.exp(), 1.0f32.exp()];
+        TwoStems {
+            frames,
+            modes,
+            mix: vec![modes[0] + modes[1]; BINS * frames],
+            source: LogGaussianStems {
+                means: vec![3.0, 1.0],
+                tau: 0.1,
+            },
+        }
+    }
+
     /// Two stems whose priors sit at e³ and e¹ in every bin, a mixture that is their sum: the
     /// chains leave the even split and land near the priors' modes, and their sum explains the
     /// mixture.
     #[test]
     fn chains_move_from_the_even_split_to_the_priors_and_keep_the_mixture() {
-        let frames = 2;
-        let len = BINS * frames;
-        let (a, b) = (3.0f32.exp(), 1.0f32.exp());
-        let mix = vec![a + b; len];
-        let mut source = LogGaussianStems {
-            means: vec![3.0, 1.0],
-            tau: 0.1,
-        };
-        let settings = AnnealedSettings {
-            steps_per_level: 60,
-            eta: 0.05,
-            preconditioned: false,
-            ..AnnealedSettings::DEFAULT
-        };
-        let mut search = AnnealedSearch::new(2, frames, settings);
-        let progress = Progress::new();
-        search
-            .run(&mut source, &mix, &LADDER, &progress, &AtomicBool::new(false))
-            .unwrap();
+        let mut two = two_stems();
+        let (search, progress, result) = two.run(0.05);
+        result.unwrap();
         assert_eq!(progress.iteration(), 60 * LADDER.len());
-        let mean = |k: usize| search.stems()[k].iter().sum::<f32>() / len as f32;
-        assert!(
-            (mean(0) / a - 1.0).abs() < 0.05,
-            "stem 0: {} against {a}",
-            mean(0)
-        );
-        assert!(
-            (mean(1) / b - 1.0).abs() < 0.15,
-            "stem 1: {} against {b}",
-            mean(1)
-        );
-        let (even_error, error) = ((a - b) / 2.0, (mean(0) - a).abs());
+        let ([a, b], [mean_a, mean_b]) = (two.modes, two.means(&search));
+        assert!((mean_a / a - 1.0).abs() < 0.05, "stem 0: {mean_a} against {a}");
+        assert!((mean_b / b - 1.0).abs() < 0.15, "stem 1: {mean_b} against {b}");
+        let (even_error, error) = ((a - b) / 2.0, (mean_a - a).abs());
         assert!(error < even_error / 10.0);
     }
 
@@ -411,5 +469,33 @@ mod tests {
             &AtomicBool::new(true),
         );
         assert!(matches!(result, Err(SearchError::Cancelled)));
+    }
+
+    /// The first test's stems and mixture with plain steps: the prior's stiffness times the step
+    /// is about η at the top level (1/(τ² + σ²) against η·σ²) and the likelihood's about
+    /// 4η·Σₖ shareₖ² ≈ 3.2η, so η 0.8 overshoots by a factor near −2.3 a step until e^v
+    /// overflows and 0.4 holds (near −0.7). The frame finishes at half the step with the stems
+    /// at the priors; a step no halving saves fails with both sizes it tried.
+    #[test]
+    fn a_diverging_step_is_halved_until_the_chains_hold() {
+        let mut two = two_stems();
+        let (search, progress, result) = two.run(0.8);
+        result.unwrap();
+        assert_eq!(search.step_scale(), 0.5);
+        assert_eq!(
+            progress.iteration(),
+            60 * LADDER.len(),
+            "the last try ran every step"
+        );
+        for (mean, expected) in two.means(&search).into_iter().zip(two.modes) {
+            assert!(
+                (mean / expected - 1.0).abs() < 0.15,
+                "stem mean {mean} against {expected}"
+            );
+        }
+        match two.run(80.0).2 {
+            Err(SearchError::Diverged { first, last }) => assert_eq!((first, last), (80.0, 10.0)),
+            other => panic!("expected Diverged, found {other:?}"),
+        }
     }
 }

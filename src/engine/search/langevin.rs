@@ -20,6 +20,7 @@
 use super::gaussian_noise::GaussianNoise;
 use super::latent_search::{check_search_shapes, Progress, SearchError};
 use super::objective::{kl_divergence, KL_EPSILON};
+use super::step_halving::StepHalving;
 use crate::engine::constants::BINS;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -145,6 +146,8 @@ pub struct LangevinSearch {
     steps_taken: i32,
     /// The noise stream, continued from frame to frame.
     noise: GaussianNoise,
+    /// The factor of the set step size the chains run at, kept from frame to frame.
+    halving: StepHalving,
 }
 
 impl LangevinSearch {
@@ -167,6 +170,7 @@ impl LangevinSearch {
             stem_sums: buffers(),
             steps_taken: 0,
             noise: GaussianNoise::new(settings.seed),
+            halving: StepHalving::default(),
         }
     }
 
@@ -180,8 +184,14 @@ impl LangevinSearch {
         &self.stems
     }
 
-    /// Runs the chains for one frame from the mixture split evenly: `settings.steps` steps, the
-    /// cancel flag checked before each. The result is in [`LangevinSearch::stems`].
+    /// The factor of the settings' step size the chains run at (1 unless a frame diverged).
+    pub fn step_scale(&self) -> f32 {
+        self.halving.scale()
+    }
+
+    /// Runs the chains for one frame from the mixture split evenly: `settings.steps` steps at
+    /// [`Self::step_scale`]·η, the cancel flag checked before each, halving the step after a
+    /// divergence ([`super::step_halving`]). The result is in [`LangevinSearch::stems`].
     pub fn run<S: ScoreSource>(
         &mut self,
         source: &mut S,
@@ -190,6 +200,24 @@ impl LangevinSearch {
         cancel: &AtomicBool,
     ) -> Result<(), SearchError> {
         self.check_shapes(source, mix_mag)?;
+        let mut halving = self.halving;
+        let eta = self.settings.eta;
+        let result = halving.run(eta, |scale| {
+            self.run_at(source, mix_mag, eta * scale, progress, cancel)
+        });
+        self.halving = halving;
+        result
+    }
+
+    /// One try of a frame at step size `eta`.
+    fn run_at<S: ScoreSource>(
+        &mut self,
+        source: &mut S,
+        mix_mag: &[f32],
+        eta: f32,
+        progress: &Progress,
+        cancel: &AtomicBool,
+    ) -> Result<(), SearchError> {
         self.start(mix_mag);
         let total = self.settings.steps;
         let averaged_from = total / 2;
@@ -198,7 +226,7 @@ impl LangevinSearch {
             if cancel.load(Ordering::Relaxed) {
                 return Err(SearchError::Cancelled);
             }
-            self.step(source, mix_mag)?;
+            self.step(source, mix_mag, eta)?;
             if self.settings.average && step >= averaged_from {
                 for (sum, stem) in self.stem_sums.iter_mut().zip(&self.stems) {
                     sum.iter_mut().zip(stem).for_each(|(a, &s)| *a += s);
@@ -253,14 +281,10 @@ impl LangevinSearch {
         }
     }
 
-    /// One step of every chain under the configured rule.
-    fn step<S: ScoreSource>(&mut self, source: &mut S, mix_mag: &[f32]) -> Result<(), SearchError> {
+    /// One step of every chain under the configured rule, at step size `eta`.
+    fn step<S: ScoreSource>(&mut self, source: &mut S, mix_mag: &[f32], eta: f32) -> Result<(), SearchError> {
         let LangevinSettings {
-            eta,
-            sigma,
-            form,
-            domain,
-            ..
+            sigma, form, domain, ..
         } = self.settings;
         source.scores_into(&self.stems, self.frames, &mut self.scores)?;
         let weight = 1.0 / (sigma * sigma);
@@ -467,8 +491,9 @@ mod tests {
         search.start(mix);
         let mut averages = vec![vec![0.0f64; len]; 2];
         let burn_in = steps / 2;
+        let eta = search.settings.eta;
         for step in 0..steps {
-            search.step(source, mix).unwrap();
+            search.step(source, mix, eta).unwrap();
             if step >= burn_in {
                 for (avg, stem) in averages.iter_mut().zip(search.stems()) {
                     for (a, &s) in avg.iter_mut().zip(stem) {
@@ -537,5 +562,83 @@ mod tests {
         );
         let result = search.run(&mut source, &mix, &Progress::new(), &AtomicBool::new(true));
         assert!(matches!(result, Err(SearchError::Cancelled)));
+    }
+
+    /// Gaussian stems whose score, like a flow's far outside its data, is not finite once a
+    /// magnitude passes `limit`.
+    struct BoundedGaussianStems {
+        gaussians: GaussianStems,
+        limit: f32,
+    }
+
+    impl ScoreSource for BoundedGaussianStems {
+        fn stem_count(&self) -> usize {
+            self.gaussians.stem_count()
+        }
+
+        fn scores_into(
+            &mut self,
+            stems: &[Vec<f32>],
+            frames: usize,
+            scores: &mut [Vec<f32>],
+        ) -> Result<(), SearchError> {
+            if stems.iter().flatten().any(|&s| s > self.limit) {
+                return Err(SearchError::Prior(
+                    crate::engine::priors::prior::PriorError::NonFinite {
+                        graph: "score",
+                        tensor: "score",
+                    },
+                ));
+            }
+            self.gaussians.scores_into(stems, frames, scores)
+        }
+    }
+
+    /// Two stems N(100, 1) and N(60, 1), a Gaussian likelihood of width 1 and the mixture 320, in
+    /// magnitudes with plain textbook steps: the drift's eigenvalues are 1 (the stems' difference)
+    /// and 3 (their sum), so η 1 makes the sum's deviation double and change sign at every step (×(1 − 3η))
+    /// until a stem passes 200, where the score fails, and η 0.5 contracts it (×(−0.5)) to the
+    /// posterior mean (153.3, 113.3). The frame finishes at half the step, near the posterior;
+    /// the next frame starts there; a step no halving saves fails with both sizes it tried.
+    #[test]
+    fn a_diverging_step_is_halved_until_the_chains_hold() {
+        let frames = 2;
+        let mix = vec![320.0f32; BINS * frames];
+        let source = || BoundedGaussianStems {
+            gaussians: GaussianStems {
+                means: vec![100.0, 60.0],
+                tau: 1.0,
+            },
+            limit: 200.0,
+        };
+        let diverging = LangevinSettings {
+            eta: 1.0,
+            sigma: 1.0,
+            ..settings(LangevinForm::TextbookGaussian, LangevinDomain::Magnitude, 100)
+        };
+        let (progress, cancel) = (Progress::new(), AtomicBool::new(false));
+        let mut search = LangevinSearch::new(2, frames, diverging);
+        search.run(&mut source(), &mix, &progress, &cancel).unwrap();
+        assert_eq!(search.step_scale(), 0.5);
+        assert_eq!(progress.iteration(), 100, "the last try ran every step");
+        for (stem, expected) in search.stems().iter().zip([153.33f32, 113.33]) {
+            let mean = stem.iter().sum::<f32>() / stem.len() as f32;
+            assert!(
+                (mean - expected).abs() < 1.0,
+                "stem mean {mean}, expected {expected}"
+            );
+        }
+        search.run(&mut source(), &mix, &progress, &cancel).unwrap();
+        assert_eq!(search.step_scale(), 0.5, "the next frame keeps the halved step");
+
+        let hopeless = LangevinSettings {
+            eta: 16.0,
+            ..diverging
+        };
+        let mut search = LangevinSearch::new(2, frames, hopeless);
+        match search.run(&mut source(), &mix, &progress, &cancel) {
+            Err(SearchError::Diverged { first, last }) => assert_eq!((first, last), (16.0, 2.0)),
+            other => panic!("expected Diverged, found {other:?}"),
+        }
     }
 }

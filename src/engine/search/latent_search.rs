@@ -35,7 +35,8 @@ pub enum SearchError {
         /// What did.
         what: &'static str,
     },
-    /// Waveform Langevin chains diverged at every step size they tried, halving from `first`.
+    /// Langevin chains diverged at every step size they tried, halving from `first`
+    /// (`search::step_halving`).
     #[error(
         "the Langevin chains diverged at step size {first:e} and at every halving down to {last:e}; \
          use a step size (eta) below {last:e}"

@@ -12,4 +12,5 @@ pub mod optimizer;
 pub mod prior_scores;
 pub mod separator;
 pub mod settings;
+pub mod step_halving;
 pub mod waveform_langevin;

@@ -523,14 +523,18 @@ impl Separator {
                 priors: &mut self.priors,
                 threads: self.settings.stem_threads,
             };
+            let scale = langevin.step_scale();
             langevin.run(&mut scores, &self.mix_mag, &self.progress, &self.cancel)?;
+            warn_if_halved(langevin.settings().eta, scale, langevin.step_scale());
             langevin.stems().iter().map(Vec::as_slice).collect()
         } else if let Some((annealed, ladder)) = &mut self.annealed {
             let mut scores = PriorScores {
                 priors: &mut self.priors,
                 threads: self.settings.stem_threads,
             };
+            let scale = annealed.step_scale();
             annealed.run(&mut scores, &self.mix_mag, ladder, &self.progress, &self.cancel)?;
+            warn_if_halved(annealed.settings().eta, scale, annealed.step_scale());
             annealed.stems().iter().map(Vec::as_slice).collect()
         } else {
             self.search
@@ -587,13 +591,7 @@ impl WaveformPath {
                 settings.eta
             }
         };
-        if chains.step_scale() < scale {
-            log::warn!(
-                "the Langevin chains diverged at step size {:e}; this frame and the next run at {:e}",
-                eta * scale,
-                eta * chains.step_scale()
-            );
-        }
+        warn_if_halved(eta, scale, chains.step_scale());
         Ok(())
     }
 
@@ -610,6 +608,18 @@ impl WaveformPath {
             }
         }
         Ok(())
+    }
+}
+
+/// Says when a frame's Langevin chains diverged and ran again at a smaller step (the step
+/// halving: the factor of the set step size `eta` went from `before` to `after`).
+fn warn_if_halved(eta: f32, before: f32, after: f32) {
+    if after < before {
+        log::warn!(
+            "the Langevin chains diverged at step size {:e}; this frame and the next run at {:e}",
+            eta * before,
+            eta * after
+        );
     }
 }
 

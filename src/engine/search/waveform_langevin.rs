@@ -20,24 +20,15 @@
 //! chains' last state, or with `average` their mean over the second half of the steps (the last
 //! level when annealed), an estimate of the posterior mean.
 //!
-//! A step too large for the priors' scores makes the chains overflow within a few steps. The
-//! frame is then run again from the even split with the step size halved, up to
-//! [`STEP_HALVINGS`] times, and the chains keep the factor they finished with for the next frame
-//! ([`WaveformChains::step_scale`]), so the caller can say so and later frames do not diverge
-//! first.
+//! A frame whose chains diverge is run again with half the step size
+//! ([`super::step_halving`]).
 
 use super::annealed_langevin::AnnealedSettings;
 use super::gaussian_noise::GaussianNoise;
 use super::langevin::{LangevinForm, LangevinSettings};
 use super::latent_search::{Progress, SearchError};
-use crate::engine::priors::prior::PriorError;
+use super::step_halving::StepHalving;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// How many times a frame's chains are restarted with half the step size after they diverge
-/// before the frame fails: the last try runs at η / 2^`STEP_HALVINGS`. Three halvings cover a
-/// step size set up to eight times too large; a setting further off is an error to fix, not a
-/// cost to pay on every frame.
-pub const STEP_HALVINGS: u32 = 3;
 
 /// Each stem's score over its waveform: the waveform priors' `score` graphs (no noise level) or
 /// `noisy_score` graphs (at `sigma`), or a known density in tests.
@@ -94,9 +85,8 @@ pub struct WaveformChains {
     stems: Vec<Vec<f32>>,
     /// The noise stream, continued from frame to frame.
     noise: GaussianNoise,
-    /// The factor of the set step size the chains run at: 1 until a frame's chains diverge, then
-    /// the halved factor that frame finished with.
-    step_scale: f32,
+    /// The factor of the set step size the chains run at, kept from frame to frame.
+    halving: StepHalving,
 }
 
 impl WaveformChains {
@@ -111,13 +101,13 @@ impl WaveformChains {
             stem_sums: buffers(),
             stems: buffers(),
             noise: GaussianNoise::new(seed),
-            step_scale: 1.0,
+            halving: StepHalving::default(),
         }
     }
 
     /// The factor of the settings' step size the chains run at (1 unless a frame diverged).
     pub fn step_scale(&self) -> f32 {
-        self.step_scale
+        self.halving.scale()
     }
 
     /// Samples per chain.
@@ -211,9 +201,7 @@ impl WaveformChains {
         self.run_halving(source, mix, settings.eta, schedule, run)
     }
 
-    /// Runs `schedule(scale)` from [`Self::step_scale`], halving the scale after each divergence
-    /// up to [`STEP_HALVINGS`] times and keeping the one it finished with, or
-    /// [`SearchError::Diverged`] with the step sizes (`eta` times the scales) it tried.
+    /// Runs `schedule(scale)` through the step halving, from [`Self::step_scale`].
     fn run_halving<S, I>(
         &mut self,
         source: &mut S,
@@ -226,27 +214,10 @@ impl WaveformChains {
         S: WaveformScoreSource,
         I: Iterator<Item = (Step, bool)>,
     {
-        let first = self.step_scale;
-        let (mut scale, mut halvings) = (first, 0);
-        loop {
-            match self.run(source, mix, schedule(scale), &run) {
-                Ok(()) => {
-                    self.step_scale = scale;
-                    return Ok(());
-                }
-                Err(error) if !is_divergence(&error) => return Err(error),
-                Err(_) if halvings == STEP_HALVINGS => {
-                    return Err(SearchError::Diverged {
-                        first: eta * first,
-                        last: eta * scale,
-                    })
-                }
-                Err(_) => {
-                    scale *= 0.5;
-                    halvings += 1;
-                }
-            }
-        }
+        let mut halving = self.halving;
+        let result = halving.run(eta, |scale| self.run(source, mix, schedule(scale), &run));
+        self.halving = halving;
+        result
     }
 
     /// Every chain at the mixture split evenly; the sums cleared.
@@ -372,19 +343,11 @@ struct Run<'a> {
     cancel: &'a AtomicBool,
 }
 
-/// Whether `error` is the chains leaving the finite numbers — their own state, or a score graph
-/// given a state it overflows on — rather than a fault a smaller step would not mend.
-fn is_divergence(error: &SearchError) -> bool {
-    matches!(
-        error,
-        SearchError::NotFinite { .. } | SearchError::Prior(PriorError::NonFinite { .. })
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::search::langevin::LangevinDomain;
+    use crate::engine::search::step_halving::STEP_HALVINGS;
 
     /// Independent white Gaussian stems N(0, vₖ·I); the noisy score is that of N(0, (vₖ + σ²)·I).
     struct WhiteGaussians {
