@@ -307,24 +307,37 @@ def glow_estimates(mixes, work, priors_dir, extra):
 
 # ---------------------------------------------------------------- 3. figure
 def figure(path, mix, refs, estimates, rate=SAMPLE_RATE, samples=FIGURE_SAMPLES):
+    """One toy mix, its true sources and each method's estimates of them. The estimates furthest
+    from the truth are drawn first (underneath), and each panel's range is the true source's
+    (with a margin), so a method whose chains wander does not hide the others; the legend sits
+    above the panels."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     t = np.arange(samples) / rate * 1000
     rows = 1 + len(KINDS)
-    fig, axes = plt.subplots(rows, 1, figsize=(9, 1.6 * rows), sharex=True)
+    fig, axes = plt.subplots(rows, 1, figsize=(9, 1.6 * rows + 0.6), sharex=True)
     axes[0].plot(t, mix[:samples], 'k', lw=0.8)
     axes[0].set_ylabel('mix')
+    colours = dict(zip(estimates, plt.rcParams['axes.prop_cycle'].by_key()['color']))
     for k, kind in enumerate(KINDS):
         ax = axes[k + 1]
-        ax.plot(t, refs[k, :samples], 'k', lw=1.6, alpha=0.35, label='true')
-        for name, est in estimates.items():
-            ax.plot(t, est[k, :samples], lw=0.8, label=name)
+        ref = refs[k, :samples]
+        ax.plot(t, ref, 'k', lw=1.6, alpha=0.35, label='true')
+        error = {name: float(np.mean((est[k, :samples] - ref) ** 2)) for name, est in estimates.items()}
+        for name in sorted(estimates, key=lambda n: -error[n]):
+            ax.plot(t, estimates[name][k, :samples], lw=0.8, color=colours[name], label=name)
+        peak = 1.5 * max(float(np.max(np.abs(ref))), 1e-3)
+        ax.set_ylim(-peak, peak)
         ax.set_ylabel(kind)
-    axes[1].legend(loc='upper right', fontsize=7, ncol=len(estimates) + 1)
+    handles, labels = axes[1].get_legend_handles_labels()
+    order = ['true'] + list(estimates)
+    pairs = sorted(zip(handles, labels), key=lambda hl: order.index(hl[1]))
+    fig.legend([h for h, _ in pairs], [l for _, l in pairs], loc='upper center', fontsize=7,
+               ncol=3, bbox_to_anchor=(0.5, 0.955), frameon=False)
     axes[-1].set_xlabel('ms')
     fig.suptitle('A held-out toy mix: true and separated sources (first 54 ms)')
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
