@@ -144,11 +144,6 @@ impl AnnealedSearch {
         &self.stems
     }
 
-    /// The settings in use.
-    pub fn settings(&self) -> &AnnealedSettings {
-        &self.settings
-    }
-
     /// The factor of the settings' step size the chains run at (1 unless a frame diverged).
     pub fn step_scale(&self) -> f32 {
         self.halving.scale()

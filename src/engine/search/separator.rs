@@ -523,18 +523,14 @@ impl Separator {
                 priors: &mut self.priors,
                 threads: self.settings.stem_threads,
             };
-            let scale = langevin.step_scale();
             langevin.run(&mut scores, &self.mix_mag, &self.progress, &self.cancel)?;
-            warn_if_halved(langevin.settings().eta, scale, langevin.step_scale());
             langevin.stems().iter().map(Vec::as_slice).collect()
         } else if let Some((annealed, ladder)) = &mut self.annealed {
             let mut scores = PriorScores {
                 priors: &mut self.priors,
                 threads: self.settings.stem_threads,
             };
-            let scale = annealed.step_scale();
             annealed.run(&mut scores, &self.mix_mag, ladder, &self.progress, &self.cancel)?;
-            warn_if_halved(annealed.settings().eta, scale, annealed.step_scale());
             annealed.stems().iter().map(Vec::as_slice).collect()
         } else {
             self.search
@@ -579,19 +575,15 @@ impl WaveformPath {
         self.padded_mix[..mix.len()].copy_from_slice(mix);
         self.padded_mix[mix.len()..].fill(0.0);
         let (chains, mix) = (&mut self.chains, &self.padded_mix);
-        let scale = chains.step_scale();
-        let eta = match (silent, self.schedule) {
-            (true, _) => return Ok(chains.split_evenly(mix)?),
+        match (silent, self.schedule) {
+            (true, _) => chains.split_evenly(mix)?,
             (false, WaveformSchedule::Langevin(settings)) => {
-                chains.run_langevin(scores, mix, &settings, progress, cancel)?;
-                settings.eta
+                chains.run_langevin(scores, mix, &settings, progress, cancel)?
             }
             (false, WaveformSchedule::Annealed(settings)) => {
-                chains.run_annealed(scores, mix, &self.ladder, &settings, progress, cancel)?;
-                settings.eta
+                chains.run_annealed(scores, mix, &self.ladder, &settings, progress, cancel)?
             }
-        };
-        warn_if_halved(eta, scale, chains.step_scale());
+        }
         Ok(())
     }
 
@@ -608,18 +600,6 @@ impl WaveformPath {
             }
         }
         Ok(())
-    }
-}
-
-/// Says when a frame's Langevin chains diverged and ran again at a smaller step (the step
-/// halving: the factor of the set step size `eta` went from `before` to `after`).
-fn warn_if_halved(eta: f32, before: f32, after: f32) {
-    if after < before {
-        log::warn!(
-            "the Langevin chains diverged at step size {:e}; this frame and the next run at {:e}",
-            eta * before,
-            eta * after
-        );
     }
 }
 

@@ -3,7 +3,8 @@
 //! A step too large for the priors' scores makes Langevin chains overflow within a few steps.
 //! The frame is then run again from its start with the step size halved, up to
 //! [`STEP_HALVINGS`] times, and the chains keep the factor they finished with for the next frame
-//! ([`StepHalving::scale`]), so the caller can say so and later frames do not diverge first.
+//! ([`StepHalving::scale`]), with a warning giving both step sizes, so later frames do not
+//! diverge first.
 //! Every Langevin separator (the spectrogram chains, the annealed spectrogram chains and the
 //! waveform chains) runs its frames through one [`StepHalving`].
 
@@ -37,7 +38,8 @@ impl StepHalving {
 
     /// Runs `attempt(scale)` (one frame from its start, every step size times `scale`) from
     /// [`Self::scale`], halving the scale after each divergence up to [`STEP_HALVINGS`] times and
-    /// keeping the one it finished with; or [`SearchError::Diverged`] with the step sizes (`eta`
+    /// keeping the one it finished with (and warning when it is smaller than before); or
+    /// [`SearchError::Diverged`] with the step sizes (`eta`
     /// times the scales) it tried. Any other error is returned as it is, at once.
     pub fn run(
         &mut self,
@@ -49,6 +51,13 @@ impl StepHalving {
         loop {
             match attempt(scale) {
                 Ok(()) => {
+                    if scale < first {
+                        log::warn!(
+                            "the Langevin chains diverged at step size {:e}; this frame and the next run at {:e}",
+                            eta * first,
+                            eta * scale
+                        );
+                    }
                     self.scale = scale;
                     return Ok(());
                 }
