@@ -3,6 +3,7 @@ use clap_sys::events::clap_output_events;
 use clap_sys::ext::remote_controls::{CLAP_REMOTE_CONTROLS_COUNT, clap_remote_controls_page};
 use clap_sys::id::{CLAP_INVALID_ID, clap_id};
 use clap_sys::string_sizes::CLAP_NAME_SIZE;
+use nice_plug_core::audio_setup::ProcessMode;
 use nice_plug_core::context::PluginApi;
 use nice_plug_core::context::activate::ActivateContext;
 use nice_plug_core::context::process::{ProcessContext, SendEventError, Transport};
@@ -107,6 +108,11 @@ impl<P: ClapPlugin> ActivateContext<P> for WrapperActivateContext<'_, P> {
 impl<P: ClapPlugin> ProcessContext<P> for WrapperProcessContext<'_, P> {
     fn plugin_api(&self) -> PluginApi {
         PluginApi::Clap
+    }
+
+    fn process_mode(&self) -> ProcessMode {
+        // What the host last set through the `render` extension.
+        self.wrapper.current_process_mode.load()
     }
 
     fn execute_background(&self, task: P::BackgroundTask) {

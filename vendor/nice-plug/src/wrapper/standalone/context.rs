@@ -1,3 +1,4 @@
+use nice_plug_core::audio_setup::ProcessMode;
 use nice_plug_core::context::PluginApi;
 use nice_plug_core::context::activate::ActivateContext;
 use nice_plug_core::context::process::{ProcessContext, SendEventError, Transport};
@@ -52,6 +53,11 @@ impl<P: Plugin, B: Backend<P>> ActivateContext<P> for WrapperActivateContext<'_,
 impl<P: Plugin, B: Backend<P>> ProcessContext<P> for WrapperProcessContext<'_, P, B> {
     fn plugin_api(&self) -> PluginApi {
         PluginApi::Standalone
+    }
+
+    fn process_mode(&self) -> ProcessMode {
+        // The standalone application always plays in real time.
+        ProcessMode::Realtime
     }
 
     fn execute_background(&self, task: P::BackgroundTask) {

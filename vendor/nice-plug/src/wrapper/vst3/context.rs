@@ -1,5 +1,6 @@
 use atomic_refcell::AtomicRefMut;
 use nice_plug_core::{
+    audio_setup::ProcessMode,
     context::{
         PluginApi,
         activate::ActivateContext,
@@ -64,6 +65,8 @@ pub(crate) struct WrapperProcessContext<'a, P: Vst3Plugin> {
     pub(super) inner: &'a WrapperInner<P>,
     pub(super) input_events_guard: AtomicRefMut<'a, VecDeque<PluginNoteEvent<P>>>,
     pub(super) transport: Transport,
+    /// The mode the host gave with this block (`ProcessData::processMode`).
+    pub(super) process_mode: ProcessMode,
     pub(super) host_out_events: Option<ComRef<'a, IEventList>>,
     // used to clamp out of bounds events to the buffer's length.
     pub(super) total_buffer_len: u32,
@@ -111,6 +114,10 @@ impl<P: Vst3Plugin> ActivateContext<P> for WrapperActivateContext<'_, P> {
 impl<P: Vst3Plugin> ProcessContext<P> for WrapperProcessContext<'_, P> {
     fn plugin_api(&self) -> PluginApi {
         PluginApi::Vst3
+    }
+
+    fn process_mode(&self) -> ProcessMode {
+        self.process_mode
     }
 
     fn execute_background(&self, task: P::BackgroundTask) {

@@ -983,38 +983,20 @@ impl<P: Vst3Plugin> IAudioProcessorTrait for Wrapper<P> {
     unsafe fn setupProcessing(&self, setup: *mut ProcessSetup) -> tresult {
         check_null_ptr!(setup);
 
-        // There's no special handling for offline processing at the moment
         let setup = unsafe { &*setup };
         crate::nice_debug_assert_eq!(setup.symbolicSampleSize, K_SYMBOLIC_SAMPLE_SIZE_32);
+
+        // The mode of this setup, not the previous one: the plugin reads it in `activate()`.
+        let mode = process_mode_from_vst3(setup.processMode);
+        self.inner.current_process_mode.store(mode);
 
         // This is needed when activating the plugin and when restoring state
         self.inner.current_buffer_config.store(Some(BufferConfig {
             sample_rate: setup.sampleRate as f32,
             min_buffer_size: None,
             max_buffer_size: setup.maxSamplesPerBlock as u32,
-            process_mode: self.inner.current_process_mode.load(),
+            process_mode: mode,
         }));
-
-        #[allow(clippy::unnecessary_cast)]
-        const K_REALTIME: i32 = ProcessModes_::kRealtime as i32;
-        #[allow(clippy::unnecessary_cast)]
-        const K_PREFETCH: i32 = ProcessModes_::kPrefetch as i32;
-        #[allow(clippy::unnecessary_cast)]
-        const K_OFFLINE: i32 = ProcessModes_::kOffline as i32;
-
-        let mode = match setup.processMode {
-            n if n == K_REALTIME => ProcessMode::Realtime,
-            n if n == K_PREFETCH => ProcessMode::Buffered,
-            n if n == K_OFFLINE => ProcessMode::Offline,
-            n => {
-                crate::nice_debug_assert_failure!(
-                    "Unknown rendering mode '{}', defaulting to realtime",
-                    n
-                );
-                ProcessMode::Realtime
-            }
-        };
-        self.inner.current_process_mode.store(mode);
 
         // Initializing the plugin happens in `IAudioProcessor::set_active()` because the host may
         // still change the channel layouts at this point
@@ -1595,6 +1577,7 @@ impl<P: Vst3Plugin> IAudioProcessorTrait for Wrapper<P> {
 
                             let mut context = self.inner.make_process_context(
                                 transport,
+                                process_mode_from_vst3(data.processMode),
                                 host_out_events,
                                 total_buffer_len,
                                 block_start,
@@ -1945,5 +1928,22 @@ impl<P: Vst3Plugin> IInfoListenerTrait for Wrapper<P> {
 
             kResultOk
         }
+    }
+}
+
+/// The [`ProcessMode`] for a VST3 `ProcessModes` value, from `ProcessSetup::processMode` or
+/// `ProcessData::processMode` (an unknown value is taken as realtime).
+fn process_mode_from_vst3(mode: i32) -> ProcessMode {
+    #[allow(clippy::unnecessary_cast)]
+    const K_REALTIME: i32 = ProcessModes_::kRealtime as i32;
+    #[allow(clippy::unnecessary_cast)]
+    const K_PREFETCH: i32 = ProcessModes_::kPrefetch as i32;
+    #[allow(clippy::unnecessary_cast)]
+    const K_OFFLINE: i32 = ProcessModes_::kOffline as i32;
+    match mode {
+        K_REALTIME => ProcessMode::Realtime,
+        K_PREFETCH => ProcessMode::Buffered,
+        K_OFFLINE => ProcessMode::Offline,
+        _ => ProcessMode::Realtime,
     }
 }
