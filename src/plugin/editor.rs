@@ -7,7 +7,8 @@
 //! Only glyphs of egui's default fonts are used (it has no arrows or bullets): anything else
 //! draws as a box.
 
-use super::params::{chosen, is_on, StemflowParams, DEVICES, MODES, OBJECTIVES, SEPARATORS};
+use super::framing::HOP_SECONDS;
+use super::params::{chosen, is_on, StemflowParams, DEVICES, FAST_RENDERS, MODES, OBJECTIVES, SEPARATORS};
 use super::slots::{SHIPPED_STEMS, SLOT_COUNT, SLOT_NAMES};
 use super::status::{Status, WorkerState, HISTORY, HISTORY_STEP_SECONDS};
 use egui::{pos2, vec2, Align2, Color32, FontId, Rect, RichText, Sense, Stroke, Ui};
@@ -148,16 +149,25 @@ impl NiceEguiApp for StemflowApp {
     }
 }
 
-/// The worker's state in a few words, and its colour.
+/// The worker's state in a few words, and its colour: "keeping up" only once frames have been
+/// separated in time.
 fn state_summary(status: &Status) -> (Color32, &'static str) {
+    let separated = status.frames_done.load(Ordering::Relaxed) > 0;
     match status.state() {
         WorkerState::Idle => (GREY, "not active"),
         WorkerState::Loading => (AMBER, "loading priors…"),
+        WorkerState::Ready if status.render_detected.load(Ordering::Relaxed) => {
+            (GREEN, "rendering faster than real time: waiting for every frame")
+        }
+        WorkerState::Ready if status.rendering_offline.load(Ordering::Relaxed) => {
+            (GREEN, "rendering offline: waiting for every frame")
+        }
         WorkerState::Ready if status.behind.load(Ordering::Relaxed) => (
             RED,
             "BEHIND: playing the dry mix; fewer playback iterations keep up sooner",
         ),
-        WorkerState::Ready => (GREEN, "separating, keeping up"),
+        WorkerState::Ready if separated => (GREEN, "separating, keeping up"),
+        WorkerState::Ready => (GREY, "ready: no frame separated yet"),
         WorkerState::Failed => (RED, "not separating: passing audio through"),
     }
 }
@@ -211,6 +221,12 @@ fn worker_line(ui: &mut Ui, status: &Status) {
     ui.label(RichText::new(status.message()).small().weak());
 }
 
+/// Where frame `index` starts, in seconds of the stream (of the host's timeline while it plays):
+/// frames are numbered by position, not counted, so this says which audio is meant.
+fn frame_start_seconds(index: u64) -> f64 {
+    index as f64 * HOP_SECONDS
+}
+
 /// What the worker is doing with the frame in work, as a bar and a line of text.
 fn frame_line(ui: &mut Ui, status: &Status) {
     let (iteration, total) = (status.frame_progress.iteration(), status.frame_progress.total());
@@ -223,7 +239,10 @@ fn frame_line(ui: &mut Ui, status: &Status) {
         WorkerState::Failed => (0.0, "no frame: nothing is separated".to_string()),
         WorkerState::Ready if status.separating.load(Ordering::Relaxed) && total > 0 => (
             iteration as f32 / total as f32,
-            format!("frame {index}: iteration {iteration} of {total}"),
+            format!(
+                "frame at {:.1} s: iteration {iteration} of {total}",
+                frame_start_seconds(index)
+            ),
         ),
         WorkerState::Ready if frames == 0 => (
             0.0,
@@ -233,7 +252,10 @@ fn frame_line(ui: &mut Ui, status: &Status) {
         ),
         WorkerState::Ready => (
             0.0,
-            format!("frame {index} done; waiting for the next 5 s of audio"),
+            format!(
+                "frame at {:.1} s done; waiting for the next 4.5 s of audio",
+                frame_start_seconds(index)
+            ),
         ),
     };
     ui.horizontal(|ui| {
@@ -519,6 +541,13 @@ fn settings(ui: &mut Ui, params: &StemflowParams, status: &Status, setter: &Para
             ui.end_row();
 
             allowance_row(ui, params, status, setter);
+            ui.end_row();
+
+            ui.label("Faster-than-realtime render").on_hover_text(
+                "A host that renders faster than real time while it says it plays in real \
+                     time (Ardour's track bounce): wait for every frame, or play late frames dry.",
+            );
+            segmented(ui, setter, &params.fast_render, FAST_RENDERS);
             ui.end_row();
         });
 }

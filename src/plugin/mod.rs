@@ -3,6 +3,8 @@
 //! - [`slots`]: the fixed output ports and which prior feeds which.
 //! - [`params`]: gains, mutes, solos and the separation settings; state migration.
 //! - [`framing`]: frames, hop and the fixed latency (identical to the CLI's framing).
+//! - [`host_clock`]: the host's mode and timeline block by block (offline renders, transport
+//!   starts and jumps, renders faster than real time).
 //! - [`queues`]: input frames and output segments passed through lock-free queues.
 //! - [`stream`]: the audio thread's half (no allocation, lock or wait in realtime mode).
 //! - [`worker`]: the thread that owns the priors and the [`Separator`](crate::engine::search::separator::Separator).
@@ -13,6 +15,7 @@
 
 pub mod editor;
 pub mod framing;
+pub mod host_clock;
 pub mod locate;
 pub mod params;
 pub mod queues;
@@ -25,6 +28,7 @@ pub mod watchdog;
 pub mod worker;
 
 use crate::engine::limits::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATES};
+use host_clock::{HostBlock, HostClock, Transition};
 use nice_plug::prelude::*;
 use nice_plug_egui::EguiEditorState;
 use params::StemflowParams;
@@ -33,6 +37,7 @@ use slots::{SLOT_COUNT, SLOT_NAMES};
 use status::Status;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 use stream::Stream;
 use worker::{Command, WorkerHandle};
 
@@ -42,6 +47,12 @@ pub struct Stemflow {
     status: Arc<Status>,
     worker: Option<WorkerHandle>,
     stream: Option<Stream>,
+    /// What the host does block by block (offline, timeline, pace).
+    clock: HostClock,
+    /// The host activated the plugin for an offline render (every block of this activation
+    /// is then rendered offline, whatever mode a block states: Ardour's track bounce sets up
+    /// offline processing and sends its blocks marked realtime).
+    activated_offline: bool,
     editor_state: Arc<EguiEditorState>,
 }
 
@@ -52,6 +63,8 @@ impl Default for Stemflow {
             status: Arc::new(Status::default()),
             worker: None,
             stream: None,
+            clock: HostClock::new(false, 44_100.0),
+            activated_offline: false,
             editor_state: editor::default_state(),
         }
     }
@@ -74,8 +87,9 @@ const STEREO_AUX: [NonZeroU32; SLOT_COUNT] = [new_nonzero_u32(2); SLOT_COUNT];
 impl Plugin for Stemflow {
     const NAME: &'static str = "Stemflow";
     const VENDOR: &'static str = "Stemflow";
-    const URL: &'static str = "https://stemflow.invalid";
-    const EMAIL: &'static str = "stemflow@stemflow.invalid";
+    // The project has no web site or contact address of its own: hosts show none.
+    const URL: &'static str = "";
+    const EMAIL: &'static str = "";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
     const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[
@@ -149,7 +163,9 @@ impl Plugin for Stemflow {
             .main_input_channels
             .map_or(2, NonZeroU32::get)
             .clamp(1, stream::MAX_CHANNELS as u32) as usize;
-        let offline = buffer_config.process_mode == ProcessMode::Offline;
+        let offline = renders_offline(buffer_config.process_mode);
+        self.clock = HostClock::new(offline, f64::from(rate));
+        self.activated_offline = offline;
         self.close_stream();
         if self.worker.is_none() {
             let beside = locate::own_binary()
@@ -188,6 +204,8 @@ impl Plugin for Stemflow {
         if let Some(stream) = self.stream.as_mut() {
             stream.reset();
         }
+        // The next playing block anchors the frames to the timeline again.
+        self.clock.forget_position();
     }
 
     fn deactivate(&mut self) {
@@ -198,7 +216,7 @@ impl Plugin for Stemflow {
         &mut self,
         buffer: &mut Buffer,
         aux: &mut AuxiliaryBuffers,
-        _context: &mut impl ProcessContext<Self>,
+        context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
         let Some(stream) = self.stream.as_mut() else {
             // Passing through (unsupported rate): the main output already holds the input.
@@ -210,6 +228,16 @@ impl Plugin for Stemflow {
             return ProcessStatus::Normal;
         };
         let params = &self.params;
+        let block = host_block(context, buffer.samples(), self.activated_offline);
+        self.clock.set_detection(params.waits_for_fast_renders());
+        match self.clock.observe(block, Instant::now()) {
+            Transition::Continue => {}
+            Transition::Restart { offline, timeline } => stream.restart(offline, timeline),
+            Transition::FastRender { roll_start } => stream.fast_render(roll_start),
+        }
+        self.status
+            .render_detected
+            .store(self.clock.waiting_detected(), Ordering::Relaxed);
         let main = buffer.as_slice();
         let outputs = &mut *aux.outputs;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -226,6 +254,23 @@ impl Plugin for Stemflow {
             }
         }
         ProcessStatus::KeepAlive
+    }
+}
+
+/// Whether the host's `mode` is one the stream waits for every segment in: an offline render
+/// or VST3's prefetch (a render ahead of playback, not paced by the audio device).
+fn renders_offline(mode: ProcessMode) -> bool {
+    matches!(mode, ProcessMode::Offline | ProcessMode::Buffered)
+}
+
+/// What the host says about the block it hands over in `context`, in an activation that was
+/// (`activated_offline`) or was not set up for an offline render.
+fn host_block(context: &impl ProcessContext<Stemflow>, samples: usize, activated_offline: bool) -> HostBlock {
+    let transport = context.transport();
+    HostBlock {
+        offline: activated_offline || renders_offline(context.process_mode()),
+        timeline: transport.pos_samples.filter(|_| transport.playing),
+        samples,
     }
 }
 

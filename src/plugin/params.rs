@@ -124,6 +124,9 @@ pub const MODES: &[&str] = &["Consistent", "Mixture phase"];
 /// Names of the separators, in index order: Adam over the latents, Langevin chains, or Langevin
 /// chains annealed down the priors' noise ladder.
 pub const SEPARATORS: &[&str] = &["Adam", "Langevin", "Annealed"];
+/// What the plugin does when the host renders faster than real time while saying it plays in
+/// real time, in index order: wait for every segment (a render), or play late segments dry.
+pub const FAST_RENDERS: &[&str] = &["Wait for separation", "Play dry"];
 /// Names of the devices, in index order.
 pub const DEVICES: &[&str] = &["CPU", "CUDA", "DirectML"];
 
@@ -169,6 +172,11 @@ pub struct StemflowParams {
     /// while they play badly), so a change applies from the next activation.
     #[id = "processing_allowance"]
     pub processing_allowance: FloatParam,
+    /// A transport that plays several times faster than real time while the host says it
+    /// processes in real time is a render: wait for separation ([`FAST_RENDERS`]; see
+    /// `host_clock.rs`), or play late segments dry as in playback. Not automatable.
+    #[id = "fast_render"]
+    pub fast_render: FloatParam,
 }
 
 impl Default for StemflowParams {
@@ -220,11 +228,18 @@ impl Default for StemflowParams {
             .with_step_size(0.1)
             .with_unit(" s")
             .non_automatable(),
+            fast_render: choice("Faster-than-realtime render", FAST_RENDERS, 0).non_automatable(),
         }
     }
 }
 
 impl StemflowParams {
+    /// Whether a render faster than real time that the host does not announce waits for
+    /// separation.
+    pub fn waits_for_fast_renders(&self) -> bool {
+        chosen(&self.fast_render) == 0
+    }
+
     /// The device the parameters ask for.
     pub fn device(&self) -> Device {
         match chosen(&self.device) {

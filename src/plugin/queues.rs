@@ -101,7 +101,8 @@ pub struct Link {
     /// Frame, hop and latency.
     pub framing: Framing,
     /// Offline rendering: the worker processes every frame in order, the audio thread waits.
-    pub offline: bool,
+    /// Set by the audio thread when the host's mode changes within an activation.
+    offline: AtomicBool,
     /// Current stream epoch (written by the audio thread on reset).
     pub epoch: AtomicU64,
     /// Index of the segment the audio thread is playing (it will never need older ones).
@@ -142,7 +143,7 @@ impl Link {
             sample_rate,
             channels,
             framing,
-            offline,
+            offline: AtomicBool::new(offline),
             epoch: AtomicU64::new(0),
             playing: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -162,6 +163,16 @@ impl Link {
             worker.unpark();
         }
         Ok(())
+    }
+
+    /// Whether the stream renders offline (waits for every segment) now.
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(Ordering::Acquire)
+    }
+
+    /// Audio thread: switches between offline and realtime rendering.
+    pub fn set_offline(&self, offline: bool) {
+        self.offline.store(offline, Ordering::Release);
     }
 
     /// Whether the activation has ended.

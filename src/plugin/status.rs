@@ -89,6 +89,11 @@ pub struct Status {
     /// no sign of work for the stall limit (the render then plays dry); cleared when the worker
     /// moves again.
     pub stalled: AtomicBool,
+    /// Set by the audio thread while the stream renders offline (waits for every frame).
+    pub rendering_offline: AtomicBool,
+    /// Set by the audio thread while the host renders faster than real time without saying so
+    /// (the stream then waits for every segment; see `host_clock.rs`).
+    pub render_detected: AtomicBool,
     /// Worker ↔ editor only: the stem feeding each slot.
     pub slot_stems: Mutex<[String; SLOT_COUNT]>,
 }
@@ -123,6 +128,8 @@ impl Default for Status {
             frame_progress: Arc::new(Progress::new()),
             heartbeat: AtomicU64::new(0),
             stalled: AtomicBool::new(false),
+            rendering_offline: AtomicBool::new(false),
+            render_detected: AtomicBool::new(false),
             slot_stems: Mutex::new(std::array::from_fn(|_| String::new())),
         }
     }

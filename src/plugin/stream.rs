@@ -7,6 +7,12 @@
 //! its equal share of the dry input, so the main output, Σ gainᵢ·stemᵢ, is the dry mix at unity
 //! gains) and back once a segment arrives; the status says "behind". **Offline** the audio
 //! thread waits for each segment instead, so a bounce equals the CLI's output.
+//!
+//! **Where frames start.** Frame `j` starts at stream position `j·S` counted from the stream's
+//! origin: the first sample after activation or reset, or, while the host's transport plays,
+//! the host's timeline zero (see `host_clock.rs`). Frames that would start before the origin's
+//! first frame are not made; the first frame after a restart in the middle of the grid is
+//! filled with silence up to the restart.
 
 use super::framing::Framing;
 use super::params::{is_on, StemflowParams};
@@ -30,10 +36,18 @@ pub struct Stream {
     status: Arc<Status>,
     framing: Framing,
     channels: usize,
+    /// Waits for each segment (an offline render) instead of playing dry when one is late.
     offline: bool,
     epoch: u64,
     /// Samples processed since activation or reset.
     pos: u64,
+    /// Position on the frame grid of the first sample since activation or reset (the host's
+    /// timeline position while its transport plays, else 0).
+    origin: i64,
+    /// Grid position where the first frame since activation or reset starts.
+    first_start: i64,
+    /// The segment whose start was last handled by [`Stream::enter_segment`].
+    entered: Option<u64>,
     /// Frames being filled (frame `j` lives in `filling[j % 2]`).
     filling: [Option<Box<InputFrame>>; 2],
     /// Dry delay line, one ring of `latency` samples per channel.
@@ -91,7 +105,8 @@ impl Stream {
     pub fn new(link: Arc<Link>, status: Arc<Status>) -> Stream {
         let framing = link.framing;
         let channels = link.channels.clamp(1, MAX_CHANNELS);
-        let offline = link.offline;
+        let offline = link.is_offline();
+        status.rendering_offline.store(offline, Ordering::Relaxed);
         Stream {
             dry: vec![vec![0.0; framing.latency]; channels],
             dry_pos: 0,
@@ -100,6 +115,9 @@ impl Stream {
             offline,
             epoch: link.epoch(),
             pos: 0,
+            origin: 0,
+            first_start: 0,
+            entered: None,
             filling: [None, None],
             current: None,
             pending: None,
@@ -125,6 +143,65 @@ impl Stream {
 
     /// Starts the stream over: frame 0 begins at the next processed sample. Allocation-free.
     pub fn reset(&mut self) {
+        self.restart(self.offline, None);
+    }
+
+    /// Starts the stream over in `offline` (waiting) or realtime mode. With `timeline`, the
+    /// host's transport plays and its next block is heard at that timeline position: a host that
+    /// compensates the plugin's latency reads its tracks that far ahead, so the block's input is
+    /// from `timeline + latency`, and frames are anchored to the timeline's zero. Without, frame
+    /// 0 begins at the next sample. Allocation-free.
+    pub fn restart(&mut self, offline: bool, timeline: Option<i64>) {
+        let origin = timeline.map_or(0, |at| at + self.framing.latency as i64);
+        self.start_over(offline, origin);
+    }
+
+    /// The host renders faster than real time while it says it plays in real time. Before the
+    /// first output sample, when the transport started at `roll_start`, the stream starts over
+    /// in offline mode with that position as its input's (such a host feeds the track from the
+    /// render's start and trims the latency from the output itself: Ardour's track bounce) and
+    /// frames again the input it has received, which the dry delay line still holds; the outputs
+    /// were silent until now, so nothing heard changes. Later, it only waits for every segment
+    /// from now on.
+    pub fn fast_render(&mut self, roll_start: Option<i64>) {
+        let received = self.pos as usize;
+        match roll_start {
+            Some(origin) if received <= self.framing.latency => {
+                self.start_over(true, origin);
+                self.replay(received);
+            }
+            _ => self.wait_from_now(),
+        }
+    }
+
+    /// Frames the first `samples` of input again after a start over, from the dry delay line
+    /// (which holds them while no more than the latency has passed).
+    fn replay(&mut self, samples: usize) {
+        let ch = self.channels;
+        for i in 0..samples {
+            let mut x = [0.0f32; MAX_CHANNELS];
+            for (c, xc) in x.iter_mut().enumerate().take(ch) {
+                *xc = self.dry[c][i];
+            }
+            if ch == 1 {
+                x[1] = x[0];
+            }
+            self.feed_frames(i as u64, &x, ch);
+            self.pos += 1;
+        }
+        self.dry_pos = samples % self.framing.latency;
+    }
+
+    /// Starts the stream over in `offline` or realtime mode with its next sample at grid
+    /// position `origin`.
+    fn start_over(&mut self, offline: bool, origin: i64) {
+        self.offline = offline;
+        self.link.set_offline(offline);
+        self.status.rendering_offline.store(offline, Ordering::Relaxed);
+        let step = self.framing.step as i64;
+        self.origin = origin;
+        self.first_start = self.origin.max(0).div_euclid(step) * step;
+        self.entered = None;
         self.epoch += 1;
         self.link.epoch.store(self.epoch, Ordering::Release);
         self.link.playing.store(0, Ordering::Release);
@@ -142,6 +219,14 @@ impl Stream {
         self.status.behind.store(false, Ordering::Relaxed);
     }
 
+    /// From now on, waits for every segment as an offline render does, without starting over
+    /// (the host renders faster than real time without saying so).
+    pub fn wait_from_now(&mut self) {
+        self.offline = true;
+        self.link.set_offline(true);
+        self.status.rendering_offline.store(true, Ordering::Relaxed);
+    }
+
     /// Whether an offline render should wait for the worker now: it is loading or separating,
     /// the link is open, and the worker was not found stalled (or has moved since).
     fn should_wait(&mut self) -> bool {
@@ -151,8 +236,9 @@ impl Stream {
             && self.watchdog.worker_answers(&self.status)
     }
 
-    /// Frame `index` starts at this sample: take an empty frame for it (or skip it).
-    fn start_frame(&mut self, index: u64) {
+    /// Frame `index` starts at this sample (or started `head` samples earlier, before the
+    /// stream did: those are silence): take an empty frame for it (or skip it).
+    fn start_frame(&mut self, index: u64, head: usize) {
         let slot = (index % 2) as usize;
         if let Some(old) = self.filling[slot].take() {
             give(&self.link.free_inputs, old);
@@ -170,7 +256,11 @@ impl Stream {
         if let Some(mut frame) = frame {
             frame.epoch = self.epoch;
             frame.index = index;
-            frame.filled = 0;
+            let head = head.min(self.framing.frame_len - 1);
+            for data in frame.channels.iter_mut() {
+                data[..head].fill(0.0);
+            }
+            frame.filled = head;
             self.filling[slot] = Some(frame);
         }
     }
@@ -225,6 +315,7 @@ impl Stream {
 
     /// At the start of segment `index`: fetch it, waiting for it when rendering offline.
     fn enter_segment(&mut self, index: u64) {
+        self.entered = Some(index);
         self.link.playing.store(index, Ordering::Release);
         self.fetch(index);
         if self.current.is_none() && self.should_wait() {
@@ -259,12 +350,12 @@ impl Stream {
         if ch == 0 {
             return;
         }
-        let (step64, latency64) = (self.framing.step as u64, self.framing.latency as u64);
+        let step64 = self.framing.step as u64;
         let targets = mute_solo_targets(params);
         self.peaks = [0.0; SLOT_COUNT];
         let mut main_peak = 0.0f32;
         let mut looked_ahead = false;
-        self.begin_block(latency64, step64);
+        self.begin_block();
 
         for i in 0..samples {
             let p = self.pos;
@@ -274,14 +365,13 @@ impl Stream {
             self.pos += 1;
             // Gains advance every sample so their smoothers stay in time.
             let gains = self.advance_gains(params, &targets);
-            if p < latency64 {
+            // Output side: stems of the input sample at grid position n = origin + p − latency.
+            let Some(n) = self.output_position(p) else {
                 silence_sample(main, aux, i);
                 continue;
-            }
-            // Output side: stems of input sample n = p − latency.
-            let n = p - latency64;
+            };
             let (index, k) = (n / step64, (n % step64) as usize);
-            if k == 0 {
+            if self.entered != Some(index) {
                 self.enter_segment(index);
             }
             let have = self.current.as_ref().is_some_and(|s| s.valid && s.index == index);
@@ -294,7 +384,7 @@ impl Stream {
     }
 
     /// Before a block: the dry fallback's layout, and the segment playing if none is held yet.
-    fn begin_block(&mut self, latency64: u64, step64: u64) {
+    fn begin_block(&mut self) {
         if self.current.is_none() {
             // The dry fallback's shares follow the loaded priors until a segment says otherwise.
             self.layout_stems = self.status.stem_count.load(Ordering::Acquire).min(SLOT_COUNT);
@@ -302,18 +392,33 @@ impl Stream {
                 *slot = at.load(Ordering::Relaxed).min(SLOT_COUNT - 1);
             }
         }
-        if self.current.is_none() && self.pos >= latency64 {
-            let index = (self.pos - latency64) / step64;
-            self.fetch(index);
+        if self.current.is_none() {
+            if let Some(n) = self.output_position(self.pos) {
+                self.fetch(n / self.framing.step as u64);
+            }
         }
+    }
+
+    /// Grid position of the input sample whose stems play at stream position `p`, once the
+    /// latency has passed and the first frame has begun; `None` while the outputs are silent.
+    fn output_position(&self, p: u64) -> Option<u64> {
+        let latency = self.framing.latency as u64;
+        let n = self.origin + p.checked_sub(latency)? as i64;
+        (n >= self.first_start).then_some(n as u64)
     }
 
     /// Input framing: starts a frame every step and appends sample `x` (stream position `p`) to
     /// the frames being filled, handing each full one to the worker.
     fn feed_frames(&mut self, p: u64, x: &[f32; MAX_CHANNELS], ch: usize) {
-        let step64 = self.framing.step as u64;
-        if p.is_multiple_of(step64) {
-            self.start_frame(p / step64);
+        let step = self.framing.step as i64;
+        let at = self.origin + p as i64;
+        if at >= self.first_start {
+            if at % step == 0 {
+                self.start_frame((at / step) as u64, 0);
+            } else if p == 0 {
+                // Restarted inside a frame: it begins with silence up to here.
+                self.start_frame((self.first_start / step) as u64, (at - self.first_start) as usize);
+            }
         }
         let frame_len = self.framing.frame_len;
         for slot in 0..2 {

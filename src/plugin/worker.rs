@@ -345,7 +345,7 @@ impl Worker {
                     link.closed.store(true, Ordering::Release);
                     if self.tally.frames > 0 {
                         let late = self.status.late_segments.load(Ordering::Relaxed);
-                        nice_log!("{}", self.tally.summary(link.offline, &link.framing, late));
+                        nice_log!("{}", self.tally.summary(link.is_offline(), &link.framing, late));
                     }
                 }
                 true
@@ -504,7 +504,7 @@ impl Worker {
     /// Builds (or rebuilds, when the rate, channels or settings changed) the separator.
     fn ensure_separator(&mut self) {
         let Some(link) = self.link.clone() else { return };
-        let settings: SeparationSettings = self.params.settings(link.offline);
+        let settings: SeparationSettings = self.params.settings(link.is_offline());
         if let Some(sep) = &self.separator {
             if sep.host_rate() == link.sample_rate
                 && sep.channels() == link.channels
@@ -575,7 +575,7 @@ impl Worker {
                 recycle_input(&link, frame);
                 continue;
             }
-            if link.offline {
+            if link.is_offline() {
                 chosen = Some(frame);
                 break;
             }
@@ -584,7 +584,7 @@ impl Worker {
             }
         }
         let Some(frame) = chosen else { return false };
-        if !link.offline && frame.index < link.playing.load(Ordering::Acquire) {
+        if !link.is_offline() && frame.index < link.playing.load(Ordering::Acquire) {
             recycle_input(&link, frame);
             return true;
         }
@@ -665,7 +665,7 @@ impl Worker {
                 self.segments_made += 1;
                 return Some(Box::new(Segment::new()));
             }
-            if !link.offline || link.is_closed() {
+            if !link.is_offline() || link.is_closed() {
                 return None;
             }
             std::thread::sleep(Duration::from_micros(500));
