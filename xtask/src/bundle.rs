@@ -1,5 +1,6 @@
 //! `cargo xtask bundle stemflow [--release]`: nice-plug-xtask builds the crate and writes the
-//! CLAP and VST3 bundles to `target/bundled/`; this then makes them self-contained by copying the
+//! CLAP and VST3 bundles to `bundled/` in the build's target folder (`target/`, or
+//! `$CARGO_TARGET_DIR`); this then makes them self-contained by copying the
 //! ONNX Runtime library (from the set-up location, installed first if missing) and the shipped
 //! priors (`models/priors/*`) into them, where the plugin looks relative to its own binary:
 //!
@@ -53,6 +54,17 @@ fn add_resources(
     copy_dir(priors, &target)
 }
 
+/// The folder nice-plug-xtask writes bundles to: `bundled/` in the target folder cargo reports
+/// for the workspace (which follows `CARGO_TARGET_DIR` and cargo's configuration).
+pub fn bundled_dir(root: &Path) -> Result<PathBuf, String> {
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .manifest_path(root.join("Cargo.toml"))
+        .no_deps()
+        .exec()
+        .map_err(|e| format!("cargo metadata failed: {e}"))?;
+    Ok(metadata.target_directory.as_std_path().join("bundled"))
+}
+
 /// Runs nice-plug-xtask's bundler with `args` (e.g. `stemflow --release`), then adds the runtime
 /// and the priors. `runtime_dir` holds the set-up runtime files named in `runtime_files`.
 pub fn bundle(
@@ -61,8 +73,9 @@ pub fn bundle(
     runtime_dir: &Path,
     runtime_files: &[&str],
 ) -> Result<PathBuf, String> {
+    let bundled = bundled_dir(root)?;
     // nice-plug-xtask writes the CLI to `bundled/Stemflow`: a folder from an earlier run goes.
-    let previous = root.join("target").join("bundled").join(BUNDLE_NAME);
+    let previous = bundled.join(BUNDLE_NAME);
     if previous.is_dir() {
         fs::remove_dir_all(&previous).map_err(|e| format!("cannot remove {}: {e}", previous.display()))?;
     }
@@ -71,7 +84,6 @@ pub fn bundle(
         std::iter::once("bundle".to_string()).chain(args.iter().cloned()),
     )
     .map_err(|e| format!("bundling failed: {e:#}"))?;
-    let bundled = root.join("target").join("bundled");
     let priors = root.join("models").join("priors");
 
     // CLAP: one file, moved into a folder with the runtime and priors beside it. nice-plug-xtask

@@ -209,10 +209,16 @@ fn setup(python: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// The Debian packages the Python tests render with: FluidSynth (libfluidsynth, which
+/// The Debian packages the tests need: FluidSynth (libfluidsynth, which
 /// `stemflow_training/fluid.py` loads) and the soundfonts `models/training/tests/test_render.py`
-/// plays (paths and packages in `stemflow_training/render.py`).
-const TEST_DEBIAN_PACKAGES: &[&str] = &["fluidsynth", "timgm6mb-soundfont", "avldrums.lv2-soundfont"];
+/// plays (paths and packages in `stemflow_training/render.py`), and Ardour 7, the real DAW
+/// `tests/ardour_render.rs` renders the plugin in.
+const TEST_DEBIAN_PACKAGES: &[&str] = &[
+    "fluidsynth",
+    "timgm6mb-soundfont",
+    "avldrums.lv2-soundfont",
+    "ardour",
+];
 
 /// Whether `dpkg` has a package installed.
 fn debian_package_installed(package: &str) -> bool {
@@ -272,13 +278,14 @@ fn setup_debian_packages() -> Result<(), String> {
         .unwrap_or_else(|| "apt-get reported success".into());
     let packages = still_missing.join(" ");
     Err(format!(
-        "the Python tests need the Debian packages {packages}, which could not be installed \
+        "the tests need the Debian packages {packages}, which could not be installed \
          ({reason}): run `apt-get install {packages}` as root"
     ))
 }
 
-/// Every test: the Rust workspace, then the Python packages (trainer and research tools), after
-/// installing what they need (the venv, and the Debian packages of the renderer's tests).
+/// Every test: the Rust workspace, the Python packages (trainer and research tools), then the
+/// plugin in a real DAW, after installing what they need (the venv, and the Debian packages of
+/// the renderer's tests and of Ardour).
 fn test() -> Result<(), String> {
     setup_runtime()?;
     let python = setup_python()?;
@@ -293,7 +300,25 @@ fn test() -> Result<(), String> {
             .env("OMP_NUM_THREADS", "1")
             .args(["-m", "pytest", "-q", suite]))?;
     }
-    Ok(())
+    real_daw_test(&root)
+}
+
+/// The plugin in a real DAW (`tests/ardour_render.rs`): bundles it (the test build's profile)
+/// and runs that test, which needs the bundles and so is left out of a plain `cargo test`.
+fn real_daw_test(root: &Path) -> Result<(), String> {
+    bundle_plugin(&["stemflow".to_string()])?;
+    let bundled = bundle::bundled_dir(root)?;
+    run(Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root)
+        .env("STEMFLOW_BUNDLE_DIR", &bundled)
+        .args([
+            "test",
+            "--test",
+            "ardour_render",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ]))
 }
 
 /// The plugin bundles (CLAP and VST3) with the runtime and the shipped priors inside.
