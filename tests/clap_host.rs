@@ -690,9 +690,10 @@ fn failing_prior_child() {
 /// 48 or 96 kHz (rate and render mode change between activations) with random block sizes and
 /// resets, a render that ends while a long frame is in work, destroy during a load (activate, one
 /// block, destroy), or destroy mid-frame (the instance is replaced by a new one). At the end of
-/// every round each instance is activated briefly at 44.1 kHz and deactivated, so all are in the
-/// same state, and the process's thread count, its heap in use (glibc's `mallinfo2`) and its
-/// resident size are taken: after two warm-up rounds none may grow beyond a small margin.
+/// every round each instance renders offline at 44.1 kHz until its worker has separated a frame,
+/// so all are in the same state, and the process's thread count, its heap in use (glibc's
+/// `mallinfo2`) and its resident size are taken: after two warm-up rounds none may grow beyond a
+/// small margin.
 #[test]
 fn soak_eight_instances_through_lifecycle_changes() {
     if std::env::var_os(BUNDLE_PRIORS_CHILD).is_some() {
@@ -721,6 +722,22 @@ fn soak_eight_instances_through_lifecycle_changes() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(400);
     let status = wait_until(&mut child, deadline, "the soak");
     assert!(status.success(), "the soak's child process failed");
+}
+
+/// Asserts that the soak's settling render played separated stems after its latency: a frame
+/// played dry splits the mix evenly, so every stem in use would be the same.
+fn assert_separated(out: &Render, round: usize) {
+    let tails: Vec<&[f32]> = out
+        .aux
+        .iter()
+        .map(|port| &port[0][out.latency..])
+        .filter(|tail| tail.iter().any(|x| *x != 0.0))
+        .collect();
+    assert!(
+        tails.len() >= 2 && tails.windows(2).any(|w| w[0] != w[1]),
+        "round {round}: the settling render was not separated ({} stems playing)",
+        tails.len()
+    );
 }
 
 /// The exit status of `child`, which must end before `deadline` (else it is killed and the test
@@ -787,14 +804,21 @@ fn soak_child() {
     const ROUNDS: usize = 10;
     const WARM_UP: usize = 2;
     // Heap the process may gain after the warm-up: a leak of one frame buffer per operation
-    // (80 operations; an input frame is ≥ 0.88 MB at these rates) exceeds it. Runs on a busy machine have shown
-    // a one-off gain of 6–17 MB at a random round, which then stays flat.
+    // (64 operations after it; an input frame is ≥ 0.88 MB at these rates) exceeds it. With every
+    // instance brought to the same state before each measurement the heap stays within a few
+    // hundred kB of the warm-up's.
     const HEAP_MARGIN: usize = 32 * 1024 * 1024;
     let rates = [22_050.0, 44_100.0, 48_000.0, 96_000.0];
     let block_sets: [&[usize]; 3] = [&[512], &[1, 64, 4096], &[8192, 333]];
     let mut dice = Dice(0x005e_ed0f_50a6);
     let mut instances: Vec<_> = (0..INSTANCES).map(|_| instance()).collect();
     let mut after_warm_up: Option<Footprint> = None;
+    const SETTLE_RATE: f64 = 44_100.0;
+    let settle_input = signal(
+        SETTLE_RATE,
+        (default_latency(SETTLE_RATE) + 2048) as f64 / SETTLE_RATE,
+        2,
+    );
     for round in 0..ROUNDS {
         for slot in 0..INSTANCES {
             let rate = rates[dice.below(rates.len())];
@@ -864,34 +888,29 @@ fn soak_child() {
                 }
             }
         }
-        // The same state for every instance before measuring: a short activation at 44.1 kHz
-        // (buffers are sized by the last rate), with time for each worker to attach and rebuild
-        // its separator, then for destroyed workers to finish. On a busy machine a worker may
-        // not have rebuilt in time: a footprint above the bound is taken once more after a
-        // longer wait.
-        let settle_all = |instances: &mut Vec<_>, settle_ms: u64| {
-            for instance in instances.iter_mut() {
-                let spec = RenderSpec {
-                    settle: std::time::Duration::from_millis(settle_ms),
-                    ..RenderSpec::new(44_100.0, &[512])
-                };
-                render(instance, &signal(44_100.0, 0.1, 2), spec);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            footprint()
-        };
-        let within = |now: &Footprint, base: &Option<Footprint>| {
-            base.is_none_or(|base| {
-                now.threads <= base.threads
-                    && now.heap_bytes <= base.heap_bytes + HEAP_MARGIN
-                    && now.resident_bytes <= base.resident_bytes + base.resident_bytes / 4
-            })
-        };
-        let mut now = settle_all(&mut instances, 300);
-        if !within(&now, &after_warm_up) {
-            eprintln!("soak round {round}: {now:?}, measured again after a longer wait");
-            now = settle_all(&mut instances, 2000);
+        // The same state for every instance before measuring: an offline render at 44.1 kHz
+        // just past the latency, which waits for the worker to load its priors, rebuild its
+        // separator and separate frame 0. Whether an operation's own frame got separated
+        // depends on thread timing (a realtime render ends at once, and its frame is cancelled
+        // or never started), and an instance's first separated frame keeps what later frames
+        // reuse: each prior's gradient buffer and ONNX Runtime's arena for its gradient graph
+        // (about 17 MB for the two toy priors). Without this every instance whose worker first
+        // got to a frame after the warm-up would count as growth.
+        for instance in instances.iter_mut() {
+            let events = quick(instance, 2);
+            let out = render(
+                instance,
+                &settle_input,
+                RenderSpec {
+                    offline: true,
+                    first_events: &events,
+                    ..RenderSpec::new(SETTLE_RATE, &[512])
+                },
+            );
+            assert_clean(&out, "soak settle");
+            assert_separated(&out, round);
         }
+        let now = footprint();
         eprintln!("soak round {round}: {now:?}");
         if round + 1 == WARM_UP {
             after_warm_up = Some(now);
