@@ -16,10 +16,13 @@ mod progress;
 mod separate;
 mod shard;
 mod shared;
+mod track_lock;
+mod track_panic;
 mod track_record;
 mod train_error;
 mod train_prior;
 mod trainer;
+mod walk;
 
 pub use error::CliError;
 pub use train_error::TrainError;
