@@ -1543,3 +1543,81 @@ impl Drop for KillOnDrop<'_> {
         }
     }
 }
+
+/// `separate` with no input names the missing argument.
+#[test]
+fn no_input_names_the_missing_argument() {
+    let output = stemflow().arg("separate").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not provided: <INPUT>"), "{stderr}");
+}
+
+/// `stemflow priors --json` is one JSON document, a broken prior in it with its error.
+#[test]
+fn priors_json_is_one_json_document() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    fs::remove_file(priors.join("noise/grad.onnx")).unwrap();
+    let output = stemflow()
+        .args(["priors", "--json", "--priors"])
+        .arg(&priors)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)));
+    let listed = document["priors"].as_array().unwrap();
+    let sine = listed.iter().find(|p| p["stem"] == "sine").unwrap();
+    assert_eq!(sine["status"], "ok");
+    assert_eq!(sine["manifest"]["stem"], "sine");
+    let noise = listed.iter().find(|p| p["stem"] == "noise").unwrap();
+    assert_eq!(noise["status"], "broken");
+    assert!(noise["error"].as_str().unwrap().contains("grad.onnx"), "{noise}");
+    assert!(document["searched"].as_array().is_some_and(|s| !s.is_empty()));
+}
+
+/// Ctrl-C in a batch after its first track was written says what was written, and leaves that
+/// track's stems and record.
+#[cfg(unix)]
+#[test]
+fn a_batch_stopped_after_a_written_track_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let album = tmp.path().join("album");
+    fs::create_dir_all(&album).unwrap();
+    tone_wav(&album.join("a.wav"), 1, 0.3);
+    // Long enough that the stop, sent as soon as its folder is locked, finds it in work.
+    tone_wav(&album.join("b.wav"), 1, 60.0);
+    let out = tmp.path().join("out");
+    let mut child = Some(
+        stemflow()
+            .arg("separate")
+            .arg(&album)
+            .arg("-o")
+            .arg(&out)
+            .args(quick_with(&priors))
+            .args(["--stems", "sine,noise"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let guard = KillOnDrop(&mut child);
+    let started = std::time::Instant::now();
+    while !out.join("b/.stemflow.lock").exists() {
+        assert!(started.elapsed().as_secs() < 60, "b was never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(guard);
+    let child = child.take().unwrap();
+    // SAFETY: sending SIGINT to the child we started.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(!stderr.contains("nothing was written"), "{stderr}");
+    assert!(stderr.contains("1 of 2 tracks were separated"), "{stderr}");
+    assert!(out.join("a/sine.wav").is_file() && out.join("a/.stemflow.json").is_file());
+}

@@ -40,6 +40,17 @@ pub enum CliError {
     /// A bug: the track's work panicked (the batch goes on without it).
     #[error("internal error (a bug; please report it): {0}")]
     Panic(String),
+    /// A batch was stopped (Ctrl-C) after some of its tracks were written.
+    #[error(
+        "stopped before the end; {separated} of {total} tracks were separated and are complete, \
+         the track in work left nothing (run again to go on)"
+    )]
+    StoppedInBatch {
+        /// Tracks separated before the stop.
+        separated: usize,
+        /// Tracks in the run.
+        total: usize,
+    },
     /// The arguments make no sense together.
     #[error("{0}")]
     Usage(String),

@@ -548,6 +548,12 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
     }
     job.write_report(&report)?;
     match ending {
+        Some(CliError::Separate(SeparateFileError::Stopped)) if report.separated > 0 => {
+            Err(CliError::StoppedInBatch {
+                separated: report.separated,
+                total: tracks.len(),
+            })
+        }
         Some(error) => Err(error),
         None if failed.is_empty() => Ok(()),
         None => Err(CliError::Batch {
