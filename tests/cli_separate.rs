@@ -412,7 +412,8 @@ fn an_output_folder_that_would_replace_the_input_is_refused() {
     assert!(!tmp.path().join("noise.wav").exists(), "no stem was written");
 }
 
-/// Ctrl-C mid-separation: the command stops, says so, and leaves no stem or partial file.
+/// Ctrl-C mid-separation: the command stops, says so, and leaves no stem or partial file, nor
+/// the output folder it made.
 #[cfg(unix)]
 #[test]
 fn an_interrupt_leaves_no_partial_files() {
@@ -430,7 +431,10 @@ fn an_interrupt_leaves_no_partial_files() {
         .unwrap();
     let started = std::time::Instant::now();
     // The hidden partial stems appear once the priors are loaded and the first frame starts.
-    while fs::read_dir(&out).map_or(0, |d| d.count()) == 0 {
+    while fs::read_dir(&out).map_or(0, |d| {
+        d.flatten().filter(|e| e.file_name() != ".stemflow.lock").count()
+    }) == 0
+    {
         assert!(started.elapsed().as_secs() < 60, "no partial stems appeared");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -443,11 +447,7 @@ fn an_interrupt_leaves_no_partial_files() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("stopped before the end"), "{stderr}");
-    let left: Vec<_> = fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(!out.exists(), "left behind: {:?}", files_under(&out));
 }
 
 /// A file whose audio stops long before its header says, after several frames were separated
@@ -1233,4 +1233,391 @@ fn waveform_priors_run_with_sgld_and_adam_refuses_them() {
         stdout.contains("time-domain (waveform) prior, time_multiple=16"),
         "{stdout}"
     );
+}
+
+/// [`run_in`] with `--report rep`, which must succeed: the statuses of the report.
+fn reported_run(cwd: &Path, args: &[&std::ffi::OsStr], rep: &Path, priors: &Path) -> Vec<(String, String)> {
+    let mut all = args.to_vec();
+    all.extend(["--report".as_ref(), rep.as_os_str()]);
+    let output = run_in(cwd, &all, priors);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    statuses(&report(rep))
+}
+
+/// Every file under `dir`, relative to it, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, found: &mut Vec<String>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() && !path.is_symlink() {
+                walk(root, &path, found);
+            } else {
+                found.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(dir, dir, &mut found);
+    found.sort();
+    found
+}
+
+/// Files named `...wav` and `..wav` would be tracks `..` and `.`: the parent of `-o` and `-o`
+/// itself. Their stems go to folders of their own inside `-o`, and nothing lands beside it.
+#[test]
+fn dotted_file_names_stay_inside_the_output_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let album = tmp.path().join("album");
+    fs::create_dir_all(&album).unwrap();
+    for name in ["...wav", "..wav", "song.wav"] {
+        tone_wav(&album.join(name), 1, 0.3);
+    }
+    let parent = tmp.path().join("parent");
+    let out = parent.join("out");
+    let output = run_in(
+        tmp.path(),
+        &[album.as_os_str(), "-o".as_ref(), out.as_os_str()],
+        &priors,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(files_under(&parent).len(), 9, "{:?}", files_under(&parent));
+    for track in ["track", "track-2", "song"] {
+        for file in ["sine.wav", "noise.wav", ".stemflow.json"] {
+            assert!(
+                out.join(track).join(file).is_file(),
+                "{track}/{file}: {:?}",
+                files_under(&parent)
+            );
+        }
+    }
+}
+
+/// `cd album && stemflow separate .` run twice: the second run does not take the stems of the
+/// first for new tracks, and a link cycle in the album lists nothing twice.
+#[cfg(unix)]
+#[test]
+fn a_second_run_skips_its_own_output_and_link_cycles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let album = tmp.path().join("album");
+    fs::create_dir_all(album.join("disc")).unwrap();
+    tone_wav(&album.join("song.wav"), 1, 0.3);
+    tone_wav(&album.join("disc/other.wav"), 1, 0.3);
+    std::os::unix::fs::symlink(&album, album.join("disc/loop")).unwrap();
+    let rep = tmp.path().join("report.json");
+    let go = || reported_run(&album, &[".".as_ref()], &rep, &priors);
+    let both = |status: &str| {
+        vec![
+            ("other.wav".to_string(), status.to_string()),
+            ("song.wav".to_string(), status.to_string()),
+        ]
+    };
+    assert_eq!(go(), both("separated"));
+    assert_eq!(go(), both("skipped"));
+    // Stems whose record is gone (a run stopped while replacing them) are still not inputs.
+    fs::remove_file(album.join("stems/song/.stemflow.json")).unwrap();
+    let again = go();
+    assert_eq!(again.len(), 2, "{again:?}");
+    let mut folders: Vec<_> = fs::read_dir(album.join("stems"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    folders.sort();
+    assert_eq!(folders, ["other", "song"]);
+}
+
+/// An input replaced by other audio of the same size and modification time is separated again.
+#[test]
+fn an_input_replaced_by_other_audio_of_the_same_size_and_time_is_separated_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let album = tmp.path().join("album");
+    fs::create_dir_all(&album).unwrap();
+    let song = album.join("song.wav");
+    tone_wav(&song, 1, 0.3);
+    tone_wav(&album.join("b.wav"), 1, 0.3);
+    let out = tmp.path().join("out");
+    let rep = tmp.path().join("report.json");
+    let go = || {
+        reported_run(
+            tmp.path(),
+            &[album.as_os_str(), "-o".as_ref(), out.as_os_str()],
+            &rep,
+            &priors,
+        )
+    };
+    go();
+    let when = fs::metadata(&song).unwrap().modified().unwrap();
+    let mut bytes = fs::read(&song).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    fs::write(&song, &bytes).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&song)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    assert_eq!(
+        go(),
+        vec![
+            ("b.wav".to_string(), "skipped".to_string()),
+            ("song.wav".to_string(), "separated".to_string())
+        ]
+    );
+}
+
+/// `--report` naming an input, a stem or a record is refused before anything is written, and
+/// the file is untouched; an earlier report is replaced.
+#[test]
+fn a_report_that_would_replace_an_input_a_stem_or_a_record_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let song = tmp.path().join("song.wav");
+    tone_wav(&song, 1, 0.3);
+    let notes = tmp.path().join("notes.txt");
+    fs::write(&notes, b"keep me").unwrap();
+    let out = tmp.path().join("out");
+    let rep = tmp.path().join("report.json");
+    let go = |report: &Path| {
+        run_in(
+            tmp.path(),
+            &[
+                song.as_os_str(),
+                "-o".as_ref(),
+                out.as_os_str(),
+                "--report".as_ref(),
+                report.as_os_str(),
+            ],
+            &priors,
+        )
+    };
+    assert!(go(&rep).status.success());
+    let record = out.join(".stemflow.json");
+    for target in [song.clone(), out.join("sine.wav"), record.clone(), notes.clone()] {
+        let before = fs::read(&target).unwrap();
+        let output = go(&target);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{}: {stderr}", target.display());
+        assert!(
+            stderr.contains("--report") && stderr.contains("expected a new file"),
+            "{stderr}"
+        );
+        assert_eq!(
+            fs::read(&target).unwrap(),
+            before,
+            "{} is untouched",
+            target.display()
+        );
+    }
+    let fresh_stem = tmp.path().join("elsewhere/bass.flac");
+    assert!(!go(&fresh_stem).status.success());
+    assert!(!fresh_stem.exists());
+    let output = go(&rep);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A panic while one track is separated fails that track only: the others are separated, the
+/// report says which failed and why, and the summary is printed.
+#[test]
+fn a_panic_in_one_track_fails_only_that_track() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let album = tmp.path().join("album");
+    fs::create_dir_all(&album).unwrap();
+    for name in ["a.wav", "b.wav"] {
+        tone_wav(&album.join(name), 1, 0.3);
+    }
+    let out = tmp.path().join("out");
+    let rep = tmp.path().join("report.json");
+    let output = stemflow()
+        .env("STEMFLOW_FAULT", "frame-panic")
+        .arg("separate")
+        .arg(&album)
+        .arg("-o")
+        .arg(&out)
+        .arg("--report")
+        .arg(&rep)
+        .args(quick_with(&priors))
+        .args(["--stems", "sine,noise"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("b.wav: internal error"), "{stderr}");
+    assert!(stderr.contains("fault injected by a test"), "{stderr}");
+    assert!(stderr.contains("1 of 2 tracks failed"), "{stderr}");
+    let r = report(&rep);
+    assert_eq!(
+        statuses(&r),
+        vec![
+            ("a.wav".to_string(), "separated".to_string()),
+            ("b.wav".to_string(), "failed".to_string())
+        ]
+    );
+    let failed = r["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["status"] == "failed")
+        .unwrap();
+    assert!(
+        failed["error"].as_str().unwrap().contains("frame-panic"),
+        "{failed}"
+    );
+    assert!(out.join("a/sine.wav").is_file());
+    assert!(!out.join("b").exists(), "the failed track leaves no folder");
+}
+
+/// Two runs into one output folder at once: the second does not touch a track the first is
+/// writing, and its error names the first run.
+#[cfg(unix)]
+#[test]
+fn a_second_run_into_the_same_output_folder_names_the_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let input = good_mix_in(tmp.path());
+    let out = tmp.path().join("out");
+    let mut first = Some(
+        stemflow()
+            .arg("separate")
+            .arg(&input)
+            .arg("-o")
+            .arg(&out)
+            .args(["--priors", priors.to_str().unwrap()])
+            .args(["--iterations", "100000", "--quiet"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Ends the first run however this test ends.
+    let guard = KillOnDrop(&mut first);
+    let started = std::time::Instant::now();
+    while !out.join(".stemflow.lock").exists() {
+        assert!(started.elapsed().as_secs() < 60, "the first run took no lock");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = separate(&input, &out, &["--priors", priors.to_str().unwrap()]);
+    drop(guard);
+    let first = first.take().unwrap();
+    let first_id = first.id();
+    // SAFETY: sending SIGINT to the child we started.
+    unsafe {
+        libc::kill(first.id() as libc::pid_t, libc::SIGINT);
+    }
+    let first = first.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    let pid = format!("(process {first_id}");
+    assert!(
+        stderr.contains("another Stemflow run") && stderr.contains(&pid),
+        "{stderr}"
+    );
+    assert_eq!(first.status.code(), Some(130));
+    assert!(!out.exists(), "nothing left: {:?}", files_under(tmp.path()));
+}
+
+/// Kills the child it holds when dropped while still holding it (a test that fails early leaves
+/// no run behind).
+#[cfg(unix)]
+struct KillOnDrop<'a>(&'a mut Option<std::process::Child>);
+
+#[cfg(unix)]
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(mut child) = self.0.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// `separate` with no input names the missing argument.
+#[test]
+fn no_input_names_the_missing_argument() {
+    let output = stemflow().arg("separate").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not provided: <INPUT>"), "{stderr}");
+}
+
+/// `stemflow priors --json` is one JSON document, a broken prior in it with its error.
+#[test]
+fn priors_json_is_one_json_document() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    fs::remove_file(priors.join("noise/grad.onnx")).unwrap();
+    let output = stemflow()
+        .args(["priors", "--json", "--priors"])
+        .arg(&priors)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)));
+    let listed = document["priors"].as_array().unwrap();
+    let sine = listed.iter().find(|p| p["stem"] == "sine").unwrap();
+    assert_eq!(sine["status"], "ok");
+    assert_eq!(sine["manifest"]["stem"], "sine");
+    let noise = listed.iter().find(|p| p["stem"] == "noise").unwrap();
+    assert_eq!(noise["status"], "broken");
+    assert!(noise["error"].as_str().unwrap().contains("grad.onnx"), "{noise}");
+    assert!(document["searched"].as_array().is_some_and(|s| !s.is_empty()));
+}
+
+/// Ctrl-C in a batch after its first track was written says what was written, and leaves that
+/// track's stems and record.
+#[cfg(unix)]
+#[test]
+fn a_batch_stopped_after_a_written_track_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let album = tmp.path().join("album");
+    fs::create_dir_all(&album).unwrap();
+    tone_wav(&album.join("a.wav"), 1, 0.3);
+    // Long enough that the stop, sent as soon as its folder is locked, finds it in work.
+    tone_wav(&album.join("b.wav"), 1, 60.0);
+    let out = tmp.path().join("out");
+    let mut child = Some(
+        stemflow()
+            .arg("separate")
+            .arg(&album)
+            .arg("-o")
+            .arg(&out)
+            .args(quick_with(&priors))
+            .args(["--stems", "sine,noise"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let guard = KillOnDrop(&mut child);
+    let started = std::time::Instant::now();
+    while !out.join("b/.stemflow.lock").exists() {
+        assert!(started.elapsed().as_secs() < 60, "b was never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(guard);
+    let child = child.take().unwrap();
+    // SAFETY: sending SIGINT to the child we started.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(!stderr.contains("nothing was written"), "{stderr}");
+    assert!(stderr.contains("1 of 2 tracks were separated"), "{stderr}");
+    assert!(out.join("a/sine.wav").is_file() && out.join("a/.stemflow.json").is_file());
 }

@@ -2,6 +2,9 @@
 //! folders (searched recursively for audio), and every track gets its own output folder, named
 //! after the file, never shared with another track.
 
+use super::track_lock::LOCK_FILE;
+use super::track_record::RECORD_FILE;
+use super::walk::find_files;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -21,48 +24,65 @@ pub struct Track {
 }
 
 /// Every input file: a file as given, a folder as the audio files under it (recursively, sorted
-/// by path). A folder with unreadable parts contributes what can be read; a path that does not
-/// exist is kept, so separating it reports the error for that track.
-pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for input in inputs {
-        if input.is_dir() {
-            let mut found = Vec::new();
-            collect_audio(input, &mut found);
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(input.clone());
-        }
-    }
-    files
-}
-
-/// Audio files under `dir`, depth first.
-fn collect_audio(dir: &Path, found: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+/// by path; see [`find_files`]), each file once. Output folders are left out: a folder holding a
+/// track's record or lock (stems a run wrote, or is writing), and `output`, the run's own output
+/// folder, unless it was given as an input itself. A folder with unreadable parts contributes what
+/// can be read; a path that does not exist is kept, so separating it reports the error for that
+/// track.
+pub fn expand_inputs(inputs: &[PathBuf], output: &Path) -> Vec<PathBuf> {
+    let given: Vec<PathBuf> = inputs.iter().filter_map(|p| p.canonicalize().ok()).collect();
+    let output = output.canonicalize().ok().filter(|o| !given.contains(o));
+    let skip = |dir: &Path| {
+        dir.join(RECORD_FILE).exists()
+            || dir.join(LOCK_FILE).exists()
+            || output
+                .as_ref()
+                .is_some_and(|o| dir.canonicalize().is_ok_and(|d| d == *o))
     };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            collect_audio(&path, found);
-        } else if is_audio(&path) {
-            found.push(path);
+    find_files(inputs, &AUDIO_EXTENSIONS, &skip)
+}
+
+/// The folder name of the track read from `file`: the file's name without its extension, made a
+/// safe single path component. Leading dots go (`...wav` would be `..`, the parent folder, and a
+/// hidden name could be taken for Stemflow's own files), as do control characters and path
+/// separators (`_` instead); a name longer than [`MAX_NAME_BYTES`] is cut at a character boundary
+/// so a `-N` suffix still fits the file system; nothing left gives `track`.
+pub fn track_name(file: &Path) -> String {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut name: String = stem
+        .trim_start_matches('.')
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '/' | '\\') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if name.len() > MAX_NAME_BYTES {
+        let mut cut = MAX_NAME_BYTES;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
         }
+        name.truncate(cut);
+    }
+    if name.trim().is_empty() {
+        "track".into()
+    } else {
+        name
     }
 }
 
-/// Whether `path` has one of [`AUDIO_EXTENSIONS`] (any case).
-fn is_audio(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-}
+/// The longest track name in bytes: file systems hold 255, and `-N` must fit after it.
+pub const MAX_NAME_BYTES: usize = 200;
 
 /// Output folders for `files`. One file with `-o DIR`: `DIR` itself, as `separate` always did.
-/// Otherwise `<DIR or stems>/<track>`, the track named by the file's stem (`song.flac` → `song`);
-/// a name already taken in this run gets `-2`, `-3`, … in input order, so two tracks never share
+/// Otherwise `<DIR or stems>/<track>`, the track named by [`track_name`] (`song.flac` → `song`);
+/// a name (compared without regard to case) already taken in this run gets `-2`, `-3`, … in input order, so two tracks never share
 /// a folder.
 pub fn plan_tracks(files: &[PathBuf], output: Option<&Path>) -> Vec<Track> {
     if let ([file], Some(dir)) = (files, output) {
@@ -76,14 +96,11 @@ pub fn plan_tracks(files: &[PathBuf], output: Option<&Path>) -> Vec<Track> {
     files
         .iter()
         .map(|file| {
-            let name = file
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "track".into());
+            let name = track_name(file);
             let mut candidate = name.clone();
             let mut n = 1;
-            while !taken.insert(candidate.clone()) {
+            // Case-blind, so two tracks never share a folder on a case-insensitive file system.
+            while !taken.insert(candidate.to_lowercase()) {
                 n += 1;
                 candidate = format!("{name}-{n}");
             }
@@ -140,7 +157,7 @@ mod tests {
         }
         let single = dir.join("single.ogg");
         std::fs::write(&single, b"").unwrap();
-        let files = expand_inputs(&[single.clone(), dir.join("album")]);
+        let files = expand_inputs(&[single.clone(), dir.join("album")], &dir.join("stems"));
         assert_eq!(
             files,
             vec![
@@ -149,6 +166,60 @@ mod tests {
                 dir.join("album/b.WAV"),
                 dir.join("album/disc2/c.mp3"),
             ]
+        );
+    }
+
+    #[test]
+    fn track_names_are_safe_single_path_components() {
+        let name = |file: &str| track_name(Path::new(file));
+        assert_eq!(name("a/...wav"), "track");
+        assert_eq!(name("a/..wav"), "track");
+        assert_eq!(name("a/.wav"), "wav");
+        assert_eq!(name("a/.stemflow.lock.wav"), "stemflow.lock");
+        assert_eq!(name("a/..song.wav"), "song");
+        assert_eq!(name("a/b\\c\u{7}d.wav"), "b_c_d");
+        assert_eq!(name("a/  .wav"), "track");
+        assert_eq!(name("a/my song.v2.flac"), "my song.v2");
+        let long = format!("{}.wav", "é".repeat(127));
+        assert_eq!(name(&long), "é".repeat(100));
+        let files = [PathBuf::from("x/...wav"), PathBuf::from("y/..wav")];
+        let outputs: Vec<PathBuf> = plan_tracks(&files, Some(Path::new("out")))
+            .into_iter()
+            .map(|t| t.output)
+            .collect();
+        assert_eq!(outputs, ["out/track", "out/track-2"].map(PathBuf::from));
+    }
+
+    #[test]
+    fn names_differing_only_in_case_get_their_own_folders() {
+        let files = [PathBuf::from("a/Song.wav"), PathBuf::from("b/song.wav")];
+        let outputs: Vec<PathBuf> = plan_tracks(&files, None).into_iter().map(|t| t.output).collect();
+        assert_eq!(outputs, ["stems/Song", "stems/song-2"].map(PathBuf::from));
+    }
+
+    #[test]
+    fn output_folders_are_not_inputs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let album = tmp.path();
+        for name in [
+            "song.wav",
+            "stems/old/bass.wav",
+            "elsewhere/done/bass.wav",
+            "work/x/bass.wav",
+        ] {
+            std::fs::create_dir_all(album.join(name).parent().unwrap()).unwrap();
+            std::fs::write(album.join(name), b"").unwrap();
+        }
+        std::fs::write(album.join("elsewhere/done").join(RECORD_FILE), b"{}").unwrap();
+        std::fs::write(album.join("work/x").join(LOCK_FILE), b"").unwrap();
+        assert_eq!(
+            expand_inputs(&[album.to_path_buf()], &album.join("stems")),
+            vec![album.join("song.wav")]
+        );
+        // The output folder given as an input is searched (its records still leave tracks out).
+        assert_eq!(
+            expand_inputs(&[album.join("stems")], &album.join("stems")),
+            vec![album.join("stems/old/bass.wav")]
         );
     }
 }

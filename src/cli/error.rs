@@ -1,5 +1,6 @@
 //! The command line's error: one variant per engine boundary, each printed as one line.
 
+use super::track_lock::LockError;
 use super::train_error::TrainError;
 use crate::engine::files::audio_file::AudioError;
 use crate::engine::files::separate_file::SeparateFileError;
@@ -33,6 +34,23 @@ pub enum CliError {
     /// Training or installing a new prior failed.
     #[error(transparent)]
     Train(#[from] TrainError),
+    /// Another run is writing a track's output folder, or the folder could not be locked.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// A bug: the track's work panicked (the batch goes on without it).
+    #[error("internal error (a bug; please report it): {0}")]
+    Panic(String),
+    /// A batch was stopped (Ctrl-C) after some of its tracks were written.
+    #[error(
+        "stopped before the end; {separated} of {total} tracks were separated and are complete, \
+         the track in work left nothing (run again to go on)"
+    )]
+    StoppedInBatch {
+        /// Tracks separated before the stop.
+        separated: usize,
+        /// Tracks in the run.
+        total: usize,
+    },
     /// The arguments make no sense together.
     #[error("{0}")]
     Usage(String),

@@ -16,10 +16,13 @@ mod progress;
 mod separate;
 mod shard;
 mod shared;
+mod track_lock;
+mod track_panic;
 mod track_record;
 mod train_error;
 mod train_prior;
 mod trainer;
+mod walk;
 
 pub use error::CliError;
 pub use train_error::TrainError;
@@ -63,14 +66,29 @@ fn usage_failure(error: clap::Error) -> ExitCode {
         let _ = error.print();
         return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
     }
-    let rendered = error.render().to_string();
-    let message = rendered
-        .lines()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or("invalid arguments")
-        .trim_start_matches("error: ");
-    eprintln!("stemflow: error: {message} (see --help)");
+    eprintln!(
+        "stemflow: error: {} (see --help)",
+        first_message(&error.render().to_string())
+    );
     ExitCode::from(2)
+}
+
+/// The first message of clap's rendered error, on one line: a line ending in `:` takes the
+/// indented lines under it (the arguments it names, such as `<INPUT>...`).
+fn first_message(rendered: &str) -> String {
+    let mut lines = rendered.lines().skip_while(|line| line.trim().is_empty());
+    let Some(first) = lines.next() else {
+        return "invalid arguments".into();
+    };
+    let first = first.trim_start_matches("error: ").trim_end();
+    if !first.ends_with(':') {
+        return first.to_string();
+    }
+    let named: Vec<&str> = lines
+        .take_while(|line| line.starts_with(' ') && !line.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    format!("{first} {}", named.join(", "))
 }
 
 /// Parse the arguments, run the command, and turn any error into one line and an exit code.
@@ -96,11 +114,28 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("stemflow: error: {error}");
-            if matches!(error, CliError::Separate(SeparateFileError::Stopped)) {
+            if matches!(
+                error,
+                CliError::Separate(SeparateFileError::Stopped) | CliError::StoppedInBatch { .. }
+            ) {
                 // The shell's convention for a command ended by Ctrl-C.
                 return ExitCode::from(130);
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_argument_is_named() {
+        let error = Cli::try_parse_from(["stemflow", "separate"]).unwrap_err();
+        let message = first_message(&error.render().to_string());
+        assert!(message.contains("<INPUT>"), "{message}");
+        let error = Cli::try_parse_from(["stemflow", "separate", "--bogus"]).unwrap_err();
+        assert!(first_message(&error.render().to_string()).contains("--bogus"));
     }
 }

@@ -4,11 +4,12 @@ use super::shared::SharedArgs;
 use super::CliError;
 use crate::engine::priors::manifest::{Domain, Manifest};
 use clap::Args;
+use serde_json::json;
 
 /// Arguments of `priors`.
 #[derive(Debug, Args)]
 pub struct PriorsArgs {
-    /// Print each manifest in full (JSON).
+    /// One JSON document: the folders searched and each prior with its status and full manifest.
     #[arg(long)]
     pub json: bool,
 }
@@ -43,9 +44,35 @@ pub(super) fn describe(manifest: &Manifest) -> String {
     )
 }
 
-/// Run `priors`: list, verify (fields and hashes) and describe every prior found.
+/// Run `priors`: list, verify (fields and hashes) and describe every prior found; with `--json`,
+/// one JSON document instead of lines (nothing else on standard output).
 pub fn run(shared: &SharedArgs, args: PriorsArgs) -> Result<(), CliError> {
     let dirs = shared.search_dirs();
+    let catalog = shared.catalog();
+    if args.json {
+        let mut priors: Vec<serde_json::Value> = catalog
+            .entries()
+            .iter()
+            .map(|entry| match Manifest::load_verified(&entry.dir) {
+                Ok(manifest) => json!({
+                    "stem": entry.stem, "dir": entry.dir, "status": "ok", "manifest": manifest,
+                }),
+                Err(error) => json!({
+                    "stem": entry.stem, "dir": entry.dir, "status": "broken",
+                    "error": error.to_string(),
+                }),
+            })
+            .collect();
+        priors.extend(
+            catalog
+                .shadowed()
+                .iter()
+                .map(|entry| json!({ "stem": entry.stem, "dir": entry.dir, "status": "hidden" })),
+        );
+        let document = json!({ "searched": dirs, "priors": priors });
+        println!("{}", serde_json::to_string_pretty(&document).unwrap_or_default());
+        return Ok(());
+    }
     println!(
         "searched, in order: {}",
         dirs.iter()
@@ -53,17 +80,12 @@ pub fn run(shared: &SharedArgs, args: PriorsArgs) -> Result<(), CliError> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let catalog = shared.catalog();
     if catalog.entries().is_empty() {
         println!("no priors installed");
         return Ok(());
     }
     for entry in catalog.entries() {
         match Manifest::load_verified(&entry.dir) {
-            Ok(manifest) if args.json => {
-                println!("{}: {}", entry.stem, entry.dir.display());
-                println!("{}", serde_json::to_string_pretty(&manifest).unwrap_or_default());
-            }
             Ok(manifest) => println!(
                 "{:<12} ok      {}  ({})",
                 entry.stem,

@@ -2,13 +2,16 @@
 //! or JSON lines; a batch goes on past a failing track, skips tracks already complete, can be one
 //! shard of a catalogue, and ends with a summary (and a JSON report if asked).
 
-use super::batch::{expand_inputs, plan_tracks, Track};
+use super::batch::{expand_inputs, plan_tracks, Track, AUDIO_EXTENSIONS, DEFAULT_OUTPUT};
 use super::batch_report::{BatchReport, TrackReport, TrackStatus};
 use super::interrupt;
 use super::progress::{ProgressMode, RunProgress};
 use super::shard::Shard;
 use super::shared::SharedArgs;
-use super::track_record::{job_fingerprint, InputIdentity, TrackRecord, RECORD_FILE};
+use super::track_lock::{TrackLock, LOCK_FILE};
+use super::track_panic;
+use super::track_record::{job_fingerprint, InputIdentity, JobIdentity, TrackRecord, RECORD_FILE};
+use super::walk::has_extension;
 use super::CliError;
 use crate::engine::files::audio_file::{AudioError, AudioReader};
 use crate::engine::files::separate_file::{separate_file, JobSummary, SeparateFileError};
@@ -399,6 +402,47 @@ fn refuse_replacing_the_input<'a>(
     Ok(())
 }
 
+/// `--report FILE` is a new file or an earlier run's report: never an input, a stem, a record or
+/// anything else it would destroy.
+fn refuse_report_path(path: &Path, inputs: &[PathBuf]) -> Result<(), CliError> {
+    let refuse = |found: &str| {
+        Err(CliError::Usage(format!(
+            "--report {}: expected a new file or an earlier Stemflow report, found {found}",
+            path.display()
+        )))
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    if name == RECORD_FILE || name == LOCK_FILE {
+        return refuse("the name of a track's record");
+    }
+    let real = path.canonicalize().ok();
+    if real.is_some() && inputs.iter().any(|i| i.canonicalize().ok() == real) {
+        return refuse("one of the inputs");
+    }
+    if has_extension(path, &AUDIO_EXTENSIONS) {
+        return refuse("an audio file name (a stem or an input)");
+    }
+    match std::fs::metadata(path) {
+        Err(_) => Ok(()),
+        Ok(meta) if meta.is_dir() => refuse("a folder"),
+        Ok(meta) if meta.len() > MAX_REPORT_BYTES => refuse("a file too large to be a report"),
+        Ok(_) if is_report(path) => Ok(()),
+        Ok(_) => refuse("an existing file that is not a Stemflow report"),
+    }
+}
+
+/// The largest file `--report` takes for an earlier report.
+const MAX_REPORT_BYTES: u64 = 256 << 20;
+
+/// Whether `path` holds a report [`BatchReport`] wrote (a JSON object naming `stemflow` and its
+/// `tracks`).
+fn is_report(path: &Path) -> bool {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|v| v["stemflow"].is_string() && v["tracks"].is_array())
+}
+
 /// Run `separate`: load the runtime and priors once, then stream every track through the engine.
 /// One track fails the command with its error; in a batch a failing track is reported and the
 /// others go on, and the command fails at the end naming the tracks that did not separate.
@@ -407,11 +451,18 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
     let settings = shared.with_threads(args.settings()?);
     let format = args.stem_format()?;
     refuse_repeated_stems(&args.stems)?;
-    let files = expand_inputs(&args.inputs);
+    if let Some(report) = &args.report {
+        refuse_report_path(report, &args.inputs)?;
+    }
+    let base = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTPUT));
+    let files = expand_inputs(&args.inputs, &base);
     if files.is_empty() {
         return Err(CliError::Usage(format!(
-            "no audio files ({}) in {}",
-            super::batch::AUDIO_EXTENSIONS.join(", "),
+            "no audio files ({}; folders holding separated stems left out) in {}",
+            AUDIO_EXTENSIONS.join(", "),
             args.inputs
                 .iter()
                 .map(|p| p.display().to_string())
@@ -431,6 +482,8 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
     }
     // Once for the whole run: a Ctrl-C between two tracks stops the next one at its start.
     interrupt::install();
+    track_panic::install();
+    let base_existed = base.exists();
     let progress = RunProgress::new(progress_mode, tracks.len());
     let mut job = Job {
         shared,
@@ -453,7 +506,11 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
     let mut ending = None;
     for (i, track) in tracks.iter().enumerate() {
         let started = Instant::now();
-        let outcome = job.separate(i, track);
+        let outcome = track_panic::isolate(|| job.separate(i, track)).unwrap_or_else(|panic| {
+            // Whatever the track held went with the unwinding; the next one loads afresh.
+            job.priors = None;
+            Err(CliError::Panic(panic))
+        });
         let report = track_report(track, &outcome, started);
         progress.track_finished(&report);
         reports.push(report);
@@ -485,8 +542,18 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
             }
         ));
     }
+    if !base_existed {
+        // Only if empty: a run that wrote nothing leaves no output folder.
+        let _ = std::fs::remove_dir(&base);
+    }
     job.write_report(&report)?;
     match ending {
+        Some(CliError::Separate(SeparateFileError::Stopped)) if report.separated > 0 => {
+            Err(CliError::StoppedInBatch {
+                separated: report.separated,
+                total: tracks.len(),
+            })
+        }
         Some(error) => Err(error),
         None if failed.is_empty() => Ok(()),
         None => Err(CliError::Batch {
@@ -568,25 +635,34 @@ impl Job<'_> {
                     .with_threads(self.args.settings_for(Domain::Waveform)?);
             }
             if self.fingerprint.is_none() {
-                self.fingerprint = Some(self.fingerprint_of(&priors));
+                self.fingerprint = Some(self.fingerprint_of(&runtime, &priors));
             }
             self.priors = Some(priors);
         }
         Ok(())
     }
 
-    /// The fingerprint of this run's stems with `priors`: priors, settings (less the thread
-    /// count, which does not change the result) and format.
-    fn fingerprint_of(&self, priors: &[Prior]) -> String {
-        let identities: Vec<(String, PathBuf)> = priors
+    /// The fingerprint of this run's stems with `priors` on `runtime`: the runtime's version,
+    /// the priors (device and verified manifest), settings (less the thread count, which does not
+    /// change the result) and format.
+    fn fingerprint_of(&self, runtime: &Runtime, priors: &[Prior]) -> String {
+        let identities: Vec<(String, String, Vec<u8>)> = priors
             .iter()
-            .map(|p| (p.stem().to_string(), p.dir().to_path_buf()))
+            .map(|p| {
+                let manifest = serde_json::to_vec(p.manifest()).unwrap_or_default();
+                (p.stem().to_string(), format!("{:?}", p.backend()), manifest)
+            })
             .collect();
         let settings = SeparationSettings {
             stem_threads: 1,
             ..self.settings
         };
-        job_fingerprint(&identities, &format!("{settings:?}"), &self.format.to_string())
+        job_fingerprint(&JobIdentity {
+            runtime: &runtime.version().to_string(),
+            priors: &identities,
+            settings: &format!("{settings:?}"),
+            format: &self.format.to_string(),
+        })
     }
 
     /// Separates track `index` into its output folder, or skips it if its complete stems are
@@ -601,7 +677,9 @@ impl Job<'_> {
         check_format(reader.sample_rate(), reader.channels()).map_err(SeparationError::from)?;
         self.load()?;
         let fingerprint = self.fingerprint.clone().expect("set by load");
-        let input = InputIdentity::of(&track.input);
+        // Held until the track is written or skipped, so no other run works on its folder.
+        let _lock = TrackLock::acquire(&track.output)?;
+        let input = InputIdentity::of(&track.input).ok();
         if let (false, Some(input)) = (self.args.force, &input) {
             if TrackRecord::is_complete_in(&track.output, input, &fingerprint) {
                 self.progress.say(&format!(

@@ -8,6 +8,7 @@ use super::priors::describe;
 use super::shared::SharedArgs;
 use super::train_error::TrainError;
 use super::trainer::{self, RunEnd};
+use super::walk::find_files;
 use super::CliError;
 use crate::engine::constants::{BINS, FRAMES};
 use crate::engine::priors::catalog::user_priors_dir;
@@ -20,8 +21,12 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// File endings the trainer reads (`stemflow_training/data.py`, `AUDIO_EXT`).
-const AUDIO_EXTENSIONS: &[&str] = &["wav", "flac", "ogg", "aif", "aiff"];
+/// File endings the trainer reads (`stemflow_training/data.py`, `AUDIO_EXT`): not those of
+/// `separate`, which decodes MP3 too.
+const TRAINER_EXTENSIONS: &[&str] = &["wav", "flac", "ogg", "aif", "aiff"];
+/// In a checkpoint folder: the recordings found, one path a line, which the trainer reads instead
+/// of searching the folder itself (one search, the command line's, decides what it trains on).
+const RECORDINGS_LIST: &str = "recordings-files.txt";
 /// Seconds of audio the trainer may take, for training and for validation: all of it.
 const ALL_AUDIO_SECONDS: &str = "100000";
 /// In a checkpoint folder: the recordings folder those checkpoints were trained on.
@@ -74,8 +79,8 @@ struct Plan {
     stem: String,
     /// The recordings folder, absolute.
     recordings: PathBuf,
-    /// How many audio files it holds.
-    audio_files: usize,
+    /// The audio files under it, as the trainer will read them.
+    audio_files: Vec<PathBuf>,
     /// The folder the prior is installed in.
     dest: PathBuf,
     /// `dest/<stem>`.
@@ -90,23 +95,43 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
     move |source| TrainError::Io { action, path, source }
 }
 
-/// How many files under `dir` (recursively, not following linked folders) the trainer reads.
-fn count_audio_files(dir: &Path) -> Result<usize, TrainError> {
-    let mut count = 0;
-    for entry in fs::read_dir(dir).map_err(io_error("read", dir))? {
-        let entry = entry.map_err(io_error("read", dir))?;
-        let path = entry.path();
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            count += count_audio_files(&path)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| AUDIO_EXTENSIONS.iter().any(|known| known.eq_ignore_ascii_case(e)))
-        {
-            count += 1;
+/// The files under `dir` the trainer reads: [`find_files`], as `separate` searches, with the
+/// trainer's extensions; nothing is left out (separated stems are recordings too).
+fn audio_files(dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
+    fs::read_dir(dir).map_err(io_error("read", dir))?;
+    Ok(find_files(&[dir.to_path_buf()], TRAINER_EXTENSIONS, &|_| false))
+}
+
+/// Writes `files` to `path`, one a line, for the trainer's `dir:` source; a name with a line
+/// break in it cannot be listed, and is left out with a warning.
+fn write_file_list(path: &Path, files: &[PathBuf]) -> Result<(), TrainError> {
+    let mut text = Vec::new();
+    for file in files {
+        let bytes = path_bytes(file);
+        if bytes.contains(&b'\n') || bytes.contains(&b'\r') {
+            eprintln!(
+                "stemflow: warning: {}: left out (a line break in its name)",
+                file.display()
+            );
+            continue;
         }
+        text.extend_from_slice(&bytes);
+        text.push(b'\n');
     }
-    Ok(count)
+    fs::write(path, text).map_err(io_error("write", path))
+}
+
+/// The bytes of `path` as the OS has them (Python's `os.fsdecode` reads them back).
+#[cfg(unix)]
+fn path_bytes(path: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes().to_vec()
+}
+
+/// The path as UTF-8, elsewhere.
+#[cfg(not(unix))]
+fn path_bytes(path: &Path) -> Vec<u8> {
+    path.to_string_lossy().into_owned().into_bytes()
 }
 
 /// The checkpoint files in `dir`: the trainer's `ckpt_*.npz`, and `ckpt_*.pkl` of the old pickle
@@ -153,8 +178,8 @@ impl Plan {
         if recordings.to_string_lossy().contains(',') {
             return Err(TrainError::CommaInPath { path: recordings }.into());
         }
-        let audio_files = count_audio_files(&recordings)?;
-        if audio_files == 0 {
+        let audio_files = audio_files(&recordings)?;
+        if audio_files.is_empty() {
             return Err(TrainError::NoAudio { path: recordings }.into());
         }
         let dest = match &args.dest {
@@ -271,7 +296,7 @@ pub fn run(shared: &SharedArgs, args: TrainPriorArgs) -> Result<(), CliError> {
     println!(
         "training prior `{}` from {} audio file(s) in {} with {}",
         plan.stem,
-        plan.audio_files,
+        plan.audio_files.len(),
         plan.recordings.display(),
         python.display()
     );
@@ -279,11 +304,15 @@ pub fn run(shared: &SharedArgs, args: TrainPriorArgs) -> Result<(), CliError> {
         "checkpoints: {} (run the same command again to resume; --fresh starts over)",
         plan.ckpt_dir.display()
     );
+    let list = plan.ckpt_dir.join(RECORDINGS_LIST);
+    write_file_list(&list, &plan.audio_files)?;
+    let mut source = OsString::from("dir:");
+    source.push(&list);
     let mut command = trainer::python_command(&python, &trainer_dir);
     command.args(["-m", "stemflow_training.train"]);
     let settings: [(&str, OsString); 11] = [
         ("--stem", plan.stem.clone().into()),
-        ("--source", format!("dir:{}", plan.recordings.display()).into()),
+        ("--source", source),
         ("--seconds-of-audio", ALL_AUDIO_SECONDS.into()),
         ("--valid-seconds", ALL_AUDIO_SECONDS.into()),
         ("--steps", args.steps.to_string().into()),
@@ -358,7 +387,32 @@ mod tests {
         ] {
             fs::write(tmp.path().join(name), "").unwrap();
         }
-        assert_eq!(count_audio_files(tmp.path()).unwrap(), 4);
+        assert_eq!(audio_files(tmp.path()).unwrap().len(), 4);
+    }
+
+    /// Linked folders are followed as `separate` follows them, a cycle adds nothing, and the
+    /// trainer is given exactly the files found.
+    #[cfg(unix)]
+    #[test]
+    fn recordings_are_found_as_separate_finds_inputs_and_listed_for_the_trainer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let recordings = tmp.path().join("rec");
+        fs::create_dir_all(recordings.join("a")).unwrap();
+        fs::create_dir_all(tmp.path().join("elsewhere")).unwrap();
+        fs::write(recordings.join("a/x.wav"), "").unwrap();
+        fs::write(tmp.path().join("elsewhere/y.flac"), "").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("elsewhere"), recordings.join("linked")).unwrap();
+        std::os::unix::fs::symlink(&recordings, recordings.join("a/loop")).unwrap();
+        let files = audio_files(&recordings).unwrap();
+        assert_eq!(
+            files,
+            vec![recordings.join("a/x.wav"), recordings.join("linked/y.flac")]
+        );
+        let list = tmp.path().join("list.txt");
+        write_file_list(&list, &files).unwrap();
+        let text = fs::read_to_string(&list).unwrap();
+        let listed: Vec<PathBuf> = text.lines().map(PathBuf::from).collect();
+        assert_eq!(listed, files);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 """Training data sources -> magnitude segments [N, 513, 432] (float32).
 
 --source synthetic:KIND   seeded renders from synth.py (KIND in sine/noise/saw/square)
---source dir:PATH         every audio file under PATH (wav/flac/ogg/aif[f]) at any
+--source dir:PATH         every audio file under PATH (wav/flac/ogg/aif[f]; or those PATH, a text
+                          file, lists one a line) at any
                           rate, mono or multichannel: downmixed, resampled to
                           22050 Hz (scipy.signal.resample_poly), cut into 5-s
                           segments; segments whose RMS is below -50 dBFS are dropped
@@ -57,8 +58,14 @@ def dir_files(path, valid=False, whole=False):
     """The audio files of PATH that train (or, valid=True, validate), in the order they are read.
     whole=True: every file of PATH (a folder that is all training or all validation),
     in a seeded random order so that a `seconds` limit samples across pieces."""
-    files = sorted(os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs
-                   if f.lower().endswith(AUDIO_EXT))
+    if os.path.isfile(path):
+        # A list of the files, one path a line: what `stemflow train-prior` found under the folder
+        # (it follows linked folders and takes each file once).
+        with open(path, 'rb') as listing:
+            files = sorted(os.fsdecode(line) for line in listing.read().split(b'\n') if line)
+    else:
+        files = sorted(os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs
+                       if f.lower().endswith(AUDIO_EXT))
     if not files:
         raise SystemExit(f"no audio files under {path}")
     held = [f for i, f in enumerate(files) if i % 10 == 9] or files[-1:]   # < 10 files: the last one
