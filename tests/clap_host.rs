@@ -537,8 +537,9 @@ fn passthrough_child() {
 ///   frame's search turns non-finite after its first step) and `toy_error` (its gradient graph
 ///   fails when it runs), from `tests/fixtures/toy_prior`; both load and calibrate;
 /// - faults injected into the engine (`engine::fault`, `STEMFLOW_FAULT`): a panic while a prior
-///   loads, a panic in the second frame, a load that never returns and a second frame that never
-///   returns (with the plugin's stall limit shortened to 3 s).
+///   loads, a panic in the second frame, a load that never returns, a second frame that never
+///   returns and one that stalls until the host has rendered on past it and then goes on (with
+///   the plugin's stall limit shortened to 3 s).
 ///
 /// For each, an offline bounce finishes, every output sample is finite, the main output is the
 /// delayed mix (a frame that failed plays dry; a separated one sums to the input), destroying the
@@ -592,6 +593,12 @@ fn faults_in_the_worker_give_dry_audio_and_the_bounce_finishes() {
             fault: Some("frame-hang"),
             logged: "did not stop within",
         },
+        Case {
+            name: "frame that stalls, then goes on",
+            priors: &["toy"],
+            fault: Some("frame-stall"),
+            logged: "offline activation ended",
+        },
     ];
     let dir = tempfile::tempdir().unwrap();
     let mut children = Vec::new();
@@ -621,7 +628,9 @@ fn faults_in_the_worker_give_dry_audio_and_the_bounce_finishes() {
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         if let Some(fault) = case.fault {
-            command.env("STEMFLOW_FAULT", fault);
+            command
+                .env("STEMFLOW_FAULT", fault)
+                .env("STEMFLOW_FAULT_RELEASE", dir.path().join(format!("release-{i}")));
         }
         children.push((case, command.spawn().unwrap(), log));
     }
@@ -648,13 +657,35 @@ fn failing_prior_child() {
     let rate = 44_100.0;
     let mut instance = instance();
     let events = quick(&mut instance, 3);
-    let input = signal(rate, 12.0, 2);
+    // A worker that stalls and then goes on: the second frame shows no sign of work until the
+    // host has rendered 40 s (unpaced: the render gives up waiting after the stall limit and
+    // frames find no free buffer and are skipped), then the host slows to about six times real
+    // time so the output reaches the segments of skipped frames after the worker moves again:
+    // those must play dry at once, not be waited for.
+    let stalls = std::env::var("STEMFLOW_FAULT").is_ok_and(|f| f == "frame-stall");
+    // At least 13 s: the output then reaches segment 1, so the render waits for the second frame
+    // (where the frame faults strike) instead of ending before the worker may have taken it.
+    let input = signal(rate, if stalls { 60.0 } else { 15.0 }, 2);
+    let release = std::env::var_os("STEMFLOW_FAULT_RELEASE").map(std::path::PathBuf::from);
+    let release_block = (40.0 * rate) as usize / 512;
+    let mut slow_host = |block: usize| {
+        if block == release_block {
+            if let Some(file) = &release {
+                std::fs::write(file, b"").unwrap();
+            }
+        }
+        if block >= release_block {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        Vec::new()
+    };
     let out = render(
         &mut instance,
         &input,
         RenderSpec {
             offline: true,
             first_events: &events,
+            fuzz: stalls.then_some(&mut slow_host as &mut dyn FnMut(usize) -> Vec<ParamValueEvent>),
             ..RenderSpec::new(rate, &[512])
         },
     );
@@ -664,14 +695,16 @@ fn failing_prior_child() {
     // Output starts with the ramp from the silence of the latency into the first segment.
     let ramp = (stemflow::plugin::framing::RAMP_SECONDS * rate).round() as usize;
     for c in 0..2 {
-        let max_error = out.main[c][d + ramp..]
+        let (at, max_error) = out.main[c][d + ramp..]
             .iter()
             .zip(&input[c][ramp..len - d])
             .map(|(y, x)| (y - x).abs())
-            .fold(0.0f32, f32::max);
+            .enumerate()
+            .fold((0, 0.0f32), |(i, m), (j, e)| if e > m { (j, e) } else { (i, m) });
         assert!(
             max_error < 1e-5,
-            "main = the delayed mix (dry), off by {max_error}"
+            "main = the delayed mix (dry), off by {max_error} at input sample {}",
+            at + ramp
         );
     }
     // Within the worker's shutdown wait (10 s) and a margin, even with the worker stuck.
@@ -681,6 +714,93 @@ fn failing_prior_child() {
         started.elapsed() < std::time::Duration::from_secs(15),
         "destroying the plugin took {:?}",
         started.elapsed()
+    );
+}
+
+/// Settings the loaded priors cannot separate with (the Langevin separator, with priors that
+/// have no `score` graph) pass the audio through; switching back to Adam within the same
+/// activation separates again, the priors kept. In a child process whose bundle holds the two toy
+/// priors (so separated stems differ from the dry fallback's equal shares).
+#[test]
+fn a_separator_the_priors_cannot_run_plays_dry_and_switching_back_separates() {
+    if std::env::var_os(BUNDLE_PRIORS_CHILD).is_some() {
+        return unbuildable_separator_child();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let priors = dir.path().join("priors");
+    std::fs::create_dir_all(&priors).unwrap();
+    for stem in ["toy", "toy_b"] {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/toy_prior")
+            .join(stem);
+        std::os::unix::fs::symlink(source, priors.join(stem)).unwrap();
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_separator_the_priors_cannot_run_plays_dry_and_switching_back_separates",
+            "--nocapture",
+        ])
+        .env(BUNDLE_PRIORS_CHILD, &priors)
+        .env("STEMFLOW_DATA_DIR", set_up_runtime().parent().unwrap())
+        .env_remove("STEMFLOW_FAULT")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let status = wait_until(&mut child, deadline, "the separator switch");
+    assert!(status.success(), "the separator switch's child process failed");
+}
+
+fn unbuildable_separator_child() {
+    let _serial = serial();
+    let rate = 44_100.0;
+    let mut instance = instance();
+    let mut first: Vec<ParamValueEvent> = quick(&mut instance, 2).to_vec();
+    first.push(set(&mut instance, "Separator", 1.0));
+    let adam = set(&mut instance, "Separator", 0.0);
+    let input = signal(rate, 30.0, 2);
+    // Back to Adam after 12 s of input, with a pause for the worker to build its separator.
+    let switch_block = (12.0 * rate) as usize / 512;
+    let mut switch_back = |block: usize| {
+        if block == switch_block {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            vec![adam]
+        } else {
+            Vec::new()
+        }
+    };
+    let out = render(
+        &mut instance,
+        &input,
+        RenderSpec {
+            offline: true,
+            first_events: &first,
+            fuzz: Some(&mut switch_back),
+            ..RenderSpec::new(rate, &[512])
+        },
+    );
+    assert_clean(&out, "separator switch");
+    let stems: Vec<&[f32]> = out
+        .aux
+        .iter()
+        .map(|port| port[0].as_slice())
+        .filter(|x| x.iter().any(|v| *v != 0.0))
+        .collect();
+    assert_eq!(stems.len(), 2, "two stems play");
+    // Output sample of input second `t`.
+    let at = |t: f64| out.latency + (t * rate) as usize;
+    let window = |from: f64, to: f64| at(from)..at(to);
+    let dry = window(0.5, 4.0);
+    assert_eq!(
+        stems[0][dry.clone()],
+        stems[1][dry],
+        "with Langevin, which the toy priors cannot run, each stem is the dry share"
+    );
+    let separated = window(14.0, 21.0);
+    assert_ne!(
+        stems[0][separated.clone()],
+        stems[1][separated],
+        "after switching back to Adam the frames are separated again"
     );
 }
 

@@ -15,11 +15,12 @@ pub enum Site {
 
 /// The faults `STEMFLOW_FAULT` can name, and where each strikes.
 #[cfg(feature = "fault-injection")]
-const FAULTS: [(&str, Site, Fault); 4] = [
+const FAULTS: [(&str, Site, Fault); 5] = [
     ("load-panic", Site::PriorLoad, Fault::Panic),
     ("load-hang", Site::PriorLoad, Fault::Hang),
     ("frame-panic", Site::Frame, Fault::Panic),
     ("frame-hang", Site::Frame, Fault::Hang),
+    ("frame-stall", Site::Frame, Fault::Stall),
 ];
 
 /// What an injected fault does.
@@ -30,6 +31,10 @@ enum Fault {
     Panic,
     /// Never returns (a read from a stalled disk, a runtime stuck in a lock).
     Hang,
+    /// Shows no sign of work until the file `STEMFLOW_FAULT_RELEASE` names exists (at most a
+    /// minute), then goes on (a disk that stalls and recovers): the plugin gives up waiting and
+    /// must wait again once the worker moves.
+    Stall,
 }
 
 /// Strikes the fault `STEMFLOW_FAULT` names if it belongs to `site`. A frame fault lets the first
@@ -52,6 +57,15 @@ pub fn inject(site: Site) {
         Fault::Hang => loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         },
+        Fault::Stall => {
+            let release = std::env::var_os("STEMFLOW_FAULT_RELEASE").map(std::path::PathBuf::from);
+            let started = std::time::Instant::now();
+            while started.elapsed() < std::time::Duration::from_secs(60)
+                && !release.as_ref().is_some_and(|file| file.exists())
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
     }
 }
 

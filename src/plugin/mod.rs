@@ -1,6 +1,7 @@
 //! The CLAP/VST3 plugin: the engine inside a DAW, one auxiliary output per stem.
 //!
 //! - [`slots`]: the fixed output ports and which prior feeds which.
+//! - [`audio_panic`]: a panic on the audio thread without the panic hook's allocation and lock.
 //! - [`params`]: gains, mutes, solos and the separation settings; state migration.
 //! - [`framing`]: frames, hop and the fixed latency (identical to the CLI's framing).
 //! - [`host_clock`]: the host's mode and timeline block by block (offline renders, transport
@@ -13,6 +14,7 @@
 //! - `standalone` (feature `standalone`): the plugin and its editor as an application, playing
 //!   the audio input or a file.
 
+pub mod audio_panic;
 pub mod editor;
 pub mod framing;
 pub mod host_clock;
@@ -58,6 +60,7 @@ pub struct Stemflow {
 
 impl Default for Stemflow {
     fn default() -> Self {
+        audio_panic::install_hook();
         Stemflow {
             params: Arc::new(StemflowParams::default()),
             status: Arc::new(Status::default()),
@@ -240,10 +243,11 @@ impl Plugin for Stemflow {
             .store(self.clock.waiting_detected(), Ordering::Relaxed);
         let main = buffer.as_slice();
         let outputs = &mut *aux.outputs;
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            stream.process(main, outputs, params);
-        }));
-        if result.is_err() {
+        let finished = util::permit_alloc(|| {
+            // Only a panic allocates here (its payload, while unwinding).
+            audio_panic::process_block(|| stream.process(main, outputs, params))
+        });
+        if !finished {
             for channel in buffer.as_slice().iter_mut() {
                 channel.fill(0.0);
             }

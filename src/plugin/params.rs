@@ -72,6 +72,18 @@ fn nmf_weight_knob(name: &str, default: f32) -> FloatParam {
     .with_step_size(0.05)
 }
 
+/// A parameter's value, or its default when the value is not finite (a host can send NaN):
+/// settings built from it then always equal themselves, so the worker does not rebuild its
+/// separator on every turn.
+fn finite_or_default(param: &FloatParam) -> f32 {
+    let value = param.value();
+    if value.is_finite() {
+        value
+    } else {
+        param.default_plain_value()
+    }
+}
+
 /// Whether a [`switch`] is on.
 pub fn is_on(param: &FloatParam) -> bool {
     param.value() >= 0.5
@@ -268,7 +280,7 @@ impl StemflowParams {
             )
         };
         settings.iterations = iterations.value().max(0) as usize;
-        settings.nmf_weight = nmf_weight.value();
+        settings.nmf_weight = finite_or_default(nmf_weight);
         settings.search = match chosen(&self.separator) {
             0 => SearchKind::Adam,
             1 => SearchKind::Langevin(LangevinSettings {
@@ -283,7 +295,7 @@ impl StemflowParams {
         settings.objective = match chosen(&self.objective) {
             0 => Objective::Mle,
             _ => Objective::Map {
-                gamma: self.gamma.value(),
+                gamma: finite_or_default(&self.gamma),
             },
         };
         settings.mode = match chosen(&self.mode) {

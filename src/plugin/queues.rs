@@ -13,6 +13,63 @@ pub const INPUT_FRAMES: usize = 5;
 /// Output segments in circulation: one playing, one waiting, two on their way.
 pub const SEGMENTS: usize = 4;
 
+/// Frames whose fate [`FrameFates`] remembers: more than can be in circulation.
+const FATES: usize = 16;
+
+/// What became of a frame the audio thread started, as far as a segment for it is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Not queued (no free frame, or a full queue): no segment will come for it.
+    Skipped = 1,
+    /// Queued for the worker: a segment (separated, or marked invalid) will come.
+    Queued = 2,
+    /// The worker let it go unseparated (a late frame in realtime mode, a closing link): no
+    /// segment will come.
+    Dropped = 3,
+}
+
+/// The fate of each recent frame, shared by the audio thread and the worker, so an offline
+/// render waits only for segments that will come: one atomic per slot, holding the stream
+/// epoch's low bits, the frame index and the fate. Lock- and allocation-free.
+pub struct FrameFates {
+    slots: [AtomicU64; FATES],
+}
+
+impl FrameFates {
+    const EPOCH_SHIFT: u32 = 56;
+    const INDEX_MASK: u64 = (1 << 54) - 1;
+
+    fn new() -> Self {
+        FrameFates {
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    fn key(epoch: u64, index: u64) -> u64 {
+        ((epoch & 0xff) << Self::EPOCH_SHIFT) | ((index & Self::INDEX_MASK) << 2)
+    }
+
+    /// Records the fate of frame `index` of stream `epoch`.
+    pub fn set(&self, epoch: u64, index: u64, fate: Fate) {
+        let slot = &self.slots[(index % FATES as u64) as usize];
+        slot.store(Self::key(epoch, index) | fate as u64, Ordering::Release);
+    }
+
+    /// The fate of frame `index` of stream `epoch`, if it is still remembered.
+    pub fn get(&self, epoch: u64, index: u64) -> Option<Fate> {
+        let value = self.slots[(index % FATES as u64) as usize].load(Ordering::Acquire);
+        if value & !3 != Self::key(epoch, index) {
+            return None;
+        }
+        match value & 3 {
+            1 => Some(Fate::Skipped),
+            2 => Some(Fate::Queued),
+            3 => Some(Fate::Dropped),
+            _ => None,
+        }
+    }
+}
+
 /// One frame of input audio, `channels × frame_len`, on its way to the worker.
 pub struct InputFrame {
     /// Stream epoch (bumped by every reset) the frame belongs to.
@@ -117,6 +174,8 @@ pub struct Link {
     pub done: ArrayQueue<Box<Segment>>,
     /// Played segments, audio → worker.
     pub free_segments: ArrayQueue<Box<Segment>>,
+    /// What became of each recent frame (whether a segment will come for it).
+    pub fates: FrameFates,
     /// The worker thread, woken when a frame is queued, so an idle worker sleeps instead of
     /// polling (`Thread::unpark` neither allocates nor blocks).
     worker: Option<Thread>,
@@ -151,6 +210,7 @@ impl Link {
             free_inputs,
             done: ArrayQueue::new(SEGMENTS),
             free_segments: ArrayQueue::new(SEGMENTS),
+            fates: FrameFates::new(),
             worker,
         }
     }
@@ -183,5 +243,24 @@ impl Link {
     /// The current epoch.
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fate_is_kept_per_epoch_and_index_until_its_slot_is_reused() {
+        let fates = FrameFates::new();
+        assert_eq!(fates.get(1, 7), None);
+        fates.set(1, 7, Fate::Queued);
+        assert_eq!(fates.get(1, 7), Some(Fate::Queued));
+        assert_eq!(fates.get(2, 7), None, "another epoch");
+        fates.set(1, 7, Fate::Dropped);
+        assert_eq!(fates.get(1, 7), Some(Fate::Dropped));
+        fates.set(1, 7 + FATES as u64, Fate::Skipped);
+        assert_eq!(fates.get(1, 7), None, "the slot now holds a later frame");
+        assert_eq!(fates.get(1, 7 + FATES as u64), Some(Fate::Skipped));
     }
 }

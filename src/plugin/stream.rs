@@ -16,7 +16,7 @@
 
 use super::framing::Framing;
 use super::params::{is_on, StemflowParams};
-use super::queues::{InputFrame, Link, Segment};
+use super::queues::{Fate, InputFrame, Link, Segment};
 use super::slots::SLOT_COUNT;
 use super::status::{Status, WorkerState, HISTORY, HISTORY_STEP_SECONDS};
 use super::watchdog::Watchdog;
@@ -241,6 +241,7 @@ impl Stream {
     fn start_frame(&mut self, index: u64, head: usize) {
         let slot = (index % 2) as usize;
         if let Some(old) = self.filling[slot].take() {
+            self.link.fates.set(self.epoch, old.index, Fate::Skipped);
             give(&self.link.free_inputs, old);
         }
         let mut frame = self.link.free_inputs.pop();
@@ -262,6 +263,8 @@ impl Stream {
             }
             frame.filled = head;
             self.filling[slot] = Some(frame);
+        } else {
+            self.link.fates.set(self.epoch, index, Fate::Skipped);
         }
     }
 
@@ -313,12 +316,15 @@ impl Stream {
         self.pending.as_ref().is_some_and(|s| s.index == index && s.valid)
     }
 
-    /// At the start of segment `index`: fetch it, waiting for it when rendering offline.
+    /// At the start of segment `index`: fetch it, waiting for it when rendering offline and its
+    /// frame went to the worker (a frame skipped while the worker was stalled, or one the worker
+    /// let go, has no segment coming: it plays dry at once).
     fn enter_segment(&mut self, index: u64) {
         self.entered = Some(index);
         self.link.playing.store(index, Ordering::Release);
         self.fetch(index);
-        if self.current.is_none() && self.should_wait() {
+        let coming = self.link.fates.get(self.epoch, index) == Some(Fate::Queued);
+        if self.current.is_none() && coming && self.should_wait() {
             let mut watchdog = self.watchdog;
             util::permit_alloc(|| {
                 watchdog.wait(&Arc::clone(&self.status), || {
@@ -376,7 +382,13 @@ impl Stream {
             }
             let have = self.current.as_ref().is_some_and(|s| s.valid && s.index == index);
             let target = self.wet_target(have, index, k, &mut looked_ahead);
-            let wet = self.ramp_wet(target);
+            // Without the segment there is nothing wet to fade from: dry at once (a ramp would
+            // fade the mix out). Playback sees a late segment coming and fades before it.
+            let wet = if have {
+                self.ramp_wet(target)
+            } else {
+                self.dry_now()
+            };
             let mix = self.write_stems(aux, i, ch, have, k, wet, &dry, &gains);
             main_peak = main_peak.max(write_main(main, i, ch, &mix));
         }
@@ -435,7 +447,10 @@ impl Stream {
             };
             if full {
                 if let Some(frame) = self.filling[slot].take() {
+                    // Marked before the worker can see it, so its own mark comes last.
+                    self.link.fates.set(self.epoch, frame.index, Fate::Queued);
                     if let Err(frame) = self.link.queue_work(frame) {
+                        self.link.fates.set(self.epoch, frame.index, Fate::Skipped);
                         give(&self.link.free_inputs, frame);
                     }
                 }
@@ -497,6 +512,12 @@ impl Stream {
         } else {
             0.0
         }
+    }
+
+    /// Drops the wet amount to 0 (no segment to play) and returns it.
+    fn dry_now(&mut self) -> f32 {
+        self.wet = 0.0;
+        0.0
     }
 
     /// Moves the wet amount one ramp step towards `target` and returns it.

@@ -10,7 +10,7 @@
 use super::framing::Framing;
 use super::locate::{self, Lookup};
 use super::params::StemflowParams;
-use super::queues::{InputFrame, Link, Segment, SEGMENTS};
+use super::queues::{Fate, InputFrame, Link, Segment, SEGMENTS};
 use super::slots::{assign_slots, SLOT_COUNT, SLOT_NAMES};
 use super::status::{Status, WorkerState};
 use crate::engine::priors::catalog::{default_search_dirs, installed_search_dirs, PriorCatalog};
@@ -120,6 +120,7 @@ impl WorkerHandle {
             loaded_device: None,
             attempted_device: None,
             crossfade: None,
+            not_built: None,
             tally: FrameTally::default(),
         };
         let thread = std::thread::Builder::new()
@@ -208,6 +209,9 @@ struct Worker {
     attempted_device: Option<Device>,
     /// The crossfade for the current separator's format (made with it).
     crossfade: Option<Crossfade>,
+    /// Settings, rate and channels the loaded priors could not be built into a separator with:
+    /// not tried again until one of them changes.
+    not_built: Option<BuildKey>,
     /// How the current activation's frames went, for the line logged when it ends.
     tally: FrameTally,
 }
@@ -273,6 +277,11 @@ impl Worker {
     /// (or, with nothing attached, a wait for the next command). False on shutdown.
     fn turn(&mut self) -> bool {
         self.status.heartbeat.fetch_add(1, Ordering::Relaxed);
+        if super::audio_panic::take_report() {
+            let message = "an internal error on the audio thread: that block's outputs were silenced";
+            nice_error!("Stemflow: {message}");
+            self.status.set_message(message);
+        }
         #[cfg(test)]
         if tests::PANIC_NEXT_TURN.swap(false, Ordering::Relaxed) {
             panic!("injected by a test");
@@ -314,6 +323,7 @@ impl Worker {
         nice_error!("Stemflow: {message}");
         self.separator = None;
         self.priors = None;
+        self.not_built = None;
         self.crossfade = None;
         self.loaded_device = None;
         self.attempted_device = Some(self.params.device());
@@ -328,6 +338,7 @@ impl Worker {
         match command {
             Command::Attach(link) => {
                 self.link = Some(link);
+                self.not_built = None;
                 self.segments_made = 0;
                 self.tally = FrameTally::default();
                 self.forget_tail();
@@ -372,6 +383,7 @@ impl Worker {
         // Give the sessions back before making new ones.
         self.separator = None;
         self.priors = None;
+        self.not_built = None;
         self.loaded_device = None;
         match self.load(device) {
             Ok((priors, slots, message)) => {
@@ -501,10 +513,17 @@ impl Worker {
         Ok((priors, prior_slots, message))
     }
 
-    /// Builds (or rebuilds, when the rate, channels or settings changed) the separator.
+    /// Builds (or rebuilds, when the rate, channels or settings changed) the separator. Settings
+    /// the loaded priors cannot separate with (a separator they have no graphs for) leave the
+    /// worker passing audio through with the priors kept, until the settings change again.
     fn ensure_separator(&mut self) {
         let Some(link) = self.link.clone() else { return };
         let settings: SeparationSettings = self.params.settings(link.is_offline());
+        let wanted = BuildKey {
+            settings,
+            rate: link.sample_rate,
+            channels: link.channels,
+        };
         if let Some(sep) = &self.separator {
             if sep.host_rate() == link.sample_rate
                 && sep.channels() == link.channels
@@ -513,12 +532,15 @@ impl Worker {
                 return;
             }
         }
+        if self.not_built == Some(wanted) {
+            return;
+        }
         let priors = match (self.separator.take(), self.priors.take()) {
             (Some(sep), _) => sep.into_priors(),
             (None, Some(priors)) => priors,
             (None, None) => return,
         };
-        match Separator::new(priors, settings, link.sample_rate, link.channels) {
+        match Separator::new_or_return(priors, settings, link.sample_rate, link.channels) {
             Ok(mut sep) => {
                 sep.set_cancel_flag(Arc::clone(&self.stop.cancel));
                 sep.set_progress(Arc::clone(&self.status.frame_progress));
@@ -536,11 +558,20 @@ impl Worker {
                     });
                 }
                 self.separator = Some(sep);
+                if self.not_built.take().is_some() {
+                    self.status.set_message("separating again with the new settings");
+                    self.status.set_state(WorkerState::Ready);
+                }
             }
-            Err(e) => {
-                self.loaded_device = None;
-                self.status
-                    .set_message(format!("cannot separate at this format: {e}"));
+            Err(failed) => {
+                nice_warn!("Stemflow passes audio through: {}", failed.error);
+                self.priors = Some(failed.priors);
+                self.not_built = Some(wanted);
+                self.forget_tail();
+                self.status.set_message(format!(
+                    "cannot separate with these settings ({}); passing audio through until they change",
+                    failed.error
+                ));
                 self.status.set_state(WorkerState::Failed);
             }
         }
@@ -558,7 +589,7 @@ impl Worker {
                 // Nothing will ever separate these: hand the frames back.
                 let mut any = false;
                 while let Some(frame) = link.work.pop() {
-                    recycle_input(&link, frame);
+                    let_go(&link, frame);
                     any = true;
                 }
                 return any;
@@ -580,12 +611,12 @@ impl Worker {
                 break;
             }
             if let Some(older) = chosen.replace(frame) {
-                recycle_input(&link, older);
+                let_go(&link, older);
             }
         }
         let Some(frame) = chosen else { return false };
         if !link.is_offline() && frame.index < link.playing.load(Ordering::Acquire) {
-            recycle_input(&link, frame);
+            let_go(&link, frame);
             return true;
         }
         self.separate(&link, frame);
@@ -595,12 +626,12 @@ impl Worker {
     /// Separates `frame`, crossfades it into a segment and hands the segment to the audio thread.
     fn separate(&mut self, link: &Arc<Link>, frame: Box<InputFrame>) {
         let Some(mut segment) = self.free_segment(link) else {
-            recycle_input(link, frame);
+            let_go(link, frame);
             self.forget_tail();
             return;
         };
         let (Some(sep), Some(crossfade)) = (self.separator.as_mut(), self.crossfade.as_mut()) else {
-            recycle_input(link, frame);
+            let_go(link, frame);
             let _ = link.free_segments.push(segment);
             return;
         };
@@ -701,6 +732,21 @@ impl Crossfade {
         self.overlap_add.drain_ready_into(&mut outs);
         self.epoch = Some(epoch);
     }
+}
+
+/// What a separator is built for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct BuildKey {
+    settings: SeparationSettings,
+    rate: u32,
+    channels: usize,
+}
+
+/// Hands back a frame the worker will not separate, marking it so the audio thread does not
+/// wait for its segment.
+fn let_go(link: &Link, frame: Box<InputFrame>) {
+    link.fates.set(frame.epoch, frame.index, Fate::Dropped);
+    recycle_input(link, frame);
 }
 
 fn recycle_input(link: &Link, mut frame: Box<InputFrame>) {

@@ -284,10 +284,46 @@ pub struct Separator {
     cancel: Arc<AtomicBool>,
 }
 
+/// A separator that could not be built, with the priors it was given.
+pub struct NotBuilt {
+    /// Why not.
+    pub error: SeparationError,
+    /// The priors, unchanged.
+    pub priors: Vec<Prior>,
+}
+
 impl Separator {
     /// Allocate everything one frame needs for `channels` channels at `host_rate`.
     pub fn new(
         priors: Vec<Prior>,
+        settings: SeparationSettings,
+        host_rate: u32,
+        channels: usize,
+    ) -> Result<Self, SeparationError> {
+        Self::new_or_return(priors, settings, host_rate, channels).map_err(|failed| failed.error)
+    }
+
+    /// [`Separator::new`], giving the priors back when the separator cannot be built, so a
+    /// caller can try other settings without loading them again (the plugin, whose user may
+    /// pick a separator the loaded priors do not support and then switch back).
+    pub fn new_or_return(
+        mut priors: Vec<Prior>,
+        settings: SeparationSettings,
+        host_rate: u32,
+        channels: usize,
+    ) -> Result<Self, Box<NotBuilt>> {
+        match Self::assemble(&mut priors, settings, host_rate, channels) {
+            Ok(mut separator) => {
+                separator.priors = priors;
+                Ok(separator)
+            }
+            Err(error) => Err(Box::new(NotBuilt { error, priors })),
+        }
+    }
+
+    /// Everything but the priors themselves, which stay with the caller.
+    fn assemble(
+        priors: &mut [Prior],
         settings: SeparationSettings,
         host_rate: u32,
         channels: usize,
@@ -299,22 +335,21 @@ impl Separator {
         settings.validate()?;
         let frame_len = frame_len_at(host_rate);
         let n_stems = priors.len();
-        let mut priors = priors;
-        let domain = common_domain(&priors)?;
+        let domain = common_domain(priors)?;
         if let (OutputMode::Waveform, Domain::Spectrogram) = (settings.mode, domain) {
             return Err(SeparationError::WaveformModeWithSpectrograms {
                 stem: priors[0].stem().to_string(),
             });
         }
         let waveform = match domain {
-            Domain::Waveform => Some(WaveformPath::new(&priors, &settings, host_rate)?),
+            Domain::Waveform => Some(WaveformPath::new(priors, &settings, host_rate)?),
             Domain::Spectrogram => None,
         };
         let spectrogram = waveform.is_none();
         let annealed = match settings.search {
             SearchKind::Annealed(annealed) if spectrogram => Some((
                 AnnealedSearch::new(n_stems, FRAMES, annealed),
-                common_ladder(&priors)?,
+                common_ladder(priors)?,
             )),
             _ => None,
         };
@@ -332,7 +367,7 @@ impl Separator {
         };
         // Time-domain priors have neither a dictionary nor a latent to calibrate.
         let expert = match spectrogram {
-            true => nmf_expert(&priors, &settings)?,
+            true => nmf_expert(priors, &settings)?,
             false => None,
         };
         let resynth = match &expert {
@@ -373,7 +408,7 @@ impl Separator {
             stems: vec![vec![vec![0.0; frame_len]; channels]; n_stems],
             progress: Arc::new(Progress::new()),
             cancel: Arc::new(AtomicBool::new(false)),
-            priors,
+            priors: Vec::new(),
         })
     }
 
