@@ -726,29 +726,11 @@ fn a_separator_the_priors_cannot_run_plays_dry_and_switching_back_separates() {
     if std::env::var_os(BUNDLE_PRIORS_CHILD).is_some() {
         return unbuildable_separator_child();
     }
-    let dir = tempfile::tempdir().unwrap();
-    let priors = dir.path().join("priors");
-    std::fs::create_dir_all(&priors).unwrap();
-    for stem in ["toy", "toy_b"] {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/toy_prior")
-            .join(stem);
-        std::os::unix::fs::symlink(source, priors.join(stem)).unwrap();
-    }
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_separator_the_priors_cannot_run_plays_dry_and_switching_back_separates",
-            "--nocapture",
-        ])
-        .env(BUNDLE_PRIORS_CHILD, &priors)
-        .env("STEMFLOW_DATA_DIR", set_up_runtime().parent().unwrap())
-        .env_remove("STEMFLOW_FAULT")
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
-    let status = wait_until(&mut child, deadline, "the separator switch");
-    assert!(status.success(), "the separator switch's child process failed");
+    run_child_with_toy_priors(
+        "a_separator_the_priors_cannot_run_plays_dry_and_switching_back_separates",
+        "the separator switch",
+        240,
+    );
 }
 
 fn unbuildable_separator_child() {
@@ -819,29 +801,7 @@ fn soak_eight_instances_through_lifecycle_changes() {
     if std::env::var_os(BUNDLE_PRIORS_CHILD).is_some() {
         return soak_child();
     }
-    let dir = tempfile::tempdir().unwrap();
-    let priors = dir.path().join("priors");
-    std::fs::create_dir_all(&priors).unwrap();
-    for stem in ["toy", "toy_b"] {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/toy_prior")
-            .join(stem);
-        std::os::unix::fs::symlink(source, priors.join(stem)).unwrap();
-    }
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "soak_eight_instances_through_lifecycle_changes",
-            "--nocapture",
-        ])
-        .env(BUNDLE_PRIORS_CHILD, &priors)
-        .env("STEMFLOW_DATA_DIR", set_up_runtime().parent().unwrap())
-        .env_remove("STEMFLOW_FAULT")
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(400);
-    let status = wait_until(&mut child, deadline, "the soak");
-    assert!(status.success(), "the soak's child process failed");
+    run_child_with_toy_priors("soak_eight_instances_through_lifecycle_changes", "the soak", 400);
 }
 
 /// Asserts that the soak's settling render played separated stems after its latency: a frame
@@ -1060,4 +1020,28 @@ fn soak_child() {
         drop(instance);
         assert!(started.elapsed() < std::time::Duration::from_secs(15));
     }
+}
+
+/// Runs the test `test` again in a child process whose bundle holds the two toy priors, and
+/// fails unless it succeeds within `seconds` (`what` names it in the failure).
+fn run_child_with_toy_priors(test: &str, what: &str, seconds: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let priors = dir.path().join("priors");
+    std::fs::create_dir_all(&priors).unwrap();
+    for stem in ["toy", "toy_b"] {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/toy_prior")
+            .join(stem);
+        std::os::unix::fs::symlink(source, priors.join(stem)).unwrap();
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture"])
+        .env(BUNDLE_PRIORS_CHILD, &priors)
+        .env("STEMFLOW_DATA_DIR", set_up_runtime().parent().unwrap())
+        .env_remove("STEMFLOW_FAULT")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let status = wait_until(&mut child, deadline, what);
+    assert!(status.success(), "{what}: the child process failed");
 }
