@@ -1258,7 +1258,10 @@ mod tests {
         let manifest = dir.join(MANIFEST_FILE);
         grow_sparse(&manifest, MAX_MANIFEST_BYTES + 1);
         let err = Manifest::load_verified(&dir).unwrap_err();
-        assert!(matches!(err, ManifestError::TooLarge { what: "manifest", .. }), "{err:?}");
+        assert!(
+            matches!(err, ManifestError::TooLarge { what: "manifest", .. }),
+            "{err:?}"
+        );
         let text = err.to_string();
         assert!(
             text.contains(&manifest.display().to_string())
@@ -1276,7 +1279,16 @@ mod tests {
         let size = MAX_PRIOR_FILE_BYTES + 1;
         grow_sparse(&graph, size);
         let err = Manifest::load_verified(&dir).unwrap_err();
-        assert!(matches!(err, ManifestError::TooLarge { what: "listed file", .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                ManifestError::TooLarge {
+                    what: "listed file",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let text = err.to_string();
         assert!(
             text.contains(&graph.display().to_string())
@@ -1286,6 +1298,22 @@ mod tests {
         );
     }
 
+    /// Asserts that `result` is [`ManifestError::TooLarge`] with these fields.
+    fn assert_too_large<T: std::fmt::Debug>(
+        result: Result<T, ManifestError>,
+        expected: (PathBuf, u64, u64, &'static str),
+    ) {
+        match result {
+            Err(ManifestError::TooLarge {
+                file,
+                size,
+                cap,
+                what,
+            }) => assert_eq!((file, size, cap, what), expected),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
     /// The caps are typed errors: the manifest's, one listed file's, and all listed files'
     /// together, each naming the file, its size and the cap (small caps on the toy prior).
     #[test]
@@ -1293,28 +1321,39 @@ mod tests {
         let (_root, dir) = edited_copy(|_| {});
         let manifest = dir.join(MANIFEST_FILE);
         let manifest_size = fs::metadata(&manifest).unwrap().len();
-        match Manifest::load_within(&dir, manifest_size - 1) {
-            Err(ManifestError::TooLarge { file, size, cap, what }) => {
-                assert_eq!((file, size, cap, what), (manifest.clone(), manifest_size, manifest_size - 1, "manifest"));
-            }
-            other => panic!("expected TooLarge, got {other:?}"),
-        }
+        assert_too_large(
+            Manifest::load_within(&dir, manifest_size - 1),
+            (manifest.clone(), manifest_size, manifest_size - 1, "manifest"),
+        );
         let parsed = Manifest::load_within(&dir, manifest_size).unwrap();
         let size = |name: &str| fs::metadata(dir.join(name)).unwrap().len();
         let (decode, grad, encode) = (size("decode.onnx"), size("grad.onnx"), size("encode.onnx"));
-        match parsed.verify_within(&dir, &ReadBudget::new(decode - 1, u64::MAX)) {
-            Err(ManifestError::TooLarge { file, size, cap, what }) => {
-                assert_eq!((file, size, cap, what), (dir.join("decode.onnx"), decode, decode - 1, "listed file"));
-            }
-            other => panic!("expected TooLarge, got {other:?}"),
-        }
+        assert_too_large(
+            parsed.verify_within(&dir, &ReadBudget::new(decode - 1, u64::MAX)),
+            (dir.join("decode.onnx"), decode, decode - 1, "listed file"),
+        );
         let file_cap = decode.max(grad).max(encode);
         match parsed.verify_within(&dir, &ReadBudget::new(file_cap, decode + grad)) {
             Err(e @ ManifestError::PriorTooLarge { .. }) => {
-                let ManifestError::PriorTooLarge { ref file, size, total, cap, .. } = e else {
+                let ManifestError::PriorTooLarge {
+                    ref file,
+                    size,
+                    total,
+                    cap,
+                    ..
+                } = e
+                else {
                     unreachable!()
                 };
-                assert_eq!((file, size, total, cap), (&dir.join("encode.onnx"), encode, decode + grad + encode, decode + grad));
+                assert_eq!(
+                    (file, size, total, cap),
+                    (
+                        &dir.join("encode.onnx"),
+                        encode,
+                        decode + grad + encode,
+                        decode + grad
+                    )
+                );
                 assert!(e.to_string().contains("encode.onnx"), "{e}");
             }
             other => panic!("expected PriorTooLarge, got {other:?}"),
