@@ -116,7 +116,9 @@ pub fn main() -> ExitCode {
             eprintln!("stemflow: error: {error}");
             if matches!(
                 error,
-                CliError::Separate(SeparateFileError::Stopped) | CliError::StoppedInBatch { .. }
+                CliError::Separate(SeparateFileError::Stopped)
+                    | CliError::StoppedInBatch { .. }
+                    | CliError::Train(TrainError::Interrupted { .. })
             ) {
                 // The shell's convention for a command ended by Ctrl-C.
                 return ExitCode::from(130);

@@ -48,34 +48,37 @@ pub enum TrainError {
     },
     /// This stem's checkpoints come from another recordings folder.
     #[error(
-        "the checkpoints in {} were trained on {other}, not {}; pass --fresh to start over",
-        .ckpt_dir.display(), .recordings.display()
+        "the checkpoints in {} were trained on {}, not {}; pass --fresh to start over",
+        .ckpt_dir.display(), .other.display(), .recordings.display()
     )]
     OtherRecordings {
         /// The checkpoint folder.
         ckpt_dir: PathBuf,
-        /// The folder they were trained on.
-        other: String,
+        /// The folder they were trained on, as recorded (the OS's bytes).
+        other: PathBuf,
         /// The folder given now.
         recordings: PathBuf,
     },
     /// No Python interpreter where one was looked for.
-    #[error("Python interpreter not found; tried: {tried}")]
+    #[error("Python interpreter not found; tried {}; {how}", .tried.join(", "))]
     PythonNotFound {
-        /// Every place looked at, with where the name came from.
-        tried: String,
+        /// Every place looked at, each with why it was not taken.
+        tried: Vec<String>,
+        /// What to do: the exact commands that make the environment, or the option to pass.
+        how: String,
     },
-    /// The trainer package is not where it was looked for.
-    #[error("trainer not found: {} does not exist (looked in {from})", .script.display())]
+    /// The trainer package is in none of the places looked at.
+    #[error(
+        "trainer not found: no stemflow_training/train.py in {}; a bundle carries it as `training/` beside the `stemflow` executable: copy that folder (or `models/training` of the Stemflow source of this version) to one of those places, or set $STEMFLOW_TRAINING_DIR to it",
+        .tried.join(", ")
+    )]
     TrainerNotFound {
-        /// `<dir>/stemflow_training/train.py`.
-        script: PathBuf,
-        /// Which rule gave `<dir>`.
-        from: String,
+        /// Every folder looked at, in order.
+        tried: Vec<String>,
     },
     /// The interpreter cannot import the trainer or its requirements.
     #[error(
-        "{} cannot import the trainer from {}: {reason} (pass --python with the requirements of models/training/requirements.txt installed)",
+        "{} cannot import the trainer from {}: {reason}; install the trainer's requirements with `{install}`, or pass --python with an interpreter that has them",
         .python.display(), .trainer_dir.display()
     )]
     TrainerImport {
@@ -85,6 +88,8 @@ pub enum TrainError {
         trainer_dir: PathBuf,
         /// Python's last error line.
         reason: String,
+        /// The exact command that installs the requirements into that interpreter.
+        install: String,
     },
     /// A file operation failed.
     #[error("cannot {action} {}: {source}", .path.display())]

@@ -53,8 +53,8 @@ pub struct TrainPriorArgs {
     /// the CLI and the plugin search].
     #[arg(long, value_name = "DIR")]
     pub dest: Option<PathBuf>,
-    /// Python with the trainer's requirements [default: $STEMFLOW_PYTHON, else the source tree's
-    /// .venv, else python3].
+    /// Python with the trainer's requirements [default: $STEMFLOW_PYTHON, else <data dir>/venv;
+    /// a development build also tries its source tree's .venv].
     #[arg(long, value_name = "PATH")]
     pub python: Option<PathBuf>,
     /// Replace a prior of that name already in the destination.
@@ -132,6 +132,19 @@ fn path_bytes(path: &Path) -> Vec<u8> {
 #[cfg(not(unix))]
 fn path_bytes(path: &Path) -> Vec<u8> {
     path.to_string_lossy().into_owned().into_bytes()
+}
+
+/// The path whose OS bytes are `bytes` ([`path_bytes`] read back).
+#[cfg(unix)]
+fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+}
+
+/// The path from its UTF-8 bytes, elsewhere.
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
 }
 
 /// The checkpoint files in `dir`: the trainer's `ckpt_*.npz`, and `ckpt_*.pkl` of the old pickle
@@ -221,16 +234,18 @@ impl Plan {
         if checkpoints(&self.ckpt_dir).is_empty() {
             return Ok(());
         }
-        match fs::read_to_string(self.record_path()) {
-            Ok(other) if other.trim() != self.recordings.to_string_lossy() => {
-                Err(TrainError::OtherRecordings {
-                    ckpt_dir: self.ckpt_dir.clone(),
-                    other: other.trim().to_string(),
-                    recordings: self.recordings.clone(),
-                })
-            }
-            _ => Ok(()),
+        let Ok(record) = fs::read(self.record_path()) else {
+            return Ok(());
+        };
+        let other = record.strip_suffix(b"\n").unwrap_or(&record);
+        if other == path_bytes(&self.recordings).as_slice() {
+            return Ok(());
         }
+        Err(TrainError::OtherRecordings {
+            ckpt_dir: self.ckpt_dir.clone(),
+            other: path_from_bytes(other),
+            recordings: self.recordings.clone(),
+        })
     }
 
     /// Makes the checkpoint folder (emptied with `fresh`) and records the recordings folder in it.
@@ -242,7 +257,9 @@ impl Plan {
         }
         fs::create_dir_all(&self.ckpt_dir).map_err(io_error("create", &self.ckpt_dir))?;
         let record = self.record_path();
-        fs::write(&record, format!("{}\n", self.recordings.display())).map_err(io_error("write", &record))
+        let mut text = path_bytes(&self.recordings);
+        text.push(b'\n');
+        fs::write(&record, text).map_err(io_error("write", &record))
     }
 }
 
@@ -282,8 +299,9 @@ fn install(staged: &Path, target: &Path, replace: bool, trash: &Path) -> Result<
 /// Run `train-prior`: check, train (streaming the trainer's log), validate, install.
 pub fn run(shared: &SharedArgs, args: TrainPriorArgs) -> Result<(), CliError> {
     let plan = Plan::check(&args)?;
-    let python = trainer::locate_python(args.python.as_deref())?;
-    let trainer_dir = trainer::locate_trainer()?;
+    let places = trainer::Places::of_this_process();
+    let trainer_dir = trainer::locate_trainer(&places)?;
+    let python = trainer::locate_python(args.python.as_deref(), &places, &trainer_dir)?;
     trainer::check_imports(&python, &trainer_dir)?;
     let runtime = shared.runtime()?;
     fs::create_dir_all(&plan.dest).map_err(io_error("create", &plan.dest))?;

@@ -1,5 +1,5 @@
-//! The formats the engine supports, written once: the command line, the plugin, the resampler
-//! and the resynthesis all check against these.
+//! The formats and sizes the engine supports, written once: the command line, the plugin, the
+//! resampler, the resynthesis and the prior loader all check against these.
 
 use super::bounds::Bounds;
 use thiserror::Error;
@@ -10,6 +10,17 @@ pub const MIN_SAMPLE_RATE: u32 = 8_000;
 pub const MAX_SAMPLE_RATE: u32 = 384_000;
 /// The supported host sample rates, as an interval.
 pub const SAMPLE_RATES: Bounds = Bounds::closed(MIN_SAMPLE_RATE as f64, MAX_SAMPLE_RATE as f64);
+
+/// Most bytes a prior's `manifest.json` may have. A shipped one has about 5 kB; a bigger file is
+/// refused by its size on disk before it is read.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+/// Most bytes one file a manifest lists (a graph, shared weights, an NMF dictionary) may have. The
+/// largest shipped file has 7.5 MB and a whole prior stays within 50 MB on disk, so a file past
+/// 64 MiB is no prior of this engine; it is refused before it is read into memory.
+pub const MAX_PRIOR_FILE_BYTES: u64 = 64 << 20;
+/// Most bytes all the files one manifest lists may have together: what loading one prior reads into
+/// memory (a shipped prior: 14 MB).
+pub const MAX_PRIOR_BYTES: u64 = 256 << 20;
 
 /// A format outside what the engine supports.
 #[derive(Debug, Clone, Copy, Error, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 //! target/bundled/Stemflow/lib/                 libonnxruntime.so.1.31.1, providers_shared
 //! target/bundled/Stemflow/priors/<stem>/       manifest.json + ONNX graphs
 //! target/bundled/Stemflow/stemflow             the command line (finds lib/ and priors/ too)
+//! target/bundled/Stemflow/training/            the Python trainer `stemflow train-prior` runs
 //! target/bundled/Stemflow.vst3/Contents/x86_64-linux/Stemflow.so
 //! target/bundled/Stemflow.vst3/Contents/Resources/{lib,priors}/
 //! ```
@@ -52,6 +53,31 @@ fn add_resources(
     let target = dir.join("priors");
     let _ = fs::remove_dir_all(&target);
     copy_dir(priors, &target)
+}
+
+/// Puts the trainer `stemflow train-prior` runs into `dir/training`: `models/training`'s
+/// `requirements.txt` and the `stemflow_training` package's modules (no tests, caches or
+/// checkpoints). The command line looks for it beside its executable.
+fn add_trainer(dir: &Path, root: &Path) -> Result<(), String> {
+    let from = root.join("models").join("training");
+    let to = dir.join("training");
+    let _ = fs::remove_dir_all(&to);
+    let package = to.join("stemflow_training");
+    fs::create_dir_all(&package).map_err(|e| format!("cannot create {}: {e}", package.display()))?;
+    let copy = |from: &Path, to: &Path| {
+        fs::copy(from, to)
+            .map(|_| ())
+            .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+    };
+    copy(&from.join("requirements.txt"), &to.join("requirements.txt"))?;
+    let source = from.join("stemflow_training");
+    for entry in fs::read_dir(&source).map_err(|e| format!("cannot read {}: {e}", source.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "py") {
+            copy(&path, &package.join(path.file_name().unwrap_or_default()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The folder nice-plug-xtask writes bundles to: `bundled/` in the target folder cargo reports
@@ -116,7 +142,11 @@ pub fn bundle(
         return Err(format!("no CLAP plugin at {}", clap_in_folder.display()));
     }
     add_resources(&folder, runtime_dir, runtime_files, &priors)?;
-    println!("CLAP: {} (with lib/ and priors/)", clap_in_folder.display());
+    add_trainer(&folder, root)?;
+    println!(
+        "CLAP: {} (with lib/, priors/ and the command line's training/)",
+        clap_in_folder.display()
+    );
 
     // VST3: the runtime and priors go to Contents/Resources.
     let vst3 = bundled.join(format!("{BUNDLE_NAME}.vst3"));
@@ -129,4 +159,32 @@ pub fn bundle(
         );
     }
     Ok(clap_in_folder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bundle carries the trainer package and its requirements, and nothing else of
+    /// `models/training`.
+    #[test]
+    fn the_bundle_carries_the_trainer_package() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let dir = std::env::temp_dir().join(format!("stemflow-bundle-test-{}", std::process::id()));
+        add_trainer(&dir, root).unwrap();
+        let training = dir.join("training");
+        assert!(training.join("requirements.txt").is_file());
+        assert!(training.join("stemflow_training/train.py").is_file());
+        assert!(training.join("stemflow_training/__init__.py").is_file());
+        let top: Vec<_> = fs::read_dir(&training)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(top.len(), 2, "{top:?}");
+        let all_python = fs::read_dir(training.join("stemflow_training"))
+            .unwrap()
+            .all(|e| e.unwrap().path().extension().is_some_and(|x| x == "py"));
+        assert!(all_python);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

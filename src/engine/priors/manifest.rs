@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::engine::constants::{BINS, FRAMES, FRAME_SECONDS, HOP, N_FFT, PRIOR_SAMPLE_RATE, TIME_MULTIPLE};
+use crate::engine::limits::{MAX_MANIFEST_BYTES, MAX_PRIOR_BYTES, MAX_PRIOR_FILE_BYTES};
 use crate::engine::priors::annealing::AnnealingSection;
 use crate::engine::priors::nmf_dictionary::NmfSection;
 use crate::engine::priors::onnx_checks::external_data_locations;
@@ -86,6 +87,36 @@ pub enum ManifestError {
         file: PathBuf,
         /// Where reading stopped.
         source: crate::engine::priors::onnx_checks::OnnxReadError,
+    },
+    /// A manifest or a file it lists is larger than the engine reads for a prior
+    /// ([`MAX_MANIFEST_BYTES`], [`MAX_PRIOR_FILE_BYTES`]); refused by its size before it is read.
+    #[error("{} has {size} bytes, more than the {cap} bytes a prior's {what} may have", .file.display())]
+    TooLarge {
+        /// The file.
+        file: PathBuf,
+        /// Its size on disk (or, for a file that grew while it was read, the bytes read: cap + 1).
+        size: u64,
+        /// The cap it exceeds.
+        cap: u64,
+        /// "manifest" or "listed file".
+        what: &'static str,
+    },
+    /// The files a manifest lists come to more than one prior may read ([`MAX_PRIOR_BYTES`]).
+    #[error(
+        "{}: with {} ({size} bytes) the prior's files come to {total} bytes, more than the {cap} bytes a prior may have in all",
+        .manifest.display(), .file.display()
+    )]
+    PriorTooLarge {
+        /// The manifest.
+        manifest: PathBuf,
+        /// The file that took the total past the cap.
+        file: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The listed files' bytes up to and including it.
+        total: u64,
+        /// [`MAX_PRIOR_BYTES`].
+        cap: u64,
     },
     /// A graph reads tensor data from a file the manifest does not list and hash.
     #[error(
@@ -388,10 +419,16 @@ fn hex(digest: &[u8]) -> String {
 impl Manifest {
     /// Parses `dir/manifest.json` without checking it against anything.
     pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
+        Manifest::load_within(dir, MAX_MANIFEST_BYTES)
+    }
+
+    /// [`Manifest::load`] with the manifest's size cap given (tests use small ones).
+    fn load_within(dir: &Path, cap: u64) -> Result<Manifest, ManifestError> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Io {
+        let bytes = read_capped(&path, cap, "manifest")?;
+        let text = String::from_utf8(bytes).map_err(|e| ManifestError::Parse {
             path: path.clone(),
-            source,
+            message: format!("expected UTF-8 text, found {e}"),
         })?;
         let parse_error = |e: serde_json::Error| ManifestError::Parse {
             path: path.clone(),
@@ -442,6 +479,11 @@ impl Manifest {
     /// The checks of [`Manifest::load_verified`] on an already parsed manifest; returns the
     /// verified files' contents.
     pub fn verify(&self, dir: &Path) -> Result<VerifiedFiles, ManifestError> {
+        self.verify_within(dir, &ReadBudget::new(MAX_PRIOR_FILE_BYTES, MAX_PRIOR_BYTES))
+    }
+
+    /// [`Manifest::verify`] reading the listed files within `budget`.
+    fn verify_within(&self, dir: &Path, budget: &ReadBudget) -> Result<VerifiedFiles, ManifestError> {
         let path = dir.join(MANIFEST_FILE);
         let mismatch = |field: &'static str, expected: String, found: String| ManifestError::FieldMismatch {
             path: path.clone(),
@@ -544,7 +586,7 @@ impl Manifest {
 
         let weights = match &self.graphs.weights {
             Some(weights) => {
-                let (_, bytes) = verify_file(dir, &path, "graphs.weights", weights)?;
+                let (_, bytes) = verify_file(dir, &path, "graphs.weights", weights, budget)?;
                 Some(ExternalData {
                     location: weights.file.clone(),
                     bytes: bytes.into(),
@@ -558,12 +600,12 @@ impl Manifest {
                 path: path.clone(),
                 field,
             })?;
-            verify_graph(dir, &path, field, graph, listed)
+            verify_graph(dir, &path, field, graph, listed, budget)
         };
         let optional = |field, graph: &Option<GraphFile>| {
             graph
                 .as_ref()
-                .map(|graph| verify_graph(dir, &path, field, graph, listed))
+                .map(|graph| verify_graph(dir, &path, field, graph, listed, budget))
                 .transpose()
         };
         // A waveform prior runs its `score` graph alone; the flow's graphs, if listed, are not
@@ -603,13 +645,13 @@ impl Manifest {
                         file: nmf.file.clone(),
                         sha256: nmf.sha256.clone(),
                     };
-                    verify_file(dir, &path, "nmf.file", &file).map(|(_, bytes)| bytes)
+                    verify_file(dir, &path, "nmf.file", &file, budget).map(|(_, bytes)| bytes)
                 })
                 .transpose()?,
             annealing: self
                 .annealing
                 .as_ref()
-                .map(|section| verify_annealing(dir, &path, section, domain))
+                .map(|section| verify_annealing(dir, &path, section, domain, budget))
                 .transpose()?,
         };
         match (&files.forward, &files.backward) {
@@ -642,8 +684,9 @@ fn verify_graph(
     field: &'static str,
     graph: &GraphFile,
     listed: Option<&str>,
+    budget: &ReadBudget,
 ) -> Result<VerifiedGraph, ManifestError> {
-    let (file, bytes) = verify_file(dir, manifest, field, graph)?;
+    let (file, bytes) = verify_file(dir, manifest, field, graph, budget)?;
     let locations = external_data_locations(&bytes).map_err(|source| ManifestError::NotOnnx {
         file: file.clone(),
         source,
@@ -667,6 +710,7 @@ fn verify_annealing(
     manifest: &Path,
     section: &AnnealingSection,
     domain: Domain,
+    budget: &ReadBudget,
 ) -> Result<VerifiedAnnealing, ManifestError> {
     let ladder = section.ladder(domain).map_err(|e| ManifestError::FieldMismatch {
         path: manifest.to_path_buf(),
@@ -676,7 +720,7 @@ fn verify_annealing(
     })?;
     let weights = match (&section.weights, domain) {
         (Some(file), _) => {
-            let (_, bytes) = verify_file(dir, manifest, "annealing.weights", file)?;
+            let (_, bytes) = verify_file(dir, manifest, "annealing.weights", file, budget)?;
             Some(ExternalData {
                 location: file.file.clone(),
                 bytes: bytes.into(),
@@ -696,6 +740,7 @@ fn verify_annealing(
         "annealing.score",
         &section.score,
         weights.as_ref().map(|w| w.location.as_str()),
+        budget,
     )?;
     Ok(VerifiedAnnealing {
         score,
@@ -710,13 +755,106 @@ fn folder_name(dir: &Path) -> Option<String> {
     resolved.file_name().map(|n| n.to_string_lossy().into_owned())
 }
 
-/// Checks that the file a manifest field names is a plain name inside `dir`, exists, and has the
-/// listed sha256; returns its path and content.
+/// How much one verification may read: each listed file at most `file_cap` bytes, all of them
+/// together at most `total_cap` ([`MAX_PRIOR_FILE_BYTES`], [`MAX_PRIOR_BYTES`]).
+#[derive(Debug)]
+struct ReadBudget {
+    /// Most bytes of one file.
+    file_cap: u64,
+    /// Most bytes of all files.
+    total_cap: u64,
+    /// Bytes read so far.
+    used: std::cell::Cell<u64>,
+}
+
+impl ReadBudget {
+    fn new(file_cap: u64, total_cap: u64) -> ReadBudget {
+        ReadBudget {
+            file_cap,
+            total_cap,
+            used: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Reads `file` within both caps: a file past either is refused by its size on disk before
+    /// it is read.
+    fn read(&self, manifest: &Path, file: &Path) -> Result<Vec<u8>, ManifestError> {
+        let too_much = |size: u64| {
+            let total = self.used.get() + size;
+            (total > self.total_cap).then(|| ManifestError::PriorTooLarge {
+                manifest: manifest.to_path_buf(),
+                file: file.to_path_buf(),
+                size,
+                total,
+                cap: self.total_cap,
+            })
+        };
+        let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+        if size <= self.file_cap {
+            if let Some(error) = too_much(size) {
+                return Err(error);
+            }
+        }
+        let bytes = read_capped(file, self.file_cap, "listed file")?;
+        let size = bytes.len() as u64;
+        if let Some(error) = too_much(size) {
+            return Err(error);
+        }
+        self.used.set(self.used.get() + size);
+        Ok(bytes)
+    }
+}
+
+/// Reads the regular file `path` whole if it has at most `cap` bytes. A larger one is refused by
+/// its size on disk before anything is allocated for it, and at most `cap + 1` bytes are ever read
+/// (a file that grows meanwhile is refused too); a device or pipe is refused unread.
+fn read_capped(path: &Path, cap: u64, what: &'static str) -> Result<Vec<u8>, ManifestError> {
+    use std::io::Read;
+    let io_error = |source| ManifestError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        // Opening a FIFO for reading would wait for a writer; regular files ignore the flag.
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(io_error)?;
+    let metadata = file.metadata().map_err(io_error)?;
+    if !metadata.is_file() {
+        return Err(io_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "expected a regular file, found a folder, device or pipe",
+        )));
+    }
+    let too_large = |size| ManifestError::TooLarge {
+        file: path.to_path_buf(),
+        size,
+        cap,
+        what,
+    };
+    if metadata.len() > cap {
+        return Err(too_large(metadata.len()));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(cap + 1).read_to_end(&mut bytes).map_err(io_error)?;
+    if bytes.len() as u64 > cap {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Checks that the file a manifest field names is a plain name inside `dir`, exists, fits the
+/// read budget and has the listed sha256; returns its path and content.
 fn verify_file(
     dir: &Path,
     manifest: &Path,
     field: &'static str,
     graph: &GraphFile,
+    budget: &ReadBudget,
 ) -> Result<(PathBuf, Vec<u8>), ManifestError> {
     let plain_name = {
         let mut components = Path::new(&graph.file).components();
@@ -734,10 +872,7 @@ fn verify_file(
     if !file.is_file() {
         return Err(ManifestError::MissingFile { field, file });
     }
-    let bytes = std::fs::read(&file).map_err(|source| ManifestError::Io {
-        path: file.clone(),
-        source,
-    })?;
+    let bytes = budget.read(manifest, &file)?;
     let found = hex(&Sha256::digest(&bytes));
     let expected = graph.sha256.to_ascii_lowercase();
     if found != expected {
@@ -1103,6 +1238,144 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// `path` made `size` bytes long without writing them (a sparse file).
+    fn grow_sparse(path: &Path, size: u64) {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(size)
+            .unwrap();
+    }
+
+    /// A manifest past its cap is refused by its size on disk, naming the file, its size and the
+    /// cap: it is not read or parsed.
+    #[test]
+    fn a_manifest_past_its_cap_is_refused_by_its_size() {
+        let (_root, dir) = edited_copy(|_| {});
+        let manifest = dir.join(MANIFEST_FILE);
+        grow_sparse(&manifest, MAX_MANIFEST_BYTES + 1);
+        let err = Manifest::load_verified(&dir).unwrap_err();
+        assert!(
+            matches!(err, ManifestError::TooLarge { what: "manifest", .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&manifest.display().to_string())
+                && text.contains(&format!("{} bytes", MAX_MANIFEST_BYTES + 1))
+                && text.contains(&format!("{MAX_MANIFEST_BYTES} bytes")),
+            "{text}"
+        );
+    }
+
+    /// A listed file past its cap is refused by its size before it is read or hashed.
+    #[test]
+    fn a_listed_file_past_its_cap_is_refused_by_its_size() {
+        let (_root, dir) = edited_copy(|_| {});
+        let graph = dir.join("decode.onnx");
+        let size = MAX_PRIOR_FILE_BYTES + 1;
+        grow_sparse(&graph, size);
+        let err = Manifest::load_verified(&dir).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ManifestError::TooLarge {
+                    what: "listed file",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&graph.display().to_string())
+                && text.contains(&format!("{size} bytes"))
+                && text.contains(&format!("{MAX_PRIOR_FILE_BYTES} bytes")),
+            "{text}"
+        );
+    }
+
+    /// Asserts that `result` is [`ManifestError::TooLarge`] with these fields.
+    fn assert_too_large<T: std::fmt::Debug>(
+        result: Result<T, ManifestError>,
+        expected: (PathBuf, u64, u64, &'static str),
+    ) {
+        match result {
+            Err(ManifestError::TooLarge {
+                file,
+                size,
+                cap,
+                what,
+            }) => assert_eq!((file, size, cap, what), expected),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    /// The caps are typed errors: the manifest's, one listed file's, and all listed files'
+    /// together, each naming the file, its size and the cap (small caps on the toy prior).
+    #[test]
+    fn each_cap_is_a_typed_error_naming_file_size_and_cap() {
+        let (_root, dir) = edited_copy(|_| {});
+        let manifest = dir.join(MANIFEST_FILE);
+        let manifest_size = fs::metadata(&manifest).unwrap().len();
+        assert_too_large(
+            Manifest::load_within(&dir, manifest_size - 1),
+            (manifest.clone(), manifest_size, manifest_size - 1, "manifest"),
+        );
+        let parsed = Manifest::load_within(&dir, manifest_size).unwrap();
+        let size = |name: &str| fs::metadata(dir.join(name)).unwrap().len();
+        let (decode, grad, encode) = (size("decode.onnx"), size("grad.onnx"), size("encode.onnx"));
+        assert_too_large(
+            parsed.verify_within(&dir, &ReadBudget::new(decode - 1, u64::MAX)),
+            (dir.join("decode.onnx"), decode, decode - 1, "listed file"),
+        );
+        let file_cap = decode.max(grad).max(encode);
+        match parsed.verify_within(&dir, &ReadBudget::new(file_cap, decode + grad)) {
+            Err(e @ ManifestError::PriorTooLarge { .. }) => {
+                let ManifestError::PriorTooLarge {
+                    ref file,
+                    size,
+                    total,
+                    cap,
+                    ..
+                } = e
+                else {
+                    unreachable!()
+                };
+                assert_eq!(
+                    (file, size, total, cap),
+                    (
+                        &dir.join("encode.onnx"),
+                        encode,
+                        decode + grad + encode,
+                        decode + grad
+                    )
+                );
+                assert!(e.to_string().contains("encode.onnx"), "{e}");
+            }
+            other => panic!("expected PriorTooLarge, got {other:?}"),
+        }
+        parsed
+            .verify_within(&dir, &ReadBudget::new(file_cap, decode + grad + encode))
+            .unwrap();
+    }
+
+    /// A manifest that is a link to an endless device is refused unread, never read until memory
+    /// runs out.
+    #[cfg(unix)]
+    #[test]
+    fn a_manifest_that_is_a_device_is_refused_unread() {
+        let (_root, dir) = edited_copy(|_| {});
+        let manifest = dir.join(MANIFEST_FILE);
+        fs::remove_file(&manifest).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &manifest).unwrap();
+        match Manifest::load_verified(&dir) {
+            Err(e @ ManifestError::Io { .. }) => assert!(e.to_string().contains("regular file"), "{e}"),
+            other => panic!("expected Io, got {other:?}"),
+        }
     }
 
     /// A byte edit of a file: overwrite, delete a run, or cut the end.
