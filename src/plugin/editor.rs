@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 /// The editor's window size state (not persisted: `EguiEditorState` is not serde).
 pub fn default_state() -> Arc<EguiEditorState> {
-    EguiEditorState::from_size(LogicalSize::new(820.0, 480.0), 1.0)
+    EguiEditorState::from_size(LogicalSize::new(820.0, 510.0), 1.0)
 }
 
 /// Bottom of the meters' and histories' scale, in dB.
