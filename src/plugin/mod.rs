@@ -125,6 +125,10 @@ impl Plugin for Stemflow {
         },
     ];
 
+    // A host's parameter change lands on its own sample (nice-plug splits the block there),
+    // so an automated gain follows the lane, not the block grid.
+    const SAMPLE_ACCURATE_AUTOMATION: bool = true;
+
     type SysExMessage = ();
     type BackgroundTask = ();
     type Editor = nice_plug_egui::EguiEditor<editor::StemflowApp>;
