@@ -1621,3 +1621,130 @@ fn a_batch_stopped_after_a_written_track_says_so() {
     assert!(stderr.contains("1 of 2 tracks were separated"), "{stderr}");
     assert!(out.join("a/sine.wav").is_file() && out.join("a/.stemflow.json").is_file());
 }
+
+/// `tone_wav` as a stream writes it: the RIFF and data lengths are 0xFFFFFFFF, so the length is
+/// known only at the end of the audio.
+fn streaming_tone_wav(path: &Path, channels: u16, seconds: f32) {
+    tone_wav(path, channels, seconds);
+    let mut bytes = fs::read(path).unwrap();
+    bytes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    bytes[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+    fs::write(path, bytes).unwrap();
+}
+
+/// The `--json` events of a run, one per line, each parsed.
+fn json_events(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// The percents of track `index`'s progress lines, in order (`None` where a line has none).
+fn track_percents(events: &[serde_json::Value], index: u64) -> Vec<Option<u64>> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "progress" && e["index"] == index)
+        .map(|e| e["percent"].as_u64())
+        .collect()
+}
+
+/// Asserts that `percents` never goes back and says 100 at most once, in its last line.
+fn assert_rising(percents: &[Option<u64>], stdout: &str) {
+    let known: Vec<u64> = percents.iter().flatten().copied().collect();
+    assert!(
+        known.windows(2).all(|w| w[0] <= w[1]),
+        "progress went back: {known:?}\n{stdout}"
+    );
+    let hundreds = percents.iter().filter(|p| **p == Some(100)).count();
+    assert!(
+        hundreds <= 1 && (hundreds == 0 || percents.last() == Some(&Some(100))),
+        "100 before the end: {percents:?}\n{stdout}"
+    );
+}
+
+/// Progress over several frames, for a file whose header gives its length and for one streamed
+/// (length unknown until its end): the percent never goes back, and says 100 once, as the last
+/// progress line of a track, when its stems are written.
+#[test]
+fn json_progress_only_rises_and_says_100_when_the_track_is_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let known = tmp.path().join("known.wav");
+    let streamed = tmp.path().join("streamed.wav");
+    tone_wav(&known, 1, 10.0);
+    streaming_tone_wav(&streamed, 1, 10.0);
+    let output = stemflow()
+        .current_dir(tmp.path())
+        .arg("separate")
+        .arg(&known)
+        .arg(&streamed)
+        .args(["--json", "--iterations", "4", "--stems", "sine,noise", "--priors"])
+        .arg(&priors)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let events = json_events(&stdout);
+    for index in [1, 2] {
+        let percents = track_percents(&events, index);
+        assert_rising(&percents, &stdout);
+        assert_eq!(percents.last(), Some(&Some(100)), "track {index}: {stdout}");
+    }
+}
+
+/// A track stopped by Ctrl-C after a few frames: its progress never went back and never said 100.
+#[test]
+fn json_progress_of_a_stopped_track_never_says_100() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let input = tmp.path().join("long.wav");
+    tone_wav(&input, 1, 60.0);
+    let mut child = Some(
+        stemflow()
+            .current_dir(tmp.path())
+            .arg("separate")
+            .arg(&input)
+            .args(["--json", "--iterations", "4", "--stems", "sine,noise", "--priors"])
+            .arg(&priors)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let guard = KillOnDrop(&mut child);
+    let stdout = guard.0.as_mut().unwrap().stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if event["event"] == "progress" && event["frame"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+    }
+    drop(guard);
+    let child = child.take().unwrap();
+    // SAFETY: sending SIGINT to the child we started.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    for line in lines {
+        seen.push_str(&line.unwrap());
+        seen.push('\n');
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let percents = track_percents(&json_events(&seen), 1);
+    assert!(percents.len() >= 2, "{seen}");
+    assert_rising(&percents, &seen);
+    assert!(!percents.contains(&Some(100)), "a stopped track said 100: {seen}");
+}

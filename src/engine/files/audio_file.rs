@@ -335,6 +335,14 @@ impl AudioReader {
                     self.finished = true;
                     break;
                 }
+                // A stream whose header gives no length (a WAV written to a pipe) ends where the
+                // file does.
+                Err(SymphoniaError::IoError(e))
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof && self.total_frames.is_none() =>
+                {
+                    self.finished = true;
+                    break;
+                }
                 Err(e) => return Err(classify(&self.path, e)),
             };
             if packet.track_id != self.track_id {
@@ -451,6 +459,20 @@ mod tests {
                 buf.channels[1][3]
             );
         }
+    }
+
+    #[test]
+    fn a_streamed_wav_of_unknown_length_is_read_to_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("streamed.wav");
+        write_wav(&path, spec(2, 16, false), 10_000);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        bytes[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        let reader = AudioReader::open(&path).unwrap();
+        assert_eq!(reader.total_frames(), None);
+        assert_eq!(read_all(&path).unwrap().frames(), 10_000);
     }
 
     #[test]
