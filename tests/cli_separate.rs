@@ -1850,8 +1850,6 @@ fn tree_snapshot(dir: &Path, skip: &Path) -> std::collections::BTreeMap<PathBuf,
 
 /// One fuzz case's folder: the input tree, where the output goes and how the command is given.
 struct FuzzCase {
-    /// The input folder.
-    root: PathBuf,
     /// The output folder the run writes.
     out: PathBuf,
     /// The folder the command runs in.
@@ -1911,7 +1909,6 @@ fn fuzz_case(tmp: &Path, seed: u64) -> FuzzCase {
         args.extend(["-o".into(), out.clone().into()]);
     }
     FuzzCase {
-        root,
         out,
         cwd,
         args,
