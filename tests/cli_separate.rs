@@ -2007,7 +2007,7 @@ fn fuzzed_names_and_folder_shapes_stay_inside_the_output_folder() {
     let seeds: u64 = std::env::var("STEMFLOW_FUZZ_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(4);
     let tmp = tempfile::tempdir().unwrap();
     let priors = copy_priors(tmp.path());
     for seed in 0..seeds {
