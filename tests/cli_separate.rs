@@ -1621,3 +1621,448 @@ fn a_batch_stopped_after_a_written_track_says_so() {
     assert!(stderr.contains("1 of 2 tracks were separated"), "{stderr}");
     assert!(out.join("a/sine.wav").is_file() && out.join("a/.stemflow.json").is_file());
 }
+
+/// `tone_wav` as a stream writes it: the RIFF and data lengths are 0xFFFFFFFF, so the length is
+/// known only at the end of the audio.
+fn streaming_tone_wav(path: &Path, channels: u16, seconds: f32) {
+    tone_wav(path, channels, seconds);
+    let mut bytes = fs::read(path).unwrap();
+    bytes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    bytes[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+    fs::write(path, bytes).unwrap();
+}
+
+/// The `--json` events of a run, one per line, each parsed.
+fn json_events(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// The percents of track `index`'s progress lines, in order (`None` where a line has none).
+fn track_percents(events: &[serde_json::Value], index: u64) -> Vec<Option<u64>> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "progress" && e["index"] == index)
+        .map(|e| e["percent"].as_u64())
+        .collect()
+}
+
+/// Asserts that `percents` never goes back and says 100 at most once, in its last line.
+fn assert_rising(percents: &[Option<u64>], stdout: &str) {
+    let known: Vec<u64> = percents.iter().flatten().copied().collect();
+    assert!(
+        known.windows(2).all(|w| w[0] <= w[1]),
+        "progress went back: {known:?}\n{stdout}"
+    );
+    let hundreds = percents.iter().filter(|p| **p == Some(100)).count();
+    assert!(
+        hundreds <= 1 && (hundreds == 0 || percents.last() == Some(&Some(100))),
+        "100 before the end: {percents:?}\n{stdout}"
+    );
+}
+
+/// Progress over several frames, for a file whose header gives its length and for one streamed
+/// (length unknown until its end): the percent never goes back, and says 100 once, as the last
+/// progress line of a track, when its stems are written.
+#[test]
+fn json_progress_only_rises_and_says_100_when_the_track_is_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let known = tmp.path().join("known.wav");
+    let streamed = tmp.path().join("streamed.wav");
+    tone_wav(&known, 1, 10.0);
+    streaming_tone_wav(&streamed, 1, 10.0);
+    let output = stemflow()
+        .current_dir(tmp.path())
+        .arg("separate")
+        .arg(&known)
+        .arg(&streamed)
+        .args(["--json", "--iterations", "4", "--stems", "sine,noise", "--priors"])
+        .arg(&priors)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let events = json_events(&stdout);
+    for index in [1, 2] {
+        let percents = track_percents(&events, index);
+        assert_rising(&percents, &stdout);
+        assert_eq!(percents.last(), Some(&Some(100)), "track {index}: {stdout}");
+    }
+}
+
+/// A track stopped by Ctrl-C after a few frames: its progress never went back and never said 100.
+#[test]
+fn json_progress_of_a_stopped_track_never_says_100() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let input = tmp.path().join("long.wav");
+    tone_wav(&input, 1, 60.0);
+    let mut child = Some(
+        stemflow()
+            .current_dir(tmp.path())
+            .arg("separate")
+            .arg(&input)
+            .args(["--json", "--iterations", "4", "--stems", "sine,noise", "--priors"])
+            .arg(&priors)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let guard = KillOnDrop(&mut child);
+    let stdout = guard.0.as_mut().unwrap().stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if event["event"] == "progress" && event["frame"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+    }
+    drop(guard);
+    let child = child.take().unwrap();
+    // SAFETY: sending SIGINT to the child we started.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    for line in lines {
+        seen.push_str(&line.unwrap());
+        seen.push('\n');
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let percents = track_percents(&json_events(&seen), 1);
+    assert!(percents.len() >= 2, "{seen}");
+    assert_rising(&percents, &seen);
+    assert!(!percents.contains(&Some(100)), "a stopped track said 100: {seen}");
+}
+
+/// A small seeded generator (xorshift64*), so a failing fuzz case is named by its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n`.
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// True `percent` times in a hundred.
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// What file and folder names are made of: unicode (composed and not, right-to-left override,
+/// emoji), dots, spaces, control characters, shell and URL characters, names alike but for case.
+const NAME_PIECES: &[&str] = &[
+    "a",
+    "Song",
+    "song",
+    "SONG",
+    "Ä",
+    "ß",
+    "日本語",
+    "🎵",
+    " ",
+    ".",
+    "..",
+    "-",
+    "_",
+    "x y",
+    "\u{202e}",
+    "\t",
+    "\n",
+    "İ",
+    "e\u{301}",
+    "#",
+    "%20",
+    "~",
+    "$HOME",
+    "*",
+    "?",
+    "'",
+    "\"",
+    "\\",
+];
+
+/// A file or folder name (no extension): one to four pieces, now and then made long (about 200 to
+/// 240 bytes, within the 255 a file system allows with the extension).
+fn fuzz_name(rng: &mut Rng) -> String {
+    let mut name = String::new();
+    for _ in 0..1 + rng.below(4) {
+        name.push_str(NAME_PIECES[rng.below(NAME_PIECES.len())]);
+    }
+    if rng.chance(15) {
+        while name.len() < 200 {
+            name.push_str(NAME_PIECES[rng.below(NAME_PIECES.len())]);
+        }
+        while name.len() > 240 {
+            name.pop();
+        }
+    }
+    name
+}
+
+/// Every file and link under `dir`, not following links and leaving `skip` out, with its content
+/// (a link's target): what a run must leave as it was.
+fn tree_snapshot(dir: &Path, skip: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path == skip {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if meta.is_symlink() {
+                let target = fs::read_link(&path).unwrap();
+                found.insert(path, target.into_os_string().into_encoded_bytes());
+            } else if meta.is_dir() {
+                found.insert(path.clone(), Vec::new());
+                todo.push(path);
+            } else {
+                found.insert(path.clone(), fs::read(&path).unwrap());
+            }
+        }
+    }
+    found
+}
+
+/// One fuzz case's folder: the input tree, where the output goes and how the command is given.
+struct FuzzCase {
+    /// The output folder the run writes.
+    out: PathBuf,
+    /// The folder the command runs in.
+    cwd: PathBuf,
+    /// The arguments before the common ones.
+    args: Vec<std::ffi::OsString>,
+    /// Audio files made (links to them are not new tracks).
+    tracks: usize,
+}
+
+/// Makes the input tree of seed `seed` under `tmp`: nested folders and 2–5 short WAVs under
+/// generated names, links to files and to folders above them (cycles), and an output folder
+/// outside the inputs, inside them, or the default `stems` of a run in the input folder.
+fn fuzz_case(tmp: &Path, seed: u64) -> FuzzCase {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let root = tmp.join("in");
+    fs::create_dir_all(&root).unwrap();
+    let mut dirs = vec![root.clone()];
+    for _ in 0..1 + rng.below(3) {
+        let mut name = fuzz_name(&mut rng);
+        if name == "." || name == ".." {
+            name.insert(0, 'd');
+        }
+        let dir = dirs[rng.below(dirs.len())].join(name);
+        if fs::create_dir(&dir).is_ok() {
+            dirs.push(dir);
+        }
+    }
+    let mut files = Vec::new();
+    while files.len() < 2 + rng.below(4) {
+        let ext = [".wav", ".WAV", ".wave", ".Wav"][rng.below(4)];
+        let path = dirs[rng.below(dirs.len())].join(fuzz_name(&mut rng) + ext);
+        if !path.exists() {
+            tone_wav(&path, 1, 0.05 + 0.05 * rng.below(3) as f32);
+            files.push(path);
+        }
+    }
+    #[cfg(unix)]
+    {
+        let at = dirs[rng.below(dirs.len())].clone();
+        let _ = std::os::unix::fs::symlink(
+            &dirs[rng.below(dirs.len())],
+            at.join(fuzz_name(&mut rng) + " loop"),
+        );
+        let at = dirs[rng.below(dirs.len())].join(fuzz_name(&mut rng) + " link.wav");
+        let _ = std::os::unix::fs::symlink(&files[rng.below(files.len())], at);
+    }
+    let (out, cwd, mut args): (PathBuf, PathBuf, Vec<std::ffi::OsString>) = match rng.below(3) {
+        0 => (tmp.join("out"), tmp.to_path_buf(), vec![root.clone().into()]),
+        1 => {
+            let out = dirs[rng.below(dirs.len())].join(fuzz_name(&mut rng).replace('.', "o") + " out");
+            (out, tmp.to_path_buf(), vec![root.clone().into()])
+        }
+        _ => (root.join("stems"), root.clone(), vec![".".into()]),
+    };
+    if out != root.join("stems") {
+        args.extend(["-o".into(), out.clone().into()]);
+    }
+    FuzzCase {
+        out,
+        cwd,
+        args,
+        tracks: files.len(),
+    }
+}
+
+/// Runs `case` with `--report rep` (and `extra`), as a child process.
+fn fuzz_run(case: &FuzzCase, priors: &Path, rep: &Path, extra: &[&str]) -> std::process::Child {
+    stemflow()
+        .current_dir(&case.cwd)
+        .arg("separate")
+        .args(&case.args)
+        .args([
+            "--iterations",
+            "1",
+            "--quiet",
+            "--stems",
+            "sine,noise",
+            "--report",
+        ])
+        .arg(rep)
+        .arg("--priors")
+        .arg(priors)
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Checks the output folder of `case`: one folder per track directly inside it, each a safe
+/// single name holding the stems and the record and nothing else.
+fn assert_fuzz_output(case: &FuzzCase, seed: u64) {
+    let mut folders = 0;
+    for entry in fs::read_dir(&case.out).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        assert!(
+            entry.file_type().unwrap().is_dir()
+                && !name.starts_with('.')
+                && !name.chars().any(char::is_control)
+                && !name.contains('/'),
+            "seed {seed}: {name:?} in {:?}",
+            files_under(&case.out)
+        );
+        let mut inside: Vec<String> = fs::read_dir(entry.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != ".stemflow.lock")
+            .collect();
+        inside.sort();
+        assert_eq!(
+            inside,
+            [".stemflow.json", "noise.wav", "sine.wav"],
+            "seed {seed}: {name:?}"
+        );
+        folders += 1;
+    }
+    assert_eq!(folders, case.tracks, "seed {seed}: {:?}", files_under(&case.out));
+}
+
+/// Waits for `child`; its report's status and error of each track, in the report's order (sorted
+/// by path), after checking that nothing panicked.
+fn fuzz_finish(child: std::process::Child, rep: &Path, seed: u64) -> (Output, Vec<(String, String)>) {
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panic"), "seed {seed}: {stderr}");
+    let tracks = report(rep)["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let status = t["status"].as_str().unwrap().to_string();
+            (status, t["error"].as_str().unwrap_or("").to_string())
+        })
+        .collect();
+    (output, tracks)
+}
+
+/// The statuses of `tracks`.
+fn only_statuses(tracks: &[(String, String)]) -> Vec<&str> {
+    tracks.iter().map(|(status, _)| status.as_str()).collect()
+}
+
+/// A bounded fuzz of file names and folder shapes: for each seed, a tree of generated names
+/// (unicode, dots, spaces, control characters, long names, names alike but for case), links to
+/// files and cycles of folder links, and an output folder outside the inputs, nested in them or
+/// the default. Every track's stems land in a single-name folder directly inside the output
+/// folder, no input or other file changes, a second run skips every track and finds none of its
+/// output, two runs at once share the tracks (a track either run did not write names the other),
+/// and nothing panics. `STEMFLOW_FUZZ_SEEDS=N` tries N seeds instead of the default few.
+#[cfg(unix)]
+#[test]
+fn fuzzed_names_and_folder_shapes_stay_inside_the_output_folder() {
+    let seeds: u64 = std::env::var("STEMFLOW_FUZZ_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    for seed in 0..seeds {
+        let dir = tmp.path().join(format!("case{seed}"));
+        fs::create_dir_all(&dir).unwrap();
+        let case = fuzz_case(&dir, seed);
+        let before = tree_snapshot(&dir, &case.out);
+        let rep = tmp.path().join(format!("report{seed}.json"));
+        let (output, statuses) = fuzz_finish(fuzz_run(&case, &priors, &rep, &[]), &rep, seed);
+        assert!(
+            output.status.success(),
+            "seed {seed}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            only_statuses(&statuses),
+            vec!["separated"; case.tracks],
+            "seed {seed}"
+        );
+        assert_fuzz_output(&case, seed);
+        assert_eq!(
+            tree_snapshot(&dir, &case.out),
+            before,
+            "seed {seed}: a file outside -o changed"
+        );
+        let stems = files_under(&case.out);
+        let (output, statuses) = fuzz_finish(fuzz_run(&case, &priors, &rep, &[]), &rep, seed);
+        assert!(output.status.success(), "seed {seed}");
+        assert_eq!(
+            only_statuses(&statuses),
+            vec!["skipped"; case.tracks],
+            "seed {seed}"
+        );
+        assert_eq!(files_under(&case.out), stems, "seed {seed}");
+        if seed % 2 == 0 {
+            let rep2 = tmp.path().join(format!("report{seed}-2.json"));
+            let first = fuzz_run(&case, &priors, &rep, &["--force"]);
+            let second = fuzz_run(&case, &priors, &rep2, &["--force"]);
+            let (_, one) = fuzz_finish(first, &rep, seed);
+            let (_, two) = fuzz_finish(second, &rep2, seed);
+            assert_eq!((one.len(), two.len()), (case.tracks, case.tracks), "seed {seed}");
+            for (a, b) in one.iter().zip(&two) {
+                assert!(
+                    a.0 == "separated" || b.0 == "separated",
+                    "seed {seed}: {a:?} {b:?}"
+                );
+                for (status, error) in [a, b] {
+                    assert!(
+                        status == "separated" || error.contains("another Stemflow run"),
+                        "seed {seed}: {status}: {error}"
+                    );
+                }
+            }
+            assert_fuzz_output(&case, seed);
+            assert_eq!(tree_snapshot(&dir, &case.out), before, "seed {seed}");
+        }
+    }
+}

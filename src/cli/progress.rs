@@ -6,7 +6,7 @@ use crate::engine::files::separate_file::JobProgress;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Which display a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +106,7 @@ impl RunProgress {
             mode: self.mode,
             bar,
             index,
-            last_percent: AtomicU64::new(u64::MAX),
+            last_sent: Mutex::new(None),
         }
     }
 
@@ -137,33 +137,41 @@ impl RunProgress {
 pub struct TrackProgress {
     /// Which display.
     mode: ProgressMode,
-    /// The frames bar (hidden unless bars).
+    /// The frames bar in percent (hidden unless bars).
     bar: ProgressBar,
     /// The track's index in the run, from 0.
     index: usize,
-    /// The last whole percent sent as JSON (u64::MAX before the first), so lines go out only
-    /// when it changes.
-    last_percent: AtomicU64,
+    /// The frame and percent last sent as JSON (`None` before the first), so lines go out only
+    /// when one changes.
+    last_sent: Mutex<Option<(usize, Option<u8>)>>,
 }
 
 impl TrackProgress {
     /// Where the track's job is now.
     pub fn update(&self, p: JobProgress) {
-        let total = (p.frames * p.iterations_per_frame).max(1) as u64;
-        let done = ((p.frame * p.iterations_per_frame + p.iteration) as u64).min(total);
-        self.bar.set_length(total);
-        self.bar.set_position(done);
-        self.bar
-            .set_message(format!("{}/{}", (p.frame + 1).min(p.frames), p.frames));
+        let frame = p.frames.map_or(p.frames_done + 1, |n| (p.frames_done + 1).min(n));
+        match p.percent {
+            Some(percent) => {
+                self.bar.set_length(100);
+                self.bar.set_position(u64::from(percent));
+            }
+            None => self.bar.unset_length(),
+        }
+        self.bar.set_message(match p.frames {
+            Some(n) => format!("{frame}/{n}"),
+            None => format!("{frame}/?"),
+        });
         if self.mode == ProgressMode::Json {
-            let percent = done * 100 / total;
-            if self.last_percent.swap(percent, Ordering::Relaxed) != percent {
+            let key = (frame, p.percent);
+            let mut last = self.last_sent.lock().unwrap_or_else(|e| e.into_inner());
+            if *last != Some(key) {
+                *last = Some(key);
                 emit(json!({
                     "event": "progress",
                     "index": self.index + 1,
-                    "frame": (p.frame + 1).min(p.frames),
+                    "frame": frame,
                     "frames": p.frames,
-                    "percent": percent,
+                    "percent": p.percent,
                 }));
             }
         }

@@ -56,6 +56,27 @@ pub enum AudioError {
         /// What the decoder reported.
         detail: String,
     },
+    /// A chained stream (Ogg links one after another) whose later link changes the rate or the
+    /// channel count: its stems could not keep one format, and cutting it short would lose audio.
+    #[error(
+        "expected every link of the chained stream `{path}` in {expected_rate} Hz × \
+         {expected_channels} channels (its first link's format), found link {link} in \
+         {found_rate} Hz × {found_channels} channels"
+    )]
+    ChainFormatChange {
+        /// The file.
+        path: PathBuf,
+        /// The link that changes format, from 1.
+        link: usize,
+        /// The first link's rate.
+        expected_rate: u32,
+        /// The first link's channel count.
+        expected_channels: usize,
+        /// The link's rate (0 if it gives none).
+        found_rate: u32,
+        /// The link's channel count.
+        found_channels: usize,
+    },
     /// An operating-system error reading or writing the file.
     #[error("I/O error on `{path}`: {source}")]
     Io {
@@ -148,6 +169,8 @@ pub struct AudioReader {
     pending_pos: usize,
     /// The demuxer reported the end of the stream.
     finished: bool,
+    /// Links of a chained stream begun so far (1 for an unchained file), to name one in errors.
+    links: usize,
 }
 
 impl std::fmt::Debug for AudioReader {
@@ -254,6 +277,7 @@ impl AudioReader {
             pending: vec![Vec::new(); channels],
             pending_pos: 0,
             finished: false,
+            links: 1,
         };
         if reader.total_frames == Some(0) || !reader.fill_pending()? {
             return Err(AudioError::Empty {
@@ -331,7 +355,23 @@ impl AudioReader {
         while !self.finished {
             let packet = match self.format.next_packet() {
                 Ok(Some(packet)) => packet,
-                Ok(None) | Err(SymphoniaError::ResetRequired) => {
+                Ok(None) => {
+                    self.finished = true;
+                    break;
+                }
+                // The next link of a chained stream: decode it too.
+                Err(SymphoniaError::ResetRequired) => {
+                    if !self.start_next_link()? {
+                        self.finished = true;
+                        break;
+                    }
+                    continue;
+                }
+                // A stream whose header gives no length (a WAV written to a pipe) ends where the
+                // file does.
+                Err(SymphoniaError::IoError(e))
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof && self.total_frames.is_none() =>
+                {
                     self.finished = true;
                     break;
                 }
@@ -361,6 +401,39 @@ impl AudioReader {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Moves to the next link of a chained stream after the demuxer asked for a reset: a new
+    /// decoder for its audio track, which must have the first link's rate and channel count.
+    /// Returns false if the new link has no audio track.
+    fn start_next_link(&mut self) -> Result<bool, AudioError> {
+        self.links += 1;
+        let Some(track) = self.format.default_track(TrackType::Audio) else {
+            return Ok(false);
+        };
+        let Some(params) = track.codec_params.as_ref().and_then(|p| p.audio()).cloned() else {
+            return Ok(false);
+        };
+        let found_rate = params.sample_rate.unwrap_or(0);
+        let found_channels = params.channels.as_ref().map_or(0, |c| c.count());
+        if found_rate != self.sample_rate || found_channels != self.channels {
+            return Err(AudioError::ChainFormatChange {
+                path: self.path.clone(),
+                link: self.links,
+                expected_rate: self.sample_rate,
+                expected_channels: self.channels,
+                found_rate,
+                found_channels,
+            });
+        }
+        self.track_id = track.id;
+        self.decoder = symphonia::default::get_codecs()
+            .make_audio_decoder(&params, &AudioDecoderOptions::default())
+            .map_err(|e| AudioError::Unsupported {
+                path: self.path.clone(),
+                found: format!("codec {:?} in link {} ({e})", params.codec, self.links),
+            })?;
+        Ok(true)
     }
 }
 
@@ -451,6 +524,54 @@ mod tests {
                 buf.channels[1][3]
             );
         }
+    }
+
+    #[test]
+    fn a_streamed_wav_of_unknown_length_is_read_to_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("streamed.wav");
+        write_wav(&path, spec(2, 16, false), 10_000);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        bytes[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        let reader = AudioReader::open(&path).unwrap();
+        assert_eq!(reader.total_frames(), None);
+        assert_eq!(read_all(&path).unwrap().frames(), 10_000);
+    }
+
+    /// A fixture made by `tests/fixtures/make_chained_ogg.sh`.
+    fn chained_fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    #[test]
+    fn every_link_of_a_chained_ogg_is_decoded() {
+        let audio = read_all(chained_fixture("chained.ogg")).unwrap();
+        // 0.6 s and 0.4 s at 44.1 kHz; Vorbis may trim or pad a block at each link's ends.
+        assert!(
+            audio.frames().abs_diff(44_100) <= 2048,
+            "{} frames, expected about 44100",
+            audio.frames()
+        );
+        // The second link is a 660 Hz tone of amplitude 1/8 (mean square 0.0078): its samples
+        // are there, not silence.
+        let tail = &audio.channels[0][audio.frames() - 8000..];
+        assert!(tail.iter().map(|x| x * x).sum::<f32>() / 8000.0 > 0.005);
+    }
+
+    #[test]
+    fn a_chained_ogg_that_changes_rate_is_refused_naming_both() {
+        let error = read_all(chained_fixture("chained_rate_change.ogg")).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(error, AudioError::ChainFormatChange { link: 2, .. })
+                && message.contains("44100 Hz")
+                && message.contains("48000 Hz"),
+            "{message}"
+        );
     }
 
     #[test]

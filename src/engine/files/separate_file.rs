@@ -9,7 +9,7 @@ use crate::engine::files::stem_writers::StemWriterSet;
 use crate::engine::search::separator::{SeparationError, Separator};
 use crate::engine::signal::frames::{FrameError, FrameGeometry, FrameReader, FrameSpan, OverlapAdd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -52,14 +52,71 @@ pub enum SeparateFileError {
 /// Where a running job is, for a progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobProgress {
-    /// Index of the frame in work, from 0 (equal to `frames` when the job is done).
-    pub frame: usize,
-    /// Frames in the whole file, as far as its header tells (a decoder may find more or fewer).
-    pub frames: usize,
-    /// Iterations done on the frame in work.
-    pub iteration: usize,
-    /// Iterations per frame.
-    pub iterations_per_frame: usize,
+    /// Frames separated and written so far (the frame in work is this one, from 0).
+    pub frames_done: usize,
+    /// Frames in the whole file: as its header tells while the job runs (at least the frame in
+    /// work), counted in the last report; `None` while the header does not tell.
+    pub frames: Option<usize>,
+    /// Whole percent of the job done, never lower than in an earlier report of the same job: 100
+    /// only in the last report, sent once every stem is written (never for a job that stopped or
+    /// failed); `None` while the length is unknown.
+    pub percent: Option<u8>,
+}
+
+/// Turns readings of a job's counters (frames done, steps of the frame in work) into
+/// [`JobProgress`] reports whose percent only rises, whatever the decoder finds.
+#[derive(Debug, Clone)]
+struct ProgressGauge {
+    /// Frames the header promises, if it gives a length.
+    frames_expected: Option<usize>,
+    /// Search steps per frame (0 when a frame has none, e.g. the NMF expert alone).
+    steps_per_frame: usize,
+    /// The highest percent reported so far.
+    reported: Option<u8>,
+}
+
+impl ProgressGauge {
+    /// A gauge for `frames_expected` frames of `steps_per_frame` steps each.
+    fn new(frames_expected: Option<usize>, steps_per_frame: usize) -> Self {
+        ProgressGauge {
+            frames_expected,
+            steps_per_frame,
+            reported: None,
+        }
+    }
+
+    /// The report for `frames_done` whole frames and `step` steps into the next one. The percent
+    /// stays below 100 (a decoder may find more frames than the header said) and never falls
+    /// below an earlier report's (a search started again within a frame counts its steps anew).
+    fn reading(&mut self, frames_done: usize, step: usize) -> JobProgress {
+        let percent = self.frames_expected.map(|expected| {
+            let per_frame = self.steps_per_frame.max(1) as u64;
+            let step = if self.steps_per_frame == 0 {
+                0
+            } else {
+                step.min(self.steps_per_frame) as u64
+            };
+            let done = frames_done as u64 * per_frame + step;
+            let total = (expected as u64 * per_frame).max(1);
+            let percent = (done * 100 / total).min(99) as u8;
+            self.reported.map_or(percent, |r| r.max(percent))
+        });
+        self.reported = percent.or(self.reported);
+        JobProgress {
+            frames_done,
+            frames: self.frames_expected.map(|f| f.max(frames_done + 1)),
+            percent,
+        }
+    }
+
+    /// The last report of a job that wrote all its stems, after `frames` frames.
+    fn complete(&self, frames: usize) -> JobProgress {
+        JobProgress {
+            frames_done: frames,
+            frames: Some(frames),
+            percent: Some(100),
+        }
+    }
 }
 
 /// What a finished job did.
@@ -93,7 +150,7 @@ impl Drop for SetOnDrop<'_> {
 
 /// Separate what `reader` decodes into `out_dir/<stem>.<ext>` in `format` with `separator`
 /// (built for the file's rate and channel count). `on_progress` is called from a helper thread about ten times
-/// a second. Setting `stop` (from any thread, or a signal handler) ends the job within about
+/// a second, and once more with 100 % when every stem is written. Setting `stop` (from any thread, or a signal handler) ends the job within about
 /// one iteration with [`SeparateFileError::Stopped`], leaving nothing in `out_dir`.
 pub fn separate_file(
     mut reader: AudioReader,
@@ -127,51 +184,46 @@ pub fn separate_file(
         // Refuse a file whose stems cannot be written before hours of separation, not after.
         writers.check_length(total)?;
     }
-    let frames = reader
+    let frames_expected = reader
         .total_frames()
-        .map_or(0, |total| geometry.count_for(total) as usize);
-    let frame_in_work = AtomicUsize::new(0);
+        .map(|total| geometry.count_for(total) as usize);
+    let frames_done = AtomicUsize::new(0);
     let done = AtomicBool::new(false);
     let progress = separator.progress();
     let cancel = separator.cancel_flag();
-    let iterations = separator.steps_per_frame();
-    let total = std::thread::scope(|scope| {
-        let mut on_progress = on_progress;
-        let (progress, frame_in_work, done, cancel) = (&progress, &frame_in_work, &done, &cancel);
-        scope.spawn(move || {
+    let mut gauge = ProgressGauge::new(frames_expected, separator.steps_per_frame());
+    let (total, mut on_progress) = std::thread::scope(|scope| {
+        let (progress, frames_done, done, cancel, gauge) =
+            (&progress, &frames_done, &done, &cancel, &mut gauge);
+        let reporter = scope.spawn(move || {
+            let mut on_progress = on_progress;
             while !done.load(Ordering::Acquire) {
                 if stop.load(Ordering::Relaxed) {
                     // The separator clears its flag when a frame starts: keep it set.
                     cancel.store(true, Ordering::Relaxed);
                 }
-                let frame = frame_in_work.load(Ordering::Relaxed);
-                on_progress(JobProgress {
-                    frame,
-                    frames: frames.max(frame + 1),
-                    iteration: progress.iteration().min(iterations),
-                    iterations_per_frame: iterations,
-                });
+                // The steps count toward the frame after `before` only if no frame ended while
+                // they were read (a seqlock read: `stream_frames` clears the count, then
+                // publishes the frame).
+                let before = frames_done.load(Ordering::Acquire);
+                let step = progress.iteration();
+                fence(Ordering::Acquire);
+                let after = frames_done.load(Ordering::Relaxed);
+                on_progress(gauge.reading(after, if before == after { step } else { 0 }));
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let frame = frame_in_work.load(Ordering::Relaxed);
-            on_progress(JobProgress {
-                frame,
-                frames: frame,
-                iteration: 0,
-                iterations_per_frame: iterations,
-            });
+            on_progress
         });
-        let _done = SetOnDrop(done);
-        stream_frames(
-            &mut reader,
-            geometry,
-            separator,
-            &mut writers,
-            frame_in_work,
-            stop,
-        )
-    })
-    .map_err(|e| {
+        let streamed = {
+            let _done = SetOnDrop(done);
+            stream_frames(&mut reader, geometry, separator, &mut writers, frames_done, stop)
+        };
+        let on_progress = reporter
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (streamed, on_progress)
+    });
+    let total = total.map_err(|e| {
         if stop.load(Ordering::Relaxed) {
             SeparateFileError::Stopped
         } else {
@@ -187,6 +239,7 @@ pub fn separate_file(
     }
     let clipped_samples = writers.clipped_samples();
     let outputs = writers.finish()?;
+    on_progress(gauge.complete(frames_done.into_inner()));
     Ok(JobSummary {
         audio_seconds: total as f64 / f64::from(rate),
         wall_seconds: started.elapsed().as_secs_f64(),
@@ -196,14 +249,15 @@ pub fn separate_file(
 }
 
 /// Reads, separates, crossfades and writes every frame; returns the samples per channel read.
-/// `frame_in_work` follows the frame being separated, for the progress display; `stop` is
-/// looked at before every frame.
+/// `frames_done` counts the frames written, for the progress display (the separator's step count
+/// is cleared before each is published, so a reader never counts a frame twice); `stop` is looked
+/// at before every frame.
 fn stream_frames(
     reader: &mut AudioReader,
     geometry: FrameGeometry,
     separator: &mut Separator,
     writers: &mut StemWriterSet,
-    frame_in_work: &AtomicUsize,
+    frames_done: &AtomicUsize,
     stop: &AtomicBool,
 ) -> Result<u64, SeparateFileError> {
     let channels = reader.channels();
@@ -216,7 +270,6 @@ fn stream_frames(
         if stop.load(Ordering::Relaxed) {
             return Err(SeparateFileError::Stopped);
         }
-        frame_in_work.store(span.index as usize, Ordering::Relaxed);
         separator.separate_frame(&frames.frame())?;
         let n = crossfade_frame(separator, &mut overlap_add, span, &mut ready);
         for (stem, channels_out) in ready.chunks(channels).enumerate() {
@@ -224,7 +277,10 @@ fn stream_frames(
             writers.write(stem, &refs)?;
         }
         total = span.start + span.len as u64;
-        frame_in_work.store(span.index as usize + 1, Ordering::Relaxed);
+        separator.progress().clear_iteration();
+        frames_done.store(span.index as usize + 1, Ordering::Release);
+        // Step counts of the next frame are stored after this one (see the reporter's read).
+        fence(Ordering::Release);
     }
     Ok(total)
 }
@@ -245,4 +301,44 @@ fn crossfade_frame(
     overlap_add.add_frame(span, &stems);
     let mut outs: Vec<&mut [f32]> = ready.iter_mut().map(Vec::as_mut_slice).collect();
     overlap_add.drain_ready_into(&mut outs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gauge_rises_through_frames_and_stays_below_100_until_complete() {
+        let mut gauge = ProgressGauge::new(Some(2), 4);
+        let percents: Vec<Option<u8>> = [(0, 0), (0, 2), (0, 4), (1, 0), (1, 3), (1, 4)]
+            .into_iter()
+            .map(|(frame, step)| gauge.reading(frame, step).percent)
+            .collect();
+        assert_eq!(
+            percents,
+            [Some(0), Some(25), Some(50), Some(50), Some(87), Some(99)]
+        );
+        // The decoder finds more frames than the header said: the percent holds, the frame count grows.
+        let more = gauge.reading(2, 1);
+        assert_eq!((more.percent, more.frames), (Some(99), Some(3)));
+        assert_eq!(gauge.complete(3).percent, Some(100));
+    }
+
+    #[test]
+    fn a_search_started_again_within_a_frame_does_not_take_the_percent_back() {
+        let mut gauge = ProgressGauge::new(Some(4), 10);
+        assert_eq!(gauge.reading(1, 8).percent, Some(45));
+        assert_eq!(gauge.reading(1, 1).percent, Some(45));
+        assert_eq!(gauge.reading(1, 9).percent, Some(47));
+    }
+
+    #[test]
+    fn without_a_length_there_is_no_percent_and_frames_without_steps_count_whole() {
+        let mut unknown = ProgressGauge::new(None, 10);
+        let p = unknown.reading(3, 5);
+        assert_eq!((p.percent, p.frames, p.frames_done), (None, None, 3));
+        let mut no_steps = ProgressGauge::new(Some(4), 0);
+        assert_eq!(no_steps.reading(1, 0).percent, Some(25));
+        assert_eq!(no_steps.reading(3, 7).percent, Some(75));
+    }
 }

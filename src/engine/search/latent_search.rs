@@ -142,6 +142,12 @@ impl Progress {
         self.iteration.store(iteration, Ordering::Relaxed);
         self.beats.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Sets the iterations completed to 0 between runs, so a reader never takes the last run's
+    /// count for the next one's (a file's progress counts the frames done apart).
+    pub(crate) fn clear_iteration(&self) {
+        self.iteration.store(0, Ordering::Relaxed);
+    }
 }
 
 /// The buffers and optimizer state for separating frames of one size into a fixed number of
