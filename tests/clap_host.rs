@@ -741,11 +741,15 @@ fn unbuildable_separator_child() {
     first.push(set(&mut instance, "Separator", 1.0));
     let adam = set(&mut instance, "Separator", 0.0);
     let input = signal(rate, 30.0, 2);
-    // Back to Adam after 12 s of input, with a pause for the worker to build its separator.
+    // Back to Adam after 12 s of input; the next block waits 3 s, time for the worker to see
+    // the change and build its separator (a few milliseconds with the toy priors), so the frames
+    // from 13.5 s on reach a worker that separates.
     let switch_block = (12.0 * rate) as usize / 512;
     let mut switch_back = |block: usize| {
+        if block == switch_block + 1 {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        }
         if block == switch_block {
-            std::thread::sleep(std::time::Duration::from_millis(500));
             vec![adam]
         } else {
             Vec::new()
