@@ -14,9 +14,9 @@
 //! `STEMFLOW_BUNDLE_DIR` pointing at them (the VST3 bundle and the command line inside the CLAP
 //! folder come from the same build). Ardour runs with a private `HOME`, so the user's plugin
 //! folders, caches and settings are neither read nor changed. Ardour 7.3 headless sometimes
-//! aborts at exit with heap corruption, also without any plugin: a run that printed its marker
-//! (the export's "Done", the bounce's and the session's own) counts; one that did not is tried
-//! again, up to [`ARDOUR_TRIES`] times.
+//! aborts with heap corruption, also without any plugin: a run that printed its marker (the
+//! export's "Done", the bounce's and the session's own) counts; one that did not is tried again
+//! from a new session, up to [`ARDOUR_TRIES`] times.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -24,7 +24,7 @@ use std::process::{Command, Output};
 /// Seconds of the demo mix the session plays (three frames of the command line).
 const EXCERPT_SECONDS: f64 = 12.0;
 /// How often one Ardour run is tried before the test fails.
-const ARDOUR_TRIES: usize = 3;
+const ARDOUR_TRIES: usize = 5;
 /// The most a render may differ from what it must equal, in dB relative to it.
 const MATCH_DB: f64 = -60.0;
 /// The most the automated render may differ from the stem times the automation lane (the
@@ -102,32 +102,38 @@ fn difference_db(got: &Stereo, want: &Stereo) -> f64 {
     10.0 * (err / energy.max(1e-30)).log10()
 }
 
-/// Runs `command` up to [`ARDOUR_TRIES`] times until its output contains `marker`.
-fn run_ardour(mut make: impl FnMut() -> Command, marker: &str, what: &str) -> Output {
-    let mut last = None;
-    for _ in 0..ARDOUR_TRIES {
-        let output = make()
-            .output()
-            .unwrap_or_else(|e| panic!("{what}: cannot run Ardour: {e}"));
-        let text = String::from_utf8_lossy(&output.stdout);
-        if text.contains(marker) {
-            return output;
-        }
-        eprintln!(
-            "{what}: Ardour ended ({}) before \"{marker}\"; trying again\n{}\n{}",
-            output.status,
-            text,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        last = Some(output);
+/// Runs one Ardour `command`; an error (with Ardour's output) unless its output contains
+/// `marker`, which it prints once its work is done.
+fn run_ardour(mut command: Command, marker: &str, what: &str) -> Result<Output, String> {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run Ardour: {e}"));
+    let text = String::from_utf8_lossy(&output.stdout);
+    if text.contains(marker) {
+        return Ok(output);
     }
-    let output = last.expect("at least one try");
-    panic!(
-        "{what}: Ardour never got to \"{marker}\" in {ARDOUR_TRIES} tries ({})\n{}\n{}",
+    Err(format!(
+        "{what}: Ardour ended ({}) before \"{marker}\"\n{}\n{}",
         output.status,
-        String::from_utf8_lossy(&output.stdout),
+        text,
         String::from_utf8_lossy(&output.stderr)
-    );
+    ))
+}
+
+/// `attempt()`, tried up to [`ARDOUR_TRIES`] times from the start (a new session each time: a
+/// session Ardour crashed on may keep what made it crash).
+fn tried<T>(what: &str, mut attempt: impl FnMut() -> Result<T, String>) -> T {
+    let mut errors = Vec::new();
+    for _ in 0..ARDOUR_TRIES {
+        match attempt() {
+            Ok(value) => return value,
+            Err(error) => {
+                eprintln!("{what}: {error}\ntrying again");
+                errors.push(error);
+            }
+        }
+    }
+    panic!("{what}: failed {ARDOUR_TRIES} times:\n{}", errors.join("\n"));
 }
 
 /// A private home for Ardour with the VST3 bundle installed and scanned.
@@ -188,70 +194,53 @@ impl ArdourHome {
 
     /// A saved session playing `input` (a WAV of `frames` samples) on a track through Stemflow,
     /// with `solo` (a parameter label) on and `automate` (see make_session.lua) if given.
-    fn session(&self, dir: &Path, input: &Path, frames: usize, solo: &str, automate: &str) -> PathBuf {
+    fn session(
+        &self,
+        dir: &Path,
+        input: &Path,
+        frames: usize,
+        solo: &str,
+        automate: &str,
+    ) -> Result<PathBuf, String> {
         let name = format!("{solo} {}", automate.split(';').next().unwrap_or(""));
         let session = dir.join(format!("session-{}", name.trim().replace(' ', "-")));
-        let script = repo().join("tests/ardour/make_session.lua");
-        run_ardour(
-            || {
-                let _ = std::fs::remove_dir_all(&session);
-                let mut command = self.command("ardour7-lua");
-                command
-                    .arg(&script)
-                    .env("SESS_DIR", &session)
-                    .env("SOLO", solo)
-                    .env("AUTOMATE", automate);
-                command
-            },
-            "SESSION-SAVED",
-            "making the session",
-        );
+        let _ = std::fs::remove_dir_all(&session);
+        let mut command = self.command("ardour7-lua");
+        command
+            .arg(repo().join("tests/ardour/make_session.lua"))
+            .env("SESS_DIR", &session)
+            .env("SOLO", solo)
+            .env("AUTOMATE", automate);
+        run_ardour(command, "SESSION-SAVED", "making the session")?;
         add_region(&session, input, frames);
-        session
+        Ok(session)
     }
 
     /// The session's export (its session range, master bus, 32-bit float).
-    fn export(&self, session: &Path) -> Stereo {
+    fn export(&self, session: &Path) -> Result<Stereo, String> {
         let out = session.join("export.wav");
-        run_ardour(
-            || {
-                let _ = std::fs::remove_file(&out);
-                let mut command = self.command("ardour7-export");
-                command
-                    .args(["-b", "float", "-o"])
-                    .arg(&out)
-                    .arg(session)
-                    .arg("s");
-                command
-            },
-            "* Done.",
-            "exporting",
-        );
-        read_wav(&out)
+        let mut command = self.command("ardour7-export");
+        command
+            .args(["-b", "float", "-o"])
+            .arg(&out)
+            .arg(session)
+            .arg("s");
+        run_ardour(command, "* Done.", "exporting")?;
+        Ok(read_wav(&out))
     }
 
     /// The track bounced through its plugin, `frames` samples from the start.
-    fn bounce(&self, session: &Path, frames: usize) -> Stereo {
-        let script = repo().join("tests/ardour/bounce.lua");
+    fn bounce(&self, session: &Path, frames: usize) -> Result<Stereo, String> {
         let audio = audio_files(session);
-        run_ardour(
-            || {
-                for side in ["L", "R"] {
-                    let _ = std::fs::remove_file(audio.join(format!("bounce%{side}.wav")));
-                }
-                let mut command = self.command("ardour7-lua");
-                command
-                    .arg(&script)
-                    .env("SESS_DIR", session)
-                    .env("LEN", frames.to_string());
-                command
-            },
-            "BOUNCE-DONE",
-            "bouncing",
-        );
+        let mut command = self.command("ardour7-lua");
+        command
+            .arg(repo().join("tests/ardour/bounce.lua"))
+            .env("SESS_DIR", session)
+            .env("LEN", frames.to_string());
+        run_ardour(command, "BOUNCE-DONE", "bouncing")?;
         let [left, _] = read_wav(&audio.join("bounce%L.wav"));
         let [right, _] = read_wav(&audio.join("bounce%R.wav"));
-        [left, right]
+        Ok([left, right])
     }
 }
 
@@ -357,36 +346,35 @@ fn ardour_exports_and_bounces_equal_the_command_line() {
         .collect();
 
     let ardour = ArdourHome::new(&bundles.join("Stemflow.vst3"));
+    let session =
+        |solo: &str, automate: &str| ardour.session(dir.path(), &input_path, frames, solo, automate);
+    let export =
+        |what: &str, solo: &str, automate: &str| tried(what, || ardour.export(&session(solo, automate)?));
     let mut rows: Vec<(String, f64, f64)> = Vec::new();
     for (stem, want) in STEMS.iter().zip(&cli) {
         let solo = format!("{}{} Solo", stem[..1].to_uppercase(), &stem[1..]);
-        let session = ardour.session(dir.path(), &input_path, frames, &solo, "");
-        rows.push((
-            format!("export, {solo}"),
-            difference_db(&ardour.export(&session), want),
-            MATCH_DB,
-        ));
+        let what = format!("export, {solo}");
+        let exported = export(&what, &solo, "");
+        rows.push((what, difference_db(&exported, want), MATCH_DB));
         if *stem == "bass" {
-            let bounced = ardour.bounce(&session, frames);
-            rows.push((format!("bounce, {solo}"), difference_db(&bounced, want), MATCH_DB));
+            let what = format!("bounce, {solo}");
+            let bounced = tried(&what, || ardour.bounce(&session(&solo, "")?, frames));
+            rows.push((what, difference_db(&bounced, want), MATCH_DB));
         }
     }
-    let unity = ardour.session(dir.path(), &input_path, frames, "", "");
+    let what = "export, no solo (unity) vs the input";
     rows.push((
-        "export, no solo (unity) vs the input".into(),
-        difference_db(&ardour.export(&unity), &input),
+        what.into(),
+        difference_db(&export(what, "", ""), &input),
         MATCH_DB,
     ));
     let ramp = ((2 * RATE) as usize, 0.0f32);
     let ramp_end = ((8 * RATE) as usize, -12.0f32);
     let automate = format!("Bass Gain;{};{};{};{}", ramp.0, ramp.1, ramp_end.0, ramp_end.1);
-    let automated = ardour.session(dir.path(), &input_path, frames, "Bass Solo", &automate);
     let want = with_gain_ramp(&cli[0], ramp, ramp_end);
-    rows.push((
-        "export, Bass Solo, Bass Gain automated 0 → −12 dB over 2–8 s".into(),
-        difference_db(&ardour.export(&automated), &want),
-        AUTOMATION_DB,
-    ));
+    let what = "export, Bass Solo, Bass Gain automated 0 → −12 dB over 2–8 s";
+    let automated = export(what, "Bass Solo", &automate);
+    rows.push((what.into(), difference_db(&automated, &want), AUTOMATION_DB));
 
     eprintln!("Ardour 7 render vs `stemflow separate` ({EXCERPT_SECONDS} s of models/demo/mix.wav):");
     for (what, db, bound) in &rows {
