@@ -60,8 +60,10 @@ pub enum Transition {
 pub struct HostClock {
     /// Mode of the last block, as the host said it.
     host_offline: bool,
-    /// Frames follow the host's timeline (not in an activation set up for an offline render).
-    follow_timeline: bool,
+    /// The activation was set up for an offline render: every block of it is rendered offline,
+    /// whatever mode the block states (Ardour's track bounce sets up offline processing and
+    /// marks its blocks realtime), and frames do not follow the host's timeline.
+    activated_offline: bool,
     /// Where the timeline should be at the next block, while the transport plays.
     expected: Option<i64>,
     /// The stream is waiting for segments although the host says realtime.
@@ -82,7 +84,7 @@ impl HostClock {
     pub fn new(offline: bool, sample_rate: f64) -> Self {
         HostClock {
             host_offline: offline,
-            follow_timeline: !offline,
+            activated_offline: offline,
             expected: None,
             waiting_detected: false,
             roll_start: None,
@@ -112,7 +114,8 @@ impl HostClock {
 
     /// Looks at `block` (before it is processed) at wall-clock time `now`.
     pub fn observe(&mut self, mut block: HostBlock, now: Instant) -> Transition {
-        if !self.follow_timeline {
+        if self.activated_offline {
+            block.offline = true;
             block.timeline = None;
         }
         let mode_changed = block.offline != self.host_offline;

@@ -51,10 +51,6 @@ pub struct Stemflow {
     stream: Option<Stream>,
     /// What the host does block by block (offline, timeline, pace).
     clock: HostClock,
-    /// The host activated the plugin for an offline render (every block of this activation
-    /// is then rendered offline, whatever mode a block states: Ardour's track bounce sets up
-    /// offline processing and sends its blocks marked realtime).
-    activated_offline: bool,
     editor_state: Arc<EguiEditorState>,
 }
 
@@ -67,7 +63,6 @@ impl Default for Stemflow {
             worker: None,
             stream: None,
             clock: HostClock::new(false, 44_100.0),
-            activated_offline: false,
             editor_state: editor::default_state(),
         }
     }
@@ -172,7 +167,6 @@ impl Plugin for Stemflow {
             .clamp(1, stream::MAX_CHANNELS as u32) as usize;
         let offline = renders_offline(buffer_config.process_mode);
         self.clock = HostClock::new(offline, f64::from(rate));
-        self.activated_offline = offline;
         self.close_stream();
         if self.worker.is_none() {
             let beside = locate::own_binary()
@@ -235,7 +229,7 @@ impl Plugin for Stemflow {
             return ProcessStatus::Normal;
         };
         let params = &self.params;
-        let block = host_block(context, buffer.samples(), self.activated_offline);
+        let block = host_block(context, buffer.samples());
         self.clock.set_detection(params.waits_for_fast_renders());
         match self.clock.observe(block, Instant::now()) {
             Transition::Continue => {}
@@ -247,10 +241,7 @@ impl Plugin for Stemflow {
             .store(self.clock.waiting_detected(), Ordering::Relaxed);
         let main = buffer.as_slice();
         let outputs = &mut *aux.outputs;
-        let finished = util::permit_alloc(|| {
-            // Only a panic allocates here (its payload, while unwinding).
-            audio_panic::process_block(|| stream.process(main, outputs, params))
-        });
+        let finished = audio_panic::process_block(|| stream.process(main, outputs, params));
         if !finished {
             for channel in buffer.as_slice().iter_mut() {
                 channel.fill(0.0);
@@ -271,12 +262,11 @@ fn renders_offline(mode: ProcessMode) -> bool {
     matches!(mode, ProcessMode::Offline | ProcessMode::Buffered)
 }
 
-/// What the host says about the block it hands over in `context`, in an activation that was
-/// (`activated_offline`) or was not set up for an offline render.
-fn host_block(context: &impl ProcessContext<Stemflow>, samples: usize, activated_offline: bool) -> HostBlock {
+/// What the host says about the block it hands over in `context`.
+fn host_block(context: &impl ProcessContext<Stemflow>, samples: usize) -> HostBlock {
     let transport = context.transport();
     HostBlock {
-        offline: activated_offline || renders_offline(context.process_mode()),
+        offline: renders_offline(context.process_mode()),
         timeline: transport.pos_samples.filter(|_| transport.playing),
         samples,
     }
