@@ -77,6 +77,20 @@ fn separate(input: &Path, out: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// [`separate`] into the two synthetic stems of `priors`, which must succeed.
+fn separate_into_sine_and_noise(input: &Path, out: &Path, priors: &Path) {
+    let output = separate(
+        input,
+        out,
+        &["--priors", priors.to_str().unwrap(), "--stems", "sine,noise"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn missing_input() {
     let tmp = tempfile::tempdir().unwrap();
@@ -528,16 +542,7 @@ fn twenty_six_channels_are_separated_channel_for_channel() {
     tone_wav(&input, 26, 1.5);
     let out = tmp.path().join("out");
     let priors = copy_priors(tmp.path());
-    let output = separate(
-        &input,
-        &out,
-        &["--priors", priors.to_str().unwrap(), "--stems", "sine,noise"],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    separate_into_sine_and_noise(&input, &out, &priors);
     let mix = read_all(&input).unwrap();
     // Past 18 channels the stems carry the plain float tag (3), not WAVE_FORMAT_EXTENSIBLE,
     // whose channel mask has no positions for them: Stemflow's own reader opens them, and the
@@ -2065,5 +2070,113 @@ fn fuzzed_names_and_folder_shapes_stay_inside_the_output_folder() {
             assert_fuzz_output(&case, seed);
             assert_eq!(tree_snapshot(&dir, &case.out), before, "seed {seed}");
         }
+    }
+}
+
+/// A fixture of `tests/fixtures/` (made by `make_compressed_fixtures.sh`).
+fn compressed_fixture(name: &str) -> PathBuf {
+    repo("tests/fixtures").join(name)
+}
+
+/// An MP3 with one damaged frame is separated with a warning naming where, in the terminal and in
+/// the report; its stems keep the input's length. A file of mostly damaged frames fails as corrupt
+/// and leaves nothing.
+#[test]
+fn a_damaged_mp3_frame_is_a_warning_and_a_ruined_mp3_an_error() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (out, rep) = (scratch.path().join("out"), scratch.path().join("report.json"));
+    let output = stemflow()
+        .arg("separate")
+        .args(["damaged.mp3", "ruined.mp3"].map(compressed_fixture))
+        .arg("-o")
+        .arg(&out)
+        .arg("--report")
+        .arg(&rep)
+        .args(quick_with(&copy_priors(scratch.path())))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let warning = stderr
+        .lines()
+        .find(|l| l.starts_with("stemflow: warning:") && l.contains("damaged.mp3"))
+        .unwrap_or_else(|| panic!("no warning naming damaged.mp3 in {stderr}"));
+    assert!(
+        warning.contains("1 damaged packet (the first at 0.471 s)"),
+        "{warning}"
+    );
+    assert!(
+        stderr.contains("ruined.mp3") && stderr.contains("packets could not be decoded"),
+        "{stderr}"
+    );
+    let sine = read_all(out.join("damaged/sine.wav")).unwrap();
+    assert_eq!(sine.frames(), 44_100);
+    assert!(!out.join("ruined").exists());
+    let r = report(&rep);
+    let tracks = r["tracks"].as_array().unwrap();
+    let damaged = tracks.iter().find(|t| t["status"] == "separated").unwrap();
+    assert!(
+        damaged["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("replaced by 0.026 s of silence"),
+        "{damaged}"
+    );
+    let ruined = tracks.iter().find(|t| t["status"] == "failed").unwrap();
+    assert!(ruined["error"].as_str().unwrap().contains("corrupt"), "{ruined}");
+}
+
+/// An M4A (AAC) input's stems have the input's length and timing: the encoder's priming and
+/// padding are left out as its edit list says.
+#[test]
+fn an_m4a_input_gives_stems_of_its_length() {
+    let tmp = tempfile::tempdir().unwrap();
+    let priors = copy_priors(tmp.path());
+    let out = tmp.path().join("out");
+    separate_into_sine_and_noise(&compressed_fixture("burst.m4a"), &out, &priors);
+    let mut sum = vec![0.0f32; 44_100];
+    for stem in ["sine", "noise"] {
+        let audio = read_all(out.join(format!("{stem}.wav"))).unwrap();
+        assert_eq!(audio.frames(), 44_100, "{stem}");
+        sum.iter_mut().zip(&audio.channels[0]).for_each(|(s, x)| *s += x);
+    }
+    let peak = sum.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let onset = sum.iter().position(|x| x.abs() > 0.05);
+    assert!(
+        onset.is_some_and(|at| (22_050 - 64..=22_050 + 8).contains(&at)),
+        "the burst starts at 22050, found {onset:?} (peak {peak})"
+    );
+}
+
+/// An input whose name holds a line break and an escape character is named on one error line,
+/// its control characters escaped, and the batch's summary line stays one line too.
+#[cfg(unix)]
+#[test]
+fn control_characters_in_a_name_keep_each_message_on_one_line() {
+    let scratch = tempfile::tempdir().unwrap();
+    let album = scratch.path().join("album");
+    fs::create_dir_all(&album).unwrap();
+    fs::write(album.join("bad\nname\u{1b}[2J.wav"), b"not audio at all").unwrap();
+    tone_wav(&album.join("good.wav"), 1, 0.3);
+    let output = stemflow()
+        .arg("separate")
+        .arg(&album)
+        .args(["--stems", "sine,noise", "-o"])
+        .arg(scratch.path().join("out"))
+        .args(quick_with(&copy_priors(scratch.path())))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "one error for the track, one for the batch: {stderr}"
+    );
+    for line in lines {
+        assert!(line.starts_with("stemflow: error:"), "{line}");
+        assert!(line.contains("bad\\nname\\u{1b}[2J.wav"), "{line}");
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// File extensions (lower case) a folder search takes as audio.
-pub const AUDIO_EXTENSIONS: [&str; 7] = ["wav", "flac", "ogg", "mp3", "aiff", "aif", "wave"];
+pub const AUDIO_EXTENSIONS: [&str; 8] = ["wav", "flac", "ogg", "mp3", "m4a", "aiff", "aif", "wave"];
 
 /// The folder stems go to when there are several tracks and no `-o`.
 pub const DEFAULT_OUTPUT: &str = "stems";

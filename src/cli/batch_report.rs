@@ -38,6 +38,8 @@ pub struct TrackReport {
     pub real_time_factor: Option<f64>,
     /// Why it failed.
     pub error: Option<String>,
+    /// What the run warned about the track (damaged input packets, clipped stems).
+    pub warnings: Vec<String>,
 }
 
 /// The whole run.

@@ -10,6 +10,7 @@ mod bench;
 mod error;
 mod interrupt;
 mod json_file;
+mod message;
 mod peak_memory;
 mod priors;
 mod progress;
@@ -66,10 +67,10 @@ fn usage_failure(error: clap::Error) -> ExitCode {
         let _ = error.print();
         return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
     }
-    eprintln!(
-        "stemflow: error: {} (see --help)",
+    message::error(format!(
+        "{} (see --help)",
         first_message(&error.render().to_string())
-    );
+    ));
     ExitCode::from(2)
 }
 
@@ -113,7 +114,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("stemflow: error: {error}");
+            message::error(&error);
             if matches!(
                 error,
                 CliError::Separate(SeparateFileError::Stopped)

@@ -5,6 +5,7 @@
 use super::batch::{expand_inputs, plan_tracks, Track, AUDIO_EXTENSIONS, DEFAULT_OUTPUT};
 use super::batch_report::{BatchReport, TrackReport, TrackStatus};
 use super::interrupt;
+use super::message;
 use super::progress::{ProgressMode, RunProgress};
 use super::shard::Shard;
 use super::shared::SharedArgs;
@@ -66,7 +67,7 @@ pub enum BitsArg {
 /// Arguments of `separate`.
 #[derive(Debug, Args)]
 pub struct SeparateArgs {
-    /// The mixes to separate (WAV, FLAC, OGG, MP3, AIFF; any rate and channel count): files, and
+    /// The mixes to separate (WAV, FLAC, OGG, MP3, M4A, AIFF; any rate and channel count): files, and
     /// folders searched recursively for audio.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
@@ -523,7 +524,7 @@ pub fn run(shared: &SharedArgs, args: SeparateArgs) -> Result<(), CliError> {
             }
             Err(error) if single => ending = Some(error),
             Err(error) => {
-                eprintln!("stemflow: error: {}: {error}", track.input.display());
+                message::error(format!("{}: {error}", track.input.display()));
                 failed.push(track.input.display().to_string());
             }
         }
@@ -572,6 +573,7 @@ fn track_report(track: &Track, outcome: &Result<Outcome, CliError>, started: Ins
             report.status = TrackStatus::Separated;
             report.audio_seconds = Some(summary.audio_seconds);
             report.real_time_factor = Some(summary.real_time_factor());
+            report.warnings = summary_warnings(summary, &track.input);
         }
         Ok(Outcome::Skipped) => report.status = TrackStatus::Skipped,
         Err(CliError::Separate(SeparateFileError::Stopped)) => report.status = TrackStatus::Stopped,
@@ -593,7 +595,37 @@ fn pending(track: &Track) -> TrackReport {
         audio_seconds: None,
         real_time_factor: None,
         error: None,
+        warnings: Vec::new(),
     }
+}
+
+/// What a separated track's run warns about, one sentence each naming the file: packets of the
+/// input that could not be decoded, samples clipped in integer stems.
+fn summary_warnings(summary: &JobSummary, input: &Path) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !summary.decode_damage.is_none() {
+        let rate = summary.sample_rate;
+        warnings.push(format!(
+            "{}: {}",
+            input.display(),
+            summary.decode_damage.describe(rate)
+        ));
+    }
+    if summary.clipped_samples > 0 {
+        let folder = summary
+            .outputs
+            .first()
+            .and_then(|p| p.parent())
+            .unwrap_or(Path::new(""));
+        warnings.push(format!(
+            "{}: {} samples were louder than full scale and were clipped in the {} stems; \
+             --bits 32f keeps them",
+            folder.display(),
+            summary.clipped_samples,
+            summary.format
+        ));
+    }
+    warnings
 }
 
 /// What became of one track.
@@ -707,11 +739,11 @@ impl Job<'_> {
         let summary = result?;
         if let Some(input) = input {
             if let Err(e) = TrackRecord::new(input, fingerprint, &summary.outputs).write(&track.output) {
-                eprintln!(
-                    "stemflow: warning: {}: the stems are complete, but the record that lets a \
-                     later run skip them could not be written ({e})",
+                message::warning(format!(
+                    "{}: the stems are complete, but the record that lets a later run skip them \
+                     could not be written ({e})",
                     track.output.display()
-                );
+                ));
             }
         }
         Ok(Outcome::Separated(summary))
@@ -744,14 +776,8 @@ impl Job<'_> {
             summary.real_time_factor(),
             track.output.display()
         ));
-        if summary.clipped_samples > 0 {
-            eprintln!(
-                "stemflow: warning: {}: {} samples were louder than full scale and were clipped in \
-                 the {} stems; --bits 32f keeps them",
-                track.output.display(),
-                summary.clipped_samples,
-                self.format
-            );
+        for warning in summary_warnings(&summary, &track.input) {
+            message::warning(warning);
         }
         Ok(summary)
     }

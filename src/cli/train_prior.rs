@@ -4,6 +4,7 @@
 //! export is loaded and run once by the engine, and only then renamed into place. Checkpoints go to
 //! `<data dir>/checkpoints/<stem>/`, so the same command run again resumes.
 
+use super::message;
 use super::priors::describe;
 use super::shared::SharedArgs;
 use super::train_error::TrainError;
@@ -22,7 +23,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// File endings the trainer reads (`stemflow_training/data.py`, `AUDIO_EXT`): not those of
-/// `separate`, which decodes MP3 too.
+/// `separate`, which decodes MP3 and M4A too.
 const TRAINER_EXTENSIONS: &[&str] = &["wav", "flac", "ogg", "aif", "aiff"];
 /// In a checkpoint folder: the recordings found, one path a line, which the trainer reads instead
 /// of searching the folder itself (one search, the command line's, decides what it trains on).
@@ -109,10 +110,7 @@ fn write_file_list(path: &Path, files: &[PathBuf]) -> Result<(), TrainError> {
     for file in files {
         let bytes = path_bytes(file);
         if bytes.contains(&b'\n') || bytes.contains(&b'\r') {
-            eprintln!(
-                "stemflow: warning: {}: left out (a line break in its name)",
-                file.display()
-            );
+            message::warning(format!("{}: left out (a line break in its name)", file.display()));
             continue;
         }
         text.extend_from_slice(&bytes);

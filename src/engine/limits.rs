@@ -22,6 +22,28 @@ pub const MAX_PRIOR_FILE_BYTES: u64 = 64 << 20;
 /// memory (a shipped prior: 14 MB).
 pub const MAX_PRIOR_BYTES: u64 = 256 << 20;
 
+/// Packets of an input a decoder may fail on (each replaced by silence of its length, with a
+/// warning) before the file is refused as corrupt: a damaged frame here and there is what ffmpeg
+/// and sox play through; more than one packet in four past the first few is no longer audio.
+pub const DAMAGED_PACKETS_TOLERATED: DamageTolerance = DamageTolerance { always: 8, one_in: 4 };
+
+/// How many undecodable packets a file may have: up to `always` whatever its length, beyond that
+/// at most one packet in `one_in`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DamageTolerance {
+    /// Damaged packets accepted in any file.
+    pub always: u64,
+    /// Beyond `always`, at most one damaged packet in this many.
+    pub one_in: u64,
+}
+
+impl DamageTolerance {
+    /// Whether `damaged` packets out of `seen` (damaged or not) are still tolerated.
+    pub fn tolerates(&self, damaged: u64, seen: u64) -> bool {
+        damaged <= self.always || damaged * self.one_in <= seen
+    }
+}
+
 /// A format outside what the engine supports.
 #[derive(Debug, Clone, Copy, Error, PartialEq, Eq)]
 pub enum FormatError {

@@ -1,7 +1,10 @@
 //! Reading any audio file symphonia decodes (streaming, deinterleaved f32), and the errors of
 //! reading and writing audio files.
 
+use super::decode_damage::DecodeDamage;
+use super::mp4_edit_list::{self, EditSpan};
 use super::stem_format::StemFormat;
+use crate::engine::limits::DAMAGED_PACKETS_TOLERATED;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +14,8 @@ use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
+use symphonia::core::packet::Packet;
+use symphonia::core::units::TimeBase;
 use thiserror::Error;
 
 /// Everything that can go wrong reading or writing audio files; each message names the path and
@@ -39,7 +44,7 @@ pub enum AudioError {
     },
     /// The container or codec is not one symphonia decodes.
     #[error(
-        "expected an audio format Stemflow can decode (WAV, FLAC, OGG Vorbis, MP3, AIFF, …) in \
+        "expected an audio format Stemflow can decode (WAV, FLAC, OGG Vorbis, MP3, M4A, AIFF, …) in \
          `{path}`, found {found}"
     )]
     Unsupported {
@@ -171,6 +176,18 @@ pub struct AudioReader {
     finished: bool,
     /// Links of a chained stream begun so far (1 for an unchained file), to name one in errors.
     links: usize,
+    /// The track's time base, to turn a damaged packet's duration into sample frames.
+    time_base: Option<TimeBase>,
+    /// Packets of the track seen so far, decoded or damaged.
+    packets_seen: u64,
+    /// Sample frames produced so far (decoded or silence), where the next packet starts.
+    frames_produced: u64,
+    /// Packets the decoder failed on, replaced by silence.
+    damage: DecodeDamage,
+    /// Decoded frames still to drop before the audio starts (an MP4 edit list's priming).
+    skip_left: u64,
+    /// Frames still to hand out before the audio ends (an MP4 edit list's length), if bounded.
+    keep_left: Option<u64>,
 }
 
 impl std::fmt::Debug for AudioReader {
@@ -243,6 +260,7 @@ impl AudioReader {
         let params = params.clone();
         let track_id = track.id;
         let total_frames = track.num_frames;
+        let time_base = track.time_base;
         let decoder = symphonia::default::get_codecs()
             .make_audio_decoder(&params, &AudioDecoderOptions::default())
             .map_err(|e| AudioError::Unsupported {
@@ -266,6 +284,13 @@ impl AudioReader {
                 detail: "the header gives no channels".into(),
             });
         }
+        // What an MP4's edit list keeps of the decoded track: without it an AAC file's stems
+        // would start late by the encoder's priming and run long by its padding.
+        let edit = mp4_edit_list::sound_track_span(&path, sample_rate);
+        let total_frames = match edit {
+            Some(EditSpan { keep_frames, .. }) => Some(keep_frames),
+            None => total_frames,
+        };
         let mut reader = AudioReader {
             path,
             format,
@@ -278,6 +303,12 @@ impl AudioReader {
             pending_pos: 0,
             finished: false,
             links: 1,
+            time_base,
+            packets_seen: 0,
+            frames_produced: 0,
+            damage: DecodeDamage::default(),
+            skip_left: edit.map_or(0, |e| e.skip_frames),
+            keep_left: edit.map(|e| e.keep_frames),
         };
         if reader.total_frames == Some(0) || !reader.fill_pending()? {
             return Err(AudioError::Empty {
@@ -308,6 +339,11 @@ impl AudioReader {
         self.total_frames
     }
 
+    /// The packets replaced by silence so far because the decoder failed on them.
+    pub fn damage(&self) -> DecodeDamage {
+        self.damage
+    }
+
     /// Appends up to `max_frames` frames to each channel vector of `out` (one per channel) and
     /// returns how many were appended; 0 means the end of the file. Allocates only if `out`
     /// lacks capacity (reserve `max_frames` up front for allocation-free reading).
@@ -320,7 +356,7 @@ impl AudioReader {
             "read_into: expected one vector per channel"
         );
         let mut done = 0;
-        while done < max_frames {
+        while done < max_frames && self.keep_left != Some(0) {
             let available = self.pending_len() - self.pending_pos;
             if available == 0 {
                 if !self.fill_pending()? {
@@ -328,7 +364,19 @@ impl AudioReader {
                 }
                 continue;
             }
-            let n = available.min(max_frames - done);
+            if self.skip_left > 0 {
+                let skipped = available.min(usize::try_from(self.skip_left).unwrap_or(usize::MAX));
+                self.pending_pos += skipped;
+                self.skip_left -= skipped as u64;
+                continue;
+            }
+            let keep = self
+                .keep_left
+                .map_or(usize::MAX, |k| usize::try_from(k).unwrap_or(usize::MAX));
+            let n = available.min(max_frames - done).min(keep);
+            if let Some(k) = &mut self.keep_left {
+                *k -= n as u64;
+            }
             for (o, p) in out.iter_mut().zip(&self.pending) {
                 o.extend_from_slice(&p[self.pending_pos..self.pending_pos + n]);
             }
@@ -380,13 +428,21 @@ impl AudioReader {
             if packet.track_id != self.track_id {
                 continue;
             }
-            let decoded = self
-                .decoder
-                .decode(&packet)
-                .map_err(|e| classify(&self.path, e))?;
+            self.packets_seen += 1;
+            let decoded = match self.decoder.decode(&packet) {
+                Ok(decoded) => decoded,
+                Err(SymphoniaError::DecodeError(what)) => {
+                    if self.fill_with_silence(&packet, what)? {
+                        return Ok(true);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(classify(&self.path, e)),
+            };
             if decoded.frames() == 0 {
                 continue;
             }
+            self.frames_produced += decoded.frames() as u64;
             let found = decoded.spec().channels().count();
             if found != self.channels {
                 return Err(AudioError::Corrupt {
@@ -401,6 +457,43 @@ impl AudioReader {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Puts silence of `packet`'s length in `pending` in place of a packet the decoder failed on
+    /// (`what`), and records it; returns whether any frames were put there. Refuses the file once
+    /// more packets are damaged than [`DAMAGED_PACKETS_TOLERATED`] allows.
+    fn fill_with_silence(&mut self, packet: &Packet, what: &str) -> Result<bool, AudioError> {
+        let frames = self.packet_frames(packet);
+        self.damage.record(self.frames_produced, frames);
+        if !DAMAGED_PACKETS_TOLERATED.tolerates(self.damage.packets, self.packets_seen) {
+            return Err(AudioError::Corrupt {
+                path: self.path.clone(),
+                detail: format!(
+                    "{} of its first {} packets could not be decoded (the last: {what})",
+                    self.damage.packets, self.packets_seen
+                ),
+            });
+        }
+        self.frames_produced += frames;
+        let frames = usize::try_from(frames).unwrap_or(usize::MAX);
+        self.pending.iter_mut().for_each(|p| p.resize(frames, 0.0));
+        Ok(frames > 0)
+    }
+
+    /// A packet's audible length in sample frames: its duration (which leaves out what the decoder
+    /// trims for gapless playback), in the track's time base (1 / rate when it gives none), and never more
+    /// than a second, whatever a damaged packet claims.
+    fn packet_frames(&self, packet: &Packet) -> u64 {
+        let ticks = packet.dur.get();
+        let frames = match self.time_base {
+            Some(base) => {
+                let rate = u128::from(self.sample_rate);
+                let exact = u128::from(ticks) * u128::from(base.numer.get()) * rate;
+                u64::try_from(exact / u128::from(base.denom.get())).unwrap_or(u64::MAX)
+            }
+            None => ticks,
+        };
+        frames.min(u64::from(self.sample_rate))
     }
 
     /// Moves to the next link of a chained stream after the demuxer asked for a reset: a new
@@ -540,8 +633,9 @@ mod tests {
         assert_eq!(read_all(&path).unwrap().frames(), 10_000);
     }
 
-    /// A fixture made by `tests/fixtures/make_chained_ogg.sh`.
-    fn chained_fixture(name: &str) -> PathBuf {
+    /// A fixture of `tests/fixtures/` (made by `make_chained_ogg.sh` or
+    /// `make_compressed_fixtures.sh`).
+    fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures")
             .join(name)
@@ -549,7 +643,7 @@ mod tests {
 
     #[test]
     fn every_link_of_a_chained_ogg_is_decoded() {
-        let audio = read_all(chained_fixture("chained.ogg")).unwrap();
+        let audio = read_all(fixture("chained.ogg")).unwrap();
         // 0.6 s and 0.4 s at 44.1 kHz; Vorbis may trim or pad a block at each link's ends.
         assert!(
             audio.frames().abs_diff(44_100) <= 2048,
@@ -564,7 +658,7 @@ mod tests {
 
     #[test]
     fn a_chained_ogg_that_changes_rate_is_refused_naming_both() {
-        let error = read_all(chained_fixture("chained_rate_change.ogg")).unwrap_err();
+        let error = read_all(fixture("chained_rate_change.ogg")).unwrap_err();
         let message = error.to_string();
         assert!(
             matches!(error, AudioError::ChainFormatChange { link: 2, .. })
@@ -572,6 +666,65 @@ mod tests {
                 && message.contains("48000 Hz"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn an_m4a_is_trimmed_to_its_edit_list_so_its_audio_starts_on_time() {
+        let audio = read_all(fixture("burst.m4a")).unwrap();
+        // The encoder primed 1024 samples and padded the end; the edit list keeps 1 s.
+        assert_eq!(audio.frames(), 44_100);
+        let onset = audio.channels[0].iter().position(|x| x.abs() > 0.05).unwrap();
+        assert!(
+            (22_050 - 64..=22_050 + 8).contains(&onset),
+            "the burst starts at 0.5 s (22050), found {onset}"
+        );
+    }
+
+    #[test]
+    fn a_damaged_mp3_frame_becomes_silence_of_its_length_with_a_record() {
+        let clean = read_all(fixture("tone.mp3")).unwrap();
+        assert_eq!(
+            clean.frames(),
+            44_100,
+            "LAME's gapless header trims to the input's length"
+        );
+        let mut reader = AudioReader::open(fixture("damaged.mp3")).unwrap();
+        let mut out = vec![Vec::new()];
+        while reader.read_into(&mut out, 1 << 12).unwrap() > 0 {}
+        assert_eq!(
+            out[0].len(),
+            clean.frames(),
+            "the stems stay aligned with the input"
+        );
+        let damage = reader.damage();
+        assert_eq!(damage.packets, 1);
+        assert_eq!(damage.silent_frames, 1152);
+        let at = damage.first_at_frame.unwrap() as usize;
+        assert!(out[0][at..at + 1152].iter().all(|&x| x == 0.0));
+        // Everything before the damaged packet decodes as it does in the clean file.
+        let first_difference =
+            |from: usize, to: usize| (from..to).find(|&i| out[0][i] != clean.channels[0][i]);
+        assert_eq!(first_difference(0, at), None, "before the damage (at {at})");
+        // After it the decoder's bit reservoir (a packet's data may start up to 511 bytes back)
+        // and overlap settle within a few packets; the same samples then come out at the same
+        // positions (a shift would differ by the tone's whole amplitude).
+        let settled = at + 6 * 1152;
+        let worst = (settled..out[0].len())
+            .map(|i| (out[0][i] - clean.channels[0][i]).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst < 1e-3,
+            "after the damage (at {at}) the stems differ by {worst}"
+        );
+        assert!(read_all(fixture("tone.mp3")).is_ok());
+    }
+
+    #[test]
+    fn a_file_of_mostly_damaged_packets_is_refused_as_corrupt() {
+        let err = read_all(fixture("ruined.mp3")).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, AudioError::Corrupt { .. }), "{err:?}");
+        assert!(text.contains("packets could not be decoded"), "{text}");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! the file system for audio; imports `signal` and `search`.
 
 pub mod audio_file;
+pub mod decode_damage;
 pub mod flac_stream_writer;
+pub mod mp4_edit_list;
 pub mod quantizer;
 pub mod separate_file;
 pub mod stem_encoder;

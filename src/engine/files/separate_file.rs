@@ -4,6 +4,7 @@
 //! one is complete.
 
 use crate::engine::files::audio_file::{AudioError, AudioReader};
+use crate::engine::files::decode_damage::DecodeDamage;
 use crate::engine::files::stem_format::StemFormat;
 use crate::engine::files::stem_writers::StemWriterSet;
 use crate::engine::search::separator::{SeparationError, Separator};
@@ -130,6 +131,12 @@ pub struct JobSummary {
     pub outputs: Vec<PathBuf>,
     /// Samples clipped to an integer format's range, over every stem (0 for float).
     pub clipped_samples: u64,
+    /// Packets of the input the decoder failed on, replaced by silence of their length.
+    pub decode_damage: DecodeDamage,
+    /// The input's (and the stems') sample rate in Hz.
+    pub sample_rate: u32,
+    /// The stems' format.
+    pub format: StemFormat,
 }
 
 impl JobSummary {
@@ -245,6 +252,9 @@ pub fn separate_file(
         wall_seconds: started.elapsed().as_secs_f64(),
         outputs,
         clipped_samples,
+        decode_damage: reader.damage(),
+        sample_rate: rate,
+        format,
     })
 }
 
