@@ -13,7 +13,7 @@ import json
 import os
 import numpy as np
 
-from . import glow
+from . import annealing_section, glow
 from .files import sha256
 from .ops import OnnxOps
 from .stft import SAMPLE_RATE, N_FFT, HOP, FRAME_SECONDS, FRAMES, BINS
@@ -155,14 +155,13 @@ def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True, sh
     are removed."""
     import onnx
     from .nmf import existing_section
-    from . import noise_conditioned
     os.makedirs(out_dir, exist_ok=True)
     # an NMF dictionary already in the folder (nmf.bin, still matching its manifest section) is
     # not the flow's: the rewritten manifest keeps its section (train.py then learns a new one)
     nmf_section = existing_section(out_dir) if os.path.exists(os.path.join(out_dir, 'manifest.json')) else None
-    annealing = noise_conditioned.existing_section(out_dir) if keep_annealing else None
+    annealing = annealing_section.existing_section(out_dir) if keep_annealing else None
     if annealing is None:
-        for name in (noise_conditioned.SCORE_FILE, noise_conditioned.WEIGHTS_FILE):
+        for name in (annealing_section.SCORE_FILE, annealing_section.WEIGHTS_FILE):
             if os.path.exists(os.path.join(out_dir, name)):
                 os.remove(os.path.join(out_dir, name))
     graphs = build_graphs(cfg, params, norm, prepared=prepared)
@@ -206,7 +205,7 @@ def export_prior(out_dir, stem, cfg, params, norm, training_info, check=True, sh
     if nmf_section is not None:
         manifest["nmf"] = nmf_section
     if annealing is not None:
-        manifest[noise_conditioned.SECTION] = annealing
+        manifest[annealing_section.SECTION] = annealing
     with open(os.path.join(out_dir, 'manifest.json'), 'w') as f:
         json.dump(manifest, f, indent=2)
         f.write('\n')

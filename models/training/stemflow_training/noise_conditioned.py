@@ -9,7 +9,8 @@ the plain one at every level, which is where fine-tuning (noise_tune.py) starts.
 
 Exported beside the prior's own graphs (CONTRACT.md, "Noise-conditioned score (optional)"):
 `noisy_score.onnx` (inputs `s` [B, 513, T] and `sigma` [B], outputs `score` and `logp`, as the
-`score` graph) with its weights in `noisy_weights.bin`, and the manifest's `annealing` section.
+`score` graph) with its weights in `noisy_weights.bin`, and the manifest's `annealing` section
+(annealing_section.py).
 """
 import json
 import os
@@ -17,12 +18,12 @@ import os
 import numpy as np
 
 from . import export, glow
-from .files import listed_file, sha256, write_atomic
+# the manifest section's names and its reading and writing (its own module, which export.py
+# reads too); kept here as this module's names, which callers use
+from .annealing_section import (DOMAIN, SCORE_FILE, SECTION, WEIGHTS_FILE,  # noqa: F401
+                                existing_section, verify_section, write_section)
+from .files import sha256, write_atomic
 
-SECTION = 'annealing'
-SCORE_FILE = 'noisy_score.onnx'
-WEIGHTS_FILE = 'noisy_weights.bin'
-DOMAIN = 'standardised-log-magnitude'
 LADDER = tuple(float(v) for v in np.geomspace(1.0, 0.01, 10))   # Jayaram & Thickstun's 10 levels
 
 
@@ -104,41 +105,3 @@ def export_annealed(prior_dir, cfg, params, norm, sigmas, training):
                'training': training}
     write_section(prior_dir, section)
     return section
-
-
-def write_section(prior_dir, section):
-    """Adds or replaces the `annealing` section of the prior's manifest.json (last key when
-    new), every other key kept in its place and written as export.py writes it."""
-    path = os.path.join(prior_dir, 'manifest.json')
-    with open(path) as f:
-        manifest = json.load(f)
-    manifest[SECTION] = section
-    write_atomic(path, json.dumps(manifest, indent=2) + '\n', 'w')
-
-
-def verify_section(prior_dir, section):
-    """Checks an `annealing` section as the engine would: plain file names in the prior folder
-    whose sha256 match, a descending ladder of positive levels, the domain; ValueError naming
-    what is wrong otherwise."""
-    for role in ('score', 'weights'):
-        e = section.get(role)
-        if not isinstance(e, dict) or 'file' not in e or 'sha256' not in e:
-            raise ValueError(f"annealing: `{role}` needs `file` and `sha256`")
-        listed_file(prior_dir, e, f"annealing.{role}")
-    sig = section.get('sigmas')
-    if not sig or any(not (v > 0) for v in sig) or any(a <= b for a, b in zip(sig, sig[1:])):
-        raise ValueError(f"annealing: sigmas must be positive and strictly descending, not {sig}")
-    if section.get('domain') != DOMAIN:
-        raise ValueError(f"annealing: domain must be {DOMAIN!r}")
-    return section
-
-
-def existing_section(prior_dir):
-    """The `annealing` section of the manifest in `prior_dir` if its files are there and match
-    it (a re-export of the same weights keeps it), else None."""
-    try:
-        with open(os.path.join(prior_dir, 'manifest.json')) as f:
-            section = json.load(f).get(SECTION)
-        return None if section is None else verify_section(prior_dir, section)
-    except (OSError, ValueError, TypeError, AttributeError, json.JSONDecodeError):
-        return None
