@@ -12,6 +12,56 @@ for coverage.  Each piece gets a random tempo, transposition, velocity level,
 articulation, program (piano 0-7, guitar 24-31, bass 32-39, drums: channel 10 kits)
 and soundfont.  Everything derives from fixed seeds; the split is BY PIECE.
 
+The recipe in full (models/README.md, "Data", summarises it):
+- Material (corpus.py, generators.py): 130 training and 16 validation pieces --
+  Bach chorales 44 + 4, Haydn/Mozart string-quartet movements 10 + 2 (90-beat excerpts from a
+  bar line), Palestrina 16 + 3, fiddle tunes from Ryan's Mammoth Collection 24 + 3, generated
+  songs 36 + 4. Voices of a score are ordered by mean pitch: lowest -> bass; the upper voices go to
+  piano and guitar in one of three ways (top voices piano / rest guitar, top voice guitar / inner
+  voices piano, or all upper voices piano and the guitar arpeggiating/strumming the sounding
+  harmony). A fiddle tune's melody goes to piano or guitar, a triad per bar is fitted to it, and
+  the bass line and the other instrument's comping are generated on those chords. Generated songs:
+  random key/mode, progression (incl. 12-bar blues), bass style (root, eighths, root-fifth,
+  octaves, walking, funk 16ths, arpeggio, sustained), comping (block, strum with staggered
+  up/down strokes, arpeggios, Alberti, off-beat, power chords, pads, broken chords) and melodies.
+  Drums are always generated: 13 grooves (rock, pop 16ths, funk with ghost notes, half-time,
+  shuffle, disco, jazz ride, bossa, metal double kick, reggae one-drop, breakbeat, waltz, ballad)
+  with kick/snare/side-stick/clap, closed/pedal/open hats, ride, crashes/splash/china, tom fills
+  every 4 or 8 bars, percussion.
+- Variation per piece and stem: tempo (chorales 60-100 bpm, quartets 70-140, Palestrina
+  100-170, tunes 90-170, generated 70-165), transposition -5...+6 semitones then octave-fitting
+  into each instrument's range (bass E1-G3, guitar E2-G5, piano A1-C7), velocity level 45-117
+  with accents and +-7 jitter, articulation (duration x 1.0 / 0.92 / 0.8 / 0.55), timing
+  humanisation up to 12 ms, swing, reverb on for 35 % and chorus for 15 % of stems, GM program
+  (piano 0-7, guitar 24-31, bass 32-39; drums: channel 10 kits 0, 8, 16, 24, 25, 32, 40, 48
+  where the soundfont has them), soundfont (training: FluidR3 45 %, MuseScore General 40 %,
+  OPL-3 FM 15 %), level (the RMS of the stem's active 100-ms frames set to -30...-18 dBFS;
+  absolute level matters: the priors model unnormalised magnitudes).
+- Held-out soundfont: TimGM6mb is never used for training; the 16 validation pieces are
+  rendered a second time with it (valid-heldout-sf/). csound's sf_GMbank.sf2 is not used (it
+  shares TimGM6mb's samples; models/EXPERIMENTS.md, 2026-11-22, "Baselines on the full
+  validation pieces").
+- Split by piece (seed 20261122 shuffles each corpus family; the first n are validation;
+  generated pieces: training seeds 100000+i, validation 900000+i). A chorale melody harmonised
+  twice in the corpus under two BWV numbers, or two movements of one quartet, can still fall on
+  both sides.
+- Segments: each training stem is cut into 5-s segments from its first sound; a segment is
+  kept if its RMS is >= -50 dBFS and >= 30 % of its 100-ms frames are above -60 dBFS. Training
+  pieces are capped at 40 s, validation pieces at 30 s. Validation mixtures are the plain sum of
+  the piece's four stems (all four scaled together if the sum would peak above 0.98); no mixture
+  is ever used for training.
+- Every part is rendered on a fresh FluidSynth synthesizer that borrows the loaded soundfont
+  (fluid.py), so no reverb tail or chorus phase carries over from the previously rendered part.
+- `--extra-stem strings|organ` also renders a fifth stem for the "bring your own stem" check (GM
+  strings 40, 41, 42, 44, 48-51 in G2-C6, or organs 16-20; sustained voicings or a counter-line
+  over the harmony the other three pitched stems sound): train/<it>/, valid/<it>/, and 5-stem
+  mixtures in valid-5stem/ and valid-heldout-sf-5stem/. It uses its own random stream, so the
+  four-stem data are unchanged by it.
+- `--extra-train` (EXTRA_TRAIN: chorales 100, quartet movements 10, Palestrina 40, fiddle tunes
+  60, generated 90, seeds from a separate stream) adds MuseScore General Full
+  (musescore-general-soundfont) to the three training fonts, and for 35 % of their drum parts
+  one of the two AVL acoustic kits (avldrums.lv2-soundfont, one GM-mapped kit in bank 0 each).
+
 Extra training pieces (`--extra-train`: EXTRA_TRAIN, 300 more; the shipped priors do not use them): the next
 pieces of each family's shuffle and more generated seeds, rendered with a wider timbre palette
 (also MuseScore General Full, and for drums the two AVL acoustic kits).  They only add training

@@ -12,7 +12,8 @@ noise of one least significant bit), so the density is finite on waves that are 
 Optimiser: the appendix's Adam with a fixed five-step decay (the learning rate is multiplied by
 GAMMA = 0.6 at 1/6, 2/6 ... 5/6 of the steps); the number of steps, the crop length and the
 learning rate are flags (the appendix: 150 000 steps, lr 1e-4, batch 5 of 16 384 samples, which
-this CPU cannot do: models/README.md, "Time-domain priors", says what was run).
+this CPU cannot do: models/EXPERIMENTS.md, "Time-domain priors on the toy set: the sizes this
+CPU allows, and every result", says what was run).
 
 Checkpoints (checkpoint.py, atomic) every --ckpt-every steps in OUT/ckpt; a rerun with the same
 OUT resumes from the latest one. `--noise-tune` fine-tunes an exported prior's flow conditioned on
