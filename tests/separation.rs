@@ -10,7 +10,8 @@ use stemflow::engine::files::stem_format::{Container, SampleDepth, StemFormat};
 use stemflow::engine::metrics::{median, segment_sdrs};
 use stemflow::engine::priors::prior::Prior;
 use stemflow::engine::priors::runtime::{Runtime, RuntimeOptions, SessionOptions};
-use stemflow::engine::search::separator::{SeparationError, Separator};
+use stemflow::engine::search::separation_error::SeparationError;
+use stemflow::engine::search::separator::Separator;
 use stemflow::engine::search::settings::SeparationSettings;
 
 fn repo(path: &str) -> PathBuf {
@@ -430,7 +431,7 @@ fn out_of_range_mask_exponents_are_config_errors() {
 /// prior without a `score` graph is refused by name before any frame.
 #[test]
 fn langevin_stems_sum_to_the_input_and_follow_their_seed() {
-    use stemflow::engine::search::langevin::{LangevinDomain, LangevinForm, LangevinSettings};
+    use stemflow::engine::search::chain_settings::{LangevinDomain, LangevinForm, LangevinSettings};
     use stemflow::engine::search::settings::SearchKind;
     let runtime = runtime();
     let shipped = |stem: &str| {
@@ -489,7 +490,7 @@ fn langevin_stems_sum_to_the_input_and_follow_their_seed() {
 /// 4.22 / 1.29 when measured).
 #[test]
 fn sgld_separates_the_two_source_mix_better_than_half_the_mixture() {
-    use stemflow::engine::search::langevin::LangevinSettings;
+    use stemflow::engine::search::chain_settings::LangevinSettings;
     use stemflow::engine::search::settings::SearchKind;
     let settings = SeparationSettings {
         search: SearchKind::Langevin(LangevinSettings {
@@ -514,7 +515,7 @@ fn sgld_separates_the_two_source_mix_better_than_half_the_mixture() {
 /// `annealing` section is refused by name before any frame.
 #[test]
 fn annealed_langevin_separates_the_two_source_mix_and_sums_to_the_input() {
-    use stemflow::engine::search::annealed_langevin::AnnealedSettings;
+    use stemflow::engine::search::chain_settings::AnnealedSettings;
     use stemflow::engine::search::settings::SearchKind;
     let annealed = |seed: u64| SeparationSettings {
         search: SearchKind::Annealed(AnnealedSettings {
@@ -582,7 +583,7 @@ fn assert_stems_sum_to(frame: &[Vec<f32>], stems: &[Vec<Vec<f32>>], what: &str) 
 /// rule), a silent frame included.
 #[test]
 fn consistent_stems_from_waveform_chains_sum_to_the_input() {
-    use stemflow::engine::search::langevin::{LangevinDomain, LangevinForm, LangevinSettings};
+    use stemflow::engine::search::chain_settings::{LangevinDomain, LangevinForm, LangevinSettings};
     use stemflow::engine::search::settings::{OutputMode, SearchKind};
     let runtime = runtime();
     let dir = repo("tests/fixtures/waveform_priors");

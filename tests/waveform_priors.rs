@@ -6,13 +6,17 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use stemflow::engine::priors::manifest::{Domain, Manifest, ManifestError};
-use stemflow::engine::priors::prior::{Prior, PriorError};
+use stemflow::engine::priors::domain::Domain;
+use stemflow::engine::priors::manifest::Manifest;
+use stemflow::engine::priors::manifest_error::ManifestError;
+use stemflow::engine::priors::prior::Prior;
+use stemflow::engine::priors::prior_error::PriorError;
 use stemflow::engine::priors::runtime::{Runtime, RuntimeOptions, SessionOptions};
-use stemflow::engine::search::annealed_langevin::AnnealedSettings;
+use stemflow::engine::search::chain_settings::AnnealedSettings;
+use stemflow::engine::search::chain_settings::{LangevinDomain, LangevinForm, LangevinSettings};
 use stemflow::engine::search::gaussian_noise::GaussianNoise;
-use stemflow::engine::search::langevin::{LangevinDomain, LangevinForm, LangevinSettings};
-use stemflow::engine::search::separator::{SeparationError, Separator};
+use stemflow::engine::search::separation_error::SeparationError;
+use stemflow::engine::search::separator::Separator;
 use stemflow::engine::search::settings::{OutputMode, SearchKind, SeparationSettings};
 
 /// The fixtures' variances.

@@ -5,9 +5,9 @@ use super::train_error::TrainError;
 use crate::engine::files::audio_file::AudioError;
 use crate::engine::files::separate_file::SeparateFileError;
 use crate::engine::priors::catalog::CatalogError;
-use crate::engine::priors::prior::PriorError;
+use crate::engine::priors::prior_error::PriorError;
 use crate::engine::priors::runtime::RuntimeError;
-use crate::engine::search::separator::SeparationError;
+use crate::engine::search::separation_error::SeparationError;
 use thiserror::Error;
 
 /// Everything that can stop a command.

@@ -2,7 +2,8 @@
 
 use super::shared::SharedArgs;
 use super::CliError;
-use crate::engine::priors::manifest::{Domain, Manifest};
+use crate::engine::priors::domain::Domain;
+use crate::engine::priors::manifest::Manifest;
 use clap::Args;
 use serde_json::json;
 

@@ -18,12 +18,13 @@ use crate::engine::files::audio_file::{AudioError, AudioReader};
 use crate::engine::files::separate_file::{separate_file, JobSummary, SeparateFileError};
 use crate::engine::files::stem_format::{Container, SampleDepth, StemFormat};
 use crate::engine::limits::check_format;
-use crate::engine::priors::manifest::Domain;
+use crate::engine::priors::domain::Domain;
 use crate::engine::priors::prior::Prior;
 use crate::engine::priors::runtime::Runtime;
-use crate::engine::search::annealed_langevin::AnnealedSettings;
-use crate::engine::search::langevin::{LangevinDomain, LangevinForm, LangevinSettings};
-use crate::engine::search::separator::{SeparationError, Separator};
+use crate::engine::search::chain_settings::AnnealedSettings;
+use crate::engine::search::chain_settings::{LangevinDomain, LangevinForm, LangevinSettings};
+use crate::engine::search::separation_error::SeparationError;
+use crate::engine::search::separator::Separator;
 use crate::engine::search::settings::{
     Objective, OutputMode, Preset, SearchKind, SeparationSettings, SettingsError, WAVEFORM_ANNEALED,
     WAVEFORM_LANGEVIN,

@@ -5,6 +5,7 @@
 //! stem deleted or cut short) separates it again.
 
 use super::json_file::write_json_atomically;
+use crate::engine::hex_digest::hex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -45,11 +46,6 @@ impl InputIdentity {
             sha256: hex(&hash.finalize()),
         })
     }
-}
-
-/// Lower-case hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What decides the stems besides the input, as [`job_fingerprint`] hashes it.

@@ -1,6 +1,6 @@
 //! Why `train-prior` stopped: one error type shared by the command and the trainer it runs.
 
-use crate::engine::priors::prior::PriorError;
+use crate::engine::priors::prior_error::PriorError;
 use std::path::PathBuf;
 
 /// Everything that can stop `train-prior`, each one line.

@@ -2,13 +2,14 @@
 //!
 //! Nothing in here knows about plugins or command lines. The folders depend on each other in one
 //! direction only: [`signal`] and [`priors`] need nothing but the leaf modules below (bounds,
-//! constants, limits, metrics, spread);
+//! constants, hex_digest, limits, metrics, spread);
 //! [`search`] uses both; [`files`] drives a whole file through [`search`].
 
 pub mod bounds;
 pub mod constants;
 pub mod fault;
 pub mod files;
+pub mod hex_digest;
 pub mod limits;
 pub mod metrics;
 pub mod priors;

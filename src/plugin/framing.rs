@@ -25,9 +25,9 @@ pub const HOP_SECONDS: f64 = FRAME_SECONDS - DEFAULT_OVERLAP_SECONDS;
 /// idle machine) to the whole hop.
 pub const PROCESSING_ALLOWANCE: Bounds = Bounds::closed(1.0, HOP_SECONDS);
 
-/// The default processing allowance: about twice the slowest frame of the realtime preset in a
-/// 2-minute paced render on a 2-core machine (1.65 s; README, "Benchmark"), so the latency is 8 s
-/// rather than 9.5.
+/// The default processing allowance: about twice the slowest frame of the realtime preset in the
+/// paced render of README, "Benchmark" (its current figure is there), so a slow frame on a busy
+/// machine is still in time, with the latency below the whole hop's.
 pub const DEFAULT_PROCESSING_ALLOWANCE_SECONDS: f64 = 3.0;
 
 /// Frame geometry, latency and ramp at one sample rate.

@@ -5,8 +5,8 @@
 use super::framing::{DEFAULT_PROCESSING_ALLOWANCE_SECONDS, PROCESSING_ALLOWANCE};
 use super::slots::{SLOT_COUNT, SLOT_NAMES};
 use crate::engine::priors::runtime::Device;
-use crate::engine::search::annealed_langevin::AnnealedSettings;
-use crate::engine::search::langevin::LangevinSettings;
+use crate::engine::search::chain_settings::AnnealedSettings;
+use crate::engine::search::chain_settings::LangevinSettings;
 use crate::engine::search::settings::{
     Objective, OutputMode, SearchKind, SeparationSettings, GAMMA, ITERATIONS, NMF_WEIGHT,
 };

@@ -14,7 +14,7 @@ use super::queues::{Fate, InputFrame, Link, Segment, SEGMENTS};
 use super::slots::{assign_slots, SLOT_COUNT, SLOT_NAMES};
 use super::status::{Status, WorkerState};
 use crate::engine::priors::catalog::{default_search_dirs, installed_search_dirs, PriorCatalog};
-use crate::engine::priors::manifest::Domain;
+use crate::engine::priors::domain::Domain;
 use crate::engine::priors::prior::Prior;
 use crate::engine::priors::runtime::{Device, Runtime, RuntimeOptions, SessionOptions};
 use crate::engine::search::separator::Separator;

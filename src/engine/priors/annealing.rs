@@ -3,7 +3,8 @@
 //! noise of that level added, whose score at large σ is informative far from clean data. The
 //! annealed Langevin separator walks down its ladder of levels.
 
-use super::manifest::{Domain, GraphFile};
+use super::domain::Domain;
+use super::graph_file::GraphFile;
 use serde::{Deserialize, Serialize};
 
 /// The domain a spectrogram prior's noise is defined in: the flow's standardised log-magnitudes.

@@ -1,7 +1,7 @@
 //! Per-bin level calibration of a prior: the ratio of its typical output level to its output at
 //! z = 0.
 //!
-//! The search starts every latent at z = 0 and moves it only a little (Adam 0.03 × 30 steps by default), so
+//! The search starts every latent at z = 0 and moves it only a little (a few short Adam steps), so
 //! the split of the mixture is dominated by f(0). A flow over log-magnitudes decodes z = 0 to the
 //! *mode* of the level distribution, which lies below the mean magnitude by a factor that grows
 //! with the source's level spread: a drum kit (loud hits, quiet decays) decodes far quieter at
@@ -12,7 +12,8 @@
 //! by the constant −Σ ln g.
 
 use crate::engine::constants::{BINS, FRAMES};
-use crate::engine::priors::prior::{CachedLevelGains, Prior, PriorError};
+use crate::engine::priors::prior::{CachedLevelGains, Prior};
+use crate::engine::priors::prior_error::PriorError;
 
 /// The seed of the latent samples, fixed so a prior always gets the same calibration.
 const SEED: u64 = 0x5EED_57E4_F10A_0000;

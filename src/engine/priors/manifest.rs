@@ -1,16 +1,20 @@
 //! `manifest.json`: what a prior folder claims to be, checked against the engine's constants and
 //! the files on disk (see `models/CONTRACT.md`).
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::engine::constants::{BINS, FRAMES, FRAME_SECONDS, HOP, N_FFT, PRIOR_SAMPLE_RATE, TIME_MULTIPLE};
 use crate::engine::limits::{MAX_MANIFEST_BYTES, MAX_PRIOR_BYTES, MAX_PRIOR_FILE_BYTES};
 use crate::engine::priors::annealing::AnnealingSection;
+use crate::engine::priors::domain::{Domain, SPECTROGRAM_DOMAIN, WAVEFORM_DOMAIN, WAVEFORM_TIME_MULTIPLE};
+use crate::engine::priors::graph_file::GraphFile;
+use crate::engine::priors::manifest_error::ManifestError;
 use crate::engine::priors::nmf_dictionary::NmfSection;
-use crate::engine::priors::onnx_checks::external_data_locations;
+use crate::engine::priors::verified_files::{
+    read_capped, verify_annealing, verify_file, verify_graph, ExternalData, ReadBudget, VerifiedFiles,
+};
 
 /// The manifest's file name inside a prior folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -22,151 +26,6 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const WINDOW: &str = "hann-periodic";
 /// The STFT framing every prior is trained on.
 pub const CENTER: &str = "zero";
-
-/// Everything that can be wrong with a prior's manifest or the files it lists.
-#[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
-    /// A file could not be read.
-    #[error("could not read {}: {source}", .path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// `manifest.json` is not valid JSON or lacks a required field.
-    #[error("{} is not a valid prior manifest: {message}", .path.display())]
-    Parse {
-        /// The manifest file.
-        path: PathBuf,
-        /// serde's message (names the field and line).
-        message: String,
-    },
-    /// A manifest field has a value the engine cannot use.
-    #[error("{}: field `{field}` must be {expected}, found {found}", .path.display())]
-    FieldMismatch {
-        /// The manifest file.
-        path: PathBuf,
-        /// The field, dotted for nested ones (`graphs.decode`).
-        field: &'static str,
-        /// What the engine needs.
-        expected: String,
-        /// What the manifest says.
-        found: String,
-    },
-    /// A field the engine needs is absent.
-    #[error("{}: required field `{field}` is missing", .path.display())]
-    MissingField {
-        /// The manifest file.
-        path: PathBuf,
-        /// The field.
-        field: &'static str,
-    },
-    /// A graph named by the manifest does not exist.
-    #[error("`{field}` names {}, which does not exist", .file.display())]
-    MissingFile {
-        /// The manifest field naming it.
-        field: &'static str,
-        /// The missing file.
-        file: PathBuf,
-    },
-    /// A graph's content differs from the sha256 in the manifest.
-    #[error("{} has sha256 {found}, but the manifest expects {expected}", .file.display())]
-    HashMismatch {
-        /// The graph file.
-        file: PathBuf,
-        /// sha256 from the manifest.
-        expected: String,
-        /// sha256 of the file on disk.
-        found: String,
-    },
-    /// A graph file is not a readable ONNX model (checked before a session is made).
-    #[error("{}: {source}", .file.display())]
-    NotOnnx {
-        /// The graph file.
-        file: PathBuf,
-        /// Where reading stopped.
-        source: crate::engine::priors::onnx_checks::OnnxReadError,
-    },
-    /// A manifest or a file it lists is larger than the engine reads for a prior
-    /// ([`MAX_MANIFEST_BYTES`], [`MAX_PRIOR_FILE_BYTES`]); refused by its size before it is read.
-    #[error("{} has {size} bytes, more than the {cap} bytes a prior's {what} may have", .file.display())]
-    TooLarge {
-        /// The file.
-        file: PathBuf,
-        /// Its size on disk (or, for a file that grew while it was read, the bytes read: cap + 1).
-        size: u64,
-        /// The cap it exceeds.
-        cap: u64,
-        /// "manifest" or "listed file".
-        what: &'static str,
-    },
-    /// The files a manifest lists come to more than one prior may read ([`MAX_PRIOR_BYTES`]).
-    #[error(
-        "{}: with {} ({size} bytes) the prior's files come to {total} bytes, more than the {cap} bytes a prior may have in all",
-        .manifest.display(), .file.display()
-    )]
-    PriorTooLarge {
-        /// The manifest.
-        manifest: PathBuf,
-        /// The file that took the total past the cap.
-        file: PathBuf,
-        /// Its size.
-        size: u64,
-        /// The listed files' bytes up to and including it.
-        total: u64,
-        /// [`MAX_PRIOR_BYTES`].
-        cap: u64,
-    },
-    /// A graph reads tensor data from a file the manifest does not list and hash.
-    #[error(
-        "{} reads tensor data from `{location}`, but the manifest lists {listed} for the graphs' weights",
-        .file.display()
-    )]
-    UnlistedExternalData {
-        /// The graph file.
-        file: PathBuf,
-        /// The external-data location the graph names.
-        location: String,
-        /// What the manifest's `graphs.weights` lists.
-        listed: String,
-    },
-}
-
-/// What a prior's graphs model (the manifest's `domain`): magnitude spectrograms on the engine's
-/// STFT grid (the default, and every prior before the field existed) or raw mono waveforms at
-/// 22.05 kHz (time-domain priors, which ship a `score` graph only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Domain {
-    /// `spectrogram` (or no `domain` field): the Glow priors of CONTRACT.md.
-    #[default]
-    Spectrogram,
-    /// `waveform`: a density over samples in [-1, 1].
-    Waveform,
-}
-
-/// The `domain` value of a waveform prior.
-pub const WAVEFORM_DOMAIN: &str = "waveform";
-/// The `domain` value of a spectrogram prior (also what an absent field means).
-pub const SPECTROGRAM_DOMAIN: &str = "spectrogram";
-/// The `time_multiple` values a waveform prior may declare: powers of two in this range.
-pub const WAVEFORM_TIME_MULTIPLE: std::ops::RangeInclusive<usize> = 1..=4096;
-
-impl Domain {
-    /// The manifest's spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            Domain::Spectrogram => SPECTROGRAM_DOMAIN,
-            Domain::Waveform => WAVEFORM_DOMAIN,
-        }
-    }
-}
-
-impl std::fmt::Display for Domain {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// A prior's `manifest.json`. Unknown extra fields are ignored so newer trainers can add
 /// descriptive data without breaking older engines.
@@ -316,72 +175,6 @@ pub struct Graphs {
     pub weights: Option<GraphFile>,
 }
 
-/// A prior's files as [`Manifest::verify`] read and hashed them: what sessions are made from.
-#[derive(Debug)]
-pub struct VerifiedFiles {
-    /// What the graphs model (the manifest's checked `domain`).
-    pub domain: Domain,
-    /// `graphs.decode`: always there for a spectrogram prior, never read for a waveform prior.
-    pub decode: Option<VerifiedGraph>,
-    /// `graphs.grad`: always there for a spectrogram prior, never read for a waveform prior.
-    pub grad: Option<VerifiedGraph>,
-    /// `graphs.encode`, if listed (spectrogram priors).
-    pub encode: Option<VerifiedGraph>,
-    /// `graphs.forward`, if listed (then `backward` is too).
-    pub forward: Option<VerifiedGraph>,
-    /// `graphs.backward`, if listed.
-    pub backward: Option<VerifiedGraph>,
-    /// `graphs.score`, if listed (always, for a waveform prior: it is the prior).
-    pub score: Option<VerifiedGraph>,
-    /// `graphs.weights`, the external data the graphs refer to, if listed.
-    pub weights: Option<ExternalData>,
-    /// `nmf.file`, the NMF dictionary's bytes, if the manifest has an `nmf` section.
-    pub nmf: Option<Vec<u8>>,
-    /// The noise-conditioned score graph, its weights and ladder, if the manifest has an
-    /// `annealing` section.
-    pub annealing: Option<VerifiedAnnealing>,
-}
-
-/// One verified graph: where it was read from (named in errors) and its content.
-#[derive(Debug)]
-pub struct VerifiedGraph {
-    /// The file the bytes came from.
-    pub path: PathBuf,
-    /// The file's content, whose sha256 matched the manifest.
-    pub bytes: Vec<u8>,
-}
-
-/// A verified external-data file, in memory: ONNX Runtime is given these bytes under the name the
-/// graphs' tensors use, instead of opening the file itself. Shared by the prior's sessions.
-#[derive(Debug, Clone)]
-pub struct ExternalData {
-    /// The name the graphs' `external_data` `location` entries use (the manifest's file name).
-    pub location: String,
-    /// The file's content, whose sha256 matched the manifest.
-    pub bytes: std::sync::Arc<[u8]>,
-}
-
-/// The files of an `annealing` section, verified, and its checked ladder.
-#[derive(Debug)]
-pub struct VerifiedAnnealing {
-    /// `annealing.score`: the `noisy_score` graph.
-    pub score: VerifiedGraph,
-    /// `annealing.weights`: the graph's external data (absent only for a waveform prior whose
-    /// noisy graph embeds its weights).
-    pub weights: Option<ExternalData>,
-    /// `annealing.sigmas`, descending.
-    pub ladder: Vec<f32>,
-}
-
-/// One graph file and its expected content hash.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GraphFile {
-    /// File name inside the prior folder.
-    pub file: String,
-    /// Lower-case hex sha256 of the file, so a truncated download or edited graph is refused.
-    pub sha256: String,
-}
-
 /// Whether `name` is a valid stem name: `[a-z0-9][a-z0-9_-]*`.
 pub fn is_valid_stem_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -399,6 +192,7 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String, ManifestError> {
         source,
     };
     let mut file = File::open(path).map_err(io_error)?;
+    use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
     loop {
@@ -408,12 +202,7 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String, ManifestError> {
         }
         hasher.update(&buffer[..n]);
     }
-    Ok(hex(&hasher.finalize()))
-}
-
-/// Lower-case hex of a digest.
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(crate::engine::hex_digest::hex(&hasher.finalize()))
 }
 
 impl Manifest {
@@ -675,214 +464,10 @@ impl Manifest {
     }
 }
 
-/// [`verify_file`] for a graph, which must also name no external-data file other than `listed`
-/// (the manifest's `graphs.weights`, hashed) and none when nothing is listed: ONNX Runtime loads
-/// whatever file a graph names for its tensors. The file is read once for both checks.
-fn verify_graph(
-    dir: &Path,
-    manifest: &Path,
-    field: &'static str,
-    graph: &GraphFile,
-    listed: Option<&str>,
-    budget: &ReadBudget,
-) -> Result<VerifiedGraph, ManifestError> {
-    let (file, bytes) = verify_file(dir, manifest, field, graph, budget)?;
-    let locations = external_data_locations(&bytes).map_err(|source| ManifestError::NotOnnx {
-        file: file.clone(),
-        source,
-    })?;
-    match locations.into_iter().find(|l| Some(l.as_str()) != listed) {
-        None => Ok(VerifiedGraph { path: file, bytes }),
-        Some(location) => Err(ManifestError::UnlistedExternalData {
-            file,
-            location,
-            listed: listed.map_or("no file (`graphs.weights` is absent)".into(), |l| {
-                format!("`{l}`")
-            }),
-        }),
-    }
-}
-
-/// The `annealing` section's ladder and files: its weights hashed, its graph hashed and reading
-/// tensor data from those weights only.
-fn verify_annealing(
-    dir: &Path,
-    manifest: &Path,
-    section: &AnnealingSection,
-    domain: Domain,
-    budget: &ReadBudget,
-) -> Result<VerifiedAnnealing, ManifestError> {
-    let ladder = section.ladder(domain).map_err(|e| ManifestError::FieldMismatch {
-        path: manifest.to_path_buf(),
-        field: e.field,
-        expected: e.expected,
-        found: e.found,
-    })?;
-    let weights = match (&section.weights, domain) {
-        (Some(file), _) => {
-            let (_, bytes) = verify_file(dir, manifest, "annealing.weights", file, budget)?;
-            Some(ExternalData {
-                location: file.file.clone(),
-                bytes: bytes.into(),
-            })
-        }
-        (None, Domain::Waveform) => None,
-        (None, Domain::Spectrogram) => {
-            return Err(ManifestError::MissingField {
-                path: manifest.to_path_buf(),
-                field: "annealing.weights",
-            })
-        }
-    };
-    let score = verify_graph(
-        dir,
-        manifest,
-        "annealing.score",
-        &section.score,
-        weights.as_ref().map(|w| w.location.as_str()),
-        budget,
-    )?;
-    Ok(VerifiedAnnealing {
-        score,
-        weights,
-        ladder,
-    })
-}
-
 /// The last component of `dir` (resolving `.` and relative paths).
 fn folder_name(dir: &Path) -> Option<String> {
     let resolved = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     resolved.file_name().map(|n| n.to_string_lossy().into_owned())
-}
-
-/// How much one verification may read: each listed file at most `file_cap` bytes, all of them
-/// together at most `total_cap` ([`MAX_PRIOR_FILE_BYTES`], [`MAX_PRIOR_BYTES`]).
-#[derive(Debug)]
-struct ReadBudget {
-    /// Most bytes of one file.
-    file_cap: u64,
-    /// Most bytes of all files.
-    total_cap: u64,
-    /// Bytes read so far.
-    used: std::cell::Cell<u64>,
-}
-
-impl ReadBudget {
-    fn new(file_cap: u64, total_cap: u64) -> ReadBudget {
-        ReadBudget {
-            file_cap,
-            total_cap,
-            used: std::cell::Cell::new(0),
-        }
-    }
-
-    /// Reads `file` within both caps: a file past either is refused by its size on disk before
-    /// it is read.
-    fn read(&self, manifest: &Path, file: &Path) -> Result<Vec<u8>, ManifestError> {
-        let too_much = |size: u64| {
-            let total = self.used.get() + size;
-            (total > self.total_cap).then(|| ManifestError::PriorTooLarge {
-                manifest: manifest.to_path_buf(),
-                file: file.to_path_buf(),
-                size,
-                total,
-                cap: self.total_cap,
-            })
-        };
-        let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-        if size <= self.file_cap {
-            if let Some(error) = too_much(size) {
-                return Err(error);
-            }
-        }
-        let bytes = read_capped(file, self.file_cap, "listed file")?;
-        let size = bytes.len() as u64;
-        if let Some(error) = too_much(size) {
-            return Err(error);
-        }
-        self.used.set(self.used.get() + size);
-        Ok(bytes)
-    }
-}
-
-/// Reads the regular file `path` whole if it has at most `cap` bytes. A larger one is refused by
-/// its size on disk before anything is allocated for it, and at most `cap + 1` bytes are ever read
-/// (a file that grows meanwhile is refused too); a device or pipe is refused unread.
-fn read_capped(path: &Path, cap: u64, what: &'static str) -> Result<Vec<u8>, ManifestError> {
-    use std::io::Read;
-    let io_error = |source| ManifestError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        // Opening a FIFO for reading would wait for a writer; regular files ignore the flag.
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    let file = options.open(path).map_err(io_error)?;
-    let metadata = file.metadata().map_err(io_error)?;
-    if !metadata.is_file() {
-        return Err(io_error(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "expected a regular file, found a folder, device or pipe",
-        )));
-    }
-    let too_large = |size| ManifestError::TooLarge {
-        file: path.to_path_buf(),
-        size,
-        cap,
-        what,
-    };
-    if metadata.len() > cap {
-        return Err(too_large(metadata.len()));
-    }
-    let mut bytes = Vec::with_capacity(metadata.len() as usize);
-    file.take(cap + 1).read_to_end(&mut bytes).map_err(io_error)?;
-    if bytes.len() as u64 > cap {
-        return Err(too_large(bytes.len() as u64));
-    }
-    Ok(bytes)
-}
-
-/// Checks that the file a manifest field names is a plain name inside `dir`, exists, fits the
-/// read budget and has the listed sha256; returns its path and content.
-fn verify_file(
-    dir: &Path,
-    manifest: &Path,
-    field: &'static str,
-    graph: &GraphFile,
-    budget: &ReadBudget,
-) -> Result<(PathBuf, Vec<u8>), ManifestError> {
-    let plain_name = {
-        let mut components = Path::new(&graph.file).components();
-        matches!(components.next(), Some(Component::Normal(_))) && components.next().is_none()
-    };
-    if !plain_name {
-        return Err(ManifestError::FieldMismatch {
-            path: manifest.to_path_buf(),
-            field,
-            expected: "a file name inside the prior folder".into(),
-            found: format!("`{}`", graph.file),
-        });
-    }
-    let file = dir.join(&graph.file);
-    if !file.is_file() {
-        return Err(ManifestError::MissingFile { field, file });
-    }
-    let bytes = budget.read(manifest, &file)?;
-    let found = hex(&Sha256::digest(&bytes));
-    let expected = graph.sha256.to_ascii_lowercase();
-    if found != expected {
-        return Err(ManifestError::HashMismatch {
-            file,
-            expected,
-            found,
-        });
-    }
-    Ok((file, bytes))
 }
 
 /// Test support: a copy of the prior folder `source` (same folder name) in a new temporary

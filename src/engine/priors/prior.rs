@@ -8,192 +8,20 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use ort::session::Session;
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::value::TensorRef;
 
 use crate::engine::constants::{BINS, TIME_MULTIPLE};
-use crate::engine::priors::manifest::{Domain, ExternalData, Manifest, ManifestError, VerifiedGraph};
-use crate::engine::priors::nmf_dictionary::{DictionaryError, NmfDictionary};
-use crate::engine::priors::runtime::{Backend, Runtime, RuntimeError, SessionOptions};
+use crate::engine::priors::domain::Domain;
+use crate::engine::priors::manifest::Manifest;
+use crate::engine::priors::nmf_dictionary::NmfDictionary;
+use crate::engine::priors::prior_error::PriorError;
+use crate::engine::priors::runtime::{Backend, Runtime, SessionOptions};
+use crate::engine::priors::session_io::{
+    check_interface, check_len, checked_len, common_backend, copy_output, Role,
+};
 use crate::engine::priors::split_gradient::SplitGradient;
+use crate::engine::priors::verified_files::{ExternalData, VerifiedGraph};
 use crate::engine::spread::spread;
-
-/// Everything that can go wrong loading a prior or running its graphs.
-#[derive(Debug, thiserror::Error)]
-pub enum PriorError {
-    /// The manifest or a file it lists fails verification.
-    #[error(transparent)]
-    Manifest(#[from] ManifestError),
-    /// Creating a session failed (runtime missing, corrupt ONNX, ...).
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    /// The NMF dictionary the manifest lists cannot be used.
-    #[error(transparent)]
-    Dictionary(#[from] DictionaryError),
-    /// A graph's inputs or outputs differ from the contract.
-    #[error("graph `{graph}`, tensor `{tensor}`: expected {expected}, found {found}")]
-    GraphInterface {
-        /// The graph's role: `decode`, `grad`, `forward`, `backward` or `score`.
-        graph: &'static str,
-        /// The input or output name.
-        tensor: String,
-        /// What the contract says.
-        expected: String,
-        /// What the graph declares.
-        found: String,
-    },
-    /// ONNX Runtime failed while running a graph.
-    #[error("running graph `{graph}` failed: {reason}")]
-    Run {
-        /// The graph's role: `decode`, `grad`, `forward`, `backward` or `score`.
-        graph: &'static str,
-        /// ONNX Runtime's message.
-        reason: String,
-    },
-    /// An output holds NaN or infinity.
-    #[error("graph `{graph}` produced a non-finite value in `{tensor}`")]
-    NonFinite {
-        /// The graph's role: `decode`, `grad`, `forward`, `backward` or `score`.
-        graph: &'static str,
-        /// The output.
-        tensor: &'static str,
-    },
-    /// An output's shape differs from `[1, 513, frames]` (or `[1]` for `logp`).
-    #[error("graph `{graph}`, output `{tensor}`: expected shape {expected:?}, found {found:?}")]
-    OutputShape {
-        /// The graph's role: `decode`, `grad`, `forward`, `backward` or `score`.
-        graph: &'static str,
-        /// The output.
-        tensor: &'static str,
-        /// The shape the call needs.
-        expected: Vec<i64>,
-        /// The shape produced.
-        found: Vec<i64>,
-    },
-    /// A caller's buffer has the wrong length for `frames`.
-    #[error("buffer `{buffer}` must hold {expected} values, found {found}")]
-    BufferLength {
-        /// Which argument.
-        buffer: &'static str,
-        /// 513 × frames.
-        expected: usize,
-        /// Its length.
-        found: usize,
-    },
-    /// The time axis is not a positive multiple of the graphs' `time_multiple`.
-    #[error("frames must be a positive multiple of {multiple}, found {frames}")]
-    BadFrames {
-        /// What was asked for.
-        frames: usize,
-        /// The contract's `time_multiple`.
-        multiple: usize,
-    },
-    /// A waveform's length is not a positive multiple of the prior's `time_multiple`.
-    #[error(
-        "prior `{stem}`: a waveform must hold a positive multiple of {multiple} samples, found {samples}"
-    )]
-    BadSamples {
-        /// The prior.
-        stem: String,
-        /// What was handed in.
-        samples: usize,
-        /// The manifest's `time_multiple`.
-        multiple: usize,
-    },
-    /// A call of one domain on a prior of the other (a spectrogram call on a time-domain prior,
-    /// or a waveform call on a spectrogram prior).
-    #[error("prior `{stem}` is a {domain} prior: `{call}` is for {wanted} priors only")]
-    WrongDomain {
-        /// The prior.
-        stem: String,
-        /// The prior's domain.
-        domain: Domain,
-        /// The method called.
-        call: &'static str,
-        /// The domain that method is for.
-        wanted: Domain,
-    },
-}
-
-/// Which graph of a prior (for error messages and contract checks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// `decode.onnx`: z → s.
-    Decode,
-    /// `grad.onnx`: (z, g, gamma) → (s, grad_z, logp).
-    Grad,
-    /// `forward.onnx`: z → (s, logp, saved activations).
-    Forward,
-    /// `backward.onnx`: (z, s, g, gamma, saved activations) → grad_z.
-    Backward,
-    /// `score.onnx`: s → (score, logp).
-    Score,
-    /// `noisy_score.onnx` (the `annealing` section): (s, sigma) → (score, logp).
-    NoisyScore,
-    /// A waveform prior's `score.onnx`: x → (score, logp), over `[B, 1, T]` samples.
-    WaveformScore,
-    /// A waveform prior's `noisy_score.onnx`: (x, sigma) → (score, logp).
-    WaveformNoisyScore,
-}
-
-impl Role {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Role::Decode => "decode",
-            Role::Grad => "grad",
-            Role::Forward => "forward",
-            Role::Backward => "backward",
-            Role::Score | Role::WaveformScore => "score",
-            Role::NoisyScore | Role::WaveformNoisyScore => "noisy_score",
-        }
-    }
-
-    /// The size of axis 1 of the role's rank-3 tensors: frequency bins, or one channel of
-    /// samples.
-    fn channels(self) -> usize {
-        match self {
-            Role::WaveformScore | Role::WaveformNoisyScore => 1,
-            _ => BINS,
-        }
-    }
-
-    /// (name, rank) of every input the contract requires.
-    fn inputs(self) -> &'static [(&'static str, usize)] {
-        match self {
-            Role::Decode | Role::Forward => &[("z", 3)],
-            Role::Grad => &[("z", 3), ("g", 3), ("gamma", 1)],
-            Role::Backward => &[("z", 3), ("s", 3), ("g", 3), ("gamma", 1)],
-            Role::Score => &[("s", 3)],
-            Role::NoisyScore => &[("s", 3), ("sigma", 1)],
-            Role::WaveformScore => &[("x", 3)],
-            Role::WaveformNoisyScore => &[("x", 3), ("sigma", 1)],
-        }
-    }
-
-    /// Whether inputs beyond [`Role::inputs`] are allowed (the backward graph's saved
-    /// activations, which `split_gradient` matches against the forward graph's outputs).
-    fn extra_inputs_allowed(self) -> bool {
-        self == Role::Backward
-    }
-
-    /// (name, rank) of every output the contract requires; extra outputs are tolerated.
-    fn outputs(self) -> &'static [(&'static str, usize)] {
-        match self {
-            Role::Decode => &[("s", 3)],
-            Role::Grad => &[("s", 3), ("grad_z", 3), ("logp", 1)],
-            Role::Forward => &[("s", 3), ("logp", 1)],
-            Role::Backward => &[("grad_z", 3)],
-            Role::Score | Role::NoisyScore | Role::WaveformScore | Role::WaveformNoisyScore => {
-                &[("score", 3), ("logp", 1)]
-            }
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Per-bin level gains of one prior and what they were computed from (see
 /// `priors::calibration`).
@@ -248,8 +76,8 @@ pub struct Prior {
 
 /// A score graph (`score`, or the `annealing` section's `noisy_score`), checked against the
 /// contract at load; its session is made on first use and then kept, so a prior that only ever
-/// runs the Adam search does not hold its memory (about 14 MB per prior, measured as peak RSS of
-/// `separate`).
+/// runs the Adam search does not hold its memory (a session's arena is a large part of a
+/// prior's footprint).
 struct LazyScore {
     /// What the graph is (its input names and shapes).
     role: Role,
@@ -724,136 +552,12 @@ impl Prior {
     }
 }
 
-/// The backend all of a prior's sessions run on, or the CPU when they differ (one fell back).
-pub(crate) fn common_backend(backends: &[Backend]) -> Backend {
-    match backends.split_first() {
-        Some((first, rest)) if rest.iter().all(|b| b == first) => *first,
-        _ => Backend::Cpu,
-    }
-}
-
-fn checked_len(frames: usize) -> Result<usize, PriorError> {
-    if frames == 0 || !frames.is_multiple_of(TIME_MULTIPLE) {
-        return Err(PriorError::BadFrames {
-            frames,
-            multiple: TIME_MULTIPLE,
-        });
-    }
-    Ok(BINS * frames)
-}
-
-fn check_len(buffer: &'static str, expected: usize, found: usize) -> Result<(), PriorError> {
-    if expected == found {
-        Ok(())
-    } else {
-        Err(PriorError::BufferLength {
-            buffer,
-            expected,
-            found,
-        })
-    }
-}
-
-/// Copies output `tensor` into `out` after checking its shape and that every value is finite.
-pub(crate) fn copy_output(
-    outputs: &ort::session::SessionOutputs<'_>,
-    graph: &'static str,
-    tensor: &'static str,
-    expected: &[i64],
-    out: &mut [f32],
-) -> Result<(), PriorError> {
-    let value = outputs.get(tensor).ok_or_else(|| PriorError::GraphInterface {
-        graph,
-        tensor: tensor.to_string(),
-        expected: "an output".into(),
-        found: "no such output".into(),
-    })?;
-    let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| PriorError::Run {
-        graph,
-        reason: format!("output `{tensor}`: {e}"),
-    })?;
-    if &shape[..] != expected || data.len() != out.len() {
-        return Err(PriorError::OutputShape {
-            graph,
-            tensor,
-            expected: expected.to_vec(),
-            found: shape.to_vec(),
-        });
-    }
-    if !data.iter().all(|v| v.is_finite()) {
-        return Err(PriorError::NonFinite { graph, tensor });
-    }
-    out.copy_from_slice(data);
-    Ok(())
-}
-
-/// Checks a session's declared inputs and outputs against the contract for `role`.
-pub(crate) fn check_interface(role: Role, session: &Session) -> Result<(), PriorError> {
-    let graph = role.name();
-    let interface_error = |tensor: &str, expected: String, found: String| PriorError::GraphInterface {
-        graph,
-        tensor: tensor.to_string(),
-        expected,
-        found,
-    };
-    for input in session.inputs().iter().filter(|_| !role.extra_inputs_allowed()) {
-        if !role.inputs().iter().any(|(name, _)| *name == input.name()) {
-            let allowed: Vec<_> = role.inputs().iter().map(|(n, _)| format!("`{n}`")).collect();
-            return Err(interface_error(
-                input.name(),
-                format!("only inputs {}", allowed.join(", ")),
-                "an extra input".into(),
-            ));
-        }
-    }
-    let sides = [
-        ("input", role.inputs(), session.inputs()),
-        ("output", role.outputs(), session.outputs()),
-    ];
-    for (side, required, declared) in sides {
-        for (name, rank) in required {
-            let Some(outlet) = declared.iter().find(|o| o.name() == *name) else {
-                return Err(interface_error(
-                    name,
-                    format!("an {side} `{name}`"),
-                    "none".into(),
-                ));
-            };
-            let expected = format!("a float32 tensor of rank {rank}");
-            match outlet.dtype() {
-                ValueType::Tensor {
-                    ty: TensorElementType::Float32,
-                    shape,
-                    ..
-                } => {
-                    if shape.len() != *rank {
-                        return Err(interface_error(
-                            name,
-                            expected,
-                            format!("rank {} ({shape})", shape.len()),
-                        ));
-                    }
-                    let channels = role.channels();
-                    if *rank == 3 && shape[1] != channels as i64 && shape[1] >= 0 {
-                        let axis = if channels == BINS { "bins" } else { "channel" };
-                        return Err(interface_error(
-                            name,
-                            format!("{channels} {axis} on axis 1"),
-                            format!("{}", shape[1]),
-                        ));
-                    }
-                }
-                other => return Err(interface_error(name, expected, format!("{other:?}"))),
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::priors::manifest::MANIFEST_FILE;
+    use crate::engine::priors::manifest_error::ManifestError;
+    use crate::engine::priors::runtime::RuntimeError;
     use crate::engine::priors::runtime::RuntimeOptions;
     use std::fs;
     use std::sync::Arc;

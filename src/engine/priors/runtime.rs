@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::engine::priors::data_dir::{data_dir, non_empty_env};
-use crate::engine::priors::manifest::{ExternalData, VerifiedGraph};
+use crate::engine::priors::verified_files::{ExternalData, VerifiedGraph};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 

@@ -8,9 +8,10 @@ use ort::session::Session;
 use ort::value::{DynValue, TensorRef};
 
 use crate::engine::constants::BINS;
-use crate::engine::priors::manifest::{ExternalData, VerifiedGraph};
-use crate::engine::priors::prior::{check_interface, common_backend, copy_output, PriorError, Role};
+use crate::engine::priors::prior_error::PriorError;
 use crate::engine::priors::runtime::{Backend, Runtime, SessionOptions};
+use crate::engine::priors::session_io::{check_interface, common_backend, copy_output, Role};
+use crate::engine::priors::verified_files::{ExternalData, VerifiedGraph};
 
 /// Names of the forward outputs that are not saved activations.
 const FORWARD_RESULTS: [&str; 2] = ["s", "logp"];

@@ -16,6 +16,7 @@
 //! Ermon's rule), which keeps the steps' signal-to-noise ratio the same at every level. The
 //! stems are the chains' mean over the last level (or their last state).
 
+use super::chain_settings::AnnealedSettings;
 use super::gaussian_noise::GaussianNoise;
 use super::langevin::MAGNITUDE_FLOOR;
 use super::latent_search::{check_search_shapes, Progress, SearchError};
@@ -23,42 +24,6 @@ use super::objective::kl_divergence;
 use super::step_halving::StepHalving;
 use crate::engine::constants::BINS;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// What an annealed run is asked to do.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AnnealedSettings {
-    /// Steps at each level of the ladder.
-    pub steps_per_level: usize,
-    /// Step size η at the ladder's first (largest) level; level σ takes η·(σ/σ₁)².
-    pub eta: f32,
-    /// λ: the mixture likelihood's width relative to the noise level (its weight is 1/(λσ)²).
-    pub likelihood_scale: f32,
-    /// Seed of the noise: the same seed gives the same stems.
-    pub seed: u64,
-    /// The stems are the chains' mean over the last level's steps (an estimate of the posterior
-    /// mean) instead of their last state.
-    pub average: bool,
-    /// Each element's step and noise variance are scaled by M = 1/V, V a running mean of its
-    /// squared gradient (for a Gaussian N(μ, w²), E[g²] = 1/w², so M is its variance: the inverse
-    /// Fisher information). A step is then η of the element's own posterior width whatever the
-    /// bin's scale in the flow's units, and the noise keeps that width; η does not shrink with σ
-    /// (M does, as σ²). V is carried from level to level scaled by (σ_prev/σ)², the growth of
-    /// the curvature. Without it the step is η·(σ/σ₁)² in ln s for every element.
-    pub preconditioned: bool,
-}
-
-impl AnnealedSettings {
-    /// The settings `--separator annealed` and the plugin's annealed choice start from
-    /// (measurements: models/README.md, "Langevin separation").
-    pub const DEFAULT: AnnealedSettings = AnnealedSettings {
-        steps_per_level: 20,
-        eta: 0.05,
-        likelihood_scale: 0.5,
-        seed: 0,
-        average: true,
-        preconditioned: false,
-    };
-}
 
 /// The smallest mean squared gradient the preconditioner divides by: M is at most 10 (a
 /// posterior width of about 3 nats of ln s).
@@ -142,6 +107,11 @@ impl AnnealedSearch {
     /// The stems' magnitudes after the last run, one `[513, frames]` buffer per stem.
     pub fn stems(&self) -> &[Vec<f32>] {
         &self.stems
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &AnnealedSettings {
+        &self.settings
     }
 
     /// The factor of the settings' step size the chains run at (1 unless a frame diverged).

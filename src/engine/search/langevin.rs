@@ -17,6 +17,7 @@
 //! above the priors' floor F (CONTRACT.md: they model ln(|X| + F)); in the log-magnitude domain
 //! it is exp(v), positive by construction.
 
+use super::chain_settings::{LangevinDomain, LangevinForm, LangevinSettings};
 use super::gaussian_noise::GaussianNoise;
 use super::latent_search::{check_search_shapes, Progress, SearchError};
 use super::objective::{kl_divergence, KL_EPSILON};
@@ -27,78 +28,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// The magnitude floor of the priors' data space (`magnitude_scaling.floor`).
 pub const MAGNITUDE_FLOOR: f32 = 1e-5;
 
-/// Where the chains move.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LangevinDomain {
-    /// Magnitudes s (the priors' graphs take them as they are).
-    Magnitude,
-    /// Natural-log magnitudes u = ln s, where the priors' standardised data live up to a
-    /// per-bin affine map.
-    LogMagnitude,
-}
-
-/// Which update rule the chains follow (see the module documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LangevinForm {
-    /// Frank & Ilse's Algorithm 1, as printed.
-    AsWritten,
-    /// √(2η) noise and the gradient of a Gaussian likelihood of the mixture.
-    TextbookGaussian,
-    /// √(2η) noise and the gradient of the KL data term of the Adam search.
-    TextbookKl,
-}
-
-/// What a Langevin run is asked to do.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LangevinSettings {
-    /// Steps per frame (T).
-    pub steps: usize,
-    /// Step size η.
-    pub eta: f32,
-    /// Width σ of the mixture likelihood (its weight is 1/σ²).
-    pub sigma: f32,
-    /// The update rule.
-    pub form: LangevinForm,
-    /// Where the chains move. Meaningless for time-domain (waveform) priors, whose chains move
-    /// in waveform amplitude (`search::waveform_langevin`); ignored there.
-    pub domain: LangevinDomain,
-    /// Seed of the noise: the same seed gives the same stems.
-    pub seed: u64,
-    /// RMSprop-preconditioned steps (after pSGLD, Li et al. 2016) for the textbook rules: each
-    /// element's step and noise variance are scaled by 1/max(√V, 1), V the running mean of its
-    /// squared gradient over the first half of the steps (bias-corrected; then held), so an element whose gradient is large is slowed to a
-    /// step of about η while the others keep the plain rule. The data term's gradient spans
-    /// orders of magnitude between loud and quiet bins, so without it a step size large enough
-    /// to move quiet bins throws loud ones off. Ignored by the waveform chains (plain steps).
-    pub preconditioned: bool,
-    /// The stems are the chains' mean over the second half of the steps (an estimate of the
-    /// posterior mean) instead of their last state (one sample).
-    pub average: bool,
-}
-
 /// Decay of the preconditioner's running mean of squared gradients.
 const PRECONDITIONER_DECAY: f32 = 0.99;
 /// The RMS gradient (per unit of the chain's domain) below which the preconditioner leaves a step
 /// as it is: it only ever shortens steps, so an element whose gradient vanishes (at a mode, or
 /// where every stem already explains the mixture) does not get an unbounded step.
 const PRECONDITIONER_FLOOR: f32 = 1.0;
-
-impl LangevinSettings {
-    /// The settings `--separator sgld` and the plugin's Langevin choice start from: the
-    /// textbook rule with the KL likelihood in the log-magnitude domain, preconditioned, 100
-    /// steps of 0.1, the mean of the second half — the best of the screen in models/README.md
-    /// ("Langevin separation"); 0.3 diverged there.
-    pub const DEFAULT: LangevinSettings = LangevinSettings {
-        steps: 100,
-        eta: 0.1,
-        sigma: 1.0,
-        form: LangevinForm::TextbookKl,
-        domain: LangevinDomain::LogMagnitude,
-        seed: 0,
-        preconditioned: true,
-        average: true,
-    };
-}
 
 /// Each stem's score ∇ₛ log p(s) with respect to its magnitudes: the priors' `score` graphs,
 /// or a known density in tests.
@@ -584,7 +519,7 @@ mod tests {
         ) -> Result<(), SearchError> {
             if stems.iter().flatten().any(|&s| s > self.limit) {
                 return Err(SearchError::Prior(
-                    crate::engine::priors::prior::PriorError::NonFinite {
+                    crate::engine::priors::prior_error::PriorError::NonFinite {
                         graph: "score",
                         tensor: "score",
                     },

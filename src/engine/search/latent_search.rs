@@ -8,7 +8,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::engine::constants::BINS;
-use crate::engine::priors::prior::{Prior, PriorError};
+use crate::engine::priors::prior::Prior;
+use crate::engine::priors::prior_error::PriorError;
 use crate::engine::search::objective::{kl_cotangent_into, kl_divergence};
 use crate::engine::search::optimizer::Adam;
 use crate::engine::search::settings::SeparationSettings;

@@ -7,7 +7,8 @@ use super::annealed_langevin::NoisyScoreSource;
 use super::langevin::ScoreSource;
 use super::latent_search::SearchError;
 use super::waveform_langevin::WaveformScoreSource;
-use crate::engine::priors::prior::{Prior, PriorError};
+use crate::engine::priors::prior::Prior;
+use crate::engine::priors::prior_error::PriorError;
 use crate::engine::spread::spread;
 
 /// Borrowed priors (in stem order) and the threads to score them on.

@@ -3,8 +3,8 @@
 
 use crate::engine::bounds::Bounds;
 use crate::engine::constants::FRAME_SECONDS;
-use crate::engine::search::annealed_langevin::AnnealedSettings;
-use crate::engine::search::langevin::LangevinSettings;
+use crate::engine::search::chain_settings::AnnealedSettings;
+use crate::engine::search::chain_settings::LangevinSettings;
 pub use crate::engine::signal::resynth::OutputMode;
 use crate::engine::spread::default_threads;
 use std::str::FromStr;
@@ -160,14 +160,14 @@ pub const LANGEVIN_SIGMA: Bounds = Bounds::above(0.0, 1.0e6);
 /// step η/σ² = 0.25 per chain below 1 (with N stems the residual shrinks by N·η/σ² a step, stable
 /// up to 7 stems) while the noise √(2η) ≈ 0.014 per sample is averaged over the second half of 200
 /// steps. The textbook Gaussian rule (the KL rule is not defined on signed samples); `domain` and
-/// `preconditioned` mean nothing for waveforms and are ignored. Not yet measured on trained
-/// waveform priors.
+/// `preconditioned` mean nothing for waveforms and are ignored. Measured on trained waveform
+/// priors in models/EXPERIMENTS.md (the music FloWaveNet entries).
 pub const WAVEFORM_LANGEVIN: LangevinSettings = LangevinSettings {
     steps: 200,
     eta: 1e-4,
     sigma: 0.02,
-    form: crate::engine::search::langevin::LangevinForm::TextbookGaussian,
-    domain: crate::engine::search::langevin::LangevinDomain::Magnitude,
+    form: crate::engine::search::chain_settings::LangevinForm::TextbookGaussian,
+    domain: crate::engine::search::chain_settings::LangevinDomain::Magnitude,
     seed: 0,
     preconditioned: false,
     average: true,
@@ -177,8 +177,8 @@ pub const WAVEFORM_LANGEVIN: LangevinSettings = LangevinSettings {
 /// start from [`AnnealedSettings::DEFAULT`]. At level σ the data term's step is
 /// η_σ/(λσ)² = η/(λσ₁)² per chain at every level, and the prior's at most η/σ₁²: for a ladder
 /// from σ₁ = 0.3 (in amplitude) and λ = 1, η = 0.01 makes both 0.11, below 1 for up to 9 stems.
-/// 50 steps per level; `preconditioned` is ignored for waveforms. Not yet measured on trained
-/// waveform priors.
+/// 50 steps per level; `preconditioned` is ignored for waveforms. Measured on trained waveform
+/// priors in models/EXPERIMENTS.md (the music FloWaveNet entries).
 pub const WAVEFORM_ANNEALED: AnnealedSettings = AnnealedSettings {
     steps_per_level: 50,
     eta: 0.01,
@@ -320,8 +320,8 @@ impl SeparationSettings {
 
 impl SeparationSettings {
     /// The settings the plugin uses while the host plays in real time. The default's search is
-    /// short enough for playback (about a fifth of the 4.5-s hop per 5-s frame of four stems on
-    /// two cores; README, "Benchmark"), so this is the default itself, and realtime playback
+    /// short enough for playback (a small part of the 4.5-s hop per 5-s frame of four stems;
+    /// README, "Benchmark"), so this is the default itself, and realtime playback
     /// sounds as an offline render does. The name stays for `--preset realtime` and for the
     /// plugin's playback knobs, which start here.
     pub fn realtime_preset() -> Self {
@@ -346,7 +346,7 @@ impl SeparationSettings {
 pub const PAPER_ITERATIONS: usize = 150;
 /// Adam iterations per frame of [`SeparationSettings::default_preset`]: a fifteenth of the
 /// paper's. With the NMF expert beside the flows, 10 steps of 0.06 stay above the strong NMF on
-/// every stem of both evaluation sets, within 0.08 dB of 30 steps of 0.03 on the averages
+/// every stem of both evaluation sets, close to 30 steps of 0.03 on the averages
 /// (models/README.md, "Current results"; EXPERIMENTS.md, "Ten iterations").
 pub const DEFAULT_ITERATIONS: usize = 10;
 /// Adam's step of [`SeparationSettings::default_preset`] (the paper's is 0.01): larger steps

@@ -9,7 +9,7 @@
 //! waveform chains) runs its frames through one [`StepHalving`].
 
 use super::latent_search::SearchError;
-use crate::engine::priors::prior::PriorError;
+use crate::engine::priors::prior_error::PriorError;
 
 /// How many times a frame's chains are restarted with half the step size after they diverge
 /// before the frame fails: the last try runs at η / 2^`STEP_HALVINGS`. Three halvings cover a

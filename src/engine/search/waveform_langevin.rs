@@ -23,9 +23,9 @@
 //! A frame whose chains diverge is run again with half the step size
 //! ([`super::step_halving`]).
 
-use super::annealed_langevin::AnnealedSettings;
+use super::chain_settings::AnnealedSettings;
+use super::chain_settings::{LangevinForm, LangevinSettings};
 use super::gaussian_noise::GaussianNoise;
-use super::langevin::{LangevinForm, LangevinSettings};
 use super::latent_search::{Progress, SearchError};
 use super::step_halving::StepHalving;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -346,7 +346,7 @@ struct Run<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::search::langevin::LangevinDomain;
+    use crate::engine::search::chain_settings::LangevinDomain;
     use crate::engine::search::step_halving::STEP_HALVINGS;
 
     /// Independent white Gaussian stems N(0, vₖ·I); the noisy score is that of N(0, (vₖ + σ²)·I).
