@@ -11,6 +11,8 @@
     #    to continue; --minutes is the CPU budget of the whole run, counted across resumptions)
     $PY -m stemflow_research.denoiser_lab train --data $D/train --stem bass --minutes 15 \
         --out ../training/checkpoints/denoiser
+    # which denoiser prefers which instrument (relative denoising error on each stem's validation segments)
+    $PY -m stemflow_research.denoiser_lab check --models ../training/checkpoints/denoiser --data $D/valid
     # 3. separation screen: denoise-and-remix variants, alone and in a product with the KL-NMF masks
     $PY -m stemflow_research.denoiser_lab separate --mixtures $D/valid/mixtures \
         --references $D/valid/references --models ../training/checkpoints/denoiser [--limit N] [--json OUT]
@@ -371,13 +373,15 @@ def make_denoisers(models, stems):
     return fns
 
 
-def dr_masks(M, fns, stems, init, levels, hi, lo, noisy, power, rng):
-    """Denoise-and-remix on the band grid: band masks [N, F, T] (see the module doc)."""
+def dr_masks(M, fns, stems, init, levels, hi, lo, noisy, power, rng, steps=1, expert=None, expert_weight=0.0):
+    """Denoise-and-remix on the band grid: band masks [N, F, T] (see the module doc); `steps`
+    denoise-and-remix steps per level; `expert` (band masks) multiplied into every remix with
+    exponent `expert_weight` (the denoisers' estimates with 1 - expert_weight)."""
     F, T = M.shape
     Tp = -(-T // 16) * 16   # four poolings
     r = init.copy()
     sig = np.geomspace(hi, lo, levels) if levels > 1 else np.array([lo])
-    for sk in sig:
+    for sk in np.repeat(sig, steps):
         est = []
         for i, s in enumerate(stems):
             f, sd = fns[s]
@@ -388,6 +392,8 @@ def dr_masks(M, fns, stems, init, levels, hi, lo, noisy, power, rng):
             d = np.asarray(f(xp, np.array([sk * sd], np.float32)))[0, :, :T]
             est.append(expand(d) ** power)
         r = share(np.stack(est) + 1e-9)
+        if expert is not None and expert_weight > 0:
+            r = share(r ** (1 - expert_weight) * expert ** expert_weight)
     return r
 
 
@@ -401,7 +407,7 @@ def separate(args):
     dicts = {s: z[s].astype(np.float64) for s in stems}
     seg = int(round(5.0 * SAMPLE_RATE))
     variants = [v for v in args.variants.split(';') if v]
-    sdrs, secs = {}, {}
+    sdrs, secs, warmed = {}, {}, set()
     for mp in ev.select_mixtures(args):
         pid = os.path.splitext(os.path.basename(mp))[0]
         mix, refs = load_crop(args, mp)
@@ -409,6 +415,11 @@ def separate(args):
         X = stft(mix, n_fft=N_FFT, hop=HOP)
         V = np.abs(X)
         M = Wb @ V
+        shape = (1, bands, -(-M.shape[1] // 16) * 16)
+        if shape not in warmed:   # compile once per shape, outside the timed separation
+            for f, sd in fns.values():
+                np.asarray(f(np.ones(shape, np.float32), np.array([sd], np.float32)))
+            warmed.add(shape)
         tn = time.process_time()
         Nbase = share(nmf_models(V, dicts, stems, 200, False))
         t_nmf200 = time.process_time() - tn
@@ -435,20 +446,21 @@ def separate(args):
             o = dict(kv.split('=') for kv in spec.split(','))
             rng = np.random.default_rng(0)
             init_name = o.get('init', 'even')
-            if init_name == 'even':
-                init = np.full((len(stems), bands, M.shape[1]), 1.0 / len(stems))
-            else:   # the NMF's flat-50 masks, taken onto the bands (band-weighted average)
-                init = share(np.einsum('fb,nbt->nft', Wb / Wb.sum(1, keepdims=True), Nflat))
+            # the NMF's flat-50 masks, taken onto the bands (band-weighted average)
+            Nb = share(np.einsum('bf,nft->nbt', Wb / Wb.sum(1, keepdims=True), Nflat))
+            init = np.full((len(stems), bands, M.shape[1]), 1.0 / len(stems)) if init_name == 'even' else Nb
+            uses_nmf = init_name != 'even' or float(o.get('nmfw', 0)) > 0
             t = time.process_time()
             reps = int(o.get('draws', 1))
             acc = 0
             for _ in range(reps):
                 acc = acc + dr_masks(M, fns, stems, init, int(o.get('levels', 6)), float(o.get('hi', 1.0)),
                                      float(o.get('lo', 0.05)), o.get('noisy', '0') == '1',
-                                     float(o.get('power', 1.0)), rng)
+                                     float(o.get('power', 1.0)), rng, int(o.get('steps', 1)), Nb,
+                                     float(o.get('nmfw', 0)))
             G = on_bins(Wb, acc / reps)
             dt = time.process_time() - t
-            emit(f'denoiser {spec}', G, dt + (t_nmf50 if init_name != 'even' else 0))
+            emit(f'denoiser {spec}', G, dt + (t_nmf50 if uses_nmf else 0))
             for a, b in ((0.5, 0.5), (0.3, 0.7)):
                 emit(f'denoiser {spec} x NMF flat 50, {a}/{b}', share(G ** a * Nflat ** b), dt + t_nmf50)
         print(f"denoiser_lab: {pid} ({n / SAMPLE_RATE:.1f} s)", flush=True)
@@ -471,6 +483,43 @@ def separate(args):
                        'models': {s: {'steps': models[s][3], 'sigma_data': models[s][1]} for s in stems}}, f, indent=1)
 
 
+def check(args):
+    """Which denoiser prefers which instrument: the relative denoising error ||D_i(x + sigma eps) - x||^2 /
+    ||sigma eps||^2 of every stem's model i on the first --max-segments validation segments of every
+    stem j (x in model i's compression), at each noise level (in units of model i's sigma_data)."""
+    stems = list(ev.STEMS)
+    models = load_models(args.models, stems)
+    Wb = band_filters(BINS, models[stems[0]][2])
+    fns = make_denoisers(models, stems)
+    data = {}
+    for j in stems:
+        files = sorted(glob.glob(os.path.join(args.data, j, '*.wav')))[:args.max_segments]
+        data[j] = np.stack([compress(segment_bands(f, Wb)) for f in files])
+    for lvl in (float(v) for v in args.levels.split(',')):
+        print(f"\nnoise {lvl:g} sigma_data: relative error of model (row) on stem (column); "
+              f"bold = lowest in the column\n")
+        E = np.zeros((len(stems), len(stems)))
+        for a, i in enumerate(stems):
+            f, sd = fns[i]
+            rng = np.random.default_rng(0)
+            for b, j in enumerate(stems):
+                x = data[j]
+                T = x.shape[2]
+                Tp = -(-T // 16) * 16
+                err = []
+                for k in range(len(x)):
+                    n = lvl * sd * rng.standard_normal(x[k].shape)
+                    xp = np.pad(x[k] + n, ((0, 0), (0, Tp - T)), mode='edge')[None].astype(np.float32)
+                    d = np.asarray(f(xp, np.array([lvl * sd], np.float32)))[0, :, :T]
+                    err.append(np.sum((d - x[k]) ** 2) / np.sum(n ** 2))
+                E[a, b] = np.mean(err)
+        print('| model \\ stem | ' + ' | '.join(stems) + ' |')
+        print('|---|' + '---|' * len(stems))
+        for a, i in enumerate(stems):
+            print(f'| {i} | ' + ' | '.join((f'**{E[a, b]:.3f}**' if a == np.argmin(E[:, b]) else f'{E[a, b]:.3f}')
+                                           for b in range(len(stems))) + ' |')
+
+
 # ---------------------------------------------------------------- command line
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -488,11 +537,19 @@ def parse_args(argv):
     t.add_argument('--batch', type=int, default=16)
     t.add_argument('--lr', type=float, default=1e-3)
     t.add_argument('--seed', type=int, default=0)
+    k = sub.add_parser('check')
+    k.add_argument('--models', required=True)
+    k.add_argument('--data', required=True, help='DIR/<stem>/*.wav isolated segments (e.g. the valid split)')
+    k.add_argument('--max-segments', type=int, default=20)
+    k.add_argument('--levels', default='0.1,0.3,1')
     s = sub.add_parser('separate')
     s.add_argument('--models', required=True)
     s.add_argument('--nmf', default=os.path.join(ev.REPO, 'models', 'training', 'nmf-dictionaries.npz'))
     s.add_argument('--variants', default='levels=6,hi=1,lo=0.05;levels=6,hi=1,lo=0.05,noisy=1;'
-                   'init=nmf,levels=3,hi=0.3,lo=0.05')
+                   'init=nmf,levels=3,hi=0.3,lo=0.05',
+                   help='";"-separated, each "key=value,...": init even|nmf, levels, hi, lo (noise ladder in '
+                        'units of sigma_data), noisy 0|1, power (mask exponent), steps (per level), draws '
+                        '(noisy runs averaged), nmfw (NMF exponent inside every remix)')
     s.add_argument('--write', default=None, help='also write the estimates, DIR/<variant>/<piece>/<stem>.wav')
     s.add_argument('--json', default=None)
     for p in (c, s):
@@ -506,7 +563,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    {'ceiling': ceiling, 'train': train, 'separate': separate}[args.cmd](args)
+    {'ceiling': ceiling, 'train': train, 'check': check, 'separate': separate}[args.cmd](args)
 
 
 if __name__ == '__main__':
