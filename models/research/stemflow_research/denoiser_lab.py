@@ -2,8 +2,7 @@
 (issue 35, lever 1).
 
     cd models/research
-    PY="nice -n 10 env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONPATH=../training \
-        XLA_FLAGS='--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1' ../../.venv/bin/python"
+    PY="nice -n 10 env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONPATH=../training ../../.venv/bin/python"
     D=../training/.cache/data
     # 1. the oracle ceiling of each candidate representation (ratio masks on bands, back on bins)
     $PY -m stemflow_research.denoiser_lab ceiling --mixtures $D/valid/mixtures --references $D/valid/references
@@ -48,12 +47,15 @@ import time
 
 import numpy as np
 
-from stemflow_training import checkpoint
-from stemflow_training.audio_io import read_mono
-from stemflow_training.stft import SAMPLE_RATE, istft, stft
+# one thread for XLA, as train.py (set before JAX is imported)
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
-from . import evaluate as ev
-from .expert_lab import nmf_models
+from stemflow_training import checkpoint  # noqa: E402
+from stemflow_training.audio_io import read_mono  # noqa: E402
+from stemflow_training.stft import SAMPLE_RATE, istft, stft  # noqa: E402
+
+from . import evaluate as ev  # noqa: E402
+from .expert_lab import nmf_models  # noqa: E402
 
 N_FFT, HOP = 2048, 512
 BINS = N_FFT // 2 + 1
@@ -76,7 +78,7 @@ def band_centres(n_bins, n_bands):
     raise ValueError((n_bins, n_bands))
 
 
-def band_filters(n_bins=BINS, n_bands=64):
+def band_filters(n_bins=BINS, n_bands=128):
     """[n_bands, n_bins] triangles between neighbouring centres (flat beyond the end centres), a
     partition of unity over the bins."""
     if n_bands >= n_bins:
