@@ -64,8 +64,13 @@ The recipe in full (models/README.md, "Data", summarises it):
 
 Extra training pieces (`--extra-train`: EXTRA_TRAIN, 300 more; the shipped priors do not use them): the next
 pieces of each family's shuffle and more generated seeds, rendered with a wider timbre palette
-(also MuseScore General Full, and for drums the two AVL acoustic kits).  They only add training
-data: the base pieces and both validation sets come out sample-identical with or without them.
+(the training fonts, and for drums the two AVL acoustic kits).  They only add training data: the
+base pieces and both validation sets come out sample-identical with or without them.
+
+Reserved material (`reserved.py`, the list of ../shared/RESERVED-EVALUATION.md) is never drawn:
+a reserved corpus piece is skipped by name after the seeded shuffle (the next path of the shuffle
+takes its place, so the other draws are unchanged), and a palette with a reserved soundfont is
+refused.
 
 Output (a cache; this command regenerates it):
   OUT/train/<stem>/<piece>_<k>.wav          5-s training segments (silence-trimmed)
@@ -87,7 +92,7 @@ import time
 
 import numpy as np
 
-from . import corpus, generators as gen
+from . import corpus, generators as gen, reserved
 from .files import sha256
 from .fluid import Synth, load_library
 
@@ -111,13 +116,12 @@ SOUNDFONTS = {
     'timgm6mb': ('/usr/share/sounds/sf2/TimGM6mb.sf2', 'timgm6mb-soundfont', 0.0),
 }
 TRAIN_SOUNDFONTS = ('fluidr3', 'musescore', 'opl3')
-# The wider palette of the extra training pieces (EXTRA_TRAIN): the training fonts plus MuseScore's
-# full General font (other samples than the Lite one) and, for drums only, the two AVL acoustic
-# kits (each a single GM-mapped kit in bank 0).  The base pieces and both validation sets are unchanged.
-WIDE_ONLY_SOUNDFONTS = {   # name -> (path, package)
-    'musescore-full': ('/usr/share/sounds/sf3/MuseScore_General_Full.sf3', 'musescore-general-soundfont'),
-}
-WIDE_WEIGHTS = {'fluidr3': 0.3, 'musescore': 0.2, 'musescore-full': 0.35, 'opl3': 0.15}
+# The wider palette of the extra training pieces (EXTRA_TRAIN): the training fonts and, for drums
+# only, the two AVL acoustic kits (each a single GM-mapped kit in bank 0).  MuseScore General Full
+# was in it until 2026-12-07: it is reserved for the project's own evaluation (reserved.py).  The
+# base pieces and both validation sets are unchanged.
+WIDE_ONLY_SOUNDFONTS = {}   # name -> (path, package): fonts only the wide palette uses (none today)
+WIDE_WEIGHTS = {'fluidr3': 0.45, 'musescore': 0.40, 'opl3': 0.15}
 DRUM_KIT_SOUNDFONTS = {   # name -> (path, package); chosen for an extra piece's drums with DRUM_KIT_SHARE
     'avl-black-pearl': ('/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2', 'avldrums.lv2-soundfont'),
     'avl-red-zeppelin': ('/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2', 'avldrums.lv2-soundfont'),
@@ -126,6 +130,7 @@ DRUM_KIT_SHARE = 0.35
 HELDOUT_SOUNDFONT = 'timgm6mb'   # never in training (nor csound's sf_GMbank, near-identical to it)
 BASE_SOUNDFONTS = {n: v[:2] for n, v in SOUNDFONTS.items()}    # name -> (path, package)
 ALL_SOUNDFONTS = {**BASE_SOUNDFONTS, **WIDE_ONLY_SOUNDFONTS, **DRUM_KIT_SOUNDFONTS}
+reserved.check_soundfonts(ALL_SOUNDFONTS)   # no reserved font in any palette (raises at import)
 
 
 def packages(wide=False):
@@ -204,7 +209,9 @@ def plan(counts, extra_train=None):
                              'palette': 'wide'})
             continue
         paths = corpus.list_family(family)
-        order = rng.permutation(len(paths))
+        # the shuffle runs over the whole family and reserved pieces are skipped after it, so a
+        # family without reserved pieces among its first draws gives the same pieces and seeds
+        order = [i for i in rng.permutation(len(paths)) if not reserved.is_reserved_piece(paths[i])]
         chosen = [paths[i] for i in order[:n_valid + n_train]]
         for j, p in enumerate(chosen):
             split = 'valid' if j < n_valid else 'train'

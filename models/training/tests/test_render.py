@@ -118,3 +118,67 @@ def test_dir_source_with_separate_validation_folder(tmp_path):
     tr, va, desc = data.load_source(f'dir:{tmp_path / "train"},{tmp_path / "valid"}', None, None)
     assert tr.shape == (3, 513, 432) and va.shape == (1, 513, 432)
     assert 'valid dir:' in desc
+
+# ---------------------------------------------------------------- reserved material
+def test_no_reserved_piece_or_soundfont_can_be_drawn():
+    """Neither the base plan nor the extra training pieces hold a piece of
+    ../shared/RESERVED-EVALUATION.md, and no palette holds a reserved soundfont."""
+    from stemflow_training import render, reserved
+    splits = render.plan(render.COUNTS, render.EXTRA_TRAIN)
+    drawn = [p['source'] for p in splits['train'] + splits['valid'] if p['family'] != 'generated']
+    assert len(drawn) == sum(c[0] + c[1] for f, c in render.COUNTS.items() if f != 'generated') + \
+        sum(n for f, n in render.EXTRA_TRAIN.items() if f != 'generated')
+    assert not [p for p in drawn if reserved.is_reserved_piece(p)]
+    for name, (path, package) in render.ALL_SOUNDFONTS.items():
+        assert not reserved.is_reserved_soundfont(path, package), name
+    assert not set(render.packages(wide=True)) & reserved.RESERVED_PACKAGES
+    rng = np.random.default_rng(0)
+    for palette in (None, 'wide'):
+        for stem in render.STEMS:
+            for heldout in (False, True):
+                fonts = {render._choose_sf(rng, heldout, palette, stem) for _ in range(200)}
+                for f in fonts:
+                    assert not reserved.is_reserved_soundfont(*render.ALL_SOUNDFONTS[f]), (palette, stem, f)
+
+
+def test_reserved_names_match_corpus_paths_and_fonts():
+    from stemflow_training import reserved
+    assert reserved.is_reserved_piece('bach/bwv43.11.mxl') and reserved.is_reserved_piece('bach/bwv43.11')
+    assert reserved.is_reserved_piece('ryansMammoth/SalemHornpipe.abc')
+    assert reserved.is_reserved_piece('mozart/k156/movement2.mxl')
+    assert not reserved.is_reserved_piece('mozart/k156/movement4.mxl')
+    assert not reserved.is_reserved_piece('bach/bwv43.1.mxl')
+    assert reserved.is_reserved_soundfont('/usr/share/sounds/sf3/MuseScore_General_Full.sf3', 'x')
+    assert reserved.is_reserved_soundfont('/x/font.sf2', 'csound-soundfont')
+    assert not reserved.is_reserved_soundfont('/usr/share/sounds/sf3/MuseScore_General_Lite.sf3',
+                                              'musescore-general-soundfont-small')
+    import pytest
+    with pytest.raises(ValueError):
+        reserved.check_soundfonts({'full': ('/usr/share/sounds/sf3/MuseScore_General_Full.sf3',
+                                            'musescore-general-soundfont')})
+
+
+def test_reserved_piece_is_skipped_after_the_shuffle(monkeypatch):
+    """A reserved piece in a family is never drawn, even when every piece is; the pieces drawn
+    before it in the shuffle keep their place and seed."""
+    from stemflow_training import corpus, render
+    fake = [f'bach/bwv{i}.mxl' for i in range(1, 20)] + ['bach/bwv432.mxl', 'bach/bwv302.mxl']
+    monkeypatch.setattr(corpus, 'list_family', lambda family: sorted(fake))
+    splits = render.plan({'chorale': (17, 2)})
+    drawn = [p['source'] for p in splits['train'] + splits['valid']]
+    assert sorted(drawn) == sorted(fake[:19])
+
+
+def test_base_plan_is_the_committed_manifests():
+    """Excluding reserved pieces by name leaves the shipped data's pieces and seeds as they are, so
+    models/data-manifest.json stays reproducible."""
+    import json
+    from stemflow_training import render
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, '..', '..', 'data-manifest.json')) as f:
+        manifest = json.load(f)
+    splits = render.plan(render.COUNTS)
+    for split in ('train', 'valid'):
+        got = [(p['id'], p['source'], p['seed']) for p in splits[split]]
+        want = [(p['id'], p['source'], p['seed']) for p in manifest['splits'][split]]
+        assert got == want, split
