@@ -2,7 +2,7 @@
 //!
 //! Nothing in here knows about plugins or command lines. The folders depend on each other in one
 //! direction only: [`signal`] and [`priors`] need nothing but the leaf modules below (bounds,
-//! constants, hex_digest, limits, metrics, spread);
+//! constants, hex_digest, limits, metrics, spread, stem_name);
 //! [`search`] uses both; [`files`] drives a whole file through [`search`].
 
 pub mod bounds;
@@ -16,3 +16,4 @@ pub mod priors;
 pub mod search;
 pub mod signal;
 pub mod spread;
+pub mod stem_name;

@@ -117,7 +117,7 @@ pub enum AudioError {
         found_frames: u64,
     },
     /// A stem name that cannot be a file name.
-    #[error("expected a stem name usable as a file name, found `{name}`")]
+    #[error("expected a stem name of lower-case letters, digits, `-` and `_`, starting with a letter or digit, found `{name}`")]
     InvalidStemName {
         /// The offending name.
         name: String,

@@ -5,6 +5,7 @@
 use super::audio_file::AudioError;
 use super::stem_encoder::{plain_tag_for_many_channels, EncodeError, StemEncoder};
 use super::stem_format::{Container, StemFormat};
+use crate::engine::stem_name::is_valid_stem_name;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use tempfile::TempPath;
@@ -77,7 +78,7 @@ impl StemWriterSet {
         let out_dir = out_dir.as_ref().to_path_buf();
         for name in stem_names {
             let name = name.as_ref();
-            if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\', '\0']) {
+            if !is_valid_stem_name(name) {
                 return Err(AudioError::InvalidStemName {
                     name: name.to_owned(),
                 });
