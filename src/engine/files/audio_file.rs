@@ -2,13 +2,13 @@
 //! reading and writing audio files.
 
 use super::decode_damage::DecodeDamage;
-use super::mp4_edit_list::{self, EditSpan};
+use super::mp4_edit_list;
 use super::stem_format::StemFormat;
 use crate::engine::limits::DAMAGED_PACKETS_TOLERATED;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
+use symphonia::core::codecs::audio::{AudioCodecParameters, AudioDecoder, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
@@ -206,43 +206,8 @@ impl AudioReader {
     /// reported here rather than mid-run.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, AudioError> {
         let path = path.as_ref().to_path_buf();
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(AudioError::NotFound { path }),
-            Err(source) => return Err(AudioError::Io { path, source }),
-        };
-        if !meta.is_file() {
-            return Err(AudioError::NotAFile { path });
-        }
-        if meta.len() == 0 {
-            return Err(AudioError::Empty {
-                path,
-                found: "a 0-byte file".into(),
-            });
-        }
-        let file = File::open(&path).map_err(|source| AudioError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let mss = MediaSourceStream::new(Box::new(file), Default::default());
-        let mut hint = Hint::new();
-        let extension = path.extension().and_then(|e| e.to_str()).map(str::to_owned);
-        if let Some(ext) = &extension {
-            hint.with_extension(ext);
-        }
-        let described = match &extension {
-            Some(ext) => format!("data no demuxer recognises (extension `.{ext}`)"),
-            None => "data no demuxer recognises (no extension)".to_owned(),
-        };
-        let format = symphonia::default::get_probe()
-            .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
-            .map_err(|e| match e {
-                SymphoniaError::Unsupported(_) => AudioError::Unsupported {
-                    path: path.clone(),
-                    found: described.clone(),
-                },
-                other => classify(&path, other),
-            })?;
+        let file = open_audio_file(&path)?;
+        let format = probe(&path, file)?;
         let track = format
             .default_track(TrackType::Audio)
             .ok_or_else(|| AudioError::Unsupported {
@@ -253,44 +218,22 @@ impl AudioReader {
             .codec_params
             .as_ref()
             .and_then(|p| p.audio())
+            .cloned()
             .ok_or_else(|| AudioError::Unsupported {
                 path: path.clone(),
                 found: "an audio track without codec parameters".into(),
             })?;
-        let params = params.clone();
-        let track_id = track.id;
-        let total_frames = track.num_frames;
-        let time_base = track.time_base;
+        let (track_id, total_frames, time_base) = (track.id, track.num_frames, track.time_base);
         let decoder = symphonia::default::get_codecs()
             .make_audio_decoder(&params, &AudioDecoderOptions::default())
             .map_err(|e| AudioError::Unsupported {
                 path: path.clone(),
                 found: format!("codec {:?} ({e})", params.codec),
             })?;
-        let sample_rate = params.sample_rate.ok_or_else(|| AudioError::Corrupt {
-            path: path.clone(),
-            detail: "the header gives no sample rate".into(),
-        })?;
-        if sample_rate == 0 {
-            return Err(AudioError::Corrupt {
-                path,
-                detail: "the header gives a sample rate of 0 Hz".into(),
-            });
-        }
-        let channels = params.channels.as_ref().map_or(0, |c| c.count());
-        if channels == 0 {
-            return Err(AudioError::Corrupt {
-                path,
-                detail: "the header gives no channels".into(),
-            });
-        }
+        let (sample_rate, channels) = checked_format(&path, &params)?;
         // What an MP4's edit list keeps of the decoded track: without it an AAC file's stems
         // would start late by the encoder's priming and run long by its padding.
         let edit = mp4_edit_list::sound_track_span(&path, sample_rate);
-        let total_frames = match edit {
-            Some(EditSpan { keep_frames, .. }) => Some(keep_frames),
-            None => total_frames,
-        };
         let mut reader = AudioReader {
             path,
             format,
@@ -298,7 +241,7 @@ impl AudioReader {
             track_id,
             sample_rate,
             channels,
-            total_frames,
+            total_frames: edit.map(|e| e.keep_frames).or(total_frames),
             pending: vec![Vec::new(); channels],
             pending_pos: 0,
             finished: false,
@@ -528,6 +471,80 @@ impl AudioReader {
             })?;
         Ok(true)
     }
+}
+
+/// The file at `path`, opened, after checking that it is a non-empty regular file.
+fn open_audio_file(path: &Path) -> Result<File, AudioError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(AudioError::NotFound {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(source) => {
+            return Err(AudioError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    if !meta.is_file() {
+        return Err(AudioError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    if meta.len() == 0 {
+        return Err(AudioError::Empty {
+            path: path.to_path_buf(),
+            found: "a 0-byte file".into(),
+        });
+    }
+    File::open(path).map_err(|source| AudioError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// symphonia's demuxer for `file`, found by probing its content with its extension as a hint.
+fn probe(path: &Path, file: File) -> Result<Box<dyn FormatReader>, AudioError> {
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    let extension = path.extension().and_then(|e| e.to_str());
+    if let Some(ext) = extension {
+        hint.with_extension(ext);
+    }
+    symphonia::default::get_probe()
+        .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
+        .map_err(|e| match e {
+            SymphoniaError::Unsupported(_) => AudioError::Unsupported {
+                path: path.to_path_buf(),
+                found: match extension {
+                    Some(ext) => format!("data no demuxer recognises (extension `.{ext}`)"),
+                    None => "data no demuxer recognises (no extension)".to_owned(),
+                },
+            },
+            other => classify(path, other),
+        })
+}
+
+/// The track's sample rate and channel count, or the error when its header gives none.
+fn checked_format(path: &Path, params: &AudioCodecParameters) -> Result<(u32, usize), AudioError> {
+    let corrupt = |detail: &str| AudioError::Corrupt {
+        path: path.to_path_buf(),
+        detail: detail.into(),
+    };
+    let sample_rate = params
+        .sample_rate
+        .ok_or_else(|| corrupt("the header gives no sample rate"))?;
+    if sample_rate == 0 {
+        return Err(corrupt("the header gives a sample rate of 0 Hz"));
+    }
+    let channels = params.channels.as_ref().map_or(0, |c| c.count());
+    if channels == 0 {
+        return Err(corrupt("the header gives no channels"));
+    }
+    Ok((sample_rate, channels))
 }
 
 /// Maps a symphonia error to an [`AudioError`] for `path`.
