@@ -390,6 +390,30 @@ pub fn run(shared: &SharedArgs, args: TrainPriorArgs) -> Result<(), CliError> {
 mod tests {
     use super::*;
 
+    /// The endings listed here are the trainer's own (`stemflow_training/data.py`, `AUDIO_EXT`):
+    /// a file one side counts and the other skips would be trained on without being listed, or
+    /// listed and then missing.
+    #[test]
+    fn the_endings_are_the_trainers() {
+        let data_py = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/training/stemflow_training/data.py"),
+        )
+        .unwrap();
+        let line = data_py
+            .lines()
+            .find(|l| l.starts_with("AUDIO_EXT = "))
+            .expect("data.py defines AUDIO_EXT");
+        let mut python: Vec<String> = line
+            .split('\'')
+            .filter(|part| part.starts_with('.'))
+            .map(|part| part.trim_start_matches('.').to_string())
+            .collect();
+        let mut rust: Vec<String> = TRAINER_EXTENSIONS.iter().map(|e| e.to_string()).collect();
+        python.sort();
+        rust.sort();
+        assert_eq!(rust, python);
+    }
+
     #[test]
     fn audio_files_are_counted_recursively_by_ending() {
         let tmp = tempfile::tempdir().unwrap();
