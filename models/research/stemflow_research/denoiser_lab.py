@@ -1,5 +1,4 @@
-"""Denoiser lab: score-based (denoising) priors per stem over band magnitudes, screened offline
-(issue 35, lever 1).
+"""Denoiser lab: score-based (denoising) priors per stem over band magnitudes, screened offline.
 
     cd models/research
     PY="nice -n 10 env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONPATH=../training ../../.venv/bin/python"
