@@ -38,9 +38,8 @@ The recipe in full (models/README.md, "Data", summarises it):
   OPL-3 FM 15 %), level (the RMS of the stem's active 100-ms frames set to -30...-18 dBFS;
   absolute level matters: the priors model unnormalised magnitudes).
 - Held-out soundfont: TimGM6mb is never used for training; the 16 validation pieces are
-  rendered a second time with it (valid-heldout-sf/). csound's sf_GMbank.sf2 is not used (it
-  shares TimGM6mb's samples; models/EXPERIMENTS.md, 2026-11-22, "Baselines on the full
-  validation pieces").
+  rendered a second time with it (valid-heldout-sf/). The fonts reserved.py lists are never
+  used.
 - Split by piece (seed 20261122 shuffles each corpus family; the first n are validation;
   generated pieces: training seeds 100000+i, validation 900000+i). A chorale melody harmonised
   twice in the corpus under two BWV numbers, or two movements of one quartet, can still fall on
@@ -58,9 +57,9 @@ The recipe in full (models/README.md, "Data", summarises it):
   mixtures in valid-5stem/ and valid-heldout-sf-5stem/. It uses its own random stream, so the
   four-stem data are unchanged by it.
 - `--extra-train` (EXTRA_TRAIN: chorales 100, quartet movements 10, Palestrina 40, fiddle tunes
-  60, generated 90, seeds from a separate stream) adds MuseScore General Full
-  (musescore-general-soundfont) to the three training fonts, and for 35 % of their drum parts
-  one of the two AVL acoustic kits (avldrums.lv2-soundfont, one GM-mapped kit in bank 0 each).
+  60, generated 90, seeds from a separate stream) renders with the three training fonts and, for
+  35 % of their drum parts, one of the two AVL acoustic kits (avldrums.lv2-soundfont, one
+  GM-mapped kit in bank 0 each).
 
 Extra training pieces (`--extra-train`: EXTRA_TRAIN, 300 more; the shipped priors do not use them): the next
 pieces of each family's shuffle and more generated seeds, rendered with a wider timbre palette
@@ -117,9 +116,8 @@ SOUNDFONTS = {
 }
 TRAIN_SOUNDFONTS = ('fluidr3', 'musescore', 'opl3')
 # The wider palette of the extra training pieces (EXTRA_TRAIN): the training fonts and, for drums
-# only, the two AVL acoustic kits (each a single GM-mapped kit in bank 0).  MuseScore General Full
-# was in it until 2026-12-07: it is reserved for the project's own evaluation (reserved.py).  The
-# base pieces and both validation sets are unchanged.
+# only, the two AVL acoustic kits (each a single GM-mapped kit in bank 0); no font reserved.py
+# lists.  The base pieces and both validation sets are unchanged.
 WIDE_ONLY_SOUNDFONTS = {}   # name -> (path, package): fonts only the wide palette uses (none today)
 WIDE_WEIGHTS = {'fluidr3': 0.45, 'musescore': 0.40, 'opl3': 0.15}
 DRUM_KIT_SOUNDFONTS = {   # name -> (path, package); chosen for an extra piece's drums with DRUM_KIT_SHARE
@@ -127,7 +125,7 @@ DRUM_KIT_SOUNDFONTS = {   # name -> (path, package); chosen for an extra piece's
     'avl-red-zeppelin': ('/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2', 'avldrums.lv2-soundfont'),
 }
 DRUM_KIT_SHARE = 0.35
-HELDOUT_SOUNDFONT = 'timgm6mb'   # never in training (nor csound's sf_GMbank, near-identical to it)
+HELDOUT_SOUNDFONT = 'timgm6mb'   # never in training
 BASE_SOUNDFONTS = {n: v[:2] for n, v in SOUNDFONTS.items()}    # name -> (path, package)
 ALL_SOUNDFONTS = {**BASE_SOUNDFONTS, **WIDE_ONLY_SOUNDFONTS, **DRUM_KIT_SOUNDFONTS}
 reserved.check_soundfonts(ALL_SOUNDFONTS)   # no reserved font in any palette (raises at import)
