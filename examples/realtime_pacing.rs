@@ -110,8 +110,12 @@ fn main() {
     let audio =
         read_all(&options.input).unwrap_or_else(|e| usage(&format!("{}: {e}", options.input.display())));
     let rate = audio.sample_rate;
-    let geometry = FrameGeometry::at_rate(rate, SeparationSettings::default_preset().overlap_seconds)
-        .unwrap_or_else(|e| usage(&format!("{e}")));
+    let geometry = FrameGeometry::at_rate(
+        rate,
+        SeparationSettings::default_preset().frame_seconds,
+        SeparationSettings::default_preset().overlap_seconds,
+    )
+    .unwrap_or_else(|e| usage(&format!("{e}")));
     let step = geometry.step();
     let len = (options.seconds * f64::from(rate)).round() as usize;
     let input = looped(&audio.channels, len);

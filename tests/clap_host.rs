@@ -693,7 +693,7 @@ fn failing_prior_child() {
     let d = out.latency;
     let len = input[0].len();
     // Output starts with the ramp from the silence of the latency into the first segment.
-    let ramp = (stemflow::plugin::framing::RAMP_SECONDS * rate).round() as usize;
+    let ramp = (stemflow::engine::search::stream_framing::RAMP_SECONDS * rate).round() as usize;
     for c in 0..2 {
         let (at, max_error) = out.main[c][d + ramp..]
             .iter()

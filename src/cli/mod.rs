@@ -7,6 +7,7 @@
 mod batch;
 mod batch_report;
 mod bench;
+mod child_separate;
 mod error;
 mod interrupt;
 mod json_file;
@@ -17,6 +18,7 @@ mod progress;
 mod separate;
 mod shard;
 mod shared;
+mod stored_level_gains;
 mod track_lock;
 mod track_panic;
 mod track_record;

@@ -1,9 +1,11 @@
 //! `stemflow priors`: every installed prior, where it is, and what its manifest says.
 
 use super::shared::SharedArgs;
+use super::stored_level_gains::store_level_gains;
 use super::CliError;
+use crate::engine::priors::catalog::PriorCatalog;
 use crate::engine::priors::domain::Domain;
-use crate::engine::priors::manifest::Manifest;
+use crate::engine::priors::manifest::{Manifest, MANIFEST_FILE};
 use clap::Args;
 use serde_json::json;
 
@@ -13,6 +15,11 @@ pub struct PriorsArgs {
     /// One JSON document: the folders searched and each prior with its status and full manifest.
     #[arg(long)]
     pub json: bool,
+    /// Compute every installed spectrogram prior's level gains with the engine and store them in
+    /// its manifest.json, so loading it need not decode latent samples (`train-prior` does this
+    /// for the priors it makes).
+    #[arg(long, conflicts_with = "json")]
+    pub store_level_gains: bool,
 }
 
 /// One line describing a verified manifest.
@@ -50,6 +57,9 @@ pub(super) fn describe(manifest: &Manifest) -> String {
 pub fn run(shared: &SharedArgs, args: PriorsArgs) -> Result<(), CliError> {
     let dirs = shared.search_dirs();
     let catalog = shared.catalog();
+    if args.store_level_gains {
+        return store_every_level_gains(shared, &catalog);
+    }
     if args.json {
         let mut priors: Vec<serde_json::Value> = catalog
             .entries()
@@ -101,6 +111,26 @@ pub fn run(shared: &SharedArgs, args: PriorsArgs) -> Result<(), CliError> {
             "{:<12} hidden  by an earlier folder: {}",
             entry.stem,
             entry.dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `--store-level-gains`: stores the level gains of every prior the catalogue lists, saying what
+/// it did for each.
+fn store_every_level_gains(shared: &SharedArgs, catalog: &PriorCatalog) -> Result<(), CliError> {
+    let runtime = shared.runtime()?;
+    for entry in catalog.entries() {
+        let stored = store_level_gains(&runtime, &entry.dir, &shared.session_options())?;
+        let what = if stored {
+            "level gains stored in"
+        } else {
+            "a time-domain prior, no level gains:"
+        };
+        println!(
+            "{:<12} {what} {}",
+            entry.stem,
+            entry.dir.join(MANIFEST_FILE).display()
         );
     }
     Ok(())

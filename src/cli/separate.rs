@@ -134,6 +134,11 @@ pub struct SeparateArgs {
     /// 2 = Wiener; below 1 softer).
     #[arg(long, value_name = "P")]
     pub mask_exponent: Option<f32>,
+    /// Seconds in [1, 5] of one separation frame (default 5, the priors' training length;
+    /// shorter frames are what the plugin's latency is made of). The overlap between frames
+    /// must stay at most half a frame.
+    #[arg(long, value_name = "SECONDS")]
+    pub frame_seconds: Option<f64>,
     /// Weight w in [0, 1] of the NMF expert (each prior's NMF dictionary fitted to the mix) in
     /// the masks gᵢ^(1−w)·nᵢ^w: 0 = the flows alone (the paper preset), 1 = the NMF alone
     /// (default 0.5). Used when every prior has a dictionary.
@@ -227,6 +232,7 @@ fn option_for(field: &str) -> &'static str {
         "adam.learning_rate" => "--learning-rate",
         "objective.gamma" => "--gamma",
         "mask_exponent" => "--mask-exponent",
+        "frame_seconds" | "overlap_seconds" => "--frame-seconds",
         "calibration_strength" => "--level-calibration",
         "calibration_trim" => "--level-trim",
         "nmf_weight" => "--nmf-weight",
@@ -299,6 +305,9 @@ impl SeparateArgs {
         }
         if let Some(trim) = self.level_trim {
             settings.calibration_trim = trim;
+        }
+        if let Some(seconds) = self.frame_seconds {
+            settings.frame_seconds = seconds;
         }
         if let Some(p) = self.mask_exponent {
             settings.mask_exponent = p;

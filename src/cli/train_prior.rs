@@ -7,6 +7,7 @@
 use super::message;
 use super::priors::describe;
 use super::shared::SharedArgs;
+use super::stored_level_gains::store_level_gains;
 use super::train_error::TrainError;
 use super::trainer::{self, RunEnd};
 use super::walk::find_files;
@@ -262,9 +263,11 @@ impl Plan {
     }
 }
 
-/// Loads the exported prior with the engine (manifest, hashes, graph interfaces) and decodes one
-/// frame from z = 0, which must come out finite.
+/// Stores the exported prior's level gains in its manifest, then loads it with the engine
+/// (manifest, hashes, graph interfaces, the stored gains) and decodes one frame from z = 0,
+/// which must come out finite.
 fn validate(runtime: &Runtime, shared: &SharedArgs, dir: &Path) -> Result<Manifest, TrainError> {
+    store_level_gains(runtime, dir, &shared.session_options())?;
     let mut prior = Prior::load(runtime, dir, &shared.session_options()).map_err(TrainError::Invalid)?;
     let z = vec![0.0f32; BINS * FRAMES];
     let mut s = vec![0.0f32; BINS * FRAMES];

@@ -7,10 +7,10 @@
 //! Only glyphs of egui's default fonts are used (it has no arrows or bullets): anything else
 //! draws as a box.
 
-use super::framing::HOP_SECONDS;
 use super::params::{chosen, is_on, StemflowParams, DEVICES, FAST_RENDERS, MODES, OBJECTIVES, SEPARATORS};
 use super::slots::{SHIPPED_STEMS, SLOT_COUNT, SLOT_NAMES};
 use super::status::{Status, WorkerState, HISTORY, HISTORY_STEP_SECONDS};
+use crate::engine::search::stream_framing::HOP_SECONDS;
 use egui::{pos2, vec2, Align2, Color32, FontId, Rect, RichText, Sense, Stroke, Ui};
 use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::dpi::LogicalSize;

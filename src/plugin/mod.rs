@@ -3,7 +3,6 @@
 //! - [`slots`]: the fixed output ports and which prior feeds which.
 //! - [`audio_panic`]: a panic on the audio thread without the panic hook's allocation and lock.
 //! - [`params`]: gains, mutes, solos and the separation settings; state migration.
-//! - [`framing`]: frames, hop and the fixed latency (identical to the CLI's framing).
 //! - [`host_clock`]: the host's mode and timeline block by block (offline renders, transport
 //!   starts and jumps, renders faster than real time).
 //! - [`queues`]: input frames and output segments passed through lock-free queues.
@@ -16,7 +15,6 @@
 
 pub mod audio_panic;
 pub mod editor;
-pub mod framing;
 pub mod host_clock;
 pub mod locate;
 pub mod params;

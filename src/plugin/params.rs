@@ -2,7 +2,6 @@
 //! settings (offline and realtime quality, objective, output mode, device), plus state
 //! migration.
 
-use super::framing::{DEFAULT_PROCESSING_ALLOWANCE_SECONDS, PROCESSING_ALLOWANCE};
 use super::slots::{SLOT_COUNT, SLOT_NAMES};
 use crate::engine::priors::runtime::Device;
 use crate::engine::search::chain_settings::AnnealedSettings;
@@ -10,6 +9,7 @@ use crate::engine::search::chain_settings::LangevinSettings;
 use crate::engine::search::settings::{
     Objective, OutputMode, SearchKind, SeparationSettings, GAMMA, ITERATIONS, NMF_WEIGHT,
 };
+use crate::engine::search::stream_framing::{DEFAULT_PROCESSING_ALLOWANCE_SECONDS, PROCESSING_ALLOWANCE};
 use nice_plug::plugin::ParamValue;
 use nice_plug::prelude::*;
 use std::sync::Arc;

@@ -2,8 +2,8 @@
 //! segments the other, each through lock-free `ArrayQueue`s of boxes that are allocated once and
 //! recycled, never on the audio thread.
 
-use super::framing::Framing;
 use super::slots::SLOT_COUNT;
+use crate::engine::search::stream_framing::Framing;
 use crossbeam::queue::ArrayQueue;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::Thread;

@@ -14,12 +14,12 @@
 //! first frame are not made; the first frame after a restart in the middle of the grid is
 //! filled with silence up to the restart.
 
-use super::framing::Framing;
 use super::params::{is_on, StemflowParams};
 use super::queues::{Fate, InputFrame, Link, Segment};
 use super::slots::SLOT_COUNT;
 use super::status::{Status, WorkerState, HISTORY, HISTORY_STEP_SECONDS};
 use super::watchdog::Watchdog;
+use crate::engine::search::stream_framing::Framing;
 use crossbeam::queue::ArrayQueue;
 use nice_plug::prelude::*;
 use std::sync::atomic::Ordering;

@@ -7,7 +7,6 @@
 //! behind separates only the newest waiting frame (older ones are dropped: the audio thread plays
 //! them dry); in offline mode every frame is separated in order.
 
-use super::framing::Framing;
 use super::locate::{self, Lookup};
 use super::params::StemflowParams;
 use super::queues::{Fate, InputFrame, Link, Segment, SEGMENTS};
@@ -19,6 +18,7 @@ use crate::engine::priors::prior::Prior;
 use crate::engine::priors::runtime::{Device, Runtime, RuntimeOptions, SessionOptions};
 use crate::engine::search::separator::Separator;
 use crate::engine::search::settings::SeparationSettings;
+use crate::engine::search::stream_framing::Framing;
 use crate::engine::signal::frames::{FrameSpan, OverlapAdd};
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
 use nice_plug::prelude::{nice_error, nice_log, nice_warn};

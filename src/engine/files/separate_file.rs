@@ -180,11 +180,14 @@ pub fn separate_file(
             found_channels: channels,
         });
     }
-    let geometry = FrameGeometry::at_rate(rate, separator.settings().overlap_seconds).map_err(|source| {
-        SeparateFileError::Frames {
-            path: path.clone(),
-            source,
-        }
+    let geometry = FrameGeometry::at_rate(
+        rate,
+        separator.settings().frame_seconds,
+        separator.settings().overlap_seconds,
+    )
+    .map_err(|source| SeparateFileError::Frames {
+        path: path.clone(),
+        source,
     })?;
     let names: Vec<String> = separator.stem_names().map(str::to_string).collect();
     let mut writers = StemWriterSet::create(out_dir, &names, rate, channels, format)?;

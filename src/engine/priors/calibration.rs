@@ -12,13 +12,15 @@
 //! by the constant −Σ ln g.
 
 use crate::engine::constants::{BINS, FRAMES};
+use crate::engine::priors::level_gains_section::LevelGainsSection;
 use crate::engine::priors::prior::{CachedLevelGains, Prior};
 use crate::engine::priors::prior_error::PriorError;
 
 /// The seed of the latent samples, fixed so a prior always gets the same calibration.
 const SEED: u64 = 0x5EED_57E4_F10A_0000;
 
-/// [`level_gains`] of `prior` over whole 5-s frames, computed on first use and kept in the prior
+/// [`level_gains`] of `prior` over whole 5-s frames: the ones its manifest stores or an earlier
+/// call computed when they are for `samples` and `trim`, else computed now and kept in the prior
 /// (so a separator rebuilt with the same priors does not decode them again).
 pub fn frame_level_gains(prior: &mut Prior, samples: usize, trim: f32) -> Result<Vec<f32>, PriorError> {
     if let Some(cached) = prior.cached_level_gains() {
@@ -33,6 +35,34 @@ pub fn frame_level_gains(prior: &mut Prior, samples: usize, trim: f32) -> Result
         gains: gains.clone(),
     });
     Ok(gains)
+}
+
+/// The `level_gains` section that stores [`level_gains`] of `prior` over whole 5-s frames for
+/// `samples` and `trim` in its manifest, naming the graphs it was computed with. Always
+/// computes, whatever the prior already stores.
+pub fn level_gains_section(
+    prior: &mut Prior,
+    samples: usize,
+    trim: f32,
+) -> Result<LevelGainsSection, PriorError> {
+    let gains = level_gains(prior, FRAMES, samples, trim)?;
+    let graphs = &prior.manifest().graphs;
+    let decode_sha256 =
+        graphs
+            .decode
+            .as_ref()
+            .map(|decode| decode.sha256.clone())
+            .ok_or(PriorError::Run {
+                graph: "decode",
+                reason: "the prior lists no `decode` graph".into(),
+            })?;
+    Ok(LevelGainsSection {
+        samples,
+        trim,
+        decode_sha256,
+        weights_sha256: graphs.weights.as_ref().map(|w| w.sha256.clone()),
+        gains,
+    })
 }
 
 /// Per-bin gains L[f(z)] / f(0) of `prior`, where L is each bin's level over `samples` latents

@@ -10,6 +10,7 @@ use crate::engine::limits::{MAX_MANIFEST_BYTES, MAX_PRIOR_BYTES, MAX_PRIOR_FILE_
 use crate::engine::priors::annealing::AnnealingSection;
 use crate::engine::priors::domain::{Domain, SPECTROGRAM_DOMAIN, WAVEFORM_DOMAIN, WAVEFORM_TIME_MULTIPLE};
 use crate::engine::priors::graph_file::GraphFile;
+use crate::engine::priors::level_gains_section::LevelGainsSection;
 use crate::engine::priors::manifest_error::ManifestError;
 use crate::engine::priors::nmf_dictionary::NmfSection;
 use crate::engine::priors::verified_files::{
@@ -65,6 +66,9 @@ pub struct Manifest {
     /// The prior's noise-conditioned flow, when it has one (the annealed Langevin separator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annealing: Option<AnnealingSection>,
+    /// The level calibration's gains, computed once with the engine and stored, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level_gains: Option<LevelGainsSection>,
 }
 
 /// The STFT grid and scaling a spectrogram prior's graphs were trained on; each must equal the
@@ -367,6 +371,12 @@ impl Manifest {
             ));
         }
 
+        if let (Some(section), Some(decode)) = (&self.level_gains, &self.graphs.decode) {
+            let weights = self.graphs.weights.as_ref().map(|w| w.sha256.as_str());
+            section
+                .check(&decode.sha256, weights)
+                .map_err(|(field, expected, found)| mismatch(field, expected, found))?;
+        }
         let weights = match &self.graphs.weights {
             Some(weights) => {
                 let (_, bytes) = verify_file(dir, &path, "graphs.weights", weights, budget)?;

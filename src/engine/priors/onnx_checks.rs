@@ -13,15 +13,8 @@
 
 use std::collections::BTreeSet;
 
-/// Why a graph's bytes could not be walked: the offset and what was wrong there.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a readable ONNX model (byte {offset}: {reason})")]
-pub struct OnnxReadError {
-    /// Byte offset into the file where reading failed.
-    pub offset: usize,
-    /// What was expected there.
-    pub reason: &'static str,
-}
+pub use crate::engine::priors::onnx_wire::OnnxReadError;
+use crate::engine::priors::onnx_wire::{FieldValue, Fields, MAX_DEPTH};
 
 /// The message types walked (see the module doc for their field numbers).
 #[derive(Clone, Copy)]
@@ -36,20 +29,11 @@ enum Message {
     StringEntry,
 }
 
-/// Nested messages deeper than this are refused (a graph of graphs of graphs … is not a prior).
-const MAX_DEPTH: usize = 64;
-
 /// Every distinct `location` of external data named by any tensor of the model in `bytes`.
 pub fn external_data_locations(bytes: &[u8]) -> Result<BTreeSet<String>, OnnxReadError> {
     let mut found = BTreeSet::new();
     walk(bytes, 0, Message::Model, 0, &mut found)?;
     Ok(found)
-}
-
-/// One protobuf field: its number and, for length-delimited fields, the payload's range.
-struct Field {
-    number: u64,
-    payload: Option<(usize, usize)>,
 }
 
 fn walk(
@@ -67,10 +51,9 @@ fn walk(
     }
     let mut entry_key: Option<&[u8]> = None;
     let mut entry_value: Option<&[u8]> = None;
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let field = next_field(bytes, &mut pos, base)?;
-        let Some((start, end)) = field.payload else {
+    for field in Fields::new(bytes, base) {
+        let field = field?;
+        let FieldValue::Bytes(start, end) = field.value else {
             continue;
         };
         let payload = &bytes[start..end];
@@ -108,96 +91,10 @@ fn walk(
     Ok(())
 }
 
-/// Reads one field's tag and skips or delimits its value.
-fn next_field(bytes: &[u8], pos: &mut usize, base: usize) -> Result<Field, OnnxReadError> {
-    let at = base + *pos;
-    let tag = varint(bytes, pos).ok_or(OnnxReadError {
-        offset: at,
-        reason: "a truncated field tag",
-    })?;
-    let number = tag >> 3;
-    let truncated = OnnxReadError {
-        offset: at,
-        reason: "a field running past the end of its message",
-    };
-    let payload = match tag & 7 {
-        0 => {
-            varint(bytes, pos).ok_or(truncated)?;
-            None
-        }
-        1 | 5 => {
-            let width = if tag & 7 == 1 { 8 } else { 4 };
-            *pos = pos
-                .checked_add(width)
-                .filter(|&p| p <= bytes.len())
-                .ok_or(truncated)?;
-            None
-        }
-        2 => {
-            let len = varint(bytes, pos).ok_or(truncated.clone())?;
-            let start = *pos;
-            let end = usize::try_from(len)
-                .ok()
-                .and_then(|len| start.checked_add(len))
-                .filter(|&end| end <= bytes.len())
-                .ok_or(truncated)?;
-            *pos = end;
-            Some((start, end))
-        }
-        _ => {
-            return Err(OnnxReadError {
-                offset: at,
-                reason: "a protobuf wire type ONNX does not use",
-            })
-        }
-    };
-    if number == 0 {
-        return Err(OnnxReadError {
-            offset: at,
-            reason: "field number 0",
-        });
-    }
-    Ok(Field { number, payload })
-}
-
-/// A base-128 varint at `pos` (advanced past it), or None when truncated or longer than 64 bits.
-fn varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *bytes.get(*pos)?;
-        *pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Protobuf encoding helpers for hand-built models.
-    fn varint_bytes(mut v: u64) -> Vec<u8> {
-        let mut out = Vec::new();
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(byte);
-                return out;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-
-    fn field(number: u64, payload: &[u8]) -> Vec<u8> {
-        let mut out = varint_bytes(number << 3 | 2);
-        out.extend(varint_bytes(payload.len() as u64));
-        out.extend_from_slice(payload);
-        out
-    }
+    use crate::engine::priors::onnx_wire::encode::{field, model, varint_bytes};
 
     fn external_tensor(location: &str) -> Vec<u8> {
         let mut entry = field(1, b"location");
@@ -210,13 +107,6 @@ mod tests {
         tensor.extend(field(13, &offset));
         tensor.extend(field(13, &entry));
         tensor
-    }
-
-    fn model(graph: &[u8]) -> Vec<u8> {
-        let mut out = varint_bytes(1 << 3); // ir_version
-        out.push(8);
-        out.extend(field(7, graph));
-        out
     }
 
     #[test]

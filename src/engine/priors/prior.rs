@@ -12,13 +12,12 @@ use ort::value::TensorRef;
 
 use crate::engine::constants::{BINS, TIME_MULTIPLE};
 use crate::engine::priors::domain::Domain;
+use crate::engine::priors::lazy_session::LazySession;
 use crate::engine::priors::manifest::Manifest;
 use crate::engine::priors::nmf_dictionary::NmfDictionary;
 use crate::engine::priors::prior_error::PriorError;
 use crate::engine::priors::runtime::{Backend, Runtime, SessionOptions};
-use crate::engine::priors::session_io::{
-    check_interface, check_len, checked_len, common_backend, copy_output, Role,
-};
+use crate::engine::priors::session_io::{check_len, checked_len, common_backend, copy_output, Role};
 use crate::engine::priors::split_gradient::SplitGradient;
 use crate::engine::priors::verified_files::{ExternalData, VerifiedGraph};
 use crate::engine::spread::spread;
@@ -46,18 +45,18 @@ pub struct Prior {
     /// What the graphs model; a waveform prior has only its score graphs.
     domain: Domain,
     /// z → s (spectrogram priors).
-    decode: Option<Session>,
+    decode: Option<LazySession>,
     /// (z, g, gamma) → (s, grad_z, logp) (spectrogram priors).
-    grad: Option<Session>,
+    grad: Option<LazySession>,
     /// The gradient as a forward and a backward graph, when the prior lists them; the search's
     /// iterations then run the flow forward once instead of twice.
     split: Option<SplitGradient>,
     /// s → (∇ₛ log p(s), log p(s)), when the prior lists a `score` graph (x → (∇ₓ log p(x),
     /// log p(x)) for a waveform prior, which always has one).
-    score: Option<LazyScore>,
+    score: Option<LazySession>,
     /// (s, σ) → (∇ₛ log p_σ(s), log p_σ(s)), when the prior has an `annealing` section (over
     /// waveforms for a waveform prior).
-    noisy_score: Option<LazyScore>,
+    noisy_score: Option<LazySession>,
     /// The `annealing` section's noise levels, descending (empty without the section).
     ladder: Vec<f32>,
     /// The shared weights the sessions were given in memory, held (never read) for as long as
@@ -67,106 +66,60 @@ pub struct Prior {
     /// Where `grad` writes its f(z) when [`Prior::backward_into`] falls back to it (sized on
     /// first use for a frame length, then reused).
     grad_scratch: Vec<f32>,
-    /// Per-bin level gains already computed, so a separator rebuilt with the same priors does
-    /// not decode them again.
+    /// Per-bin level gains stored in the manifest or already computed, so a separator built with
+    /// these settings does not decode latent samples for them.
     level_gains: Option<CachedLevelGains>,
     /// The KL-NMF dictionary learned with the flow, when the prior has one (the NMF expert).
     nmf: Option<NmfDictionary>,
 }
 
-/// A score graph (`score`, or the `annealing` section's `noisy_score`), checked against the
-/// contract at load; its session is made on first use and then kept, so a prior that only ever
-/// runs the Adam search does not hold its memory (a session's arena is a large part of a
-/// prior's footprint).
-struct LazyScore {
-    /// What the graph is (its input names and shapes).
-    role: Role,
-    /// The verified graph the session is made from.
-    graph: VerifiedGraph,
-    /// The external data it reads its weights from.
-    weights: Option<ExternalData>,
-    /// How the prior's other sessions run.
-    options: SessionOptions,
-    /// The session, once made.
-    session: Option<Session>,
-}
-
-impl LazyScore {
-    /// Makes a session of `graph` once to check it against the contract for `role`, then drops it
-    /// until the first run; returns the graph and the backend it ran on.
-    fn checked(
-        runtime: &Runtime,
-        role: Role,
-        graph: VerifiedGraph,
-        weights: Option<ExternalData>,
-        options: &SessionOptions,
-    ) -> Result<(LazyScore, Backend), PriorError> {
-        let (session, backend) = runtime.session(&graph, weights.as_ref(), options)?;
-        check_interface(role, &session)?;
-        let score = LazyScore {
-            role,
-            graph,
-            weights,
-            options: *options,
-            session: None,
-        };
-        Ok((score, backend))
+/// Runs a score graph (`score`, or the `annealing` section's `noisy_score`) on `s`
+/// (`[1, channels, time]`, the role's channels), with `sigma` as its noise level when given:
+/// writes the score to `score_out` and returns log p. The caller checks `time` against the
+/// prior's time multiple.
+fn run_score(
+    score: &mut LazySession,
+    s: &[f32],
+    sigma: Option<f32>,
+    time: usize,
+    score_out: &mut [f32],
+) -> Result<f32, PriorError> {
+    let role = score.role();
+    let graph = role.name();
+    let (input, _) = role.inputs()[0];
+    let channels = role.channels();
+    let len = channels * time;
+    check_len(input, len, s.len())?;
+    check_len("score_out", len, score_out.len())?;
+    let session = score.session()?;
+    let run_error = |e: ort::Error| PriorError::Run {
+        graph,
+        reason: e.to_string(),
+    };
+    let s = TensorRef::from_array_view(([1usize, channels, time], s)).map_err(run_error)?;
+    let level = [sigma.unwrap_or(0.0)];
+    let outputs = if sigma.is_some() {
+        let sigma = TensorRef::from_array_view(([1usize], &level[..])).map_err(run_error)?;
+        session.run(ort::inputs![input => s, "sigma" => sigma])
+    } else {
+        session.run(ort::inputs![input => s])
     }
-
-    /// Runs the graph on `s` (`[1, channels, time]`, the role's channels), with `sigma` as its
-    /// noise level when given: writes the score to `score_out` and returns log p. Makes the
-    /// session on first use. The caller checks `time` against the prior's time multiple.
-    fn run(
-        &mut self,
-        s: &[f32],
-        sigma: Option<f32>,
-        time: usize,
-        score_out: &mut [f32],
-    ) -> Result<f32, PriorError> {
-        let graph = self.role.name();
-        let (input, _) = self.role.inputs()[0];
-        let channels = self.role.channels();
-        let len = channels * time;
-        check_len(input, len, s.len())?;
-        check_len("score_out", len, score_out.len())?;
-        if self.session.is_none() {
-            let runtime = Runtime::loaded().ok_or_else(|| PriorError::Run {
-                graph,
-                reason: "ONNX Runtime is not loaded".into(),
-            })?;
-            let (session, _) = runtime.session(&self.graph, self.weights.as_ref(), &self.options)?;
-            self.session = Some(session);
-        }
-        let session = self.session.as_mut().expect("made above");
-        let run_error = |e: ort::Error| PriorError::Run {
-            graph,
-            reason: e.to_string(),
-        };
-        let s = TensorRef::from_array_view(([1usize, channels, time], s)).map_err(run_error)?;
-        let level = [sigma.unwrap_or(0.0)];
-        let outputs = if sigma.is_some() {
-            let sigma = TensorRef::from_array_view(([1usize], &level[..])).map_err(run_error)?;
-            session.run(ort::inputs![input => s, "sigma" => sigma])
-        } else {
-            session.run(ort::inputs![input => s])
-        }
-        .map_err(run_error)?;
-        copy_output(
-            &outputs,
-            graph,
-            "score",
-            &[1, channels as i64, time as i64],
-            score_out,
-        )?;
-        let mut logp = [0.0f32];
-        copy_output(&outputs, graph, "logp", &[1], &mut logp)?;
-        Ok(logp[0])
-    }
+    .map_err(run_error)?;
+    copy_output(
+        &outputs,
+        graph,
+        "score",
+        &[1, channels as i64, time as i64],
+        score_out,
+    )?;
+    let mut logp = [0.0f32];
+    copy_output(&outputs, graph, "logp", &[1], &mut logp)?;
+    Ok(logp[0])
 }
 
 /// The noise-conditioned score, after checking that the prior has one and that `sigma` is a
 /// usable noise level.
-fn noisy_score_at(noisy_score: &mut Option<LazyScore>, sigma: f32) -> Result<&mut LazyScore, PriorError> {
+fn noisy_score_at(noisy_score: &mut Option<LazySession>, sigma: f32) -> Result<&mut LazySession, PriorError> {
     let graph = Role::NoisyScore.name();
     let score = noisy_score.as_mut().ok_or_else(|| not_listed(graph))?;
     if !(sigma.is_finite() && sigma > 0.0) {
@@ -197,32 +150,16 @@ impl fmt::Debug for Prior {
 }
 
 impl Prior {
-    /// Verifies `dir/manifest.json` and its graphs, creates the `decode` and `grad` sessions (and
-    /// those of the split gradient and the score, when listed; a waveform prior's score graphs
-    /// alone) and checks their input/output names, element types and ranks against the contract.
+    /// Verifies `dir/manifest.json` and its graphs, checks every graph's declared inputs and
+    /// outputs against the contract and makes the sessions the first frame needs: the split
+    /// gradient's (`decode` and `grad` without it) for a spectrogram prior, the score's for a
+    /// waveform prior. The other graphs' sessions are made when they first run (`lazy_session`).
     pub fn load(runtime: &Runtime, dir: &Path, options: &SessionOptions) -> Result<Prior, PriorError> {
         crate::engine::fault::inject(crate::engine::fault::Site::PriorLoad);
         let (manifest, files) = Manifest::load_with_files(dir)?;
         let domain = files.domain;
         let weights = files.weights.as_ref();
         let mut backends = Vec::new();
-        let mut flow_session = |role: Role, graph: &Option<VerifiedGraph>| {
-            graph
-                .as_ref()
-                .map(|graph| {
-                    let (session, backend) = runtime.session(graph, weights, options)?;
-                    check_interface(role, &session)?;
-                    backends.push(backend);
-                    Ok::<_, PriorError>(session)
-                })
-                .transpose()
-        };
-        let decode = flow_session(Role::Decode, &files.decode)?;
-        let grad = flow_session(Role::Grad, &files.grad)?;
-        let (score_role, noisy_role) = match domain {
-            Domain::Spectrogram => (Role::Score, Role::NoisyScore),
-            Domain::Waveform => (Role::WaveformScore, Role::WaveformNoisyScore),
-        };
         let split = match (&files.forward, &files.backward) {
             (Some(forward), Some(backward)) => {
                 let (split, split_backend) =
@@ -233,25 +170,44 @@ impl Prior {
             // verify refuses one without the other.
             _ => None,
         };
-        let score = match files.score {
-            Some(graph) => {
-                let (score, score_backend) =
-                    LazyScore::checked(runtime, score_role, graph, weights.cloned(), options)?;
-                backends.push(score_backend);
-                Some(score)
-            }
-            None => None,
+        // The graph the first frame runs is opened now; the others are checked and wait.
+        let mut graph =
+            |role: Role, graph: Option<VerifiedGraph>, weights: Option<ExternalData>, now: bool| {
+                graph
+                    .map(|graph| {
+                        if now {
+                            let (opened, backend) =
+                                LazySession::opened(runtime, role, graph, weights, options)?;
+                            backends.push(backend);
+                            Ok(opened)
+                        } else {
+                            LazySession::checked(role, graph, weights, options)
+                        }
+                    })
+                    .transpose()
+            };
+        let flow_now = domain == Domain::Spectrogram && split.is_none();
+        let decode = graph(Role::Decode, files.decode, weights.cloned(), flow_now)?;
+        let grad = graph(Role::Grad, files.grad, weights.cloned(), flow_now)?;
+        let (score_role, noisy_role) = match domain {
+            Domain::Spectrogram => (Role::Score, Role::NoisyScore),
+            Domain::Waveform => (Role::WaveformScore, Role::WaveformNoisyScore),
         };
+        let score_now = domain == Domain::Waveform;
+        let score = graph(score_role, files.score, weights.cloned(), score_now)?;
         let (noisy_score, ladder) = match files.annealing {
-            Some(annealing) => {
-                let (score, score_backend) =
-                    LazyScore::checked(runtime, noisy_role, annealing.score, annealing.weights, options)?;
-                backends.push(score_backend);
-                (Some(score), annealing.ladder)
-            }
+            Some(annealing) => (
+                graph(noisy_role, Some(annealing.score), annealing.weights, false)?,
+                annealing.ladder,
+            ),
             None => (None, Vec::new()),
         };
         let backend = common_backend(&backends);
+        let level_gains = manifest.level_gains.as_ref().map(|stored| CachedLevelGains {
+            samples: stored.samples,
+            trim: stored.trim,
+            gains: stored.gains.clone(),
+        });
         let nmf = match (&manifest.nmf, &files.nmf) {
             (Some(section), Some(bytes)) => Some(NmfDictionary::from_bytes(section, bytes)?),
             _ => None,
@@ -269,7 +225,7 @@ impl Prior {
             ladder,
             weights: files.weights,
             grad_scratch: Vec::new(),
-            level_gains: None,
+            level_gains,
             nmf,
         })
     }
@@ -342,7 +298,7 @@ impl Prior {
         let graph = Role::Score.name();
         let score = self.score.as_mut().ok_or_else(|| not_listed(graph))?;
         checked_len(frames)?;
-        score.run(s, None, frames, score_out)
+        run_score(score, s, None, frames, score_out)
     }
 
     /// Whether the prior has the `annealing` section's noise-conditioned score
@@ -370,7 +326,7 @@ impl Prior {
         self.expect_domain(Domain::Spectrogram, "noisy_score_into")?;
         let score = noisy_score_at(&mut self.noisy_score, sigma)?;
         checked_len(frames)?;
-        score.run(s, Some(sigma), frames, score_out)
+        run_score(score, s, Some(sigma), frames, score_out)
     }
 
     /// What the prior's graphs model.
@@ -399,7 +355,7 @@ impl Prior {
             .score
             .as_mut()
             .ok_or_else(|| not_listed(Role::Score.name()))?;
-        score.run(x, None, x.len(), score_out)
+        run_score(score, x, None, x.len(), score_out)
     }
 
     /// A waveform prior's noise-conditioned score at noise level `sigma` (> 0, the standard
@@ -415,7 +371,7 @@ impl Prior {
         self.expect_domain(Domain::Waveform, "waveform_noisy_score_into")?;
         self.check_samples(x.len())?;
         let score = noisy_score_at(&mut self.noisy_score, sigma)?;
-        score.run(x, Some(sigma), x.len(), score_out)
+        run_score(score, x, Some(sigma), x.len(), score_out)
     }
 
     /// `Ok` if the prior is of `domain`, else the error naming `call`.
@@ -447,16 +403,19 @@ impl Prior {
     /// The `decode` or `grad` session (`graph` names it), or the error of a waveform prior,
     /// which has neither.
     fn flow_session<'a>(
-        session: &'a mut Option<Session>,
+        session: &'a mut Option<LazySession>,
         stem: &str,
         call: &'static str,
     ) -> Result<&'a mut Session, PriorError> {
-        session.as_mut().ok_or_else(|| PriorError::WrongDomain {
-            stem: stem.to_string(),
-            domain: Domain::Waveform,
-            call,
-            wanted: Domain::Spectrogram,
-        })
+        session
+            .as_mut()
+            .ok_or_else(|| PriorError::WrongDomain {
+                stem: stem.to_string(),
+                domain: Domain::Waveform,
+                call,
+                wanted: Domain::Spectrogram,
+            })?
+            .session()
     }
 
     /// The first half of a gradient evaluation: writes s = f(z) to `s_out` (`[1, 513, frames]`
@@ -760,6 +719,77 @@ mod tests {
                 let mut score = vec![0.0; len];
                 let logp = prior.score_into(&s, frames, &mut score).unwrap();
                 assert!(logp.is_finite(), "{}", entry.stem);
+            }
+        }
+    }
+
+    /// The stored level gains are the ones the engine computes, and are what a loaded prior
+    /// uses; gains stored for other graphs are refused, naming the field.
+    #[test]
+    fn stored_level_gains_are_the_computed_ones_and_belong_to_their_graphs() {
+        use crate::engine::priors::calibration::{frame_level_gains, level_gains_section};
+        let runtime = runtime();
+        let (_root, dir) = shipped_bass_copy(|_| {});
+        let mut prior = Prior::load(&runtime, &dir, &SessionOptions::default()).unwrap();
+        let stored = prior
+            .manifest()
+            .level_gains
+            .clone()
+            .expect("the shipped priors store them");
+        let computed = level_gains_section(&mut prior, stored.samples, stored.trim).unwrap();
+        assert_eq!(computed, stored);
+        assert_eq!(
+            frame_level_gains(&mut prior, stored.samples, stored.trim).unwrap(),
+            stored.gains
+        );
+        let (_root, stale) = shipped_bass_copy(|m| {
+            m["level_gains"]["decode_sha256"] = serde_json::json!("0".repeat(64));
+        });
+        let error = Prior::load(&runtime, &stale, &SessionOptions::default()).unwrap_err();
+        assert!(error.to_string().contains("level_gains.decode_sha256"), "{error}");
+        let (_root, short) = shipped_bass_copy(|m| {
+            m["level_gains"]["gains"] = serde_json::json!([1.0, 2.0]);
+        });
+        let error = Prior::load(&runtime, &short, &SessionOptions::default()).unwrap_err();
+        assert!(error.to_string().contains("513 values"), "{error}");
+    }
+
+    /// What a graph declares, read from its bytes, is what ONNX Runtime reports for its session,
+    /// for every graph of every shipped prior: the check made at load without a session is the
+    /// one a session would make.
+    #[test]
+    fn graph_interfaces_read_from_bytes_match_the_sessions() {
+        use crate::engine::priors::catalog::{shipped_priors_dir, PriorCatalog};
+        use crate::engine::priors::graph_interface::GraphInterface;
+        let Some(shipped) = shipped_priors_dir() else {
+            return;
+        };
+        let runtime = runtime();
+        for entry in PriorCatalog::discover(&[shipped]).entries() {
+            let (_, files) = Manifest::load_with_files(&entry.dir).unwrap();
+            let weights = files.weights.clone();
+            let annealing = files.annealing.as_ref();
+            let graphs = [
+                &files.decode,
+                &files.grad,
+                &files.forward,
+                &files.backward,
+                &files.score,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|g| (g, weights.as_ref()))
+            .chain(annealing.map(|a| (&a.score, a.weights.as_ref())));
+            for (graph, external) in graphs {
+                let (session, _) = runtime
+                    .session(graph, external, &SessionOptions::default())
+                    .unwrap();
+                assert_eq!(
+                    GraphInterface::of_bytes(&graph.bytes).unwrap(),
+                    GraphInterface::of_session(&session),
+                    "{}",
+                    graph.path.display()
+                );
             }
         }
     }

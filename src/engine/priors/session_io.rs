@@ -1,11 +1,8 @@
 //! Talking to a prior's ONNX Runtime sessions: which graph plays which role and the tensors the
-//! contract gives it, the check of a session's declared interface against that role, and copying a
-//! checked output into a caller's buffer. Shared by the prior and its split gradient.
+//! contract gives it (checked by `graph_interface`), and copying a checked output into a caller's
+//! buffer. Shared by the prior and its split gradient.
 
 use std::fmt;
-
-use ort::session::Session;
-use ort::value::{TensorElementType, ValueType};
 
 use crate::engine::constants::{BINS, TIME_MULTIPLE};
 use crate::engine::priors::prior_error::PriorError;
@@ -68,12 +65,12 @@ impl Role {
 
     /// Whether inputs beyond [`Role::inputs`] are allowed (the backward graph's saved
     /// activations, which `split_gradient` matches against the forward graph's outputs).
-    fn extra_inputs_allowed(self) -> bool {
+    pub(crate) fn extra_inputs_allowed(self) -> bool {
         self == Role::Backward
     }
 
     /// (name, rank) of every output the contract requires; extra outputs are tolerated.
-    fn outputs(self) -> &'static [(&'static str, usize)] {
+    pub(crate) fn outputs(self) -> &'static [(&'static str, usize)] {
         match self {
             Role::Decode => &[("s", 3)],
             Role::Grad => &[("s", 3), ("grad_z", 3), ("logp", 1)],
@@ -155,68 +152,5 @@ pub(crate) fn copy_output(
         return Err(PriorError::NonFinite { graph, tensor });
     }
     out.copy_from_slice(data);
-    Ok(())
-}
-
-/// Checks a session's declared inputs and outputs against the contract for `role`.
-pub(crate) fn check_interface(role: Role, session: &Session) -> Result<(), PriorError> {
-    let graph = role.name();
-    let interface_error = |tensor: &str, expected: String, found: String| PriorError::GraphInterface {
-        graph,
-        tensor: tensor.to_string(),
-        expected,
-        found,
-    };
-    for input in session.inputs().iter().filter(|_| !role.extra_inputs_allowed()) {
-        if !role.inputs().iter().any(|(name, _)| *name == input.name()) {
-            let allowed: Vec<_> = role.inputs().iter().map(|(n, _)| format!("`{n}`")).collect();
-            return Err(interface_error(
-                input.name(),
-                format!("only inputs {}", allowed.join(", ")),
-                "an extra input".into(),
-            ));
-        }
-    }
-    let sides = [
-        ("input", role.inputs(), session.inputs()),
-        ("output", role.outputs(), session.outputs()),
-    ];
-    for (side, required, declared) in sides {
-        for (name, rank) in required {
-            let Some(outlet) = declared.iter().find(|o| o.name() == *name) else {
-                return Err(interface_error(
-                    name,
-                    format!("an {side} `{name}`"),
-                    "none".into(),
-                ));
-            };
-            let expected = format!("a float32 tensor of rank {rank}");
-            match outlet.dtype() {
-                ValueType::Tensor {
-                    ty: TensorElementType::Float32,
-                    shape,
-                    ..
-                } => {
-                    if shape.len() != *rank {
-                        return Err(interface_error(
-                            name,
-                            expected,
-                            format!("rank {} ({shape})", shape.len()),
-                        ));
-                    }
-                    let channels = role.channels();
-                    if *rank == 3 && shape[1] != channels as i64 && shape[1] >= 0 {
-                        let axis = if channels == BINS { "bins" } else { "channel" };
-                        return Err(interface_error(
-                            name,
-                            format!("{channels} {axis} on axis 1"),
-                            format!("{}", shape[1]),
-                        ));
-                    }
-                }
-                other => return Err(interface_error(name, expected, format!("{other:?}"))),
-            }
-        }
-    }
     Ok(())
 }

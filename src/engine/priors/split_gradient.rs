@@ -8,9 +8,10 @@ use ort::session::Session;
 use ort::value::{DynValue, TensorRef};
 
 use crate::engine::constants::BINS;
+use crate::engine::priors::graph_interface::GraphInterface;
 use crate::engine::priors::prior_error::PriorError;
 use crate::engine::priors::runtime::{Backend, Runtime, SessionOptions};
-use crate::engine::priors::session_io::{check_interface, common_backend, copy_output, Role};
+use crate::engine::priors::session_io::{common_backend, copy_output, Role};
 use crate::engine::priors::verified_files::{ExternalData, VerifiedGraph};
 
 /// Names of the forward outputs that are not saved activations.
@@ -59,19 +60,19 @@ impl SplitGradient {
     ) -> Result<(SplitGradient, Backend), PriorError> {
         let (forward, forward_backend) = runtime.session(forward_graph, external, options)?;
         let (backward, backward_backend) = runtime.session(backward_graph, external, options)?;
-        check_interface(Role::Forward, &forward)?;
-        check_interface(Role::Backward, &backward)?;
-        let saved_names: Vec<String> = forward
-            .outputs()
-            .iter()
-            .map(|o| o.name().to_string())
-            .filter(|n| !FORWARD_RESULTS.contains(&n.as_str()))
+        let forward_interface = GraphInterface::of_session(&forward);
+        let backward_interface = GraphInterface::of_session(&backward);
+        forward_interface.check(Role::Forward)?;
+        backward_interface.check(Role::Backward)?;
+        let saved_names: Vec<String> = forward_interface
+            .output_names()
+            .filter(|n| !FORWARD_RESULTS.contains(n))
+            .map(str::to_string)
             .collect();
-        let mut extra_inputs: Vec<String> = backward
-            .inputs()
-            .iter()
-            .map(|i| i.name().to_string())
-            .filter(|n| !BACKWARD_ARGUMENTS.contains(&n.as_str()))
+        let mut extra_inputs: Vec<String> = backward_interface
+            .input_names()
+            .filter(|n| !BACKWARD_ARGUMENTS.contains(n))
+            .map(str::to_string)
             .collect();
         let mut sorted = saved_names.clone();
         sorted.sort();

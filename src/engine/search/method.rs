@@ -11,10 +11,10 @@ use super::prior_scores::PriorScores;
 use super::separation_error::SeparationError;
 use super::settings::{OutputMode, SearchKind, SeparationSettings, CALIBRATION_SAMPLES};
 use super::waveform_path::{WaveformPath, WaveformSchedule};
-use crate::engine::constants::FRAMES;
 use crate::engine::priors::calibration::frame_level_gains;
 use crate::engine::priors::domain::Domain;
 use crate::engine::priors::prior::Prior;
+use crate::engine::signal::frame_shape::FrameShape;
 use crate::engine::spread::spread;
 use std::sync::atomic::AtomicBool;
 
@@ -50,6 +50,7 @@ impl Method {
         priors: &mut [Prior],
         settings: &SeparationSettings,
         host_rate: u32,
+        shape: FrameShape,
     ) -> Result<Self, SeparationError> {
         let n_stems = priors.len();
         let domain = common_domain(priors)?;
@@ -71,20 +72,22 @@ impl Method {
                     ladder: common_ladder(priors)?,
                 },
             };
-            return Ok(Method::Waveform(WaveformPath::new(priors, schedule, host_rate)?));
+            return Ok(Method::Waveform(WaveformPath::new(
+                priors, schedule, host_rate, shape,
+            )?));
         }
         let search = match settings.search {
-            SearchKind::Adam => SpectrogramSearch::Adam(calibrated_search(priors, settings)?),
+            SearchKind::Adam => SpectrogramSearch::Adam(calibrated_search(priors, settings, shape.columns)?),
             SearchKind::Langevin(langevin) => {
                 if let Some(prior) = priors.iter().find(|p| !p.has_score()) {
                     return Err(SeparationError::NoScore {
                         stem: prior.stem().to_string(),
                     });
                 }
-                SpectrogramSearch::Langevin(LangevinSearch::new(n_stems, FRAMES, langevin))
+                SpectrogramSearch::Langevin(LangevinSearch::new(n_stems, shape.columns, langevin))
             }
             SearchKind::Annealed(annealed) => SpectrogramSearch::Annealed {
-                chains: AnnealedSearch::new(n_stems, FRAMES, annealed),
+                chains: AnnealedSearch::new(n_stems, shape.columns, annealed),
                 ladder: common_ladder(priors)?,
             },
         };
@@ -145,8 +148,9 @@ impl SpectrogramSearch {
 fn calibrated_search(
     priors: &mut [Prior],
     settings: &SeparationSettings,
+    columns: usize,
 ) -> Result<LatentSearch, SeparationError> {
-    let mut search = LatentSearch::new(priors.len(), FRAMES, *settings);
+    let mut search = LatentSearch::new(priors.len(), columns, *settings);
     let strength = settings.calibration_strength;
     if strength > 0.0 {
         let all_gains = spread(settings.stem_threads, priors.iter_mut().collect(), &|prior| {

@@ -11,7 +11,6 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
 use thiserror::Error;
 
-use crate::engine::constants::FRAME_SAMPLES;
 use crate::engine::priors::nmf_dictionary::NmfDictionary;
 use crate::engine::signal::resynth::MaskGrid;
 use crate::engine::signal::stft::Stft;
@@ -89,8 +88,13 @@ impl std::fmt::Debug for NmfExpert {
 
 impl NmfExpert {
     /// An expert over `dictionaries` (one per stem, in output order, with their stem names for
-    /// errors), fitting each frame with `iterations` updates.
-    pub fn new(dictionaries: &[(&str, &NmfDictionary)], iterations: usize) -> Result<Self, ExpertError> {
+    /// errors), fitting each frame of `frame_samples` mono samples at 22.05 kHz with
+    /// `iterations` updates.
+    pub fn new(
+        dictionaries: &[(&str, &NmfDictionary)],
+        iterations: usize,
+        frame_samples: usize,
+    ) -> Result<Self, ExpertError> {
         let (first_stem, first) = dictionaries[0];
         if let Some((stem, d)) = dictionaries
             .iter()
@@ -107,7 +111,7 @@ impl NmfExpert {
         }
         let stft = Stft::new(first.n_fft, first.hop);
         let bins = stft.bins();
-        let frames = stft.frame_count(FRAME_SAMPLES);
+        let frames = stft.frame_count(frame_samples);
         let total: usize = dictionaries.iter().map(|(_, d)| d.atoms).sum();
         let mut atoms = Array2::zeros((bins, total));
         let mut atom_ends = Vec::with_capacity(dictionaries.len());
@@ -146,9 +150,9 @@ impl NmfExpert {
         self.grid
     }
 
-    /// Fits the dictionaries to `frame` (the 5-s mono frame at 22.05 kHz, [`FRAME_SAMPLES`]
-    /// samples) and fills [`Self::masks`]. Runs on the worker, never on the audio thread: its
-    /// buffers are the expert's own, but the matrix products allocate their packing scratch.
+    /// Fits the dictionaries to `frame` (the mono frame at 22.05 kHz, of the length the expert
+    /// was made for) and fills [`Self::masks`]. Runs on the worker, never on the audio thread:
+    /// its buffers are the expert's own, but the matrix products allocate their packing scratch.
     pub fn fit(&mut self, frame: &[f32]) {
         self.analyse(frame);
         self.start_activations();
@@ -234,6 +238,7 @@ impl NmfExpert {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::constants::FRAME_SAMPLES;
     use crate::engine::constants::PRIOR_SAMPLE_RATE;
 
     /// A dictionary of `atoms` atoms, each a bump around its own bin.
@@ -270,7 +275,7 @@ mod tests {
     fn each_stems_atoms_claim_its_own_partials() {
         let low = bumps(256, &[10, 14]);
         let high = bumps(256, &[60, 80]);
-        let mut expert = NmfExpert::new(&[("low", &low), ("high", &high)], 50).unwrap();
+        let mut expert = NmfExpert::new(&[("low", &low), ("high", &high)], 50, FRAME_SAMPLES).unwrap();
         let mix: Vec<f32> = tone(10.0, 256, 0.3)
             .iter()
             .zip(tone(80.0, 256, 0.1))
@@ -293,7 +298,7 @@ mod tests {
     fn silence_splits_evenly() {
         let a = bumps(256, &[10]);
         let b = bumps(256, &[60]);
-        let mut expert = NmfExpert::new(&[("a", &a), ("b", &b)], 10).unwrap();
+        let mut expert = NmfExpert::new(&[("a", &a), ("b", &b)], 10, FRAME_SAMPLES).unwrap();
         expert.fit(&vec![0.0; FRAME_SAMPLES]);
         assert!(expert
             .masks()
@@ -306,7 +311,7 @@ mod tests {
     fn dictionaries_on_different_stfts_are_refused_by_name() {
         let a = bumps(256, &[10]);
         let b = bumps(512, &[60]);
-        let err = NmfExpert::new(&[("a", &a), ("b", &b)], 10).unwrap_err();
+        let err = NmfExpert::new(&[("a", &a), ("b", &b)], 10, FRAME_SAMPLES).unwrap_err();
         assert!(err.to_string().contains("prior `b` 512/128"), "{err}");
     }
 }

@@ -10,14 +10,14 @@
 
 use super::method::Method;
 use super::separation_error::SeparationError;
-use crate::engine::constants::{BINS, FRAMES, FRAME_SAMPLES, HOP, N_FFT, PRIOR_SAMPLE_RATE};
+use crate::engine::constants::{BINS, HOP, N_FFT, PRIOR_SAMPLE_RATE};
 use crate::engine::limits::check_format;
 use crate::engine::priors::prior::Prior;
 use crate::engine::search::latent_search::Progress;
 use crate::engine::search::nmf_expert::NmfExpert;
 use crate::engine::search::prior_scores::PriorScores;
 use crate::engine::search::settings::{OutputMode, SeparationSettings};
-use crate::engine::signal::frames::frame_len_at;
+use crate::engine::signal::frame_shape::FrameShape;
 use crate::engine::signal::resample::FrameResampler;
 use crate::engine::signal::resynth::{ExpertMasks, ResynthPlan};
 use crate::engine::signal::stft::Stft;
@@ -38,8 +38,10 @@ pub struct Separator {
     host_rate: u32,
     /// Input and output channel count.
     channels: usize,
-    /// Samples per channel of one frame at the host rate (5 s).
+    /// Samples per channel of one frame at the host rate.
     frame_len: usize,
+    /// The frame's length at the priors' rate and grid.
+    shape: FrameShape,
     /// Mono downmix of the current frame at the host rate.
     downmix: Vec<f32>,
     /// Host rate → 22.05 kHz for the mono copy the priors see.
@@ -117,31 +119,33 @@ impl Separator {
         }
         check_format(host_rate, channels)?;
         settings.validate()?;
-        let frame_len = frame_len_at(host_rate);
+        let shape = FrameShape::new(settings.frame_seconds, host_rate);
+        let (frame_len, columns) = (shape.host_samples, shape.columns);
         let n_stems = priors.len();
-        let method = Method::choose(priors, &settings, host_rate)?;
+        let method = Method::choose(priors, &settings, host_rate, shape)?;
         // Time-domain priors have no dictionary.
         let expert = match method.is_waveform() {
-            false => nmf_expert(priors, &settings)?,
+            false => nmf_expert(priors, &settings, shape)?,
             true => None,
         };
         let resynth = match &expert {
-            Some(expert) => ResynthPlan::with_expert(host_rate, frame_len, n_stems, expert.grid())?,
-            None => ResynthPlan::new(host_rate, frame_len, n_stems)?,
+            Some(expert) => ResynthPlan::with_expert(host_rate, frame_len, columns, n_stems, expert.grid())?,
+            None => ResynthPlan::new(host_rate, frame_len, columns, n_stems)?,
         };
         Ok(Separator {
             settings,
             host_rate,
             channels,
             frame_len,
+            shape,
             downmix: vec![0.0; frame_len],
             resampler: FrameResampler::new(host_rate, PRIOR_SAMPLE_RATE, frame_len)?,
-            prior_rate_frame: vec![0.0; FRAME_SAMPLES],
+            prior_rate_frame: vec![0.0; shape.prior_samples],
             stft: Stft::new(N_FFT, HOP),
-            spectrum: vec![Complex::new(0.0, 0.0); FRAMES * BINS],
-            mix_mag: vec![0.0; BINS * FRAMES],
+            spectrum: vec![Complex::new(0.0, 0.0); columns * BINS],
+            mix_mag: vec![0.0; BINS * columns],
             method,
-            silent_stems: vec![vec![0.0; BINS * FRAMES]; n_stems],
+            silent_stems: vec![vec![0.0; BINS * columns]; n_stems],
             resynth,
             expert,
             stems: vec![vec![vec![0.0; frame_len]; channels]; n_stems],
@@ -244,10 +248,11 @@ impl Separator {
         }
         self.resampler
             .process_into(&self.downmix, &mut self.prior_rate_frame)?;
+        let columns = self.shape.columns;
         self.stft
-            .analyze_into(&self.prior_rate_frame, FRAMES, &mut self.spectrum);
+            .analyze_into(&self.prior_rate_frame, columns, &mut self.spectrum);
         self.stft
-            .magnitudes_bin_major_into(&self.spectrum, FRAMES, &mut self.mix_mag);
+            .magnitudes_bin_major_into(&self.spectrum, columns, &mut self.mix_mag);
         Ok(())
     }
 
@@ -351,7 +356,11 @@ fn split_evenly<'a>(mix_mag: &[f32], stems: &'a mut [Vec<f32>]) -> Vec<&'a [f32]
 
 /// The NMF expert the settings ask for: none at weight 0, and none (with a warning) when a prior
 /// has no dictionary, so priors trained before dictionaries existed still separate.
-fn nmf_expert(priors: &[Prior], settings: &SeparationSettings) -> Result<Option<NmfExpert>, SeparationError> {
+fn nmf_expert(
+    priors: &[Prior],
+    settings: &SeparationSettings,
+    shape: FrameShape,
+) -> Result<Option<NmfExpert>, SeparationError> {
     if settings.nmf_weight <= 0.0 {
         return Ok(None);
     }
@@ -371,7 +380,11 @@ fn nmf_expert(priors: &[Prior], settings: &SeparationSettings) -> Result<Option<
         );
         return Ok(None);
     };
-    Ok(Some(NmfExpert::new(&dictionaries, settings.nmf_iterations)?))
+    Ok(Some(NmfExpert::new(
+        &dictionaries,
+        settings.nmf_iterations,
+        shape.prior_samples,
+    )?))
 }
 
 /// The largest |sample| of `frame`, or where its first non-finite sample is.

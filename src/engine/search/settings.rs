@@ -77,8 +77,11 @@ pub const CALIBRATION_TRIM: Bounds = Bounds::below(0.0, 0.5);
 pub const MASK_EXPONENT: Bounds = Bounds::closed(0.25, 4.0);
 /// Threads the search may run the stems on.
 pub const STEM_THREADS: Bounds = Bounds::closed(1.0, 64.0);
-/// Seconds neighbouring frames may overlap: at most half a frame, so a sample is shared by at
-/// most two frames.
+/// Seconds a separation frame may last: from one second (a live stream's short latency) to the
+/// 5 s the priors were trained on.
+pub const FRAME_LENGTH_SECONDS: Bounds = Bounds::closed(1.0, FRAME_SECONDS);
+/// Seconds neighbouring frames may overlap: at most half a frame (checked against the frame's
+/// length too), so a sample is shared by at most two frames.
 pub const OVERLAP_SECONDS: Bounds = Bounds::closed(0.0, FRAME_SECONDS / 2.0);
 /// The default overlap of neighbouring frames: half a second of crossfade, so a frame advances
 /// by 4.5 s.
@@ -204,6 +207,8 @@ pub struct SeparationSettings {
     /// Exponent p of the consistent masks sᵢ^p / Σⱼ sⱼ^p: how sharply each time-frequency cell
     /// is given to the stem that explains most of it (no effect on mixture-phase output).
     pub mask_exponent: f32,
+    /// Seconds one separation frame lasts (`signal::frame_shape`).
+    pub frame_seconds: f64,
     /// Seconds two neighbouring frames overlap and crossfade over.
     pub overlap_seconds: f64,
     /// Level calibration (see `priors::calibration`): each prior's output is scaled per bin by
@@ -239,6 +244,7 @@ impl SeparationSettings {
             objective: Objective::Mle,
             mode: OutputMode::Consistent,
             mask_exponent: DEFAULT_MASK_EXPONENT,
+            frame_seconds: FRAME_SECONDS,
             overlap_seconds: DEFAULT_OVERLAP_SECONDS,
             calibration_strength: DEFAULT_CALIBRATION_STRENGTH,
             calibration_trim: DEFAULT_CALIBRATION_TRIM,
@@ -289,7 +295,13 @@ impl SeparationSettings {
             check("objective.gamma", f64::from(gamma), GAMMA)?;
         }
         check("mask_exponent", f64::from(self.mask_exponent), MASK_EXPONENT)?;
+        check("frame_seconds", self.frame_seconds, FRAME_LENGTH_SECONDS)?;
         check("overlap_seconds", self.overlap_seconds, OVERLAP_SECONDS)?;
+        check(
+            "overlap_seconds",
+            self.overlap_seconds,
+            Bounds::closed(0.0, self.frame_seconds / 2.0),
+        )?;
         check(
             "calibration_strength",
             f64::from(self.calibration_strength),

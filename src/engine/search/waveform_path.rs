@@ -8,8 +8,9 @@ use super::latent_search::Progress;
 use super::prior_scores::PriorScores;
 use super::separation_error::SeparationError;
 use super::waveform_langevin::WaveformChains;
-use crate::engine::constants::{BINS, FRAMES, FRAME_SAMPLES, PRIOR_SAMPLE_RATE};
+use crate::engine::constants::{BINS, PRIOR_SAMPLE_RATE};
 use crate::engine::priors::prior::Prior;
+use crate::engine::signal::frame_shape::FrameShape;
 use crate::engine::signal::resample::FrameResampler;
 use crate::engine::signal::stft::Stft;
 use realfft::num_complex::Complex;
@@ -37,12 +38,14 @@ pub struct WaveformPath {
     schedule: WaveformSchedule,
     /// The mono 22.05 kHz frame zero-padded to a multiple of the priors' largest time multiple.
     padded_mix: Vec<f32>,
-    /// Each stem's magnitudes from its chain's first [`FRAME_SAMPLES`] samples (bin-major).
+    /// Each stem's magnitudes from its chain's first frame's samples (bin-major).
     stem_mags: Vec<Vec<f32>>,
     /// 22.05 kHz → host rate, for waveform output.
     to_host: FrameResampler,
     /// One stem's chain at the host rate (the resampler's output length).
     host_stem: Vec<f32>,
+    /// The frame's length in samples at the priors' rate and in STFT columns.
+    shape: FrameShape,
 }
 
 impl WaveformPath {
@@ -51,20 +54,22 @@ impl WaveformPath {
         priors: &[Prior],
         schedule: WaveformSchedule,
         host_rate: u32,
+        shape: FrameShape,
     ) -> Result<Self, SeparationError> {
         let seed = match &schedule {
             WaveformSchedule::Langevin(langevin) => langevin.seed,
             WaveformSchedule::Annealed { settings, .. } => settings.seed,
         };
         let multiple = priors.iter().map(Prior::time_multiple).max().unwrap_or(1);
-        let samples = FRAME_SAMPLES.div_ceil(multiple) * multiple;
-        let to_host = FrameResampler::new(PRIOR_SAMPLE_RATE, host_rate, FRAME_SAMPLES)?;
+        let samples = shape.prior_samples.div_ceil(multiple) * multiple;
+        let to_host = FrameResampler::new(PRIOR_SAMPLE_RATE, host_rate, shape.prior_samples)?;
         Ok(WaveformPath {
             chains: WaveformChains::new(priors.len(), samples, seed),
             schedule,
             padded_mix: vec![0.0; samples],
-            stem_mags: vec![vec![0.0; BINS * FRAMES]; priors.len()],
-            host_stem: vec![0.0; to_host.output_len(FRAME_SAMPLES)],
+            stem_mags: vec![vec![0.0; BINS * shape.columns]; priors.len()],
+            host_stem: vec![0.0; to_host.output_len(shape.prior_samples)],
+            shape,
             to_host,
         })
     }
@@ -101,22 +106,23 @@ impl WaveformPath {
         Ok(())
     }
 
-    /// Each stem's magnitudes (bin-major) from its chain's first [`FRAME_SAMPLES`] samples, with
+    /// Each stem's magnitudes (bin-major) from its chain's first frame's samples, with
     /// `stft` and its `spectrum` buffer.
     pub fn stem_magnitudes(&mut self, stft: &mut Stft, spectrum: &mut [Complex<f32>]) -> &[Vec<f32>] {
         for (chain, mags) in self.chains.stems().iter().zip(&mut self.stem_mags) {
-            stft.analyze_into(&chain[..FRAME_SAMPLES], FRAMES, spectrum);
-            stft.magnitudes_bin_major_into(spectrum, FRAMES, mags);
+            let (samples, columns) = (self.shape.prior_samples, self.shape.columns);
+            stft.analyze_into(&chain[..samples], columns, spectrum);
+            stft.magnitudes_bin_major_into(spectrum, columns, mags);
         }
         &self.stem_mags
     }
 
-    /// Waveform output: each stem's chain (its first [`FRAME_SAMPLES`] samples) resampled to the
+    /// Waveform output: each stem's chain (its first frame's samples) resampled to the
     /// host rate, on every channel of `stems` (stem × channel × frame length).
     pub fn write_stems(&mut self, stems: &mut [Vec<Vec<f32>>]) -> Result<(), SeparationError> {
         for (chain, channels) in self.chains.stems().iter().zip(stems.iter_mut()) {
             self.to_host
-                .process_into(&chain[..FRAME_SAMPLES], &mut self.host_stem)?;
+                .process_into(&chain[..self.shape.prior_samples], &mut self.host_stem)?;
             for channel in channels.iter_mut() {
                 let n = channel.len().min(self.host_stem.len());
                 channel[..n].copy_from_slice(&self.host_stem[..n]);

@@ -9,7 +9,7 @@
 //! from a file; the plugin cuts frames on its audio thread at the same [`FrameGeometry::start`]s
 //! and stitches them on its worker with the same [`OverlapAdd`], so both crossfade alike.
 
-use crate::engine::constants::FRAME_SECONDS;
+use crate::engine::signal::frame_shape::FrameShape;
 use thiserror::Error;
 
 /// Why a [`FrameGeometry`] cannot be made.
@@ -27,11 +27,6 @@ pub enum FrameError {
         /// `frame_len / 2`.
         max: usize,
     },
-}
-
-/// Samples of one separation frame (5 s) at `sample_rate`.
-pub fn frame_len_at(sample_rate: u32) -> usize {
-    (FRAME_SECONDS * f64::from(sample_rate)).round() as usize
 }
 
 /// Frame length and overlap, in samples at one rate: where frames start and how they crossfade.
@@ -74,11 +69,11 @@ impl FrameGeometry {
         Ok(FrameGeometry { frame_len, overlap })
     }
 
-    /// The separation frames at `sample_rate`: [`frame_len_at`] samples, overlapping by
-    /// `overlap_seconds` rounded to a sample and at most half a frame. The one rounding the
-    /// command line and the plugin share.
-    pub fn at_rate(sample_rate: u32, overlap_seconds: f64) -> Result<Self, FrameError> {
-        let frame_len = frame_len_at(sample_rate);
+    /// The separation frames of `frame_seconds` at `sample_rate` ([`FrameShape`]'s host
+    /// samples), overlapping by `overlap_seconds` rounded to a sample and at most half a frame.
+    /// The one rounding the command line and the plugin share.
+    pub fn at_rate(sample_rate: u32, frame_seconds: f64, overlap_seconds: f64) -> Result<Self, FrameError> {
+        let frame_len = FrameShape::new(frame_seconds, sample_rate).host_samples;
         let overlap = (overlap_seconds.max(0.0) * f64::from(sample_rate)).round() as usize;
         Self::new(frame_len, overlap.min(frame_len / 2))
     }
@@ -611,8 +606,13 @@ mod tests {
             FrameGeometry::new(10, 6),
             Err(FrameError::OverlapTooLong { overlap: 6, max: 5 })
         );
-        let g = FrameGeometry::at_rate(44_100, 0.5).unwrap();
+        let g = FrameGeometry::at_rate(44_100, 5.0, 0.5).unwrap();
         assert_eq!((g.frame_len(), g.overlap(), g.step()), (220_500, 22_050, 198_450));
-        assert_eq!(FrameGeometry::at_rate(8_000, 100.0).unwrap().overlap(), 20_000);
+        assert_eq!(
+            FrameGeometry::at_rate(8_000, 5.0, 100.0).unwrap().overlap(),
+            20_000
+        );
+        let g = FrameGeometry::at_rate(48_000, 2.0, 0.25).unwrap();
+        assert_eq!((g.frame_len(), g.overlap(), g.step()), (96_000, 12_000, 84_000));
     }
 }

@@ -3,6 +3,7 @@
 //! magnitudes into masked host-rate audio. Imports only the engine's leaf modules (`constants`,
 //! `limits`), never priors or search.
 
+pub mod frame_shape;
 pub mod frames;
 pub mod resample;
 pub mod resynth;

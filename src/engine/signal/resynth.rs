@@ -7,7 +7,7 @@
 use realfft::num_complex::Complex;
 use thiserror::Error;
 
-use crate::engine::constants::{BINS, FRAMES, HOP, N_FFT, PRIOR_SAMPLE_RATE};
+use crate::engine::constants::{BINS, HOP, N_FFT, PRIOR_SAMPLE_RATE};
 use crate::engine::limits::{check_sample_rate, FormatError};
 use crate::engine::signal::stft::Stft;
 use std::fmt;
@@ -152,14 +152,6 @@ impl Tap {
     }
 }
 
-/// The priors' own grid (1024 / 256 over a 432-frame segment).
-const PRIOR_GRID: MaskGrid = MaskGrid {
-    n_fft: N_FFT,
-    hop: HOP,
-    bins: BINS,
-    frames: FRAMES,
-};
-
 /// For each of `host_frames` host frames and each host bin below `bins_below`, the cells of
 /// `grid` (at 22.05 kHz) it lies between: host frame t is at t·hop/sr seconds =
 /// t·hop·22050/(sr·grid.hop) grid frames, host bin k at k·sr/n_fft Hz = k·sr·grid.n_fft/(n_fft·22050)
@@ -224,7 +216,9 @@ pub struct ResynthPlan {
     /// First host bin above 11025 Hz (the prior grid's Nyquist); from here the high-band shares
     /// apply. Equal to `host_bins` when the host rate is at most 22050 Hz.
     high_from: usize,
-    /// Masks on the prior grid, per stem, bin-major `[b*FRAMES + t]`.
+    /// STFT columns of the prior grid in one frame.
+    columns: usize,
+    /// Masks on the prior grid, per stem, bin-major `[b*columns + t]`.
     prior_masks: Vec<Vec<f32>>,
     /// Each stem's share of the top octave's energy per prior frame.
     high_share: Vec<Vec<f32>>,
@@ -256,8 +250,13 @@ impl std::fmt::Debug for ResynthPlan {
 impl ResynthPlan {
     /// Plans resynthesis of `n_stems` stems from host frames of `host_len` samples at
     /// `host_rate`.
-    pub fn new(host_rate: u32, host_len: usize, n_stems: usize) -> Result<Self, ResynthError> {
-        Self::plan(host_rate, host_len, n_stems, host_grid(host_rate))
+    pub fn new(
+        host_rate: u32,
+        host_len: usize,
+        columns: usize,
+        n_stems: usize,
+    ) -> Result<Self, ResynthError> {
+        Self::plan(host_rate, host_len, columns, n_stems, host_grid(host_rate))
     }
 
     /// [`Self::new`] for stems that also have an expert's masks on `grid`: the host STFT takes
@@ -266,10 +265,17 @@ impl ResynthPlan {
     pub fn with_expert(
         host_rate: u32,
         host_len: usize,
+        columns: usize,
         n_stems: usize,
         grid: MaskGrid,
     ) -> Result<Self, ResynthError> {
-        let mut plan = Self::plan(host_rate, host_len, n_stems, host_grid_for(host_rate, grid.n_fft))?;
+        let mut plan = Self::plan(
+            host_rate,
+            host_len,
+            columns,
+            n_stems,
+            host_grid_for(host_rate, grid.n_fft),
+        )?;
         let (time_taps, bin_taps) = taps_onto(
             grid,
             host_rate,
@@ -289,6 +295,7 @@ impl ResynthPlan {
     fn plan(
         host_rate: u32,
         host_len: usize,
+        columns: usize,
         n_stems: usize,
         (n_fft, hop): (usize, usize),
     ) -> Result<Self, ResynthError> {
@@ -308,7 +315,13 @@ impl ResynthPlan {
         let high_from = (0..host_bins)
             .find(|&k| k as u128 * sr * N_FFT as u128 > (BINS as u128 - 1) * n_fft as u128 * prior_sr)
             .unwrap_or(host_bins);
-        let (time_taps, bin_taps) = taps_onto(PRIOR_GRID, host_rate, (n_fft, hop), host_frames, high_from);
+        let prior_grid = MaskGrid {
+            n_fft: N_FFT,
+            hop: HOP,
+            bins: BINS,
+            frames: columns,
+        };
+        let (time_taps, bin_taps) = taps_onto(prior_grid, host_rate, (n_fft, hop), host_frames, high_from);
         Ok(ResynthPlan {
             host_rate,
             host_len,
@@ -318,9 +331,10 @@ impl ResynthPlan {
             time_taps,
             bin_taps,
             high_from,
-            prior_masks: vec![vec![0.0; BINS * FRAMES]; n_stems],
-            high_share: vec![vec![0.0; FRAMES]; n_stems],
-            high_energy: vec![0.0; FRAMES],
+            columns,
+            prior_masks: vec![vec![0.0; BINS * columns]; n_stems],
+            high_share: vec![vec![0.0; columns]; n_stems],
+            high_energy: vec![0.0; columns],
             cell_weights: vec![0.0; n_stems],
             host_masks: vec![vec![0.0; host_frames * host_bins]; n_stems],
             mix_spec: vec![Complex::new(0.0, 0.0); host_frames * host_bins],
@@ -368,11 +382,16 @@ impl ResynthPlan {
         input: &[&[f32]],
         output: &mut [Vec<Vec<f32>>],
     ) {
-        assert_eq!(mix_mag.len(), BINS * FRAMES, "mix_mag must be {BINS} × {FRAMES}");
+        let columns = self.columns;
+        assert_eq!(
+            mix_mag.len(),
+            BINS * columns,
+            "mix_mag must be {BINS} × {columns}"
+        );
         assert_eq!(stems.len(), self.n_stems, "expected one magnitude per stem");
         assert!(
-            stems.iter().all(|s| s.len() == BINS * FRAMES),
-            "stems must be {BINS} × {FRAMES}"
+            stems.iter().all(|s| s.len() == BINS * columns),
+            "stems must be {BINS} × {columns}"
         );
         assert_eq!(output.len(), self.n_stems, "expected one output per stem");
         for out in output.iter() {
@@ -432,9 +451,10 @@ impl ResynthPlan {
         for share in &mut self.high_share {
             share.fill(0.0);
         }
+        let columns = self.columns;
         for b in 0..BINS {
-            for t in 0..FRAMES {
-                let idx = b * FRAMES + t;
+            for t in 0..columns {
+                let idx = b * columns + t;
                 // Powers are taken of sᵢ / maxⱼ sⱼ ∈ [0, 1], so no exponent can overflow.
                 let peak = stems.iter().map(|s| clean(s[idx])).fold(0.0f32, f32::max);
                 for (w, s) in self.cell_weights.iter_mut().zip(stems) {
@@ -473,7 +493,7 @@ impl ResynthPlan {
                 }
             }
         }
-        for t in 0..FRAMES {
+        for t in 0..columns {
             let total: f32 = self.high_share.iter().map(|h| h[t]).sum();
             let silent = !(self.high_energy[t] > 0.0 && total > 0.0 && total.is_finite());
             for share in &mut self.high_share {
@@ -493,7 +513,7 @@ impl ResynthPlan {
                 let row = &mut host[t * bins..(t + 1) * bins];
                 let (wt0, wt1) = (1.0 - tt.w, tt.w);
                 for (k, bt) in self.bin_taps.iter().enumerate() {
-                    row[k] = bilinear(prior, FRAMES, bt, tt);
+                    row[k] = bilinear(prior, self.columns, bt, tt);
                 }
                 let h = wt0 * high[tt.lo] + wt1 * high[tt.hi];
                 row[self.high_from..].fill(h);
@@ -550,6 +570,7 @@ impl ResynthPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::constants::FRAMES;
 
     struct Rng(u64);
     impl Rng {
@@ -593,7 +614,7 @@ mod tests {
                     .map(|_| (0..BINS * FRAMES).map(|_| rng.next() + 1e-3).collect())
                     .collect();
                 let mix: Vec<f32> = (0..BINS * FRAMES).map(|_| rng.next()).collect();
-                let mut plan = ResynthPlan::new(rate, len, 3).unwrap();
+                let mut plan = ResynthPlan::new(rate, len, FRAMES, 3).unwrap();
                 let in_refs: Vec<&[f32]> = input.iter().map(|c| c.as_slice()).collect();
                 let s_refs: Vec<&[f32]> = stems.iter().map(|c| c.as_slice()).collect();
                 for p in [1.0f32, 0.5, 2.0] {
@@ -645,7 +666,7 @@ mod tests {
                 .collect();
             let mix: Vec<f32> = (0..BINS * FRAMES).map(|_| rng.next()).collect();
             let masks = expert_masks(&mut rng, 3, None);
-            let mut plan = ResynthPlan::with_expert(rate, len, 3, EXPERT_GRID).unwrap();
+            let mut plan = ResynthPlan::with_expert(rate, len, FRAMES, 3, EXPERT_GRID).unwrap();
             assert_eq!(plan.host_grid(), host_grid_for(rate, 2048));
             let s_refs: Vec<&[f32]> = stems.iter().map(|c| c.as_slice()).collect();
             let mut out = vec![vec![vec![0.0; len]]; 3];
@@ -681,7 +702,7 @@ mod tests {
             .collect();
         let mix: Vec<f32> = (0..BINS * FRAMES).map(|_| rng.next()).collect();
         let s_refs: Vec<&[f32]> = stems.iter().map(|c| c.as_slice()).collect();
-        let mut plan = ResynthPlan::with_expert(22_050, len, 2, EXPERT_GRID).unwrap();
+        let mut plan = ResynthPlan::with_expert(22_050, len, FRAMES, 2, EXPERT_GRID).unwrap();
         let run = |plan: &mut ResynthPlan, expert: Option<ExpertMasks<'_>>| {
             let mut out = vec![vec![vec![0.0; len]]; 2];
             plan.process_into(
@@ -733,7 +754,7 @@ mod tests {
         let len = host_len(22_050);
         let x = vec![0.1f32; len];
         let mix = vec![1.0f32; BINS * FRAMES];
-        let mut plan = ResynthPlan::new(22_050, len, 2).unwrap();
+        let mut plan = ResynthPlan::new(22_050, len, FRAMES, 2).unwrap();
         // Stem b explains three times as much as stem a everywhere; at 1e30 a fourth power
         // would overflow f32 if it were taken of the magnitudes themselves.
         for scale in [1.0f32, 1e30] {
@@ -780,7 +801,7 @@ mod tests {
             .map(|_| mix.iter().map(|m| m * (0.1 + 1.5 * rng.next())).collect())
             .collect();
         let s_refs: Vec<&[f32]> = stems.iter().map(|c| c.as_slice()).collect();
-        let mut plan = ResynthPlan::new(22_050, len, 2).unwrap();
+        let mut plan = ResynthPlan::new(22_050, len, FRAMES, 2).unwrap();
         plan.process(&mix, &s_refs, OutputMode::MixturePhase, 1.0, &[&x]);
         // The masked host spectrum (before the inverse STFT) is sᵢ·e^{j∠X}.
         let bins = plan.host_bins;
@@ -815,7 +836,7 @@ mod tests {
             .map(|g| mix.iter().map(|m| m * g).collect())
             .collect();
         let s_refs: Vec<&[f32]> = stems.iter().map(|c| c.as_slice()).collect();
-        let mut plan = ResynthPlan::new(22_050, len, 2).unwrap();
+        let mut plan = ResynthPlan::new(22_050, len, FRAMES, 2).unwrap();
         let out = plan.process(&mix, &s_refs, OutputMode::MixturePhase, 1.0, &[&x]);
         for (i, g) in gains.iter().enumerate() {
             let want: Vec<f32> = x.iter().map(|v| v * g).collect();
@@ -852,7 +873,7 @@ mod tests {
             .map(|i| if i / FRAMES >= 256 { 3.0 } else { 1.0 })
             .collect();
         for mode in [OutputMode::Consistent, OutputMode::MixturePhase] {
-            let mut plan = ResynthPlan::new(rate, len, 2).unwrap();
+            let mut plan = ResynthPlan::new(rate, len, FRAMES, 2).unwrap();
             let out = plan.process(&mix, &[&low_owner, &high_owner], mode, 1.0, &[&x]);
             let share0: Vec<f32> = x.iter().map(|v| v * 0.25).collect();
             let share1: Vec<f32> = x.iter().map(|v| v * 0.75).collect();
@@ -872,7 +893,7 @@ mod tests {
             let zero_mag = vec![0.0f32; BINS * FRAMES];
             let nan_mag = vec![f32::NAN; BINS * FRAMES];
             let inf_mag = vec![f32::INFINITY; BINS * FRAMES];
-            let mut plan = ResynthPlan::new(rate, len, 2).unwrap();
+            let mut plan = ResynthPlan::new(rate, len, FRAMES, 2).unwrap();
             for mode in [OutputMode::Consistent, OutputMode::MixturePhase] {
                 for (mix, a, b) in [
                     (&zero_mag, &zero_mag, &zero_mag),
@@ -895,15 +916,15 @@ mod tests {
     #[test]
     fn bad_plans_are_errors() {
         assert_eq!(
-            ResynthPlan::new(0, 10, 1).unwrap_err(),
+            ResynthPlan::new(0, 10, FRAMES, 1).unwrap_err(),
             ResynthError::UnsupportedRate(FormatError::SampleRate { found: 0 })
         );
         assert_eq!(
-            ResynthPlan::new(44_100, 10, 0).unwrap_err(),
+            ResynthPlan::new(44_100, 10, FRAMES, 0).unwrap_err(),
             ResynthError::NoStems
         );
         assert_eq!(
-            ResynthPlan::new(44_100, 0, 2).unwrap_err(),
+            ResynthPlan::new(44_100, 0, FRAMES, 2).unwrap_err(),
             ResynthError::EmptyFrame
         );
     }

@@ -1,4 +1,5 @@
-//! The plugin's latency and dry/wet ramp around the engine's framing.
+//! The latency and dry/wet ramp of a live stream of separated frames (the plugin's), around the
+//! engine's framing; `bench` reports the same latency.
 //!
 //! Frame `j` covers input samples `[j·S, j·S + L)` counted from the first sample processed after
 //! activation or reset ([`FrameGeometry`], the command line's framing). The part of the output
@@ -52,10 +53,14 @@ impl Framing {
     /// is what the command line uses, with `allowance_seconds` of processing time per frame
     /// (held to [`PROCESSING_ALLOWANCE`]; not finite: the default).
     pub fn new(sample_rate: u32, allowance_seconds: f64) -> Framing {
-        let overlap_seconds = SeparationSettings::default_preset().overlap_seconds;
-        let geometry = FrameGeometry::at_rate(sample_rate.max(1), overlap_seconds)
-            .or_else(|_| FrameGeometry::new(2, 0))
-            .expect("a 2-sample frame without overlap is valid");
+        let defaults = SeparationSettings::default_preset();
+        let geometry = FrameGeometry::at_rate(
+            sample_rate.max(1),
+            defaults.frame_seconds,
+            defaults.overlap_seconds,
+        )
+        .or_else(|_| FrameGeometry::new(2, 0))
+        .expect("a 2-sample frame without overlap is valid");
         let (frame_len, step) = (geometry.frame_len(), geometry.step());
         let ramp = ((RAMP_SECONDS * f64::from(sample_rate)).round() as usize).clamp(1, (step / 2).max(1));
         let seconds = if allowance_seconds.is_finite() {
