@@ -6,7 +6,7 @@
 //! cargo run --release --example realtime_pacing -- [--seconds 120] [--input FILE] [--block 512]
 //! ```
 //!
-//! Prints the reported latency, the 4.5-s segments that came out separated and those played dry
+//! Prints the reported latency, the segments (one hop each) that came out separated and those played dry
 //! (before the priors had loaded, and after: late, i.e. frames behind), and the worker's own
 //! real-time factor from the line the plugin logs when the activation ends. A segment counts as
 //! behind when part of it is the dry fallback: the first stem output exactly the delayed input's

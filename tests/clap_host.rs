@@ -22,6 +22,9 @@ use clack_host::events::event_types::ParamValueEvent;
 use clack_host::prelude::*;
 use host::*;
 use std::path::Path;
+use stemflow::engine::search::settings::{DEFAULT_FRAME_SECONDS, DEFAULT_OVERLAP_SECONDS};
+use stemflow::engine::search::stream_framing::HOP_SECONDS;
+use stemflow::engine::signal::frames::FrameGeometry;
 
 // ---------------------------------------------------------------------------------------------
 // The checks.
@@ -188,7 +191,7 @@ fn the_processing_allowance_sets_the_latency_from_the_next_activation() {
     let rate = 48_000.0;
     let mut instance = instance();
     let mut events = quick(&mut instance, 2).to_vec();
-    events.push(allowance(&mut instance, 1.5));
+    events.push(allowance(&mut instance, 0.75));
     // Set while active: the latency reported at this activation stays.
     let out = render(
         &mut instance,
@@ -199,10 +202,10 @@ fn the_processing_allowance_sets_the_latency_from_the_next_activation() {
         },
     );
     assert_eq!(out.latency, default_latency(rate));
-    // The next activation reports 5 + 1.5 s, and the stems line up with it.
-    assert_aligned(&mut instance, rate, &[], latency_with(rate, 1.5));
-    // The whole hop: the largest allowance, 5 + 4.5 s; beyond it the value is held there.
-    let top = [allowance(&mut instance, 4.5)];
+    // The next activation reports the frame + 0.75 s, and the stems line up with it.
+    assert_aligned(&mut instance, rate, &[], latency_with(rate, 0.75));
+    // The whole hop: the largest allowance, the frame + 1.5 s; beyond it the value is held there.
+    let top = [allowance(&mut instance, HOP_SECONDS)];
     render(
         &mut instance,
         &signal(rate, 0.05, 2),
@@ -211,7 +214,7 @@ fn the_processing_allowance_sets_the_latency_from_the_next_activation() {
             ..RenderSpec::new(rate, &[512])
         },
     );
-    assert_aligned(&mut instance, rate, &[], latency_with(rate, 4.5));
+    assert_aligned(&mut instance, rate, &[], latency_with(rate, HOP_SECONDS));
 }
 
 /// Renders a burst of noise offline and checks that the lag aligning the stems' sum with the
@@ -372,8 +375,8 @@ fn read_wav(path: &Path) -> Vec<Vec<f32>> {
 fn offline_bounce_equals_the_cli() {
     let _serial = serial();
     let rate = 44_100.0;
-    let frame = 220_500usize;
-    let step = frame - 22_050;
+    let geometry = FrameGeometry::at_rate(44_100, DEFAULT_FRAME_SECONDS, DEFAULT_OVERLAP_SECONDS).unwrap();
+    let step = geometry.step();
     // Two hops long: the file then ends where the CLI's last frame has no crossfade pending.
     let input = signal(rate, 2.0 * step as f64 / rate, 2);
     let dir = tempfile::tempdir().unwrap();

@@ -80,6 +80,41 @@ fn two_source_mix_beats_half_mixture_by_6_db() {
     }
 }
 
+/// Frames of any length in the allowed range separate alike (the graphs take any multiple of
+/// their time multiple; the NMF expert and the masks follow the frame), and a length outside it,
+/// or an overlap longer than half the frame, is refused naming the setting.
+#[test]
+fn frames_of_every_allowed_length_separate_and_others_are_refused() {
+    use stemflow::engine::search::settings::{FRAME_LENGTH_SECONDS, SeparationSettings};
+    let at = |frame_seconds: f64| SeparationSettings {
+        frame_seconds,
+        ..SeparationSettings::default()
+    };
+    for seconds in [FRAME_LENGTH_SECONDS.min, 1.3, 2.0, 3.7, FRAME_LENGTH_SECONDS.max] {
+        for (stem, ours, baseline) in two_source_sdrs(priors(&["sine", "noise"]), at(seconds)) {
+            println!("{seconds} s: {stem}: {ours:.2} dB, mixture/2 {baseline:.2} dB");
+            assert!(ours >= baseline + 6.0, "{seconds}-s frames, {stem}: {ours:.2} dB");
+        }
+    }
+    for (frame_seconds, overlap_seconds, field) in [
+        (0.5, 0.25, "frame_seconds"),
+        (5.5, 0.5, "frame_seconds"),
+        (f64::NAN, 0.5, "frame_seconds"),
+        (1.0, 0.6, "overlap_seconds"),
+    ] {
+        let settings = SeparationSettings {
+            frame_seconds,
+            overlap_seconds,
+            ..SeparationSettings::default()
+        };
+        match Separator::new(priors(&["sine", "noise"]), settings, 44_100, 2) {
+            Err(SeparationError::Settings(e)) => assert_eq!(e.field, field),
+            Err(other) => panic!("{frame_seconds} s: expected a settings error, found {other}"),
+            Ok(_) => panic!("{frame_seconds} s / {overlap_seconds} s overlap should be refused"),
+        }
+    }
+}
+
 /// The priors' NMF dictionaries alone (weight 1, the flows' masks unused) separate too, and the
 /// default's product of the two experts is no worse than the flows alone on any stem.
 #[test]

@@ -10,6 +10,7 @@
 use super::params::{chosen, is_on, StemflowParams, DEVICES, FAST_RENDERS, MODES, OBJECTIVES, SEPARATORS};
 use super::slots::{SHIPPED_STEMS, SLOT_COUNT, SLOT_NAMES};
 use super::status::{Status, WorkerState, HISTORY, HISTORY_STEP_SECONDS};
+use crate::engine::search::settings::DEFAULT_FRAME_SECONDS;
 use crate::engine::search::stream_framing::HOP_SECONDS;
 use egui::{pos2, vec2, Align2, Color32, FontId, Rect, RichText, Sense, Stroke, Ui};
 use nice_plug::context::gui::GuiContext;
@@ -203,10 +204,10 @@ fn worker_line(ui: &mut Ui, status: &Status) {
     ui.horizontal_wrapped(|ui| {
         ui.label(format!("Backend {}", if ready { backend } else { "–" }));
         ui.label(RichText::new("·").weak());
-        ui.label(format!("real-time factor {rtf}")).on_hover_text(
-            "Worker time per frame / 4.5-s hop. Playback keeps up while a frame takes less \
-                 than the processing allowance.",
-        );
+        ui.label(format!("real-time factor {rtf}")).on_hover_text(format!(
+            "Worker time per frame / {HOP_SECONDS}-s hop. Playback keeps up while a frame takes \
+             less than the processing allowance."
+        ));
         ui.label(RichText::new("·").weak());
         ui.label(format!("frames separated {frames}"));
         ui.label(RichText::new("·").weak());
@@ -247,13 +248,13 @@ fn frame_line(ui: &mut Ui, status: &Status) {
         WorkerState::Ready if frames == 0 => (
             0.0,
             format!(
-                "waiting for the first 5 s of audio (separated output starts {latency:.1} s after the input)"
+                "waiting for the first {DEFAULT_FRAME_SECONDS} s of audio (separated output starts {latency:.1} s after the input)"
             ),
         ),
         WorkerState::Ready => (
             0.0,
             format!(
-                "frame at {:.1} s done; waiting for the next 4.5 s of audio",
+                "frame at {:.1} s done; waiting for the next {HOP_SECONDS} s of audio",
                 frame_start_seconds(index)
             ),
         ),
@@ -558,7 +559,7 @@ fn allowance_row(ui: &mut Ui, params: &StemflowParams, status: &Status, setter: 
     ui.label("Processing allowance");
     ui.add(ParamSlider::for_param(&params.processing_allowance, setter).with_width(150.0))
         .on_hover_text(
-            "The worker's time per frame in real time; the latency is the 5-s frame plus this. \
+            "The worker's time per frame in real time; the latency is the frame plus this. \
              Lower it while the real-time factor leaves room, for less latency.",
         );
     let active = status.allowance_seconds.load(Ordering::Relaxed);

@@ -148,10 +148,10 @@ pub struct StemflowParams {
     /// One strip per output slot, ids `gain_1` … `solo_8`.
     #[nested(array, group = "Stem")]
     pub strips: [StripParams; SLOT_COUNT],
-    /// Adam iterations per 5-s frame of an offline render (the default preset's search).
+    /// Adam iterations per frame of an offline render (the default preset's search).
     #[id = "iterations"]
     pub iterations: IntParam,
-    /// Adam iterations per 5-s frame while the host plays in real time (the realtime preset's
+    /// Adam iterations per frame while the host plays in real time (the realtime preset's
     /// search: fewer, larger steps, so the worker keeps up with playback).
     #[id = "realtime_iterations"]
     pub realtime_iterations: IntParam,
@@ -179,8 +179,8 @@ pub struct StemflowParams {
     /// Where ONNX Runtime runs the priors ([`DEVICES`]).
     #[id = "device"]
     pub device: FloatParam,
-    /// Seconds the worker has to separate a frame in real time; the latency is the 5-s frame
-    /// plus this. Read when the host activates the plugin (hosts handle a latency that changes
+    /// Seconds the worker has to separate a frame in real time; the latency is the frame plus
+    /// this. Read when the host activates the plugin (hosts handle a latency that changes
     /// while they play badly), so a change applies from the next activation.
     #[id = "processing_allowance"]
     pub processing_allowance: FloatParam,

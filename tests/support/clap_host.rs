@@ -23,6 +23,8 @@ use clack_host::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
+use stemflow::engine::search::settings::DEFAULT_FRAME_SECONDS;
+use stemflow::engine::search::stream_framing::{DEFAULT_PROCESSING_ALLOWANCE_SECONDS, PROCESSING_ALLOWANCE};
 
 pub const PLUGIN_ID: &std::ffi::CStr = c"org.stemflow.stemflow";
 pub const SLOTS: usize = 8;
@@ -500,21 +502,26 @@ pub fn stem_sum(render: &Render) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// The latency the plugin reports at `rate` with the default processing allowance: the 5-s frame
-/// plus 3 s for the worker.
+/// The latency the plugin reports at `rate` with the default processing allowance: the default
+/// frame plus the allowance.
 pub fn default_latency(rate: f64) -> usize {
-    latency_with(rate, 3.0)
+    latency_with(rate, DEFAULT_PROCESSING_ALLOWANCE_SECONDS)
 }
 
 /// The latency at `rate` with a processing allowance of `allowance` seconds.
 pub fn latency_with(rate: f64, allowance: f64) -> usize {
-    (5.0 * rate).round() as usize + (allowance * rate).round() as usize
+    (DEFAULT_FRAME_SECONDS * rate).round() as usize + (allowance * rate).round() as usize
 }
 
-/// The event setting the processing allowance to `seconds` (the parameter's 1–4.5 s range,
+/// The event setting the processing allowance to `seconds` (within the parameter's range,
 /// normalized).
 pub fn allowance(instance: &mut PluginInstance<TestHost>, seconds: f64) -> ParamValueEvent {
-    set(instance, "Processing allowance", (seconds - 1.0) / 3.5)
+    let range = PROCESSING_ALLOWANCE;
+    set(
+        instance,
+        "Processing allowance",
+        (seconds - range.min) / (range.max - range.min),
+    )
 }
 
 /// The event setting parameter `name` of `instance` to `value` (plain step or normalized).

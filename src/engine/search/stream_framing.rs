@@ -12,24 +12,24 @@
 //! next segment is ready; if not, the outputs crossfade to the dry mix (see `stream.rs`).
 
 use crate::engine::bounds::Bounds;
-use crate::engine::constants::FRAME_SECONDS;
-use crate::engine::search::settings::{SeparationSettings, DEFAULT_OVERLAP_SECONDS};
+use crate::engine::search::settings::{SeparationSettings, DEFAULT_FRAME_SECONDS, DEFAULT_OVERLAP_SECONDS};
 use crate::engine::signal::frames::FrameGeometry;
 
 /// Length of the dry/wet crossfade, in seconds.
 pub const RAMP_SECONDS: f64 = 0.01;
 
-/// The hop between frames at the default overlap: a frame's worker time can never exceed it.
-pub const HOP_SECONDS: f64 = FRAME_SECONDS - DEFAULT_OVERLAP_SECONDS;
+/// The hop between frames of the default length and overlap: a frame's worker time can never
+/// exceed it.
+pub const HOP_SECONDS: f64 = DEFAULT_FRAME_SECONDS - DEFAULT_OVERLAP_SECONDS;
 
-/// Processing allowances the plugin offers, in seconds: from one second (a fast worker on an
+/// Processing allowances the plugin offers, in seconds: from half a second (a fast worker on an
 /// idle machine) to the whole hop.
-pub const PROCESSING_ALLOWANCE: Bounds = Bounds::closed(1.0, HOP_SECONDS);
+pub const PROCESSING_ALLOWANCE: Bounds = Bounds::closed(0.5, HOP_SECONDS);
 
 /// The default processing allowance: about twice the slowest frame of the realtime preset in the
 /// paced render of README, "Benchmark" (its current figure is there), so a slow frame on a busy
-/// machine is still in time, with the latency below the whole hop's.
-pub const DEFAULT_PROCESSING_ALLOWANCE_SECONDS: f64 = 3.0;
+/// machine is still in time; with the default 2-s frame, a latency of 3 s.
+pub const DEFAULT_PROCESSING_ALLOWANCE_SECONDS: f64 = 1.0;
 
 /// Frame geometry, latency and ramp at one sample rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,26 +88,27 @@ mod tests {
     fn latency_is_frame_plus_allowance_at_every_rate() {
         for rate in [44_100u32, 48_000, 88_200, 96_000, 192_000, 384_000] {
             let f = Framing::new(rate, DEFAULT_PROCESSING_ALLOWANCE_SECONDS);
-            assert_eq!(f.frame_len, (5.0 * f64::from(rate)).round() as usize);
+            assert_eq!(f.frame_len, (2.0 * f64::from(rate)).round() as usize);
             assert_eq!(f.geometry.overlap(), (0.5 * f64::from(rate)).round() as usize);
-            assert_eq!(f.allowance, (3.0 * f64::from(rate)).round() as usize);
-            assert_eq!(f.latency, f.frame_len + f.allowance);
+            assert_eq!(f.allowance, f64::from(rate).round() as usize);
+            assert_eq!(f.latency, 3 * rate as usize);
             assert!(f.ramp < f.step);
         }
     }
 
     #[test]
-    fn the_allowance_is_held_between_one_second_and_the_hop() {
+    fn the_allowance_is_held_between_half_a_second_and_the_hop() {
         let rate = 48_000u32;
-        let hop = Framing::new(rate, 3.0).step;
-        assert_eq!(Framing::new(rate, 4.5).allowance, hop);
+        let hop = Framing::new(rate, 1.0).step;
+        assert_eq!(hop, 72_000);
+        assert_eq!(Framing::new(rate, 1.5).allowance, hop);
         assert_eq!(Framing::new(rate, 60.0).allowance, hop);
-        assert_eq!(Framing::new(rate, 0.0).allowance, rate as usize);
-        assert_eq!(Framing::new(rate, -2.0).allowance, rate as usize);
-        assert_eq!(Framing::new(rate, f64::NAN).allowance, 3 * rate as usize);
+        assert_eq!(Framing::new(rate, 0.0).allowance, rate as usize / 2);
+        assert_eq!(Framing::new(rate, -2.0).allowance, rate as usize / 2);
+        assert_eq!(Framing::new(rate, f64::NAN).allowance, rate as usize);
         assert_eq!(
-            Framing::new(rate, 1.5).latency,
-            5 * rate as usize + 3 * rate as usize / 2
+            Framing::new(rate, 0.75).latency,
+            2 * rate as usize + 3 * rate as usize / 4
         );
     }
 }
