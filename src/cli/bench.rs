@@ -59,8 +59,15 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
     let frame_refs: Vec<&[f32]> = frame.iter().map(Vec::as_slice).collect();
     let names: Vec<String> = priors.iter().map(|p| p.stem().to_string()).collect();
     let threads = shared.threads;
+    // The device the sessions run on: a GPU request may have fallen back to the CPU.
+    let backend = priors.first().map_or(shared.device, Prior::backend);
+    let device = if backend == shared.device {
+        backend.to_string()
+    } else {
+        format!("{} (running on {backend})", shared.device)
+    };
     println!(
-        "bench: {} stems ({}), one 5-s frame of {} at {} Hz × {} ch, stems on {} thread(s), {} thread(s) per session, device {:?}, median of {}",
+        "bench: {} stems ({}), one 5-s frame of {} at {} Hz × {} ch, stems on {} thread(s), {} thread(s) per session, device {}, median of {}",
         names.len(),
         names.join(", "),
         input.display(),
@@ -68,7 +75,7 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
         audio.channels.len(),
         shared.with_threads(Preset::Default.settings()).stem_threads,
         threads,
-        shared.device,
+        device,
         args.repeat
     );
     println!(

@@ -73,6 +73,7 @@ impl SharedArgs {
             library: self.ort_lib.clone(),
             beside: beside_executable(),
             only_beside: false,
+            gpu_build: self.device == Device::Cuda,
         };
         Ok(Runtime::load(&options)?)
     }
