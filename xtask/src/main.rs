@@ -218,14 +218,18 @@ fn setup_debian_packages() -> Result<(), String> {
 
 /// Every test: the Rust workspace, the Python packages (trainer and research tools), then the
 /// plugin in a real DAW, after installing what they need (the venv, and the Debian packages of
-/// the renderer's tests and of Ardour).
+/// the renderer's tests and of Ardour). The GPU runtime is installed too (about a minute and
+/// 2.5 GB), so `tests/gpu_runtime.rs` checks the pinned wheels and the CUDA fallback on every
+/// run instead of skipping: it is told to fail rather than skip.
 fn test() -> Result<(), String> {
     setup_runtime(false)?;
+    setup_runtime(true)?;
     let python = setup_python()?;
     setup_debian_packages()?;
     let root = repo_root();
     run(Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&root)
+        .env("STEMFLOW_REQUIRE_GPU_RUNTIME", "1")
         .args(["test", "--workspace"]))?;
     for suite in ["models/training/tests", "models/research/tests"] {
         run(Command::new(&python)
