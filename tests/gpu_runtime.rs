@@ -3,12 +3,12 @@
 //! `--device cuda` either runs on CUDA (a machine with an NVIDIA driver: stems within −60 dB of
 //! the CPU's) or falls back to the CPU saying why in one line (no driver: stems equal to a CPU
 //! run's, bit for bit). The GPU build's CPU sessions equal the CPU build's bit for bit, which is
-//! what lets a process that loaded the GPU build serve CPU requests too.
+//! what lets a process that loaded the GPU build serve CPU requests too. A stand-in driver that
+//! CUDA refuses takes the CUDA provider as far as choosing the device, inside ONNX Runtime.
 //!
 //! Without the GPU runtime installed these tests say so on stderr (past the harness's output
-//! capture) and pass, unless
-//! `STEMFLOW_REQUIRE_GPU_RUNTIME=1` (set by `cargo xtask test`, which installs it), where a
-//! missing runtime fails.
+//! capture) and pass, unless `STEMFLOW_REQUIRE_GPU_RUNTIME=1` (set by `cargo xtask test`, which
+//! installs it), where a missing runtime fails.
 
 use std::fs;
 use std::io::Write;
@@ -82,9 +82,31 @@ fn short_mix(dir: &Path) -> PathBuf {
     path
 }
 
+/// A stand-in for the NVIDIA driver in `dir`: a `libcuda.so.1` exporting only the one symbol the
+/// CUDA provider links from it, so ONNX Runtime loads its CUDA provider (and every CUDA library)
+/// and CUDA then finds no usable driver. Built with `cc`, which Rust's linker on Linux is.
+fn fake_driver(dir: &Path) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    let source = dir.join("fake_driver.c");
+    fs::write(&source, "int cuTensorMapEncodeTiled(void) { return 999; }\n").unwrap();
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o"])
+        .arg(dir.join(CUDA_DRIVER))
+        .arg(&source)
+        .status()
+        .expect("cc, Rust's linker, runs");
+    assert!(status.success(), "cc failed to build the stand-in driver");
+    dir.to_path_buf()
+}
+
 /// `stemflow separate` of `input` into `out` with the shipped priors and `extra` arguments.
 fn separate(input: &Path, out: &Path, extra: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_stemflow"))
+    separate_with(Command::new(env!("CARGO_BIN_EXE_stemflow")), input, out, extra)
+}
+
+/// [`separate`] with `command` (the executable, with its environment).
+fn separate_with(mut command: Command, input: &Path, out: &Path, extra: &[&str]) -> Output {
+    let output = command
         .arg("separate")
         .arg(input)
         .arg("-o")
@@ -212,4 +234,34 @@ fn cuda_says_in_one_line_why_it_fell_back_or_matches_the_cpu() {
             "the fallback's stems differ from the CPU's"
         );
     }
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_driver_that_cannot_run_cuda_fails_inside_onnx_runtime_and_falls_back() {
+    if gpu_library("a_driver_that_cannot_run_cuda_fails_inside_onnx_runtime_and_falls_back").is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mix = short_mix(tmp.path());
+    let driver = fake_driver(&tmp.path().join("driver"));
+    let (cpu, cuda) = (tmp.path().join("cpu"), tmp.path().join("cuda"));
+    separate(&mix, &cpu, &["--device", "cpu"]);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stemflow"));
+    command.env("LD_LIBRARY_PATH", &driver);
+    let on_cuda = separate_with(command, &mix, &cuda, &["--device", "cuda"]);
+    // The CUDA provider loaded and was registered; CUDA itself refused the driver when the
+    // session chose its device: ONNX Runtime's error, on one line.
+    let stderr = String::from_utf8_lossy(&on_cuda.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line saying why, found: {stderr}");
+    assert!(
+        lines[0].contains("cuda is not available: CUDA failure") && lines[0].ends_with("using the CPU"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        files_below(&cuda) == files_below(&cpu),
+        "the fallback's stems differ from the CPU's"
+    );
 }

@@ -597,6 +597,7 @@ static REPORTED_FALLBACKS: Mutex<Vec<(Device, String)>> = Mutex::new(Vec::new())
 /// Warns once per process and reason that `device` falls back to the CPU (later repeats go to
 /// the debug log).
 fn report_fallback(device: Device, reason: &str) {
+    let reason = &one_line_reason(reason);
     let line = format!("{device} is not available: {reason}; using the CPU");
     let mut reported = REPORTED_FALLBACKS
         .lock()
@@ -612,6 +613,22 @@ fn report_fallback(device: Device, reason: &str) {
             log::warn!("{line}");
             reported.push((device, reason.to_string()));
         }
+    }
+}
+
+/// A fallback reason on one line, and ONNX Runtime's messages without the source locations and
+/// signatures it prefixes them with: a CUDA error is kept up to its own text (`CUDA failure 35:
+/// CUDA driver version is insufficient for CUDA runtime version`), a failed status from its
+/// `FAIL : ` on.
+fn one_line_reason(raw: &str) -> String {
+    let line = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some(at) = line.find("CUDA failure") {
+        let cuda = &line[at..];
+        return cuda.split(" ; ").next().unwrap_or(cuda).trim().to_string();
+    }
+    match line.rfind("FAIL : ") {
+        Some(at) => line[at + "FAIL : ".len()..].trim().to_string(),
+        None => line,
     }
 }
 
@@ -979,6 +996,28 @@ mod tests {
             threads: 1,
         };
         assert_eq!(runtime.session(&model, None, &options).unwrap().1, Device::Cpu);
+    }
+
+    #[test]
+    fn onnx_runtime_s_messages_are_shortened_to_one_line() {
+        let failed_load = "/onnxruntime_src/onnxruntime/core/session/provider_bridge_ort.cc:2043 \
+            onnxruntime::Provider& onnxruntime::ProviderLibrary::Get() [ONNXRuntimeError] : 1 : FAIL : \
+            Failed to load library /gpu/libonnxruntime_providers_cuda.so with error: \
+            /gpu/libonnxruntime_providers_cuda.so: undefined symbol: cuTensorMapEncodeTiled\n    ";
+        assert_eq!(
+            one_line_reason(failed_load),
+            "Failed to load library /gpu/libonnxruntime_providers_cuda.so with error: \
+             /gpu/libonnxruntime_providers_cuda.so: undefined symbol: cuTensorMapEncodeTiled"
+        );
+        let cuda = "its session failed: /onnxruntime_src/onnxruntime/core/providers/cuda/cuda_call.cc:154 \
+            std::conditional_t<THRW, void, onnxruntime::common::Status> onnxruntime::CudaCall(ERRTYPE) \
+            [with ERRTYPE = cudaError] CUDA failure 35: CUDA driver version is insufficient for CUDA \
+            runtime version ; GPU=-1 ; hostname=vm ; line=355 ; expr=cudaSetDevice(info_.device_id); \n    \n    ";
+        assert_eq!(
+            one_line_reason(cuda),
+            "CUDA failure 35: CUDA driver version is insufficient for CUDA runtime version"
+        );
+        assert_eq!(one_line_reason("no NVIDIA driver\n (x)"), "no NVIDIA driver (x)");
     }
 
     #[test]
