@@ -85,6 +85,7 @@ fn short_mix(dir: &Path) -> PathBuf {
 /// A stand-in for the NVIDIA driver in `dir`: a `libcuda.so.1` exporting only the one symbol the
 /// CUDA provider links from it, so ONNX Runtime loads its CUDA provider (and every CUDA library)
 /// and CUDA then finds no usable driver. Built with `cc`, which Rust's linker on Linux is.
+#[cfg(target_os = "linux")]
 fn fake_driver(dir: &Path) -> PathBuf {
     fs::create_dir_all(dir).unwrap();
     let source = dir.join("fake_driver.c");
