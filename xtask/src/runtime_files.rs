@@ -16,8 +16,9 @@
 //! run path. The onnxruntime-gpu wheel asks for `nvidia-cuda-runtime~=13.0`,
 //! `nvidia-cuda-nvrtc~=13.0`, `nvidia-cufft~=12.0`, `nvidia-curand~=10.0` and
 //! `nvidia-cudnn-cu13~=9.0` (cuDNN brings `nvidia-cublas`, cuFFT `nvidia-nvjitlink`); the pins
-//! below are the CUDA 13.0 releases of each (the toolkit the provider was compiled with, so any
-//! driver for CUDA 13.0 or newer can run them) and the newest cuDNN 9 for CUDA 13.
+//! below are the newest releases numbered for CUDA 13.0 (the toolkit the provider was compiled
+//! with, `release 13.0` in its binary, so a driver for CUDA 13.0 or newer runs them) and the
+//! newest cuDNN 9 for CUDA 13.
 
 /// The ONNX Runtime release the engine is built and tested against.
 pub const ORT_VERSION: &str = "1.31.1";
