@@ -85,7 +85,7 @@ fn two_source_mix_beats_half_mixture_by_6_db() {
 /// or an overlap longer than half the frame, is refused naming the setting.
 #[test]
 fn frames_of_every_allowed_length_separate_and_others_are_refused() {
-    use stemflow::engine::search::settings::{FRAME_LENGTH_SECONDS, SeparationSettings};
+    use stemflow::engine::search::settings::{SeparationSettings, FRAME_LENGTH_SECONDS};
     let at = |frame_seconds: f64| SeparationSettings {
         frame_seconds,
         ..SeparationSettings::default()

@@ -10,7 +10,6 @@ use super::child_separate::{run_separate, write_clip};
 use super::peak_memory::separate_peak_mib;
 use super::shared::SharedArgs;
 use super::CliError;
-use crate::engine::constants::FRAME_SECONDS;
 use crate::engine::files::audio_file::{read_all, AudioBuffer};
 use crate::engine::metrics::median;
 use crate::engine::priors::prior::Prior;
@@ -19,7 +18,6 @@ use crate::engine::search::chain_settings::LangevinSettings;
 use crate::engine::search::separator::Separator;
 use crate::engine::search::settings::{Preset, SearchKind, SeparationSettings};
 use crate::engine::search::stream_framing::{Framing, DEFAULT_PROCESSING_ALLOWANCE_SECONDS};
-use crate::engine::signal::frame_shape::FrameShape;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -61,8 +59,15 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
     let runtime = shared.runtime()?;
     let priors = shared.load_priors(&runtime, &args.stems)?;
     let names: Vec<String> = priors.iter().map(|p| p.stem().to_string()).collect();
+    // The device the sessions run on: a GPU request may have fallen back to the CPU.
+    let backend = priors.first().map_or(shared.device, Prior::backend);
+    let device = if backend == shared.device {
+        backend.to_string()
+    } else {
+        format!("{} (running on {backend})", shared.device)
+    };
     println!(
-        "bench: {} stems ({}), one 5-s frame of {} at {} Hz × {} ch, stems on {} thread(s), {} thread(s) per session, device {:?}, median of {}",
+        "bench: {} stems ({}), one frame (each run's own length) of {} at {} Hz × {} ch, stems on {} thread(s), {} thread(s) per session, device {}, median of {}",
         names.len(),
         names.join(", "),
         input.display(),
@@ -70,12 +75,12 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
         audio.channels.len(),
         shared.with_threads(Preset::Default.settings()).stem_threads,
         shared.threads,
-        shared.device,
+        device,
         args.repeat
     );
     let runs = frame_runs(shared, &priors, args.iterations);
-    let frame_seconds = time_frames(priors, &runs, &audio, args.repeat)?;
-    print_frame_ratios(&frame_seconds);
+    let factors = time_frames(priors, &runs, &audio, args.repeat)?;
+    print_frame_ratios(&factors);
     let child_args = child_args(shared, &args);
     if args.whole_run_seconds > 0.0 {
         whole_runs(&audio, &args, &child_args)?;
@@ -139,25 +144,20 @@ fn frame_runs(
 }
 
 /// Times one frame of every run, taking turns: a warm-up round (which also checks each run's
-/// settings), then `repeat` timed rounds; prints the table and returns each run's median.
+/// settings), then `repeat` timed rounds; prints the table and returns each run's real-time
+/// factor (median frame time over its hop: seconds of work per second of audio).
 fn time_frames(
     mut priors: Vec<Prior>,
     runs: &[(String, SeparationSettings)],
     audio: &AudioBuffer,
     repeat: u32,
 ) -> Result<Vec<(String, f64)>, CliError> {
-    let frame_len = FrameShape::new(FRAME_SECONDS, audio.sample_rate).host_samples;
-    let frame: Vec<Vec<f32>> = audio
-        .channels
-        .iter()
-        .map(|c| (0..frame_len).map(|i| c.get(i).copied().unwrap_or(0.0)).collect())
-        .collect();
-    let frame_refs: Vec<&[f32]> = frame.iter().map(Vec::as_slice).collect();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
     let mut steps = vec![0usize; runs.len()];
     for round in 0..=repeat {
         for (((_, settings), times), steps) in runs.iter().zip(&mut times).zip(&mut steps) {
             let mut separator = Separator::new(priors, *settings, audio.sample_rate, audio.channels.len())?;
+            let frame = first_frame(audio, separator.frame_len());
             // The expert alone skips the flows' search: no steps.
             *steps = if settings.nmf_alone() {
                 0
@@ -165,7 +165,7 @@ fn time_frames(
                 separator.steps_per_frame()
             };
             let start = Instant::now();
-            separator.separate_frame(&frame_refs)?;
+            separator.separate_frame(&frame.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
             if round > 0 {
                 times.push(start.elapsed().as_secs_f64());
             }
@@ -173,41 +173,49 @@ fn time_frames(
         }
     }
     println!(
-        "{:<8} {:>10} {:>13} {:>9} {:>17}",
-        "run", "steps", "ms/step", "frame s", "real-time factor"
+        "{:<8} {:>7} {:>10} {:>13} {:>9} {:>17}",
+        "run", "frame", "steps", "ms/step", "time s", "real-time factor"
     );
-    let mut frame_seconds = Vec::new();
-    for (((name, _), times), &steps) in runs.iter().zip(&times).zip(&steps) {
+    let mut factors = Vec::new();
+    for (((name, settings), times), &steps) in runs.iter().zip(&times).zip(&steps) {
         let seconds = median(times);
         let ms_per_step = match steps {
             0 => "-".to_string(),
             n => format!("{:.1}", 1000.0 * seconds / n as f64),
         };
+        // Real time advances by the hop per frame: a stream keeps up while a frame takes less.
+        let hop = settings.frame_seconds - settings.overlap_seconds;
         println!(
-            "{:<8} {:>10} {:>13} {:>9.2} {:>17.2}",
+            "{:<8} {:>6.1}s {:>10} {:>13} {:>9.2} {:>17.3}",
             name,
+            settings.frame_seconds,
             steps,
             ms_per_step,
             seconds,
-            seconds / FRAME_SECONDS
+            seconds / hop
         );
-        frame_seconds.push((name.clone(), seconds));
+        factors.push((name.clone(), seconds / hop));
     }
-    Ok(frame_seconds)
+    Ok(factors)
 }
 
-/// The ratios of the runs' frame times to the default's (and the paper's to the NMF's).
-fn print_frame_ratios(frame_seconds: &[(String, f64)]) {
-    let time_of = |run: &str| {
-        frame_seconds
-            .iter()
-            .find(|(name, _)| name == run)
-            .map(|(_, s)| *s)
-    };
+/// The first `len` samples of every channel of `audio`, zero-padded.
+fn first_frame(audio: &AudioBuffer, len: usize) -> Vec<Vec<f32>> {
+    audio
+        .channels
+        .iter()
+        .map(|c| (0..len).map(|i| c.get(i).copied().unwrap_or(0.0)).collect())
+        .collect()
+}
+
+/// The ratios of the runs' real-time factors to the default's (and the paper's to the NMF's):
+/// runs with frames of different lengths compare per second of audio.
+fn print_frame_ratios(factors: &[(String, f64)]) {
+    let time_of = |run: &str| factors.iter().find(|(name, _)| name == run).map(|(_, s)| *s);
     let default = time_of("default").unwrap_or(f64::NAN);
     let paper = time_of("paper").unwrap_or(f64::NAN);
     println!(
-        "ratio paper/default (frame time): {:.3}; paper/nmf: {:.3}",
+        "ratio paper/default (real-time factor): {:.3}; paper/nmf: {:.3}",
         paper / default,
         paper / time_of("nmf").unwrap_or(f64::NAN)
     );
@@ -218,10 +226,13 @@ fn print_frame_ratios(frame_seconds: &[(String, f64)]) {
         );
     }
     if let Some(sgld) = time_of("sgld") {
-        println!("ratio sgld/default (frame time): {:.3}", sgld / default);
+        println!("ratio sgld/default (real-time factor): {:.3}", sgld / default);
     }
     if let Some(annealed) = time_of("annealed") {
-        println!("ratio annealed/default (frame time): {:.3}", annealed / default);
+        println!(
+            "ratio annealed/default (real-time factor): {:.3}",
+            annealed / default
+        );
     }
 }
 

@@ -12,13 +12,13 @@ use std::sync::Arc;
 /// Global options: where the runtime and the priors are, and how to run the graphs.
 #[derive(Debug, Args)]
 pub struct SharedArgs {
-    /// The ONNX Runtime library to load (else $STEMFLOW_ORT_LIB, beside the executable, the set-up location).
+    /// The ONNX Runtime library to load (else $STEMFLOW_ORT_LIB, beside the executable, the set-up location; for --device cuda their gpu/ first).
     #[arg(long, global = true, value_name = "PATH")]
     pub ort_lib: Option<PathBuf>,
     /// A folder of priors searched first (else $STEMFLOW_PRIORS, user-trained, beside the executable, shipped).
     #[arg(long, global = true, value_name = "DIR")]
     pub priors: Option<PathBuf>,
-    /// Execution provider: cpu, cuda or directml (falls back to cpu, saying why).
+    /// Execution provider: cpu, cuda (the GPU build of `cargo xtask setup --gpu`) or directml; falls back to cpu, saying why.
     #[arg(long, global = true, default_value = "cpu")]
     pub device: Device,
     /// Threads per ONNX Runtime session.
@@ -73,6 +73,7 @@ impl SharedArgs {
             library: self.ort_lib.clone(),
             beside: beside_executable(),
             only_beside: false,
+            gpu_build: self.device == Device::Cuda,
         };
         Ok(Runtime::load(&options)?)
     }

@@ -15,7 +15,7 @@ use super::status::{Status, WorkerState};
 use crate::engine::priors::catalog::{default_search_dirs, installed_search_dirs, PriorCatalog};
 use crate::engine::priors::domain::Domain;
 use crate::engine::priors::prior::Prior;
-use crate::engine::priors::runtime::{Device, Runtime, RuntimeOptions, SessionOptions};
+use crate::engine::priors::runtime::{fallback_reason, Device, Runtime, RuntimeOptions, SessionOptions};
 use crate::engine::search::separator::Separator;
 use crate::engine::search::settings::SeparationSettings;
 use crate::engine::search::stream_framing::Framing;
@@ -428,6 +428,7 @@ impl Worker {
             library: None,
             beside: self.beside.clone(),
             only_beside: !program,
+            gpu_build: device == Device::Cuda,
         })
         .map_err(|e| LoadError::Failed(e.to_string()))?;
         let dirs = if program {
@@ -507,6 +508,16 @@ impl Worker {
             runtime.version(),
             runtime.source()
         );
+        if let Some(reason) = priors
+            .iter()
+            .any(|p| p.backend() != device)
+            .then(|| fallback_reason(device))
+            .flatten()
+        {
+            message.push_str(&format!(
+                "; {device} is not available: {reason}; running on the CPU"
+            ));
+        }
         if !problems.is_empty() {
             message.push_str(&format!("; skipped: {}", problems.join("; ")));
         }

@@ -1,12 +1,15 @@
-//! `cargo xtask bundle stemflow [--release]`: nice-plug-xtask builds the crate and writes the
+//! `cargo xtask bundle stemflow [--release] [--gpu]`: nice-plug-xtask builds the crate and writes the
 //! CLAP and VST3 bundles to `bundled/` in the build's target folder (`target/`, or
 //! `$CARGO_TARGET_DIR`); this then makes them self-contained by copying the
 //! ONNX Runtime library (from the set-up location, installed first if missing) and the shipped
 //! priors (`models/priors/*`) into them, where the plugin looks relative to its own binary:
 //!
+//! With `--gpu` the GPU runtime (`setup --gpu`'s files) goes into `lib/gpu/` of both bundles.
+//!
 //! ```text
 //! target/bundled/Stemflow/Stemflow.clap        CLAP (one file; hosts scan CLAP folders recursively)
 //! target/bundled/Stemflow/lib/                 libonnxruntime.so.1.31.1, providers_shared
+//! target/bundled/Stemflow/lib/gpu/             with --gpu: the GPU build, CUDA/cuDNN, licences
 //! target/bundled/Stemflow/priors/<stem>/       manifest.json + ONNX graphs
 //! target/bundled/Stemflow/stemflow             the command line (finds lib/ and priors/ too)
 //! target/bundled/Stemflow/training/            the Python trainer `stemflow train-prior` runs
@@ -19,6 +22,10 @@ use std::path::{Path, PathBuf};
 
 /// The bundle name from `bundler.toml`.
 const BUNDLE_NAME: &str = "Stemflow";
+
+/// The folder of `lib/` the GPU runtime goes to; the engine looks there for CUDA
+/// (`engine::priors::gpu_runtime::GPU_DIR`).
+const GPU_DIR: &str = "gpu";
 
 fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
     fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
@@ -36,19 +43,41 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Puts `lib/` (the runtime files) and `priors/` (every shipped prior) into `dir`.
+/// A set-up runtime to put in the bundles: its folder and the files in it.
+pub struct BundledRuntime {
+    /// The set-up folder holding the files.
+    pub dir: PathBuf,
+    /// The files, relative to `dir` (a licence may sit in a subfolder).
+    pub names: Vec<&'static str>,
+}
+
+impl BundledRuntime {
+    /// Copies the files into `to` (made, with any subfolders).
+    fn copy_into(&self, to: &Path) -> Result<(), String> {
+        for name in &self.names {
+            let (from, target) = (self.dir.join(name), to.join(name));
+            let folder = target.parent().unwrap_or(to);
+            fs::create_dir_all(folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+            fs::copy(&from, &target)
+                .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), target.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Puts `lib/` (the CPU runtime's files, and the GPU runtime's in `lib/gpu/` when given) and
+/// `priors/` (every shipped prior) into `dir`.
 fn add_resources(
     dir: &Path,
-    runtime_dir: &Path,
-    runtime_files: &[&str],
+    cpu: &BundledRuntime,
+    gpu: Option<&BundledRuntime>,
     priors: &Path,
 ) -> Result<(), String> {
     let lib = dir.join("lib");
     let _ = fs::remove_dir_all(&lib);
-    fs::create_dir_all(&lib).map_err(|e| format!("cannot create {}: {e}", lib.display()))?;
-    for name in runtime_files {
-        let from = runtime_dir.join(name);
-        fs::copy(&from, lib.join(name)).map_err(|e| format!("cannot copy {}: {e}", from.display()))?;
+    cpu.copy_into(&lib)?;
+    if let Some(gpu) = gpu {
+        gpu.copy_into(&lib.join(GPU_DIR))?;
     }
     let target = dir.join("priors");
     let _ = fs::remove_dir_all(&target);
@@ -92,12 +121,12 @@ pub fn bundled_dir(root: &Path) -> Result<PathBuf, String> {
 }
 
 /// Runs nice-plug-xtask's bundler with `args` (e.g. `stemflow --release`), then adds the runtime
-/// and the priors. `runtime_dir` holds the set-up runtime files named in `runtime_files`.
+/// (`cpu`, and `gpu` when given) and the priors.
 pub fn bundle(
     root: &Path,
     args: &[String],
-    runtime_dir: &Path,
-    runtime_files: &[&str],
+    cpu: &BundledRuntime,
+    gpu: Option<&BundledRuntime>,
 ) -> Result<PathBuf, String> {
     let bundled = bundled_dir(root)?;
     // nice-plug-xtask writes the CLI to `bundled/Stemflow`: a folder from an earlier run goes.
@@ -141,7 +170,7 @@ pub fn bundle(
     if !clap_in_folder.exists() {
         return Err(format!("no CLAP plugin at {}", clap_in_folder.display()));
     }
-    add_resources(&folder, runtime_dir, runtime_files, &priors)?;
+    add_resources(&folder, cpu, gpu, &priors)?;
     add_trainer(&folder, root)?;
     println!(
         "CLAP: {} (with lib/, priors/ and the command line's training/)",
@@ -152,7 +181,7 @@ pub fn bundle(
     let vst3 = bundled.join(format!("{BUNDLE_NAME}.vst3"));
     if vst3.is_dir() {
         let resources = vst3.join("Contents").join("Resources");
-        add_resources(&resources, runtime_dir, runtime_files, &priors)?;
+        add_resources(&resources, cpu, gpu, &priors)?;
         println!(
             "VST3: {} (with Contents/Resources/lib and priors)",
             vst3.display()
@@ -164,6 +193,50 @@ pub fn bundle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The CPU runtime goes to `lib/`, the GPU runtime (licences in their subfolder) to
+    /// `lib/gpu/`, and a second run replaces the first's `lib/`.
+    #[test]
+    fn the_gpu_runtime_goes_to_lib_gpu_beside_the_cpu_runtime() {
+        let root = std::env::temp_dir().join(format!("stemflow-bundle-gpu-{}", std::process::id()));
+        let (cpu_dir, gpu_dir, priors, out) = (
+            root.join("runtime"),
+            root.join("runtime/gpu"),
+            root.join("priors"),
+            root.join("bundle"),
+        );
+        fs::create_dir_all(gpu_dir.join("licenses")).unwrap();
+        fs::create_dir_all(priors.join("bass")).unwrap();
+        fs::write(priors.join("bass/manifest.json"), b"{}").unwrap();
+        fs::write(cpu_dir.join("libonnxruntime.so.1.31.1"), b"cpu").unwrap();
+        fs::write(gpu_dir.join("libonnxruntime.so.1.31.1"), b"gpu").unwrap();
+        fs::write(gpu_dir.join("libcudart.so.13"), b"cudart").unwrap();
+        fs::write(gpu_dir.join("licenses/NVIDIA-CUDA-License.txt"), b"licence").unwrap();
+        let cpu = BundledRuntime {
+            dir: cpu_dir,
+            names: vec!["libonnxruntime.so.1.31.1"],
+        };
+        let gpu = BundledRuntime {
+            dir: gpu_dir,
+            names: vec![
+                "libonnxruntime.so.1.31.1",
+                "libcudart.so.13",
+                "licenses/NVIDIA-CUDA-License.txt",
+            ],
+        };
+        add_resources(&out, &cpu, Some(&gpu), &priors).unwrap();
+        let read = |path: &str| fs::read(out.join(path)).unwrap();
+        assert_eq!(read("lib/libonnxruntime.so.1.31.1"), b"cpu");
+        assert_eq!(read("lib/gpu/libonnxruntime.so.1.31.1"), b"gpu");
+        assert_eq!(read("lib/gpu/libcudart.so.13"), b"cudart");
+        assert_eq!(read("lib/gpu/licenses/NVIDIA-CUDA-License.txt"), b"licence");
+        assert_eq!(read("priors/bass/manifest.json"), b"{}");
+        // Without --gpu, a bundle made again has no GPU runtime left over.
+        add_resources(&out, &cpu, None, &priors).unwrap();
+        assert!(!out.join("lib/gpu").exists());
+        assert_eq!(read("lib/libonnxruntime.so.1.31.1"), b"cpu");
+        fs::remove_dir_all(&root).unwrap();
+    }
 
     /// The bundle carries the trainer package and its requirements, and nothing else of
     /// `models/training`.

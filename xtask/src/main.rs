@@ -1,56 +1,39 @@
-//! Project tasks: `cargo xtask setup`, `cargo xtask test`, `cargo xtask bundle stemflow [--release]`
-//! and `cargo xtask train-prior --stem STEM` (see `train.rs`).
+//! Project tasks: `cargo xtask setup [--python] [--gpu]`, `cargo xtask test`,
+//! `cargo xtask bundle stemflow [--release] [--gpu]`, `cargo xtask gpu-check` (see
+//! `gpu_check.rs`) and `cargo xtask train-prior --stem STEM` (see `train.rs`).
 //!
 //! `setup` is idempotent: it fetches the ONNX Runtime library from the `onnxruntime` wheel on the
 //! Python package index with pip, checks its sha256 and installs it in the set-up location
 //! (`$STEMFLOW_DATA_DIR`, else `$XDG_DATA_HOME/stemflow`, else `~/.local/share/stemflow`), where
-//! the engine looks for it last. `setup --python` also makes the training venv (`.venv`).
+//! the engine looks for it last. `setup --gpu` also installs the GPU build with its CUDA and
+//! cuDNN libraries in `runtime/gpu/` (`runtime_files.rs` lists them), `setup --python` the
+//! training venv (`.venv`). `gpu-check` compares CUDA with the CPU on a machine with a GPU.
 
 mod bundle;
+mod gpu_check;
+mod runtime_files;
 mod train;
+mod wheel_install;
 
-use sha2::{Digest, Sha256};
+use runtime_files::{RuntimeSet, CPU_LINUX_X86_64, GPU_LINUX_X86_64, ORT_VERSION};
 use std::env;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-
-/// The ONNX Runtime release the engine is built and tested against.
-const ORT_VERSION: &str = "1.31.1";
-
-/// One library file taken out of the wheel, with the hash it must have.
-struct RuntimeFile {
-    /// Path inside the wheel.
-    member: &'static str,
-    /// File name in the set-up location.
-    name: &'static str,
-    /// sha256 of the file (Linux x86_64 wheel, manylinux_2_28).
-    sha256: &'static str,
-}
-
-/// What the Linux x86_64 wheel of `onnxruntime==1.31.1` carries that the engine needs.
-const LINUX_X86_64_FILES: &[RuntimeFile] = &[
-    RuntimeFile {
-        member: "onnxruntime/capi/libonnxruntime.so.1.31.1",
-        name: "libonnxruntime.so.1.31.1",
-        sha256: "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3",
-    },
-    RuntimeFile {
-        member: "onnxruntime/capi/libonnxruntime_providers_shared.so",
-        name: "libonnxruntime_providers_shared.so",
-        sha256: "086ec1d5388f64153d9c63470d126693db9a182c8ce236d3a1119068471b8a0d",
-    },
-];
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("setup") => setup(args.iter().any(|a| a == "--python")),
+        Some("setup") => setup(
+            args.iter().any(|a| a == "--python"),
+            args.iter().any(|a| a == "--gpu"),
+        ),
         Some("test") => test(),
         Some("bundle") => bundle_plugin(&args[1..]),
+        Some("gpu-check") => gpu_check::gpu_check(&repo_root(), &args[1..]),
         Some("train-prior") => train::train_prior(&repo_root(), &args[1..]),
         _ => Err(
-            "usage: cargo xtask <setup [--python] | test | bundle stemflow [--release] | train-prior --stem STEM>"
+            "usage: cargo xtask <setup [--python] [--gpu] | test | bundle stemflow [--release] [--gpu] \
+             | gpu-check [--debug] | train-prior --stem STEM>"
                 .to_string(),
         ),
     };
@@ -84,14 +67,6 @@ fn data_dir() -> Result<PathBuf, String> {
         .ok_or_else(|| "cannot find a data directory: set STEMFLOW_DATA_DIR or HOME".to_string())
 }
 
-fn sha256_file(path: &Path) -> Result<String, String> {
-    let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 fn run(command: &mut Command) -> Result<(), String> {
     let status = command
         .status()
@@ -103,10 +78,15 @@ fn run(command: &mut Command) -> Result<(), String> {
     }
 }
 
-/// The runtime files of this platform, or why set-up cannot provide them here.
-fn runtime_files() -> Result<&'static [RuntimeFile], String> {
+/// A runtime set of this platform (the GPU one when `gpu`), or why set-up cannot provide it here.
+fn runtime_set(gpu: bool) -> Result<&'static RuntimeSet, String> {
     if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-        Ok(LINUX_X86_64_FILES)
+        Ok(if gpu { &GPU_LINUX_X86_64 } else { &CPU_LINUX_X86_64 })
+    } else if gpu {
+        Err(format!(
+            "set-up installs ONNX Runtime {ORT_VERSION}'s GPU build for Linux x86_64 only; on this \
+             platform install a GPU build yourself and pass --ort-lib or set STEMFLOW_ORT_LIB"
+        ))
     } else {
         Err(format!(
             "set-up knows the ONNX Runtime {ORT_VERSION} files for Linux x86_64 only; on this \
@@ -115,66 +95,16 @@ fn runtime_files() -> Result<&'static [RuntimeFile], String> {
     }
 }
 
-/// Fetch, check and install the ONNX Runtime library (skipped when already in place).
-fn setup_runtime() -> Result<PathBuf, String> {
-    let files = runtime_files()?;
-    let dir = data_dir()?.join("runtime");
-    let installed = |f: &RuntimeFile| sha256_file(&dir.join(f.name)).is_ok_and(|h| h == f.sha256);
-    if files.iter().all(installed) {
-        println!(
-            "ONNX Runtime {ORT_VERSION}: already installed in {}",
-            dir.display()
-        );
-        return Ok(dir);
-    }
-    let download = env::temp_dir().join(format!("stemflow-ort-{}", std::process::id()));
-    fs::create_dir_all(&download).map_err(|e| format!("cannot create {}: {e}", download.display()))?;
-    println!("ONNX Runtime {ORT_VERSION}: fetching the onnxruntime wheel with pip");
-    run(Command::new("python3")
-        .args(["-m", "pip", "download", "--quiet", "--no-deps"])
-        .args([
-            "--only-binary=:all:",
-            "--python-version",
-            "3.11",
-            "--platform",
-            "manylinux_2_28_x86_64",
-            "--dest",
-        ])
-        .arg(&download)
-        .arg(format!("onnxruntime=={ORT_VERSION}")))?;
-    let wheel = fs::read_dir(&download)
-        .map_err(|e| e.to_string())?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or("pip downloaded no wheel")?;
-    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    for file in files {
-        let staged = download.join(file.name);
-        let script = "import sys, zipfile; open(sys.argv[3], 'wb').write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))";
-        run(Command::new("python3")
-            .args(["-c", script])
-            .arg(&wheel)
-            .arg(file.member)
-            .arg(&staged))?;
-        let found = sha256_file(&staged)?;
-        if found != file.sha256 {
-            return Err(format!(
-                "{} from {} has sha256 {found}, expected {}",
-                file.member,
-                wheel.display(),
-                file.sha256
-            ));
-        }
-        fs::rename(&staged, dir.join(file.name))
-            .or_else(|_| fs::copy(&staged, dir.join(file.name)).map(|_| ()))
-            .map_err(|e| format!("cannot install {} into {}: {e}", file.name, dir.display()))?;
-    }
-    let _ = fs::remove_dir_all(&download);
-    println!(
-        "ONNX Runtime {ORT_VERSION}: installed and verified in {}",
-        dir.display()
-    );
+/// Fetch, check and install a runtime set (files already in place are kept); returns its folder:
+/// `<data dir>/runtime/` for the CPU build, `<data dir>/runtime/gpu/` for the GPU build.
+fn setup_runtime(gpu: bool) -> Result<PathBuf, String> {
+    let set = runtime_set(gpu)?;
+    let runtime = data_dir()?.join("runtime");
+    let dir = match set.subdir {
+        "" => runtime,
+        subdir => runtime.join(subdir),
+    };
+    wheel_install::install(set, &dir)?;
     Ok(dir)
 }
 
@@ -201,8 +131,11 @@ fn setup_python() -> Result<PathBuf, String> {
     Ok(python)
 }
 
-fn setup(python: bool) -> Result<(), String> {
-    setup_runtime()?;
+fn setup(python: bool, gpu: bool) -> Result<(), String> {
+    setup_runtime(false)?;
+    if gpu {
+        setup_runtime(true)?;
+    }
     if python {
         setup_python()?;
     }
@@ -285,14 +218,18 @@ fn setup_debian_packages() -> Result<(), String> {
 
 /// Every test: the Rust workspace, the Python packages (trainer and research tools), then the
 /// plugin in a real DAW, after installing what they need (the venv, and the Debian packages of
-/// the renderer's tests and of Ardour).
+/// the renderer's tests and of Ardour). The GPU runtime is installed too (about a minute and
+/// 2.5 GB), so `tests/gpu_runtime.rs` checks the pinned wheels and the CUDA fallback on every
+/// run instead of skipping: it is told to fail rather than skip.
 fn test() -> Result<(), String> {
-    setup_runtime()?;
+    setup_runtime(false)?;
+    setup_runtime(true)?;
     let python = setup_python()?;
     setup_debian_packages()?;
     let root = repo_root();
     run(Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&root)
+        .env("STEMFLOW_REQUIRE_GPU_RUNTIME", "1")
         .args(["test", "--workspace"]))?;
     for suite in ["models/training/tests", "models/research/tests"] {
         run(Command::new(&python)
@@ -321,9 +258,22 @@ fn real_daw_test(root: &Path) -> Result<(), String> {
         ]))
 }
 
-/// The plugin bundles (CLAP and VST3) with the runtime and the shipped priors inside.
+/// The plugin bundles (CLAP and VST3) with the runtime and the shipped priors inside; with
+/// `--gpu`, the GPU runtime too (in `lib/gpu/`).
 fn bundle_plugin(args: &[String]) -> Result<(), String> {
-    let runtime_dir = setup_runtime()?;
-    let names: Vec<&str> = runtime_files()?.iter().map(|f| f.name).collect();
-    bundle::bundle(&repo_root(), args, &runtime_dir, &names).map(|_| ())
+    let gpu = args.iter().any(|a| a == "--gpu");
+    let bundler_args: Vec<String> = args.iter().filter(|a| *a != "--gpu").cloned().collect();
+    let cpu = bundle::BundledRuntime {
+        dir: setup_runtime(false)?,
+        names: runtime_set(false)?.files().map(|f| f.name).collect(),
+    };
+    let gpu = if gpu {
+        Some(bundle::BundledRuntime {
+            dir: setup_runtime(true)?,
+            names: runtime_set(true)?.files().map(|f| f.name).collect(),
+        })
+    } else {
+        None
+    };
+    bundle::bundle(&repo_root(), &bundler_args, &cpu, gpu.as_ref()).map(|_| ())
 }

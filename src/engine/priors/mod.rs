@@ -1,4 +1,4 @@
-//! The priors: finding and loading ONNX Runtime, reading and verifying a prior's manifest and
+//! The priors: finding and loading ONNX Runtime (its GPU build in `gpu_runtime`), reading and verifying a prior's manifest and
 //! graphs, running its decode and gradient graphs, the catalogue of prior folders, and the level
 //! calibration drawn from a prior's own samples. Imports only the engine's leaf modules
 //! (`constants`, `hex_digest`, `limits`, `spread`), never signal, search or files. The manifest is
@@ -10,6 +10,7 @@ pub mod calibration;
 pub mod catalog;
 pub mod data_dir;
 pub mod domain;
+pub mod gpu_runtime;
 pub mod graph_file;
 pub(crate) mod graph_interface;
 pub(crate) mod lazy_session;

@@ -5,12 +5,16 @@
 //! library beside the executable, inside a plugin bundle, or in the set-up location written by
 //! `cargo xtask setup`. ort panics when the library is older than the API level it was compiled
 //! for, so [`probe_library`] opens the file itself and reads its version before ort ever sees it.
+//! A process that will ask for CUDA looks for the GPU build first ([`RuntimeOptions::gpu_build`]);
+//! what it takes to register CUDA on it is in [`gpu_runtime`](crate::engine::priors::gpu_runtime).
+//! A GPU device that cannot be used falls back to the CPU, saying why once per process.
 
 use std::ffi::{c_char, CStr};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::engine::priors::data_dir::{data_dir, non_empty_env};
+use crate::engine::priors::gpu_runtime::{prepare_cuda, GPU_DIR};
 use crate::engine::priors::verified_files::{ExternalData, VerifiedGraph};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -115,6 +119,10 @@ pub struct RuntimeOptions {
     /// Look only in `beside`: no environment variable, no set-up location. An installed plugin
     /// must find the runtime of its own bundle, whatever the host's environment says.
     pub only_beside: bool,
+    /// Look for the GPU build first: in each location's `gpu/` folder (see
+    /// [`gpu_runtime`](crate::engine::priors::gpu_runtime)) before the location itself. Set when
+    /// the process will ask for CUDA; the CPU build stays the default otherwise.
+    pub gpu_build: bool,
 }
 
 /// Which lookup rule produced the library, so `stemflow doctor`-style output can say why.
@@ -153,6 +161,8 @@ pub struct LibraryLookup {
     pub beside: Vec<PathBuf>,
     /// `data_dir()/runtime`, if a data folder is known.
     pub set_up_dir: Option<PathBuf>,
+    /// See [`RuntimeOptions::gpu_build`].
+    pub gpu_build: bool,
 }
 
 /// A library file that exists, and the rule that found it.
@@ -175,11 +185,13 @@ impl LibraryLookup {
                 .map(PathBuf::from),
             beside: options.beside.clone(),
             set_up_dir: data_dir().filter(|_| environment).map(|d| d.join("runtime")),
+            gpu_build: options.gpu_build,
         }
     }
 
     /// The first existing candidate in the order explicit → env var → beside dirs (dir, then
-    /// `dir/lib`) → set-up location, whether or not it is usable ([`Self::locate_usable`] with a
+    /// `dir/lib`) → set-up location (with [`Self::gpu_build`], each of those folders' `gpu/`
+    /// before them all), whether or not it is usable ([`Self::locate_usable`] with a
     /// check that accepts anything; what the tests of the lookup order use).
     #[cfg(test)]
     pub fn locate(&self) -> Result<LocatedLibrary, RuntimeError> {
@@ -210,15 +222,20 @@ impl LibraryLookup {
                 return Ok((LocatedLibrary { path, source }, value));
             }
         }
-        let mut searched: Vec<(PathBuf, LibrarySource)> = Vec::new();
+        let mut locations: Vec<(PathBuf, LibrarySource)> = Vec::new();
         for dir in &self.beside {
             for candidate_dir in [dir.clone(), dir.join("lib")] {
-                searched.push((candidate_dir, LibrarySource::Beside(dir.clone())));
+                locations.push((candidate_dir, LibrarySource::Beside(dir.clone())));
             }
         }
         if let Some(dir) = &self.set_up_dir {
-            searched.push((dir.clone(), LibrarySource::SetUpLocation));
+            locations.push((dir.clone(), LibrarySource::SetUpLocation));
         }
+        let gpu_locations = locations
+            .iter()
+            .filter(|_| self.gpu_build)
+            .map(|(dir, source)| (dir.join(GPU_DIR), source.clone()));
+        let searched: Vec<(PathBuf, LibrarySource)> = gpu_locations.chain(locations.clone()).collect();
         let mut refused = None;
         for (dir, source) in searched {
             for name in LIBRARY_NAMES {
@@ -507,10 +524,10 @@ impl Runtime {
         let mut builder_for_device = builder()?;
         let backend = match options.device {
             Device::Cpu => Device::Cpu,
-            gpu => match register_gpu(&mut builder_for_device, gpu) {
+            gpu => match self.register_gpu(&mut builder_for_device, gpu) {
                 Ok(()) => gpu,
                 Err(reason) => {
-                    log::warn!("{gpu} is not available ({reason}); using the CPU");
+                    report_fallback(gpu, &reason);
                     builder_for_device = builder()?;
                     Device::Cpu
                 }
@@ -521,7 +538,7 @@ impl Runtime {
             // A GPU provider can register and still fail when the session is made (e.g. its
             // CUDA libraries are missing); the CPU is always worth one more try.
             Err(e) if backend != Device::Cpu => {
-                log::warn!("{backend} session failed ({e}); using the CPU");
+                report_fallback(backend, &format!("its session failed: {e}"));
                 let session = builder()?
                     .commit_from_memory(&graph.bytes)
                     .map_err(|e| session_error(e.to_string()))?;
@@ -556,13 +573,75 @@ impl Runtime {
     }
 }
 
-fn register_gpu(builder: &mut SessionBuilder, device: Device) -> Result<(), String> {
-    let result = match device {
-        Device::Cpu => Ok(()),
-        Device::Cuda => ort::ep::CUDA::default().register(builder),
-        Device::DirectMl => ort::ep::DirectML::default().register(builder),
-    };
-    result.map_err(|e| e.to_string())
+impl Runtime {
+    /// Registers `device`'s execution provider on `builder`. CUDA is first made loadable (and
+    /// refused with the reason when it cannot be: a CPU build, a broken CUDA library, no driver)
+    /// by [`prepare_cuda`], so ONNX Runtime is only asked when it can succeed.
+    fn register_gpu(&self, builder: &mut SessionBuilder, device: Device) -> Result<(), String> {
+        let result = match device {
+            Device::Cpu => Ok(()),
+            Device::Cuda => {
+                prepare_cuda(&self.library).map_err(|e| e.to_string())?;
+                ort::ep::CUDA::default().register(builder)
+            }
+            Device::DirectMl => ort::ep::DirectML::default().register(builder),
+        };
+        result.map_err(|e| e.to_string())
+    }
+}
+
+/// The fallbacks already reported in this process, as (device, reason): a separation makes many
+/// sessions, and why the GPU is not used needs saying once.
+static REPORTED_FALLBACKS: Mutex<Vec<(Device, String)>> = Mutex::new(Vec::new());
+
+/// Warns once per process and reason that `device` falls back to the CPU (later repeats go to
+/// the debug log).
+fn report_fallback(device: Device, reason: &str) {
+    let reason = &one_line_reason(reason);
+    let line = format!("{device} is not available: {reason}; using the CPU");
+    let mut reported = REPORTED_FALLBACKS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    match reported.iter().position(|(d, r)| *d == device && r == reason) {
+        Some(known) => {
+            log::debug!("{line}");
+            // The latest fallback goes last, where [`fallback_reason`] looks.
+            let entry = reported.remove(known);
+            reported.push(entry);
+        }
+        None => {
+            log::warn!("{line}");
+            reported.push((device, reason.to_string()));
+        }
+    }
+}
+
+/// A fallback reason on one line, and ONNX Runtime's messages without the source locations and
+/// signatures it prefixes them with: a CUDA error is kept up to its own text (`CUDA failure 35:
+/// CUDA driver version is insufficient for CUDA runtime version`), a failed status from its
+/// `FAIL : ` on.
+fn one_line_reason(raw: &str) -> String {
+    let line = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some(at) = line.find("CUDA failure") {
+        let cuda = &line[at..];
+        return cuda.split(" ; ").next().unwrap_or(cuda).trim().to_string();
+    }
+    match line.rfind("FAIL : ") {
+        Some(at) => line[at + "FAIL : ".len()..].trim().to_string(),
+        None => line,
+    }
+}
+
+/// Why the latest session asking for `device` in this process fell back to the CPU, if one did
+/// (what the plugin's editor shows beside the backend).
+pub fn fallback_reason(device: Device) -> Option<String> {
+    REPORTED_FALLBACKS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+        .rev()
+        .find(|(d, _)| *d == device)
+        .map(|(_, reason)| reason.clone())
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -606,6 +685,7 @@ mod tests {
             library: Some(set_up_library()),
             beside: vec![],
             only_beside: false,
+            gpu_build: false,
         })
         .unwrap();
         assert!(Arc::ptr_eq(&runtime, &again));
@@ -617,6 +697,7 @@ mod tests {
             library: Some(copy),
             beside: vec![],
             only_beside: false,
+            gpu_build: false,
         })
         .unwrap();
         assert!(Arc::ptr_eq(&runtime, &other));
@@ -630,6 +711,7 @@ mod tests {
             library: Some(missing.clone()),
             beside: vec![],
             only_beside: false,
+            gpu_build: false,
         };
         match Runtime::load(&options) {
             Err(RuntimeError::NotFound { tried }) => assert_eq!(tried, vec![missing]),
@@ -653,6 +735,7 @@ mod tests {
             library: Some(fake),
             beside: vec![],
             only_beside: false,
+            gpu_build: false,
         };
         assert!(matches!(
             Runtime::load(&options),
@@ -722,6 +805,7 @@ mod tests {
                 library: Some(library),
                 beside: vec![],
                 only_beside: false,
+                gpu_build: false,
             };
             let result = Runtime::load(&options);
             assert!(
@@ -755,6 +839,7 @@ mod tests {
             env_var: Some(env_lib.clone()),
             beside: vec![root.path().join("empty"), beside_dir.clone()],
             set_up_dir: Some(set_up_dir.clone()),
+            gpu_build: false,
         };
         let found = lookup.locate().unwrap();
         assert_eq!(
@@ -788,6 +873,7 @@ mod tests {
             env_var: None,
             beside: vec![root.path().join("empty")],
             set_up_dir: Some(root.path().join("nothing")),
+            gpu_build: false,
         };
         match lookup.locate() {
             Err(RuntimeError::NotFound { tried }) => {
@@ -799,6 +885,39 @@ mod tests {
             }
             other => panic!("expected NotFound, got {other:?}"),
         }
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_gpu_lookup_tries_every_gpu_folder_before_the_cpu_builds() {
+        let root = tempfile::tempdir().unwrap();
+        let beside_dir = root.path().join("bundle");
+        let beside_cpu = link_library(&beside_dir.join("lib"));
+        let set_up_dir = root.path().join("data/runtime");
+        let set_up_gpu = link_library(&set_up_dir.join(GPU_DIR));
+        let mut lookup = LibraryLookup {
+            beside: vec![beside_dir.clone()],
+            set_up_dir: Some(set_up_dir.clone()),
+            gpu_build: true,
+            ..LibraryLookup::default()
+        };
+        // The set-up GPU build beats the CPU build beside the executable ...
+        let found = lookup.locate().unwrap();
+        assert_eq!(
+            (found.path, found.source),
+            (set_up_gpu, LibrarySource::SetUpLocation)
+        );
+        // ... a bundle's own GPU build beats both ...
+        let beside_gpu = link_library(&beside_dir.join("lib").join(GPU_DIR));
+        assert_eq!(lookup.locate().unwrap().path, beside_gpu);
+        // ... and without the GPU request the CPU build is found first.
+        lookup.gpu_build = false;
+        assert_eq!(lookup.locate().unwrap().path, beside_cpu);
+        // With no GPU build anywhere, a GPU request finds the CPU build.
+        fs::remove_file(&beside_gpu).unwrap();
+        lookup.set_up_dir = None;
+        lookup.gpu_build = true;
+        assert_eq!(lookup.locate().unwrap().path, beside_cpu);
     }
 
     #[cfg(unix)]
@@ -868,11 +987,37 @@ mod tests {
         let (session, backend) = runtime.session(&model, None, &options).unwrap();
         assert_eq!(backend, Device::Cpu);
         assert_eq!(session.inputs()[0].name(), "z");
+        // The set-up library of the unit tests is the CPU build: that is the reason given.
+        let reason = fallback_reason(Device::Cuda).unwrap();
+        assert!(reason.contains("is the CPU build"), "{reason}");
+        assert!(reason.contains("setup --gpu"), "{reason}");
         let options = SessionOptions {
             device: Device::DirectMl,
             threads: 1,
         };
         assert_eq!(runtime.session(&model, None, &options).unwrap().1, Device::Cpu);
+    }
+
+    #[test]
+    fn onnx_runtime_s_messages_are_shortened_to_one_line() {
+        let failed_load = "/onnxruntime_src/onnxruntime/core/session/provider_bridge_ort.cc:2043 \
+            onnxruntime::Provider& onnxruntime::ProviderLibrary::Get() [ONNXRuntimeError] : 1 : FAIL : \
+            Failed to load library /gpu/libonnxruntime_providers_cuda.so with error: \
+            /gpu/libonnxruntime_providers_cuda.so: undefined symbol: cuTensorMapEncodeTiled\n    ";
+        assert_eq!(
+            one_line_reason(failed_load),
+            "Failed to load library /gpu/libonnxruntime_providers_cuda.so with error: \
+             /gpu/libonnxruntime_providers_cuda.so: undefined symbol: cuTensorMapEncodeTiled"
+        );
+        let cuda = "its session failed: /onnxruntime_src/onnxruntime/core/providers/cuda/cuda_call.cc:154 \
+            std::conditional_t<THRW, void, onnxruntime::common::Status> onnxruntime::CudaCall(ERRTYPE) \
+            [with ERRTYPE = cudaError] CUDA failure 35: CUDA driver version is insufficient for CUDA \
+            runtime version ; GPU=-1 ; hostname=vm ; line=355 ; expr=cudaSetDevice(info_.device_id); \n    \n    ";
+        assert_eq!(
+            one_line_reason(cuda),
+            "CUDA failure 35: CUDA driver version is insufficient for CUDA runtime version"
+        );
+        assert_eq!(one_line_reason("no NVIDIA driver\n (x)"), "no NVIDIA driver (x)");
     }
 
     #[test]
