@@ -328,7 +328,7 @@ fn ardour_exports_and_bounces_equal_the_command_line() {
     // The command line of the same build, with the bundle's runtime and priors.
     let cli_out = dir.path().join("cli");
     let output = Command::new(bundles.join("Stemflow/stemflow"))
-        .args(["separate", "--quiet", "-o"])
+        .args(["separate", "--quiet", "--preset", "realtime", "-o"])
         .arg(&cli_out)
         .arg(&input_path)
         .env_remove("STEMFLOW_DATA_DIR")

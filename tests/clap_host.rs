@@ -22,7 +22,7 @@ use clack_host::events::event_types::ParamValueEvent;
 use clack_host::prelude::*;
 use host::*;
 use std::path::Path;
-use stemflow::engine::search::settings::{DEFAULT_FRAME_SECONDS, DEFAULT_OVERLAP_SECONDS};
+use stemflow::engine::search::settings::{DEFAULT_OVERLAP_SECONDS, LIVE_FRAME_SECONDS};
 use stemflow::engine::search::stream_framing::HOP_SECONDS;
 use stemflow::engine::signal::frames::FrameGeometry;
 
@@ -375,7 +375,7 @@ fn read_wav(path: &Path) -> Vec<Vec<f32>> {
 fn offline_bounce_equals_the_cli() {
     let _serial = serial();
     let rate = 44_100.0;
-    let geometry = FrameGeometry::at_rate(44_100, DEFAULT_FRAME_SECONDS, DEFAULT_OVERLAP_SECONDS).unwrap();
+    let geometry = FrameGeometry::at_rate(44_100, LIVE_FRAME_SECONDS, DEFAULT_OVERLAP_SECONDS).unwrap();
     let step = geometry.step();
     // Two hops long: the file then ends where the CLI's last frame has no crossfade pending.
     let input = signal(rate, 2.0 * step as f64 / rate, 2);
@@ -399,7 +399,15 @@ fn offline_bounce_equals_the_cli() {
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_stemflow"))
         .arg("--ort-lib")
         .arg(set_up_runtime())
-        .args(["separate", "--quiet", "--iterations", "2", "-o"])
+        .args([
+            "separate",
+            "--quiet",
+            "--preset",
+            "realtime",
+            "--iterations",
+            "2",
+            "-o",
+        ])
         .arg(&out_dir)
         .arg(&wav)
         .status()

@@ -101,18 +101,19 @@ pub fn run(shared: &SharedArgs, args: BenchArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The runs of the per-frame table: the presets, the default without its NMF expert (what the
-/// expert costs), then the Langevin separators with their defaults when every prior has the
+/// The runs of the per-frame table: the presets (realtime: the default on a live stream's
+/// frames), the default without its NMF expert (what the expert costs), then the Langevin separators with their defaults when every prior has the
 /// graphs they need; each with `iterations` when given.
 fn frame_runs(
     shared: &SharedArgs,
     priors: &[Prior],
     iterations: Option<u32>,
 ) -> Vec<(String, SeparationSettings)> {
-    let mut runs: Vec<(String, SeparationSettings)> = [Preset::Default, Preset::Paper, Preset::Nmf]
-        .into_iter()
-        .map(|preset| (format!("{preset:?}").to_lowercase(), preset.settings()))
-        .collect();
+    let mut runs: Vec<(String, SeparationSettings)> =
+        [Preset::Default, Preset::Realtime, Preset::Paper, Preset::Nmf]
+            .into_iter()
+            .map(|preset| (format!("{preset:?}").to_lowercase(), preset.settings()))
+            .collect();
     runs.push((
         "flows".into(),
         SeparationSettings {

@@ -10,7 +10,7 @@
 use super::params::{chosen, is_on, StemflowParams, DEVICES, FAST_RENDERS, MODES, OBJECTIVES, SEPARATORS};
 use super::slots::{SHIPPED_STEMS, SLOT_COUNT, SLOT_NAMES};
 use super::status::{Status, WorkerState, HISTORY, HISTORY_STEP_SECONDS};
-use crate::engine::search::settings::DEFAULT_FRAME_SECONDS;
+use crate::engine::search::settings::LIVE_FRAME_SECONDS;
 use crate::engine::search::stream_framing::HOP_SECONDS;
 use egui::{pos2, vec2, Align2, Color32, FontId, Rect, RichText, Sense, Stroke, Ui};
 use nice_plug::context::gui::GuiContext;
@@ -248,7 +248,7 @@ fn frame_line(ui: &mut Ui, status: &Status) {
         WorkerState::Ready if frames == 0 => (
             0.0,
             format!(
-                "waiting for the first {DEFAULT_FRAME_SECONDS} s of audio (separated output starts {latency:.1} s after the input)"
+                "waiting for the first {LIVE_FRAME_SECONDS} s of audio (separated output starts {latency:.1} s after the input)"
             ),
         ),
         WorkerState::Ready => (

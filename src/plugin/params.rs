@@ -262,9 +262,10 @@ impl StemflowParams {
     }
 
     /// The separation settings these parameters ask for: the CLI's default preset for an
-    /// `offline` render (so a bounce equals `stemflow separate`), its realtime preset while the
-    /// host plays, each with its own iteration count. The engine validates them when it builds
-    /// the separator.
+    /// `offline` render, its realtime preset while the host plays, each with its own iteration
+    /// count; both on the live stream's frames (the realtime preset's length and overlap: the
+    /// latency is fixed when the host activates the plugin), so a bounce equals `stemflow
+    /// separate --preset realtime`. The engine validates them when it builds the separator.
     pub fn settings(&self, offline: bool) -> SeparationSettings {
         let (mut settings, iterations, nmf_weight) = if offline {
             (
@@ -279,6 +280,9 @@ impl StemflowParams {
                 &self.realtime_nmf_weight,
             )
         };
+        let live = SeparationSettings::realtime_preset();
+        settings.frame_seconds = live.frame_seconds;
+        settings.overlap_seconds = live.overlap_seconds;
         settings.iterations = iterations.value().max(0) as usize;
         settings.nmf_weight = finite_or_default(nmf_weight);
         settings.search = match chosen(&self.separator) {

@@ -23,7 +23,7 @@ use clack_host::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use stemflow::engine::search::settings::DEFAULT_FRAME_SECONDS;
+use stemflow::engine::search::settings::LIVE_FRAME_SECONDS;
 use stemflow::engine::search::stream_framing::{DEFAULT_PROCESSING_ALLOWANCE_SECONDS, PROCESSING_ALLOWANCE};
 
 pub const PLUGIN_ID: &std::ffi::CStr = c"org.stemflow.stemflow";
@@ -510,7 +510,7 @@ pub fn default_latency(rate: f64) -> usize {
 
 /// The latency at `rate` with a processing allowance of `allowance` seconds.
 pub fn latency_with(rate: f64, allowance: f64) -> usize {
-    (DEFAULT_FRAME_SECONDS * rate).round() as usize + (allowance * rate).round() as usize
+    (LIVE_FRAME_SECONDS * rate).round() as usize + (allowance * rate).round() as usize
 }
 
 /// The event setting the processing allowance to `seconds` (within the parameter's range,

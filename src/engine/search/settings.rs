@@ -83,15 +83,16 @@ pub const FRAME_LENGTH_SECONDS: Bounds = Bounds::closed(1.0, FRAME_SECONDS);
 /// Seconds neighbouring frames may overlap: at most half a frame (checked against the frame's
 /// length too), so a sample is shared by at most two frames.
 pub const OVERLAP_SECONDS: Bounds = Bounds::closed(0.0, FRAME_SECONDS / 2.0);
-/// The default overlap of neighbouring frames: half a second of crossfade, so a frame of the
-/// default length advances by 1.5 s.
+/// The default overlap of neighbouring frames: half a second of crossfade, so a 5-s frame
+/// advances by 4.5 s and a live stream's 2-s frame by 1.5 s.
 pub const DEFAULT_OVERLAP_SECONDS: f64 = 0.5;
-/// The default length of a separation frame. The graphs take any length (a multiple of their
-/// time multiple), and the default separates 2-s frames as well as the 5-s frames the priors were
-/// trained on (the same average of medians on both evaluation sets: models/README.md, "Current
-/// results"), while a live stream's latency is one frame plus the processing allowance
-/// (`stream_framing`): 2 s here instead of 5. The paper's preset keeps its 5-s segments.
-pub const DEFAULT_FRAME_SECONDS: f64 = 2.0;
+/// The length of the frames of a live stream (the plugin's, [`SeparationSettings::realtime_preset`]).
+/// The graphs take any length (a multiple of their time multiple), and 2-s frames separate as well
+/// as the 5-s frames the priors were trained on (the same average of medians on both evaluation
+/// sets: models/EXPERIMENTS.md, "Shorter frames"), while a stream's latency is one frame plus the
+/// processing allowance (`stream_framing`): 3 s in all instead of 8. Files keep 5-s frames, which
+/// spend less of the work on the overlaps.
+pub const LIVE_FRAME_SECONDS: f64 = 2.0;
 
 /// The default calibration trim: each bin's loudest 10 % of latent samples are left out of its
 /// level, because the mean of a wide level distribution is set by rare loud events that do not
@@ -250,7 +251,7 @@ impl SeparationSettings {
             objective: Objective::Mle,
             mode: OutputMode::Consistent,
             mask_exponent: DEFAULT_MASK_EXPONENT,
-            frame_seconds: DEFAULT_FRAME_SECONDS,
+            frame_seconds: FRAME_SECONDS,
             overlap_seconds: DEFAULT_OVERLAP_SECONDS,
             calibration_strength: DEFAULT_CALIBRATION_STRENGTH,
             calibration_trim: DEFAULT_CALIBRATION_TRIM,
@@ -329,7 +330,6 @@ impl SeparationSettings {
             adam: AdamSettings::default(),
             iterations: PAPER_ITERATIONS,
             mode: OutputMode::MixturePhase,
-            frame_seconds: FRAME_SECONDS,
             calibration_strength: 0.0,
             nmf_weight: 0.0,
             ..Self::default_preset()
@@ -338,13 +338,16 @@ impl SeparationSettings {
 }
 
 impl SeparationSettings {
-    /// The settings the plugin uses while the host plays in real time. The default's search is
-    /// short enough for playback (a small part of the 4.5-s hop per 5-s frame of four stems;
-    /// README, "Benchmark"), so this is the default itself, and realtime playback
-    /// sounds as an offline render does. The name stays for `--preset realtime` and for the
-    /// plugin's playback knobs, which start here.
+    /// The settings of a live stream (the plugin's, offline renders included, since a stream's
+    /// latency is fixed when it starts): the default's search on frames of
+    /// [`LIVE_FRAME_SECONDS`]. The default's search is short enough for playback (a fraction of
+    /// the 1.5-s hop per frame of four stems; README, "Benchmark"), so realtime playback sounds as
+    /// an offline render does, and both as `stemflow separate --preset realtime`.
     pub fn realtime_preset() -> Self {
-        Self::default_preset()
+        SeparationSettings {
+            frame_seconds: LIVE_FRAME_SECONDS,
+            ..Self::default_preset()
+        }
     }
 }
 

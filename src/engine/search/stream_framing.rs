@@ -12,15 +12,14 @@
 //! next segment is ready; if not, the outputs crossfade to the dry mix (see `stream.rs`).
 
 use crate::engine::bounds::Bounds;
-use crate::engine::search::settings::{SeparationSettings, DEFAULT_FRAME_SECONDS, DEFAULT_OVERLAP_SECONDS};
+use crate::engine::search::settings::{SeparationSettings, DEFAULT_OVERLAP_SECONDS, LIVE_FRAME_SECONDS};
 use crate::engine::signal::frames::FrameGeometry;
 
 /// Length of the dry/wet crossfade, in seconds.
 pub const RAMP_SECONDS: f64 = 0.01;
 
-/// The hop between frames of the default length and overlap: a frame's worker time can never
-/// exceed it.
-pub const HOP_SECONDS: f64 = DEFAULT_FRAME_SECONDS - DEFAULT_OVERLAP_SECONDS;
+/// The hop between a live stream's frames: a frame's worker time can never exceed it.
+pub const HOP_SECONDS: f64 = LIVE_FRAME_SECONDS - DEFAULT_OVERLAP_SECONDS;
 
 /// Processing allowances the plugin offers, in seconds: from half a second (a fast worker on an
 /// idle machine) to the whole hop.
@@ -49,11 +48,12 @@ pub struct Framing {
 }
 
 impl Framing {
-    /// The framing at `sample_rate` (a supported rate) for the default settings' overlap, which
-    /// is what the command line uses, with `allowance_seconds` of processing time per frame
-    /// (held to [`PROCESSING_ALLOWANCE`]; not finite: the default).
+    /// The framing at `sample_rate` (a supported rate) for the realtime preset's frame and
+    /// overlap, which is what `stemflow separate --preset realtime` uses, with
+    /// `allowance_seconds` of processing time per frame (held to [`PROCESSING_ALLOWANCE`]; not
+    /// finite: the default).
     pub fn new(sample_rate: u32, allowance_seconds: f64) -> Framing {
-        let defaults = SeparationSettings::default_preset();
+        let defaults = SeparationSettings::realtime_preset();
         let geometry = FrameGeometry::at_rate(
             sample_rate.max(1),
             defaults.frame_seconds,
