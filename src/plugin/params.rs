@@ -559,10 +559,20 @@ mod tests {
         }
     }
 
+    /// Both modes separate the live stream's frames (the latency is fixed), with the default's
+    /// search: an offline render is `--preset realtime`, and so is playback.
     #[test]
-    fn the_render_mode_picks_the_preset() {
+    fn the_render_mode_picks_the_preset_on_the_live_frames() {
         let params = StemflowParams::default();
-        assert_eq!(params.settings(true), SeparationSettings::default_preset());
-        assert_eq!(params.settings(false), SeparationSettings::realtime_preset());
+        let realtime = SeparationSettings::realtime_preset();
+        assert_eq!(params.settings(false), realtime);
+        assert_eq!(
+            params.settings(true),
+            SeparationSettings {
+                frame_seconds: realtime.frame_seconds,
+                overlap_seconds: realtime.overlap_seconds,
+                ..SeparationSettings::default_preset()
+            }
+        );
     }
 }
