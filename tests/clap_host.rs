@@ -191,7 +191,7 @@ fn the_processing_allowance_sets_the_latency_from_the_next_activation() {
     let rate = 48_000.0;
     let mut instance = instance();
     let mut events = quick(&mut instance, 2).to_vec();
-    events.push(allowance(&mut instance, 0.75));
+    events.push(allowance(&mut instance, 0.8));
     // Set while active: the latency reported at this activation stays.
     let out = render(
         &mut instance,
@@ -202,8 +202,8 @@ fn the_processing_allowance_sets_the_latency_from_the_next_activation() {
         },
     );
     assert_eq!(out.latency, default_latency(rate));
-    // The next activation reports the frame + 0.75 s, and the stems line up with it.
-    assert_aligned(&mut instance, rate, &[], latency_with(rate, 0.75));
+    // The next activation reports the frame + 0.8 s, and the stems line up with it.
+    assert_aligned(&mut instance, rate, &[], latency_with(rate, 0.8));
     // The whole hop: the largest allowance, the frame + 1.5 s; beyond it the value is held there.
     let top = [allowance(&mut instance, HOP_SECONDS)];
     render(
