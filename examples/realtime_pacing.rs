@@ -19,8 +19,7 @@ mod host;
 use host::*;
 use std::path::PathBuf;
 use stemflow::engine::files::audio_file::read_all;
-use stemflow::engine::search::settings::SeparationSettings;
-use stemflow::engine::signal::frames::FrameGeometry;
+use stemflow::engine::search::stream_framing::{Framing, DEFAULT_PROCESSING_ALLOWANCE_SECONDS};
 
 /// What the command line asks for.
 struct Options {
@@ -110,13 +109,8 @@ fn main() {
     let audio =
         read_all(&options.input).unwrap_or_else(|e| usage(&format!("{}: {e}", options.input.display())));
     let rate = audio.sample_rate;
-    let geometry = FrameGeometry::at_rate(
-        rate,
-        SeparationSettings::default_preset().frame_seconds,
-        SeparationSettings::default_preset().overlap_seconds,
-    )
-    .unwrap_or_else(|e| usage(&format!("{e}")));
-    let step = geometry.step();
+    // The plugin's own framing: its frames, hop and latency at this rate.
+    let step = Framing::new(rate, DEFAULT_PROCESSING_ALLOWANCE_SECONDS).step;
     let len = (options.seconds * f64::from(rate)).round() as usize;
     let input = looped(&audio.channels, len);
     println!(
