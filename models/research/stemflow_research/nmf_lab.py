@@ -29,15 +29,16 @@ the engine's NMF grid (periodic Hann 2048 / 512, 22.05 kHz, magnitudes).
   context   atoms spanning this many frames (convolutive NMF, NMD: V ~ sum_tau W_tau H shifted
             by tau); 1 is plain NMF, `stemflow_training.nmf.kl_nmf`'s updates (here in float32)
 A set is saved as OUT/<name>.npz: one array per stem ([bins, atoms], or [context, bins, atoms]),
-and `info` (JSON: the spec and per stem files, frames, seconds), the layout evaluate reads.
+and `info` (JSON: the spec and per stem files, frames, cpu_seconds); a context-1 set is the
+layout `evaluate --nmf` and `stemflow_training.nmf --from-npz` read.
 
 `separate` configurations, `name:key=value,...` (defaults in FIT): iters (updates of H), start
 (`flat`: H = mean column sum of V / atoms, the engine's start; `random`: uniform + 0.1 from seed
 0, the evaluation's baseline), sparsity (lambda of the L1/2 penalty on H, `cnmf`), smooth
 (after each update H <- (1 - a) H + a * 3-tap moving average over frames: a heuristic temporal
 continuity), power (masks V_i^p / sum_j V_j^p). Each piece's first --max-seconds is fitted at
-once (the engine fits 5-s frames). The table: median SDR per stem, the average of the medians, and the CPU seconds of
-the fit, masks and inversion per 5 s of audio (process time, one thread).
+once (the engine fits 5-s frames). The table: median SDR per stem, the average of the medians,
+and the CPU seconds of the fit, masks and inversion per 5 s of audio (process time, one thread).
 """
 import argparse
 import json
