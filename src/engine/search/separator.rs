@@ -38,9 +38,7 @@ pub struct Separator {
     host_rate: u32,
     /// Input and output channel count.
     channels: usize,
-    /// Samples per channel of one frame at the host rate.
-    frame_len: usize,
-    /// The frame's length at the priors' rate and grid.
+    /// The frame's length at the host rate, the priors' rate and grid.
     shape: FrameShape,
     /// Mono downmix of the current frame at the host rate.
     downmix: Vec<f32>,
@@ -136,7 +134,6 @@ impl Separator {
             settings,
             host_rate,
             channels,
-            frame_len,
             shape,
             downmix: vec![0.0; frame_len],
             resampler: FrameResampler::new(host_rate, PRIOR_SAMPLE_RATE, frame_len)?,
@@ -157,7 +154,7 @@ impl Separator {
 
     /// Samples per channel of one frame at the host rate.
     pub fn frame_len(&self) -> usize {
-        self.frame_len
+        self.shape.host_samples
     }
 
     /// The host sample rate this separator was built for.
@@ -220,10 +217,11 @@ impl Separator {
     pub fn separate_frame(&mut self, frame: &[&[f32]]) -> Result<(), SeparationError> {
         crate::engine::fault::inject(crate::engine::fault::Site::Frame);
         let found_len = frame.iter().map(|c| c.len()).min().unwrap_or(0);
-        if frame.len() != self.channels || found_len != self.frame_len {
+        let frame_len = self.frame_len();
+        if frame.len() != self.channels || found_len != frame_len {
             return Err(SeparationError::FrameShape {
                 expected_channels: self.channels,
-                expected_len: self.frame_len,
+                expected_len: frame_len,
                 found_channels: frame.len(),
                 found_len,
             });
